@@ -1,0 +1,393 @@
+"""The sub-pixel plan: pure arithmetic that turns a ConvTranspose into a Conv + periodic shuffle + crop.
+
+Nothing here knows about ONNX protobufs or graphs: attributes and the kernel go in, the low-resolution
+Conv's kernel, pads and dilations, the shuffle's channel order and the crop come out.
+
+Derivation (one spatial axis; every axis is independent, channels are handled below)
+-----------------------------------------------------------------------------------
+Let ``x[i]`` (``0 <= i < I``) be the input, ``w[k]`` (``0 <= k < K``) the kernel, ``s`` the stride,
+``d`` the dilation, ``pb``/``pe`` the begin/end pads and ``op`` the output padding. ONNX defines the
+transposed convolution as a scatter into an (unbounded, zero-initialised) full output
+
+    y_full[j] = sum_{i, k : j = s*i + d*k} x[i] * w[k]
+
+followed by a crop: ``y[o] = y_full[o + pb]`` for ``0 <= o < O`` with
+
+    O = s*(I - 1) + op + d*(K - 1) + 1 - pb - pe.
+
+(``output_padding`` just lengthens the window; the cells it adds are real sums, not zeros.)
+
+Split the full output into ``s`` phases, ``j = s*q + p`` with ``0 <= p < s``. A tap ``k`` reaches phase
+``p`` exactly when ``d*k ≡ p (mod s)``, and then ``i = q - t_k`` with ``t_k = (d*k - p)/s = floor(d*k/s)``:
+
+    y_full[s*q + p] = sum_{k : d*k ≡ p (mod s)} x[q - t_k] * w[k].
+
+For each phase this is an ordinary *correlation* over the low-resolution index ``q``. With
+``T = floor(d*(K - 1)/s)`` (the largest ``t_k``) put tap ``k`` at position ``m = T - t_k`` of a kernel
+of ``L = T + 1`` taps, ``v_p[T - t_k] = w[k]`` (every other tap 0). An ONNX ``Conv`` with begin pad
+``a`` computes ``z_p[u] = sum_m x[u + m - a] * v_p[m]``; choosing ``a = T - q0`` gives
+``z_p[u] = y_full[s*(u + q0) + p]``. We take ``q0 = min(floor(pb/s), T)`` so that ``a >= 0``.
+
+All ``s`` phases share ``L``, ``a`` and the end pad, so they stack as ``s`` times more output channels of
+ONE Conv. The periodic shuffle (DepthToSpace, or Reshape/Transpose) interleaves them:
+``Y[s*u + p] = z_p[u] = y_full[s*q0 + s*u + p]``, hence ``y[o] = Y[o + c0]`` with the begin crop
+``c0 = pb - s*q0`` (``0 <= c0 < s`` unless ``pb > s*T``).
+
+The end pad ``b`` makes the Conv output ``Q = I + a + b - L + 1`` long; we need ``s*Q >= c0 + O``, i.e.
+``Q - I >= E = ceil((c0 - s + op + d*(K - 1) + 1 - pb - pe) / s)``, so ``b = E - a + L - 1`` (raised to 0
+if negative, the surplus is cropped). ``Q - I`` and the end crop ``e = s*Q - c0 - O`` do not depend on
+``I``: symbolic sizes keep working, nothing about the input size is baked in.
+
+Dilation of the Conv: the used positions ``m`` may all be multiples of some ``D > 1`` (stride 1 with
+dilation ``d`` gives ``D = d``). Then the kernel is stored compressed (``L' = (L - 1)/D + 1`` taps) and
+the Conv gets dilation ``D``; its footprint, pads and output length are unchanged.
+
+Several axes: phases are tuples ``(p_1, ..., p_n)``, ``P = prod(s_a)`` of them, and the kernel slice of a
+phase is the outer product of the per-axis selections.
+
+Channels and groups: ONNX's ConvTranspose weight is ``W[C, M/g, k...]`` (input channel first) and group
+``gi`` maps input channels ``[gi*C/g, (gi+1)*C/g)`` to output channels ``[gi*M/g, (gi+1)*M/g)``. The Conv
+weight is ``V[M*P, C/g, L...]``. In "CRD" order output channel ``m``'s phases are contiguous,
+``V[m*P + phase] = slice of W[:, m]``; this keeps every group's channels in one block, so the Conv keeps
+``group = g``, and matches DepthToSpace(mode=CRD) / PyTorch's pixel_shuffle. "DCR" order,
+``V[phase*M + m]``, matches DepthToSpace(mode=DCR) (the only mode before opset 11) and is only used for
+``g = 1``. The bias is repeated per phase in the same order.
+
+Pads from ``auto_pad`` / ``output_shape`` follow ONNX (checked against ONNX Runtime by the tests):
+``total = s*(I - 1) + op + d*(K - 1) + 1 - out`` where ``out`` is ``output_shape`` or ``I*s`` for SAME_*;
+SAME_UPPER puts the odd unit at the end (``pb = total // 2``), every other mode at the start. For SAME_*
+without ``output_shape`` ONNX Runtime clamps a negative total (kernel smaller than stride) to 0; so do we.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+__all__ = [
+    "ConvTransposeAttrs",
+    "AxisPlan",
+    "SubPixelPlan",
+    "PlanError",
+    "resolve_pads",
+    "make_plan",
+]
+
+
+class PlanError(ValueError):
+    """The ConvTranspose cannot be planned; ``str()`` is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class ConvTransposeAttrs:
+    """ConvTranspose attributes, normalised to one entry per spatial axis where given."""
+
+    strides: Optional[Sequence[int]] = None
+    dilations: Optional[Sequence[int]] = None
+    pads: Optional[Sequence[int]] = None  # [b1, ..., bn, e1, ..., en]
+    output_padding: Optional[Sequence[int]] = None
+    output_shape: Optional[Sequence[int]] = None
+    auto_pad: str = "NOTSET"
+    group: int = 1
+    kernel_shape: Optional[Sequence[int]] = None
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """What happens along one spatial axis."""
+
+    stride: int
+    kernel: int  # original kernel size K
+    dilation: int  # original dilation d
+    pad_begin: int  # resolved ConvTranspose pads
+    pad_end: int
+    output_padding: int
+    taps: int  # stored Conv kernel taps L'
+    conv_dilation: int  # D
+    conv_pad_begin: int  # a
+    conv_pad_end: int  # b
+    crop_begin: int  # c0
+    crop_end: int  # e (cells dropped at the end of the shuffled axis)
+    growth: int  # Q - I: low-resolution Conv output length minus input length
+
+    def output_size(self, size: int) -> int:
+        """ConvTranspose output length for input length ``size`` (the ONNX formula)."""
+        return (
+            self.stride * (size - 1)
+            + self.output_padding
+            + self.dilation * (self.kernel - 1)
+            + 1
+            - self.pad_begin
+            - self.pad_end
+        )
+
+
+@dataclass
+class SubPixelPlan:
+    """The emission for one ConvTranspose: Conv(weight, bias, pads, dilations, group) → shuffle → crop."""
+
+    axes: tuple
+    group: int
+    in_channels: int  # C
+    out_channels: int  # M (of the ConvTranspose)
+    order: str  # "CRD" or "DCR": channel order of the Conv output
+    weight: np.ndarray  # [M*P, C/g, L'...]
+    bias: Optional[np.ndarray]  # [M*P] or None
+    empty_phases: int = 0  # phases that receive no tap (their output is the bias only)
+    notes: list = field(default_factory=list)
+
+    @property
+    def rank(self) -> int:
+        return len(self.axes)
+
+    @property
+    def strides(self) -> tuple:
+        return tuple(a.stride for a in self.axes)
+
+    @property
+    def phases(self) -> int:
+        return int(np.prod(self.strides, dtype=np.int64))
+
+    @property
+    def conv_pads(self) -> list:
+        return [a.conv_pad_begin for a in self.axes] + [a.conv_pad_end for a in self.axes]
+
+    @property
+    def conv_dilations(self) -> list:
+        return [a.conv_dilation for a in self.axes]
+
+    @property
+    def conv_kernel(self) -> tuple:
+        return tuple(self.weight.shape[2:])
+
+    @property
+    def needs_shuffle(self) -> bool:
+        return self.phases > 1
+
+    @property
+    def needs_crop(self) -> bool:
+        return any(a.crop_begin or a.crop_end for a in self.axes)
+
+    def output_shape(self, spatial: Sequence[int]) -> tuple:
+        return tuple(a.output_size(i) for a, i in zip(self.axes, spatial))
+
+    def macs_per_input_pixel(self) -> int:
+        """Multiply-accumulates of the Conv per low-resolution input position (batch 1)."""
+        return int(np.prod(self.weight.shape, dtype=np.int64))
+
+
+def _per_axis(value, n: int, default: int, name: str) -> list:
+    if value is None or len(value) == 0:
+        return [default] * n
+    value = [int(v) for v in value]
+    if len(value) != n:
+        raise PlanError(f"{name} has {len(value)} entries, expected {n} (one per spatial axis)")
+    return value
+
+
+def resolve_pads(
+    attrs: ConvTransposeAttrs,
+    kernel: Sequence[int],
+    input_spatial: Optional[Sequence[Optional[int]]] = None,
+) -> tuple:
+    """Begin and end pads per axis after applying ``auto_pad`` and ``output_shape``.
+
+    ``input_spatial`` (ints, or None for unknown sizes) is only needed with ``output_shape``.
+    Returns ``(pads_begin, pads_end)``.
+    """
+    n = len(kernel)
+    strides = _per_axis(attrs.strides, n, 1, "strides")
+    dilations = _per_axis(attrs.dilations, n, 1, "dilations")
+    out_pad = _per_axis(attrs.output_padding, n, 0, "output_padding")
+    auto_pad = (attrs.auto_pad or "NOTSET").upper()
+    if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise PlanError(f"unknown auto_pad {attrs.auto_pad!r}")
+
+    def split(total: int) -> tuple:
+        if auto_pad == "SAME_UPPER":
+            return total // 2, total - total // 2
+        return total - total // 2, total // 2
+
+    if attrs.output_shape is not None and len(attrs.output_shape) > 0:
+        out = [int(v) for v in attrs.output_shape][-n:]
+        if len(out) != n:
+            raise PlanError(f"output_shape has {len(attrs.output_shape)} entries for {n} spatial axes")
+        if input_spatial is None or any(v is None for v in input_spatial):
+            raise PlanError(
+                "output_shape with a symbolic input spatial size: the pads depend on the run-time size"
+            )
+        begins, ends = [], []
+        for a in range(n):
+            total = strides[a] * (input_spatial[a] - 1) + out_pad[a] + dilations[a] * (kernel[a] - 1) + 1 - out[a]
+            if total < 0:
+                raise PlanError(f"output_shape {out[a]} on axis {a} exceeds the full transposed output")
+            b, e = split(total)
+            begins.append(b)
+            ends.append(e)
+        return begins, ends
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        begins, ends = [], []
+        for a in range(n):
+            # ONNX Runtime clamps a negative total to 0 (kernel smaller than stride): the output is
+            # then s*(I-1) + op + d*(K-1) + 1 long, not I*s. We follow the runtime.
+            total = max(0, out_pad[a] + dilations[a] * (kernel[a] - 1) + 1 - strides[a])
+            b, e = split(total)
+            begins.append(b)
+            ends.append(e)
+        return begins, ends
+    if auto_pad == "VALID":
+        return [0] * n, [0] * n
+    pads = attrs.pads
+    if pads is None or len(pads) == 0:
+        return [0] * n, [0] * n
+    pads = [int(p) for p in pads]
+    if len(pads) != 2 * n:
+        raise PlanError(f"pads has {len(pads)} entries, expected {2 * n}")
+    if any(p < 0 for p in pads):
+        raise PlanError(f"negative pads {pads} are not supported")
+    return pads[:n], pads[n:]
+
+
+def _axis_plan(s: int, d: int, k: int, pb: int, pe: int, op: int) -> tuple:
+    """Plan one axis. Returns (AxisPlan without taps/dilation filled, tap index table, T)."""
+    t_max = (d * (k - 1)) // s
+    length = t_max + 1
+    # table[p][m] = k or -1 (no tap)
+    table = np.full((s, length), -1, dtype=np.int64)
+    for kk in range(k):
+        p = (d * kk) % s
+        t = (d * kk - p) // s
+        table[p, t_max - t] = kk
+    q0 = min(pb // s, t_max)
+    a = t_max - q0
+    c0 = pb - s * q0
+    need = c0 - s + op + d * (k - 1) + 1 - pb - pe
+    e_low = -((-need) // s)  # ceil(need / s)
+    b = e_low - a + length - 1
+    b = max(b, 0)
+    growth = a + b - length + 1  # Q - I
+    crop_end = s * growth - c0 + s - op - d * (k - 1) - 1 + pb + pe
+    assert crop_end >= 0, (s, d, k, pb, pe, op)
+    return table, t_max, a, b, c0, crop_end, growth
+
+
+def make_plan(
+    weight: np.ndarray,
+    bias: Optional[np.ndarray],
+    attrs: ConvTransposeAttrs,
+    input_spatial: Optional[Sequence[Optional[int]]] = None,
+    order: str = "CRD",
+) -> SubPixelPlan:
+    """Plan the sub-pixel rewrite of one ConvTranspose.
+
+    ``weight`` is the ConvTranspose weight ``[C, M/group, k1, ..., kn]``; ``bias`` is ``[M]`` or None.
+    ``order`` is the Conv output channel order, "CRD" or "DCR" (DCR requires ``group == 1``).
+    The returned kernel has the weight's dtype and holds the weight's values exactly (taps are copied,
+    never computed), so the rewrite is exact up to the runtime's summation order.
+    """
+    weight = np.asarray(weight)
+    if weight.ndim < 3:
+        raise PlanError(f"weight has rank {weight.ndim}; ConvTranspose needs at least 3 (C, M/group, k...)")
+    n = weight.ndim - 2
+    kernel = list(weight.shape[2:])
+    if attrs.kernel_shape is not None and len(attrs.kernel_shape) > 0:
+        if [int(v) for v in attrs.kernel_shape] != kernel:
+            raise PlanError(f"kernel_shape {list(attrs.kernel_shape)} disagrees with the weight's {kernel}")
+    group = int(attrs.group or 1)
+    c_in, m_per_group = int(weight.shape[0]), int(weight.shape[1])
+    if group < 1 or c_in % group != 0:
+        raise PlanError(f"group {group} does not divide the {c_in} input channels")
+    m_out = m_per_group * group
+    strides = _per_axis(attrs.strides, n, 1, "strides")
+    dilations = _per_axis(attrs.dilations, n, 1, "dilations")
+    out_pad = _per_axis(attrs.output_padding, n, 0, "output_padding")
+    if any(v < 1 for v in strides) or any(v < 1 for v in dilations):
+        raise PlanError(f"strides {strides} and dilations {dilations} must be positive")
+    for a in range(n):
+        if out_pad[a] < 0 or out_pad[a] >= max(strides[a], dilations[a]):
+            raise PlanError(
+                f"output_padding {out_pad[a]} on axis {a} must be < max(stride, dilation) = "
+                f"{max(strides[a], dilations[a])}"
+            )
+    if order not in ("CRD", "DCR"):
+        raise PlanError(f"unknown channel order {order!r}")
+    if order == "DCR" and group != 1:
+        raise PlanError("DCR channel order needs group == 1")
+    if bias is not None:
+        bias = np.asarray(bias)
+        if bias.shape != (m_out,):
+            raise PlanError(f"bias has shape {list(bias.shape)}, expected [{m_out}]")
+    pads_begin, pads_end = resolve_pads(attrs, kernel, input_spatial)
+
+    axes, tables = [], []
+    for a in range(n):
+        table, t_max, ca, cb, c0, ce, growth = _axis_plan(
+            strides[a], dilations[a], kernel[a], pads_begin[a], pads_end[a], out_pad[a]
+        )
+        used = np.nonzero((table >= 0).any(axis=0))[0]  # positions m that carry a tap in some phase
+        dil = 0
+        for m in used:
+            dil = math.gcd(dil, int(m))
+        dil = max(dil, 1)
+        table = table[:, ::dil]  # compress: keep positions 0, D, 2D, ... (m = 0 is always used)
+        tables.append(table)
+        axes.append(
+            AxisPlan(
+                stride=strides[a],
+                kernel=kernel[a],
+                dilation=dilations[a],
+                pad_begin=pads_begin[a],
+                pad_end=pads_end[a],
+                output_padding=out_pad[a],
+                taps=table.shape[1],
+                conv_dilation=dil,
+                conv_pad_begin=ca,
+                conv_pad_end=cb,
+                crop_begin=c0,
+                crop_end=ce,
+                growth=growth,
+            )
+        )
+
+    # Gather the taps axis by axis: a zero slice appended at index K stands for "no tap".
+    v = weight
+    for a, table in enumerate(tables):
+        ax = 2 + 2 * a  # after earlier axes were replaced by (phase, tap) pairs
+        pad_width = [(0, 0)] * v.ndim
+        pad_width[ax] = (0, 1)
+        v = np.pad(v, pad_width)
+        idx = np.where(table >= 0, table, kernel[a])
+        v = np.take(v, idx, axis=ax)  # axis ax becomes (s_a, L'_a)
+    # v: [C, M/g, s1, L1, s2, L2, ...] -> [g, C/g, M/g, s..., L...]
+    c_per_group = c_in // group
+    v = v.reshape((group, c_per_group, m_per_group) + v.shape[2:])
+    phase_axes = [3 + 2 * a for a in range(n)]
+    tap_axes = [4 + 2 * a for a in range(n)]
+    if order == "CRD":
+        perm = [0, 2] + phase_axes + [1] + tap_axes  # [g, M/g, s..., C/g, L...]
+    else:
+        perm = phase_axes + [0, 2, 1] + tap_axes  # [s..., g(=1), M, C, L...]
+    v = np.ascontiguousarray(v.transpose(perm))
+    phases = int(np.prod(strides, dtype=np.int64))
+    conv_weight = v.reshape((m_out * phases, c_per_group) + tuple(t.shape[1] for t in tables))
+
+    conv_bias = None
+    if bias is not None:
+        conv_bias = np.repeat(bias, phases) if order == "CRD" else np.tile(bias, phases)
+
+    empty = 1
+    for t in tables:
+        empty *= int((t >= 0).any(axis=1).sum())
+    return SubPixelPlan(
+        axes=tuple(axes),
+        group=group,
+        in_channels=c_in,
+        out_channels=m_out,
+        order=order,
+        weight=conv_weight,
+        bias=conv_bias,
+        empty_phases=phases - empty,
+    )

@@ -1,0 +1,76 @@
+"""Per-node and per-model conversion reports (plain data, JSON-ready)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+REWRITTEN = "rewritten"
+SKIPPED = "skipped"
+
+
+@dataclass
+class NodeReport:
+    """What happened to one ConvTranspose node."""
+
+    name: str
+    graph: str  # "main", or a path like "main/If_3.then_branch"
+    status: str  # REWRITTEN or SKIPPED
+    reason: Optional[str] = None  # why it was skipped (one line)
+    output: Optional[str] = None  # the tensor the node produced (kept by the rewrite)
+    rank: Optional[int] = None
+    strides: Optional[List[int]] = None
+    kernel: Optional[List[int]] = None
+    group: Optional[int] = None
+    conv_kernel: Optional[List[int]] = None
+    conv_channels: Optional[int] = None
+    conv_dilations: Optional[List[int]] = None
+    conv_pads: Optional[List[int]] = None
+    shuffle: Optional[str] = None  # "DepthToSpace(CRD)", "DepthToSpace(DCR)", "Reshape/Transpose", "none"
+    crop: Optional[List[List[int]]] = None  # per axis [begin, end] cells dropped, None if no crop
+    empty_phases: int = 0
+    new_nodes: List[str] = field(default_factory=list)
+
+    @property
+    def rewritten(self) -> bool:
+        return self.status == REWRITTEN
+
+    def summary(self) -> str:
+        """One readable line, in the spirit of a rewriter rule's check()."""
+        if not self.rewritten:
+            return f"{self.name}: skipped: {self.reason}"
+        crop = "no crop" if not self.crop else "crop " + " ".join(f"{b}/{e}" for b, e in self.crop)
+        return (
+            f"{self.name}: ConvTranspose k{'x'.join(map(str, self.kernel))} s{'x'.join(map(str, self.strides))}"
+            f" g{self.group} -> Conv k{'x'.join(map(str, self.conv_kernel))} ({self.conv_channels} ch)"
+            f" + {self.shuffle}, {crop}"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ConversionReport:
+    """All ConvTranspose nodes found, rewritten or not."""
+
+    nodes: List[NodeReport] = field(default_factory=list)
+
+    @property
+    def rewritten(self) -> List[NodeReport]:
+        return [n for n in self.nodes if n.rewritten]
+
+    @property
+    def skipped(self) -> List[NodeReport]:
+        return [n for n in self.nodes if not n.rewritten]
+
+    def to_dict(self) -> dict:
+        return {
+            "convtranspose_nodes": len(self.nodes),
+            "rewritten": len(self.rewritten),
+            "skipped": len(self.skipped),
+            "nodes": [n.to_dict() for n in self.nodes],
+        }
+
+    def summary(self) -> str:
+        return f"{len(self.nodes)} ConvTranspose node(s): {len(self.rewritten)} rewritten, {len(self.skipped)} skipped"
