@@ -44,3 +44,7 @@ class VerificationError(Deconv2SubError):
     """The rewritten model's outputs differ from the original's beyond tolerance."""
 
     exit_code = EXIT_MISMATCH
+
+
+class NoKernelError(InputError):
+    """The runtime has no kernel for an operator/dtype of the model (e.g. ORT CPU ConvTranspose(float64))."""

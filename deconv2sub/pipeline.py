@@ -1,0 +1,122 @@
+"""The `convert` job as a library call: load → rewrite → verify → save, with timings.
+
+The CLI only parses options and prints what this returns; pipelines can call it directly.
+Nothing is written unless verification passed (or was skipped on request, or the runtime cannot run the
+original at all, which is reported); the input model and its external data are never written.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional
+
+import onnx
+
+from .api import convert_model
+from .errors import VerificationError
+from .model_io import check_model, load_model, model_files, save_model
+from .report import ConversionReport
+from .rewrite import ConvertOptions
+from .verify import VerificationResult, VerifyOptions, verify_models
+
+__all__ = ["ConvertJob", "ConvertResult", "run_convert"]
+
+
+@dataclass
+class ConvertJob:
+    model: str
+    output: str
+    force: bool = False
+    verify: bool = True
+    convert_options: ConvertOptions = field(default_factory=ConvertOptions)
+    verify_options: VerifyOptions = field(default_factory=VerifyOptions)
+    external_data: Optional[bool] = None  # None: keep the input's layout (external if it had), else auto
+
+
+@dataclass
+class ConvertResult:
+    job: ConvertJob
+    report: ConversionReport
+    verification: Optional[VerificationResult] = None
+    saved: bool = False
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "input": self.job.model,
+            "output": self.job.output,
+            "saved": self.saved,
+            "conversion": self.report.to_dict(),
+            "verification": None if self.verification is None else self.verification.to_dict(),
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = None) -> ConvertResult:
+    """Run the job. Raises InputError/OutputError for bad input, VerificationError (carrying the result
+    as ``err.result``) on a mismatch; in both cases nothing is written."""
+    say = progress or (lambda _msg: None)
+    timings: Dict[str, float] = {}
+    protect = model_files(job.model) if os.path.exists(job.model) else []
+    # Refuse a bad output path before doing any work (save_model checks again, atomically).
+    save_model_precheck(job)
+
+    t = time.perf_counter()
+    say(f"loading {job.model}")
+    original = load_model(job.model)
+    check_model(original, "the input model")
+    timings["load"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say("rewriting ConvTranspose nodes")
+    converted, report = convert_model(original, job.convert_options)
+    check_model(converted, "the rewritten model")
+    timings["convert"] = time.perf_counter() - t
+    result = ConvertResult(job, report, timings=timings)
+
+    if job.verify and report.rewritten:
+        t = time.perf_counter()
+        result.verification = verify_models(original, converted, job.verify_options, report, progress=say)
+        timings["verify"] = time.perf_counter() - t
+        if result.verification.verified and not result.verification.passed:
+            err = VerificationError(_mismatch_line(result.verification))
+            err.result = result
+            raise err
+
+    t = time.perf_counter()
+    say(f"saving {job.output}")
+    external = job.external_data
+    if external is None and len(protect) > 1:
+        external = True  # the input kept its weights outside: so does the output
+    del original
+    save_model(converted, job.output, force=job.force, external_data=external, protect=protect)
+    timings["save"] = time.perf_counter() - t
+    result.saved = True
+    return result
+
+
+def save_model_precheck(job: ConvertJob) -> None:
+    from .errors import OutputError
+
+    out = os.path.abspath(job.output)
+    if os.path.isdir(out):
+        raise OutputError(f"{job.output} is a directory; give a file name for the output model")
+    if os.path.exists(out) and not job.force:
+        raise OutputError(f"{job.output} exists; pass --force to overwrite")
+    parent = os.path.dirname(out)
+    if not os.path.isdir(parent):
+        raise OutputError(f"cannot write {job.output}: folder {parent} does not exist")
+    if os.path.exists(job.model) and os.path.exists(out) and os.path.samefile(job.model, out):
+        raise OutputError(f"refusing to overwrite the input model {job.model}")
+
+
+def _mismatch_line(v: VerificationResult) -> str:
+    if v.candidate_error:
+        return f"verification FAILED: {v.candidate_error}"
+    abs_e, rel_e = v.max_errors()
+    who = ""
+    if v.culprits:
+        who = "; diverging rewritten node(s): " + ", ".join(f"'{c.node}'" for c in v.culprits)
+    return f"verification FAILED: max abs err {abs_e:.3g}, max rel err {rel_e:.3g}{who}; nothing written"

@@ -1,0 +1,181 @@
+"""`deconv2sub convert`: success, every error path, exit codes, and nothing written on failure."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from deconv2sub.cli import main
+
+from builders import convtranspose_model, op_types
+
+RNG = np.random.default_rng(7)
+
+
+@pytest.fixture()
+def model_path(tmp_path):
+    m = convtranspose_model(["N", 3, "H", "W"], RNG.standard_normal((3, 2, 4, 4)).astype(np.float32),
+                            RNG.standard_normal(2).astype(np.float32), strides=[2, 2], pads=[1, 1, 1, 1])
+    p = tmp_path / "model.onnx"
+    onnx.save(m, p)
+    return p
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_convert_success(model_path, tmp_path):
+    before = model_path.read_bytes()
+    out = tmp_path / "out.onnx"
+    r = invoke("convert", model_path, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "PASSED" in r.output and "on CPU" in r.output or "on CUDA" in r.output
+    assert "trial 2" in r.output  # symbolic dims: verified at a second shape
+    converted = onnx.load(out)
+    assert "ConvTranspose" not in op_types(converted)
+    assert model_path.read_bytes() == before
+
+
+def test_convert_json(model_path, tmp_path):
+    out = tmp_path / "out.onnx"
+    r = CliRunner().invoke(main, ["convert", str(model_path), "-o", str(out), "--json", "-q"], catch_exceptions=False)
+    assert r.exit_code == 0
+    data = json.loads(r.stdout)
+    assert data["saved"] is True
+    assert data["conversion"]["rewritten"] == 1 and data["conversion"]["skipped"] == 0
+    assert data["verification"]["status"] == "PASSED"
+    assert data["verification"]["device"] in ("CPU", "CUDA")
+    assert len(data["verification"]["trials"]) == 2
+
+
+def test_no_verify_and_input_shape(model_path, tmp_path):
+    out = tmp_path / "out.onnx"
+    r = invoke("convert", model_path, "-o", out, "--no-verify")
+    assert r.exit_code == 0 and "verification skipped" in r.output
+    r = invoke("convert", model_path, "-o", out, "--force", "--input-shape", "X:2,3,7,9", "--json")
+    data = json.loads(r.stdout)
+    assert data["verification"]["trials"][0]["input_shapes"] == {"X": [2, 3, 7, 9]}
+
+
+def test_refuses_overwrite_without_force(model_path, tmp_path):
+    out = tmp_path / "out.onnx"
+    out.write_bytes(b"precious")
+    r = invoke("convert", model_path, "-o", out)
+    assert r.exit_code == 2 and "--force" in r.output
+    assert out.read_bytes() == b"precious"
+    r = invoke("convert", model_path, "-o", out, "--force")
+    assert r.exit_code == 0 and onnx.load(out)
+
+
+def test_never_writes_input(model_path):
+    before = model_path.read_bytes()
+    r = invoke("convert", model_path, "-o", model_path, "--force")
+    assert r.exit_code == 2 and "input" in r.output
+    assert model_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("content,label", [(None, "missing"), (b"", "empty"), (b"not an onnx model at all", "garbage"),
+                                           ("truncated", "truncated"), ("dir", "directory")])
+def test_bad_input_exit_2(tmp_path, model_path, content, label):
+    bad = tmp_path / "bad.onnx"
+    if content == "truncated":
+        data = model_path.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    elif content == "dir":
+        bad.mkdir()
+    elif content is not None:
+        bad.write_bytes(content)
+    out = tmp_path / "out.onnx"
+    r = invoke("convert", bad, "-o", out)
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("deconv2sub: error:"), r.output
+    assert "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_invalid_model_exit_2(tmp_path):
+    m = convtranspose_model([1, 3, 4, 4], np.ones((3, 2, 4, 4), np.float32), None, strides=[2, 2])
+    m.graph.node[0].input[0] = "missing_tensor"
+    p = tmp_path / "invalid.onnx"
+    onnx.save(m, p)
+    r = invoke("convert", p, "-o", tmp_path / "out.onnx")
+    assert r.exit_code == 2 and "not a valid ONNX model" in r.output
+
+
+def test_unwritable_output(model_path, tmp_path):
+    r = invoke("convert", model_path, "-o", tmp_path / "no_such_dir" / "out.onnx")
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = invoke("convert", model_path, "-o", tmp_path)
+    assert r.exit_code == 2 and "directory" in r.output
+
+
+def test_bad_options_exit_2(model_path, tmp_path):
+    out = tmp_path / "o.onnx"
+    for args in (["--input-shape", "X:1,a"], ["--input-shape", "nope:1,3,4,4"], ["--provider", "tpu"],
+                 ["--inputs", tmp_path / "missing.npz"], ["--input-shape", "X:1,3,4"]):
+        r = invoke("convert", model_path, "-o", out, *args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_require_cuda(model_path, tmp_path):
+    from deconv2sub.runtimes import cuda_status
+
+    if cuda_status()[0]:
+        pytest.skip("CUDA works on this machine")
+    out = tmp_path / "o.onnx"
+    r = invoke("convert", model_path, "-o", out, "--require-cuda")
+    assert r.exit_code == 3 and "CUDA" in r.output
+    assert not out.exists()
+
+
+def test_inputs_npz(model_path, tmp_path):
+    x = RNG.standard_normal((1, 3, 5, 6)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", X=x)
+    r = invoke("convert", model_path, "-o", tmp_path / "o.onnx", "--inputs", tmp_path / "in.npz", "--json")
+    data = json.loads(r.stdout)
+    assert r.exit_code == 0 and data["verification"]["trials"][0]["input_shapes"] == {"X": [1, 3, 5, 6]}
+
+
+def test_mismatch_exit_1_names_node_and_writes_nothing(model_path, tmp_path, monkeypatch):
+    """A planted fault in the plan (one weight off by 1%) must be caught, localised, and nothing written."""
+    import deconv2sub.plan as plan_mod
+    import deconv2sub.rewrite as rewrite_mod
+
+    real = plan_mod.make_plan
+
+    def faulty(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        plan.weight = plan.weight.copy()
+        plan.weight.flat[0] *= 1.01
+        plan.weight.flat[0] += 0.05
+        return plan
+
+    monkeypatch.setattr(rewrite_mod, "make_plan", faulty)
+    out = tmp_path / "o.onnx"
+    r = invoke("convert", model_path, "-o", out)
+    assert r.exit_code == 1, r.output
+    assert "FAILED" in r.output and "'deconv'" in r.output
+    assert not out.exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_float64_is_converted_but_reported_unverified(tmp_path):
+    m = convtranspose_model([1, 2, 4, 4], np.ones((2, 2, 3, 3)), None, strides=[2, 2])
+    p = tmp_path / "m64.onnx"
+    onnx.save(m, p)
+    out = tmp_path / "o.onnx"
+    r = invoke("convert", p, "-o", out, "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["verification"]["status"] == "NOT VERIFIED"
+    assert "float64" in data["verification"]["unavailable"]
+    assert "ConvTranspose" not in op_types(onnx.load(out))
