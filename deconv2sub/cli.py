@@ -10,7 +10,7 @@ import functools
 import json
 import os
 import sys
-from typing import Optional
+from typing import List, Optional
 
 import click
 
@@ -29,17 +29,41 @@ def runtime_options(f):
     return f
 
 
-def input_options(f):
-    f = click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...",
-                     help="Shape for an input with symbolic dims (repeatable), e.g. x:1,3,224,224.")(f)
+def input_shape_option(f):
+    return click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...",
+                        help="Shape for an input with symbolic dims (repeatable), e.g. x:1,3,224,224.")(f)
+
+
+def input_data_options(f):
+    f = input_shape_option(f)
     f = click.option("--inputs", "inputs_npz", type=click.Path(dir_okay=False), default=None,
                      help="Feed real data from an .npz file (one array per input name).")(f)
     f = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")(f)
     f = click.option("--val-range", type=(float, float), default=None, metavar="LOW HIGH",
                      help="Range of random input values (default: N(0,1) floats, [0,4) integers).")(f)
-    f = click.option("--trials", type=click.IntRange(min=1), default=None,
-                     help="Input shapes to try (default: 2 when dims are symbolic, else 1).")(f)
     return f
+
+
+def input_options(f):
+    f = input_data_options(f)
+    f = click.option("--trials", type=click.IntRange(min=1), default=None,
+                     help="Input sets to compare, trial i with seed+i (and another size for symbolic dims) "
+                          "[default: 2 when dims are symbolic, else 1].")(f)
+    return f
+
+
+def emission_options(f):
+    f = click.option("--shuffle", type=click.Choice(["auto", "reshape"]), default="auto", show_default=True,
+                     help="auto: DepthToSpace where it can express the shuffle; reshape: always Reshape/Transpose.")(f)
+    f = click.option("--order", type=click.Choice(["auto", "CRD", "DCR"]), default="auto", show_default=True,
+                     help="Channel order of the low-resolution Conv.")(f)
+    return f
+
+
+def ort_opt_option(f):
+    return click.option("--ort-opt", is_flag=True,
+                        help="Turn ONNX Runtime graph optimisations on for the comparison (off by default, so "
+                             "that the graphs compared are the graphs on disk).")(f)
 
 
 def tolerance_options(f):
@@ -55,7 +79,7 @@ def output_options(f):
 
 
 def _verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range, trials, atol, rtol,
-                    optimize=False):
+                    optimize=False, keep_outputs=False):
     from .inputs import parse_input_shapes
     from .verify import VerifyOptions
 
@@ -65,33 +89,34 @@ def _verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, s
         raise InputError(f"{inputs_npz}: no such file")
     return VerifyOptions(runtime=runtime, provider="cuda" if require_cuda else provider, require_cuda=require_cuda,
                          optimize=optimize, rtol=rtol, atol=atol, seed=seed, val_range=val_range,
-                         input_shapes=parse_input_shapes(input_shapes), inputs_npz=inputs_npz, trials=trials)
+                         input_shapes=parse_input_shapes(input_shapes), inputs_npz=inputs_npz, trials=trials,
+                         keep_outputs=keep_outputs)
 
 
 class _Printer:
     """Human output goes to stderr when --json owns stdout; progress only on a TTY and not --quiet."""
 
     def __init__(self, as_json: bool, quiet: bool):
+        from .progress import Progress
+
         self.as_json, self.quiet = as_json, quiet
         self.stream = sys.stderr if as_json else sys.stdout
-        self.tty = sys.stderr.isatty() and not quiet
+        self.progress = Progress.for_cli(quiet)
 
     def info(self, text: str) -> None:
         if not self.quiet:
+            self.done_progress()
             click.echo(text, file=self.stream)
 
     def final(self, text: str) -> None:
+        self.done_progress()
         click.echo(text, file=self.stream)
 
-    def progress(self, text: str) -> None:
-        if self.tty:
-            click.echo(f"\r\033[K... {text}", file=sys.stderr, nl=False)
-
     def done_progress(self) -> None:
-        if self.tty:
-            click.echo("\r\033[K", file=sys.stderr, nl=False)
+        self.progress.clear()
 
     def json(self, data) -> None:
+        self.done_progress()
         click.echo(json.dumps(data, indent=2, default=str))
 
 
@@ -103,7 +128,8 @@ def _guard(fn):
         try:
             return fn(*args, **kwargs)
         except Deconv2SubError as err:
-            click.echo(f"deconv2sub: error: {err}", err=True)
+            if not getattr(err, "reported", False):  # a command may have printed its own verdict already
+                click.echo(f"deconv2sub: error: {err}", err=True)
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
             click.echo("deconv2sub: interrupted; nothing written", err=True)
@@ -125,7 +151,12 @@ def main():
     """Rewrite ONNX ConvTranspose into exact sub-pixel convolutions (Conv + DepthToSpace), verify, save.
 
     \b
-    Exit codes: 0 ok, 1 verification mismatch, 2 bad input, 3 runtime/provider unavailable.
+    convert   rewrite, verify, save          validate  compare any two models
+    inspect   what convert would do, costs   bench     latency before/after
+
+    \b
+    Exit codes: 0 ok, 1 verification mismatch, 2 bad input,
+    3 runtime/provider unavailable.
     """
 
 
@@ -134,25 +165,24 @@ def main():
 @click.option("-o", "--output", required=True, type=click.Path(), help="Where to save the rewritten model.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never the input).")
 @click.option("--no-verify", is_flag=True, help="Skip the numerical check against the original.")
-@click.option("--shuffle", type=click.Choice(["auto", "reshape"]), default="auto", show_default=True,
-              help="auto: DepthToSpace where it can express the shuffle; reshape: always Reshape/Transpose.")
-@click.option("--order", type=click.Choice(["auto", "CRD", "DCR"]), default="auto", show_default=True,
-              help="Channel order of the low-resolution Conv.")
+@emission_options
 @click.option("--external-data/--no-external-data", default=None,
               help="Save weights in OUTPUT.data beside the model (default: like the input, or when > 1.8 GB).")
 @runtime_options
+@ort_opt_option
 @input_options
 @tolerance_options
 @output_options
 @_guard
-def convert(model, output, force, no_verify, shuffle, order, external_data, runtime, provider, require_cuda,
+def convert(model, output, force, no_verify, shuffle, order, external_data, runtime, provider, require_cuda, ort_opt,
             input_shapes, inputs_npz, seed, val_range, trials, atol, rtol, as_json, quiet):
     """Rewrite every ConvTranspose of MODEL, verify against the original, save to OUTPUT.
 
     \b
     Example:
       deconv2sub convert samples/dcgan_generator.onnx -o dcgan_subpixel.onnx
-      deconv2sub convert model.onnx -o out.onnx --input-shape x:1,3,256,256 --provider cuda --json
+      deconv2sub convert model.onnx -o out.onnx --input-shape x:1,3,256,256
+      deconv2sub convert model.onnx -o out.onnx --provider cuda --json
     """
     from .pipeline import ConvertJob, run_convert
     from .rewrite import ConvertOptions
@@ -162,7 +192,7 @@ def convert(model, output, force, no_verify, shuffle, order, external_data, runt
         model=model, output=output, force=force, verify=not no_verify,
         convert_options=ConvertOptions(shuffle=shuffle, order=order),
         verify_options=_verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range,
-                                       trials, atol, rtol),
+                                       trials, atol, rtol, optimize=ort_opt),
         external_data=external_data,
     )
     try:
@@ -195,6 +225,258 @@ def _print_convert(p: _Printer, result) -> None:
         p.info(v.format_text())
         if v.unavailable:
             p.final(f"warning: the rewrite was NOT verified: {v.unavailable}")
+
+
+@main.command()
+@click.argument("original", type=click.Path(dir_okay=True))
+@click.argument("candidate", type=click.Path(dir_okay=True))
+@runtime_options
+@ort_opt_option
+@input_options
+@tolerance_options
+@click.option("--save-inputs", type=click.Path(dir_okay=False), default=None, metavar="FILE.npz",
+              help="Save the inputs of the first failing trial (else trial 1); replay them with --inputs.")
+@click.option("--save-outputs", type=click.Path(dir_okay=False), default=None, metavar="FILE.npz",
+              help="Save both models' outputs of that trial (keys original/NAME, candidate/NAME).")
+@click.option("--no-localise", "no_localise", is_flag=True,
+              help="On a mismatch, do not search for the first diverging shared tensor.")
+@output_options
+@_guard
+def validate(original, candidate, runtime, provider, require_cuda, ort_opt, input_shapes, inputs_npz, seed, val_range,
+             trials, atol, rtol, save_inputs, save_outputs, no_localise, as_json, quiet):
+    """Compare CANDIDATE with ORIGINAL, output by output, on the same inputs.
+
+    Any two models with the same inputs can be compared, not only deconv2sub's output. Outputs are
+    paired by name (unpaired ones are listed and fail). Per output: max/mean abs error, max rel
+    error, the worst element, the smallest --atol that would pass. On a mismatch the first
+    tensor both graphs produce under the same name that diverges is named, with the node making
+    it in each model.
+
+    Exit codes: 0 all outputs match, 1 mismatch, 2 bad input (missing/broken file, incompatible
+    inputs, bad option), 3 runtime/provider unavailable.
+
+    \b
+    Example:
+      deconv2sub validate model.onnx model_subpixel.onnx
+      deconv2sub validate a.onnx b.onnx --input-shape x:1,3,256,256 --trials 3
+      deconv2sub validate a.onnx b.onnx --save-inputs fail.npz --json >r.json
+      deconv2sub validate a.onnx b.onnx --inputs fail.npz --runtime openvino
+    """
+    from .verify import load_for_comparison, save_repro_inputs, save_repro_outputs, validate_models
+
+    p = _Printer(as_json, quiet)
+    options = _verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range, trials,
+                              atol, rtol, optimize=ort_opt, keep_outputs=bool(save_outputs))
+    for path in (save_inputs, save_outputs):
+        if path:
+            _check_output_path(path)
+    p.progress(f"loading {original}")
+    ref = load_for_comparison(original, "the original model")
+    p.progress(f"loading {candidate}")
+    cand = load_for_comparison(candidate, "the candidate model")
+    result = validate_models(ref, cand, options, progress=p.progress, localise=not no_localise)
+    del ref, cand
+    p.done_progress()
+    p.info(f"Validating {candidate} against {original}")
+    p.info(result.format_text(show_worst=True, verdict=False))
+    saved = {}
+    if save_inputs:
+        trial = save_repro_inputs(result, save_inputs)
+        saved["inputs"] = save_inputs
+        p.info(f"saved the inputs of trial {trial + 1} to {save_inputs} (replay: --inputs {save_inputs})")
+    if save_outputs:
+        trial = save_repro_outputs(result, save_outputs)
+        if trial is None:
+            p.info(f"no outputs to save to {save_outputs}")
+        else:
+            saved["outputs"] = save_outputs
+            whose = "both models'" if result.outputs_cand else "the original's"
+            p.info(f"saved {whose} outputs of trial {trial + 1} to {save_outputs}")
+    if as_json:
+        p.json({"original": original, "candidate": candidate, "saved": saved, **result.to_dict()})
+    line = _validate_line(result)
+    p.final(line)
+    if not result.passed:
+        err = VerificationError(line)
+        err.reported = True
+        raise err
+
+
+def _validate_line(result) -> str:
+    if result.candidate_error:
+        return f"FAILED: {result.candidate_error}"
+    abs_e, rel_e = result.max_errors()
+    total = {o.name for t in result.trials for o in t.comparison.outputs}
+    total |= {n for t in result.trials for n in t.comparison.unpaired_ref + t.comparison.unpaired_cand}
+    if result.passed:
+        return f"PASSED: all {len(total)} output(s) match (max abs err {abs_e:.3g}, max rel err {rel_e:.3g})"
+    failing = result.failing_outputs()
+    text = (f"FAILED: {len(failing)} of {len(total)} output(s) differ ("
+            + ", ".join(f"'{n}'" for n in failing[:3]) + (", ..." if len(failing) > 3 else "") + ")")
+    loc = result.localisation
+    if loc is not None and loc.first is not None:
+        text += f"; diverges first at '{loc.first.tensor}' (node '{loc.first.original_node}')"
+    return text
+
+
+def _check_output_path(path: str) -> None:
+    from .errors import OutputError
+
+    full = os.path.abspath(path)
+    if os.path.isdir(full):
+        raise OutputError(f"{path} is a directory; give a file name")
+    if not os.path.isdir(os.path.dirname(full)):
+        raise OutputError(f"cannot write {path}: folder {os.path.dirname(full)} does not exist")
+
+
+@main.command("inspect")
+@click.argument("model", type=click.Path(dir_okay=True))
+@input_shape_option
+@emission_options
+@output_options
+@_guard
+def inspect_cmd(model, input_shapes, shuffle, order, as_json, quiet):
+    """List every ConvTranspose of MODEL and what convert would make of it.
+
+    One row per ConvTranspose (subgraphs included): input shape, attributes, whether it can be
+    rewritten (and why not), the planned Conv + shuffle + crop, MACs and weight bytes before and
+    after; totals at the end. MACs are per sample (batch 1) and need known input sizes: give
+    --input-shape for symbolic dims. Nothing is written.
+
+    \b
+    Example:
+      deconv2sub inspect samples/dcgan_generator.onnx
+      deconv2sub inspect model.onnx --input-shape x:1,3,512,512
+      deconv2sub inspect model.onnx --json | jq '.totals'
+    """
+    from .inputs import parse_input_shapes
+    from .inspection import inspect_model
+    from .model_io import load_model
+    from .rewrite import ConvertOptions
+
+    p = _Printer(as_json, quiet)
+    shapes = parse_input_shapes(input_shapes)
+    p.progress(f"loading {model}")
+    proto = load_model(model)
+    report = inspect_model(proto, ConvertOptions(shuffle=shuffle, order=order), shapes, path=model,
+                           progress=p.progress)
+    del proto
+    p.done_progress()
+    p.info(report.format_text())
+    if as_json:
+        p.json(report.to_dict())
+    else:
+        p.final(report.summary())
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=True))
+@click.argument("candidate", type=click.Path(dir_okay=True), required=False)
+@runtime_options
+@input_data_options
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed runs per model.")
+@click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True, help="Timed runs per model.")
+@click.option("--threads", type=click.IntRange(min=0), default=None,
+              help="Intra-op threads (default: the runtime's choice).")
+@click.option("--no-interleave", is_flag=True, help="Time the models one after the other instead of alternating.")
+@emission_options
+@output_options
+@_guard
+def bench(model, candidate, runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range, warmup, runs,
+          threads, no_interleave, shuffle, order, as_json, quiet):
+    """Time MODEL against CANDIDATE (default: MODEL converted in memory).
+
+    Both run on the chosen runtime and provider with graph optimisations on, as deployed, on the
+    same seeded inputs: warm-up, then timed runs alternating between the models so that drift hits
+    both. Reports median, p90, min and mean latency and the speedup (median MODEL / median
+    CANDIDATE; above 1 means the candidate is faster).
+
+    \b
+    Example:
+      deconv2sub bench samples/dcgan_generator.onnx
+      deconv2sub bench model.onnx model_subpixel.onnx --input-shape x:1,3,512,512
+      deconv2sub bench model.onnx --runs 100 --warmup 10 --threads 4
+      deconv2sub bench model.onnx --provider cuda --json
+    """
+    from .api import convert_model
+    from .bench import bench_models
+    from .inputs import load_npz, make_feeds, model_input_specs, parse_input_shapes, resolve_shapes
+    from .model_io import load_model
+    from .rewrite import ConvertOptions
+
+    p = _Printer(as_json, quiet)
+    if require_cuda and provider == "cpu":
+        raise InputError("--require-cuda contradicts --provider cpu")
+    shapes = parse_input_shapes(input_shapes)
+    p.progress(f"loading {model}")
+    original = load_model(model)
+    conversion = None
+    if candidate:
+        p.progress(f"loading {candidate}")
+        other = load_model(candidate)
+        source = candidate
+    else:
+        p.progress("converting in memory")
+        other, conversion = convert_model(original, ConvertOptions(shuffle=shuffle, order=order))
+        source = f"{model}, converted in memory"
+    specs = model_input_specs(original)
+    if inputs_npz:
+        if not os.path.isfile(inputs_npz):
+            raise InputError(f"{inputs_npz}: no such file")
+        feeds = load_npz(inputs_npz, specs)
+    else:
+        feeds = make_feeds(specs, resolve_shapes(specs, shapes), seed=seed, val_range=val_range)
+    result = bench_models({"original": original, "candidate": other}, feeds, runtime=runtime,
+                          provider="cuda" if require_cuda else provider, require_cuda=require_cuda,
+                          warmup=warmup, runs=runs, threads=threads or None, interleave=not no_interleave,
+                          progress=p.progress)
+    p.done_progress()
+    sources = {"original": model, "candidate": source}
+    p.info(_format_bench(result, sources, conversion))
+    if as_json:
+        data = result.to_dict()
+        data["sources"] = sources
+        data["conversion"] = None if conversion is None else conversion.to_dict()
+        p.json(data)
+    p.final(_bench_line(result))
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:.4f}" if ms < 1 else f"{ms:.3f}" if ms < 100 else f"{ms:.1f}"
+
+
+def _format_bench(result, sources, conversion, width: int = 80) -> str:
+    import textwrap
+
+    def wrap(text: str) -> List[str]:
+        return textwrap.wrap(text, width, subsequent_indent="    ", break_on_hyphens=False)
+
+    first = next(iter(result.results.values()))
+    lines = wrap(f"Benchmark on {result.runtime.describe()}; graph optimisations "
+                 f"{'on' if result.optimize else 'off'}")
+    shapes = ", ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in result.input_shapes.items())
+    how = "interleaved" if result.interleave else "one model after the other"
+    threads = "runtime default" if not result.threads else str(result.threads)
+    lines += wrap(f"inputs {shapes}; {first.warmup} warm-up + {len(first.times)} timed runs per model, {how}; "
+                  f"threads: {threads}")
+    for label, src in sources.items():
+        lines += wrap(f"{label}: {src}")
+    if conversion is not None:
+        lines += wrap(f"  {conversion.summary()}")
+    lines += [f"{'model':<14}{'median ms':>12}{'p90 ms':>12}{'min ms':>12}{'mean ms':>12}", "-" * 62]
+    for label, r in result.results.items():
+        lines.append(f"{label:<14}{_ms(r.median):>12}{_ms(r.p90):>12}{_ms(r.min):>12}{_ms(r.mean):>12}")
+    lines.append("-" * 62)
+    return "\n".join(lines)
+
+
+def _bench_line(result) -> str:
+    ratio = result.speedup("original", "candidate")
+    verdict = "faster" if ratio > 1 else "slower" if ratio < 1 else "as fast"
+    o, c = result.results["original"], result.results["candidate"]
+    return (f"speedup {ratio:.2f}x: candidate {verdict} (median {_ms(o.median)} -> {_ms(c.median)} ms, "
+            f"{result.runtime.runtime} {result.runtime.device})")
 
 
 if __name__ == "__main__":  # pragma: no cover

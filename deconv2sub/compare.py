@@ -151,6 +151,8 @@ def compare_arrays(name: str, ref, cand, rtol: Optional[float] = None, atol: Opt
         # of the other errors stays visible; no atol can pass them, hence their excess is inf.
         diff = np.where(equal | one_nan, 0.0, raw)
         excess = np.where(one_nan, np.inf, diff - rtol * np.where(np.isfinite(abs_ref), abs_ref, 0.0))
+        # An exactly equal element can never fail: never the "worst" one while any element differs.
+        excess = np.where(equal, -np.inf, excess)
         # Non-finite values must match exactly: inf vs -inf is "within" an infinite tolerance.
         finite = np.isfinite(r) & np.isfinite(c)
         ok = equal | ((diff <= atol + rtol * abs_ref) & finite)
@@ -221,11 +223,12 @@ def _fit(text: str, width: int) -> str:
     return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
-def format_comparison_table(result: ComparisonResult, width: int = 80) -> str:
+def format_comparison_table(result: ComparisonResult, width: int = 80, show_worst: bool = False) -> str:
     """A plain-text table, one row per output, then notes and a verdict line.
 
     Every line fits in ``width`` columns (for ``width`` >= 58, the narrowest that leaves room for
     the name column); long output names are shortened with an ellipsis, long notes wrapped.
+    ``show_worst`` notes the worst element of passing outputs too (failing ones always get it).
     """
     cols = [("max abs", 9), ("mean abs", 9), ("max rel", 9), ("req atol", 9), ("", 4)]
     fixed = sum(w + 2 for _, w in cols)
@@ -241,7 +244,7 @@ def format_comparison_table(result: ComparisonResult, width: int = 80) -> str:
         lines.append(row(o.name, cells + ["PASS" if o.passed else "FAIL"]))
         if o.note:
             notes.append(f"{o.name}: {o.note}")
-        if not o.passed and o.worst_index is not None:
+        if (show_worst or not o.passed) and o.worst_index is not None:
             notes.append(f"{o.name}: worst at {list(o.worst_index)}: ref {_val(o.ref_at_worst)}, got {_val(o.cand_at_worst)}")
     for n in result.unpaired_ref:
         lines.append(row(n, ["-"] * 4 + ["FAIL"]))
