@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Dict, Optional, Tuple, Union
 
+import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from .errors import InputError
+from .model_io import DETACHED_LOCATION as _DETACHED
 from .report import ConversionReport
 from .rewrite import ConvertOptions, convert_graph
+from .rewrite import external_data_dir as _external_data_dir
+
+#: Above this in-memory size, shape inference runs on a skeleton without the big tensors' data.
+_SKELETON_BYTES = 64 << 20
 
 __all__ = ["convert_model", "infer_shapes"]
 
@@ -20,10 +28,17 @@ def infer_shapes(model: onnx.ModelProto) -> Dict[str, list]:
     """Tensor name → shape (int, dim_param string, or None) from ONNX shape inference, subgraphs included.
 
     Runs on a copy; the caller's model is never modified. Failures of inference are not fatal: the pass
-    then only knows what the model itself declares.
+    then only knows what the model itself declares. Big models are inferred on a skeleton that leaves out
+    the data of big initializers (inference only needs their dims), so their weights are not copied.
     """
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+        source = model
+        if model.ByteSize() > _SKELETON_BYTES:
+            from .model_io import skeleton
+
+            source, _ = skeleton(model, min_bytes=1 << 16)
+        inferred = onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=False, data_prop=True)
+        del source
     except Exception:  # inference is best effort (models > 2GB, custom ops, ...)
         inferred = model
     shapes: Dict[str, list] = {}
@@ -65,26 +80,210 @@ def _copy_model_fields(src: onnx.ModelProto, dst: onnx.ModelProto) -> None:
     dst.graph.doc_string = src.graph.doc_string
 
 
+def _first_line(exc: BaseException) -> str:
+    text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@contextlib.contextmanager
+def _quiet_graphsurgeon():
+    """onnx-graphsurgeon logs warnings (e.g. bfloat16 has no NumPy type) on stdout; keep them out of
+    the user's terminal and JSON."""
+    try:
+        from onnx_graphsurgeon.logger import G_LOGGER as logger
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    old = logger.severity
+    logger.severity = logger.ERROR
+    try:
+        yield
+    finally:
+        logger.severity = old
+
+
+#: Constants of at least this many bytes bypass onnx-graphsurgeon's export (see _export_lean).
+_DETACH_MIN_BYTES = 1 << 20
+
+
+def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto, Dict[str, object]]:
+    """``gs.export_onnx`` without its copies of big tensors; returns (model, detached data).
+
+    The export builds every initializer as a TensorProto, which ``make_graph`` copies into the graph and
+    ``make_model`` copies again: three copies of all weights at once. Big constants are therefore
+    exported as data-less stubs. With ``attach`` their data is put into the finished model one tensor at
+    a time (an array is dropped as soon as its bytes are in the model); without, the stubs keep pointing
+    to ``DETACHED_LOCATION`` and the data (arrays or TensorProtos, by tensor name) is returned, for
+    ``model_io.stage_model(..., detached=...)`` to write straight into the output's data file.
+    """
+    from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
+
+    from .model_io import _iter_tensors, _point_to, _tensor_nbytes, _uses_external_data
+    from .rewrite import iter_graphs
+
+    found: Dict[str, list] = {}
+    for g, _ in iter_graphs(graph):
+        for t in g.tensors().values():
+            if isinstance(t, gs.Constant):
+                found.setdefault(t.name, [])
+                if not any(c is t for c in found[t.name]):
+                    found[t.name].append(t)
+    detached: Dict[str, object] = {}
+    for name, consts in found.items():
+        if len(consts) != 1 or not name:
+            continue  # the same name in several scopes: leave those to the normal export
+        const = consts[0]
+        values = const._values
+        if isinstance(values, SparseValues):
+            continue
+        if isinstance(values, LazyValues):
+            proto = values.tensor
+            if _uses_external_data(proto) and not proto.HasField("raw_data"):
+                continue  # already data-less (external data not loaded)
+            nbytes = _tensor_nbytes(proto) if proto.HasField("raw_data") else None
+            if nbytes is None or nbytes < _DETACH_MIN_BYTES:
+                continue
+            stub = onnx.TensorProto(name=name, data_type=proto.data_type, dims=list(proto.dims))
+            source: object = proto
+        else:
+            array = np.asarray(values)
+            if array.nbytes < _DETACH_MIN_BYTES or array.dtype == object:
+                continue
+            try:
+                elem = onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+            except Exception:  # noqa: BLE001
+                continue
+            stub = onnx.TensorProto(name=name, data_type=elem, dims=list(array.shape))
+            nbytes, source = array.nbytes, array
+        _point_to(stub, _DETACHED, 0, nbytes)
+        const._values = LazyValues(stub)
+        detached[name] = source
+    found.clear()
+    out = gs.export_onnx(graph, do_type_check=False)
+    if not attach:
+        return out, detached
+    for tensor in _iter_tensors(out):
+        if not _uses_external_data(tensor) or tensor.HasField("raw_data"):
+            continue
+        if not any(e.key == "location" and e.value == _DETACHED for e in tensor.external_data):
+            continue
+        source = detached.pop(tensor.name)
+        if isinstance(source, onnx.TensorProto):
+            tensor.raw_data = source.raw_data
+        else:
+            tensor.raw_data = np.ascontiguousarray(source).astype(source.dtype.newbyteorder("<"), copy=False).tobytes()
+        del source
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        del tensor.external_data[:]
+    return out, {}
+
+
+def _lazy_external_values(graph: gs.Graph, base_dir: str) -> None:
+    """Let every constant whose data sits in a not-loaded external file read it from ``base_dir`` when
+    (and only when) someone asks for its values. onnx-graphsurgeon's own lazy loading would resolve the
+    file against the current directory. Exported untouched, such a constant keeps pointing to the file."""
+    from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
+
+    from .model_io import _uses_external_data
+    from .rewrite import iter_graphs
+
+    class ExternalLazyValues(LazyValues):
+        def load(self):
+            from onnx import numpy_helper
+
+            stub = onnx.TensorProto()
+            stub.CopyFrom(self.tensor)  # no data in it: cheap; the caller's proto is never touched
+            return numpy_helper.to_array(stub, base_dir)
+
+    for g, _ in iter_graphs(graph):
+        for t in g.tensors().values():
+            values = getattr(t, "_values", None)
+            if (isinstance(t, gs.Constant) and isinstance(values, LazyValues) and not isinstance(values, SparseValues)
+                    and _uses_external_data(values.tensor) and not values.tensor.HasField("raw_data")):
+                t._values = ExternalLazyValues(values.tensor)
+                t.data_location = None  # if its values get loaded and exported, they are in memory
+
+
+def _has_unloaded_external_data(model: onnx.ModelProto) -> bool:
+    from .model_io import _iter_tensors, _uses_external_data
+
+    return any(_uses_external_data(t) and not t.HasField("raw_data") for t in _iter_tensors(model))
+
+
 def convert_model(
     model: ModelLike,
     options: Optional[ConvertOptions] = None,
+    *,
+    external_data_dir: Optional[Union[str, os.PathLike]] = None,
+    load_external_data: bool = True,
 ) -> Tuple[onnx.ModelProto, ConversionReport]:
     """Rewrite every ConvTranspose of ``model`` into Conv + periodic shuffle (+ crop).
 
     ``model`` is an ``onnx.ModelProto`` (left untouched) or a path. Returns the rewritten model and the
     per-node report. When no node is rewritten the returned model is an unchanged copy, so converting an
     already converted model changes nothing.
-    """
-    if not isinstance(model, onnx.ModelProto):
-        from .model_io import load_model
 
-        model = load_model(model)
-    graph = gs.import_onnx(model)
-    report = convert_graph(graph, options, shapes=infer_shapes(model))
-    if not report.rewritten:
-        out = onnx.ModelProto()
-        out.CopyFrom(model)
-        return out, report
-    out = gs.export_onnx(graph, do_type_check=False)
-    _copy_model_fields(model, out)
-    return out, report
+    External data: from a path, only the ConvTranspose weights are read from the external data files;
+    the other tensors are loaded at the end so that the result is self-contained. A ModelProto loaded
+    with ``load_external_data=False`` needs ``external_data_dir`` (the model file's folder) for that.
+    With ``load_external_data=False`` the untouched tensors keep pointing into the input's data files
+    (relative to ``external_data_dir``): what ``deconv2sub convert`` does to stream them into the output
+    without holding them in memory (``model_io.save_model(..., source_dir=external_data_dir)``).
+    """
+    return _convert(model, options, external_data_dir=external_data_dir, load_external_data=load_external_data)
+
+
+def convert_for_save(
+    model: onnx.ModelProto,
+    options: Optional[ConvertOptions],
+    external_data_dir: Optional[Union[str, os.PathLike]],
+) -> Tuple[onnx.ModelProto, ConversionReport, Dict[str, object]]:
+    """What ``deconv2sub convert`` uses: like ``convert_model(..., load_external_data=False)``, but the big
+    new weights are not copied into the returned model either: it points to them (``DETACHED_LOCATION``)
+    and they come back as a third value, to go straight into the output's data file with
+    ``model_io.stage_model(model, ..., source_dir=external_data_dir, detached=that)``."""
+    return _convert(model, options, external_data_dir=external_data_dir, load_external_data=False, _detach=True)
+
+
+def _convert(
+    model: ModelLike,
+    options: Optional[ConvertOptions] = None,
+    *,
+    external_data_dir: Optional[Union[str, os.PathLike]] = None,
+    load_external_data: bool = True,
+    _detach: bool = False,
+):
+    """:func:`convert_model`; with ``_detach``, see :func:`convert_for_save`."""
+    if not isinstance(model, onnx.ModelProto):
+        from .model_io import load_model, verify_external_data
+
+        path = model
+        model = load_model(path, load_external_data=False)
+        verify_external_data(model, path)
+        if external_data_dir is None:
+            external_data_dir = os.path.dirname(os.path.abspath(os.fspath(path)))
+    with _quiet_graphsurgeon(), _external_data_dir(external_data_dir):
+        try:
+            graph = gs.import_onnx(model)
+        except Exception as exc:  # noqa: BLE001 - a model the checker let through but no one can read
+            raise InputError(f"cannot read the model's graph: {_first_line(exc)}") from None
+        if external_data_dir is not None:
+            _lazy_external_values(graph, os.fspath(external_data_dir))
+        report = convert_graph(graph, options, shapes=infer_shapes(model))
+        detached: Dict[str, object] = {}
+        if report.rewritten:
+            try:
+                out, detached = _export_lean(graph, attach=not _detach)
+            except Exception as exc:  # noqa: BLE001 - e.g. a dim_param that is not valid UTF-8
+                raise InputError(f"cannot write the rewritten graph: {_first_line(exc)}") from None
+            _copy_model_fields(model, out)
+        else:
+            out = onnx.ModelProto()
+            out.CopyFrom(model)
+        del graph
+    if load_external_data and external_data_dir is not None and _has_unloaded_external_data(out):
+        from .model_io import load_external_data_into
+
+        load_external_data_into(out, external_data_dir)
+    return (out, report, detached) if _detach else (out, report)
+

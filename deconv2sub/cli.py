@@ -57,6 +57,12 @@ def emission_options(f):
                      help="auto: DepthToSpace where it can express the shuffle; reshape: always Reshape/Transpose.")(f)
     f = click.option("--order", type=click.Choice(["auto", "CRD", "DCR"]), default="auto", show_default=True,
                      help="Channel order of the low-resolution Conv.")(f)
+    f = click.option("--strategy", type=click.Choice(["default", "auto", "depth_to_space", "transpose", "two_stage",
+                                                      "per_phase"]),
+                     default="default", show_default=True,
+                     help="Emission: default (measured best fixed choice), auto (time the candidates per node on "
+                          "--runtime/--provider, cached), or a fixed one for reproducible output. --shuffle/--order "
+                          "apply to depth_to_space.")(f)
     return f
 
 
@@ -174,7 +180,7 @@ def main():
 @tolerance_options
 @output_options
 @_guard
-def convert(model, output, force, no_verify, shuffle, order, external_data, runtime, provider, require_cuda, ort_opt,
+def convert(model, output, force, no_verify, shuffle, order, strategy, external_data, runtime, provider, require_cuda, ort_opt,
             input_shapes, inputs_npz, seed, val_range, trials, atol, rtol, as_json, quiet):
     """Rewrite every ConvTranspose of MODEL, verify against the original, save to OUTPUT.
 
@@ -190,7 +196,8 @@ def convert(model, output, force, no_verify, shuffle, order, external_data, runt
     p = _Printer(as_json, quiet)
     job = ConvertJob(
         model=model, output=output, force=force, verify=not no_verify,
-        convert_options=ConvertOptions(shuffle=shuffle, order=order),
+        convert_options=ConvertOptions(shuffle=shuffle, order=order, strategy=strategy, tune_runtime=runtime,
+                                       tune_provider=provider),
         verify_options=_verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range,
                                        trials, atol, rtol, optimize=ort_opt),
         external_data=external_data,
@@ -335,7 +342,7 @@ def _check_output_path(path: str) -> None:
 @emission_options
 @output_options
 @_guard
-def inspect_cmd(model, input_shapes, shuffle, order, as_json, quiet):
+def inspect_cmd(model, input_shapes, shuffle, order, strategy, as_json, quiet):
     """List every ConvTranspose of MODEL and what convert would make of it.
 
     One row per ConvTranspose (subgraphs included): input shape, attributes, whether it can be
@@ -358,7 +365,7 @@ def inspect_cmd(model, input_shapes, shuffle, order, as_json, quiet):
     shapes = parse_input_shapes(input_shapes)
     p.progress(f"loading {model}")
     proto = load_model(model)
-    report = inspect_model(proto, ConvertOptions(shuffle=shuffle, order=order), shapes, path=model,
+    report = inspect_model(proto, ConvertOptions(shuffle=shuffle, order=order, strategy=strategy), shapes, path=model,
                            progress=p.progress)
     del proto
     p.done_progress()
@@ -383,7 +390,7 @@ def inspect_cmd(model, input_shapes, shuffle, order, as_json, quiet):
 @output_options
 @_guard
 def bench(model, candidate, runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range, warmup, runs,
-          threads, no_interleave, shuffle, order, as_json, quiet):
+          threads, no_interleave, shuffle, order, strategy, as_json, quiet):
     """Time MODEL against CANDIDATE (default: MODEL converted in memory).
 
     Both run on the chosen runtime and provider with graph optimisations on, as deployed, on the
@@ -417,7 +424,8 @@ def bench(model, candidate, runtime, provider, require_cuda, input_shapes, input
         source = candidate
     else:
         p.progress("converting in memory")
-        other, conversion = convert_model(original, ConvertOptions(shuffle=shuffle, order=order))
+        other, conversion = convert_model(original, ConvertOptions(shuffle=shuffle, order=order, strategy=strategy,
+                                                                   tune_runtime=runtime, tune_provider=provider))
         source = f"{model}, converted in memory"
     specs = model_input_specs(original)
     if inputs_npz:

@@ -204,7 +204,7 @@ def make_feeds(
         if spec.name not in shapes:
             raise InputError(f"no shape for input '{spec.name}'")
         shape, dt = tuple(shapes[spec.name]), spec.dtype
-        if dt.kind == "f":
+        if dt.kind == "f" or dt.name.startswith(("bfloat16", "float8")):  # ml_dtypes floats have kind "V"
             data = rng.standard_normal(shape) if val_range is None else rng.uniform(val_range[0], val_range[1], shape)
         elif dt.kind in "iu":
             lo, hi = (0, 3) if val_range is None else (int(np.ceil(val_range[0])), int(np.floor(val_range[1])))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import sys
 import tempfile
 from typing import Iterable, Iterator, List, Optional, Union
 
@@ -30,6 +31,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 #: Tensors whose raw data has at least this many bytes go to the external data file.
 EXTERNAL_TENSOR_MIN_BYTES = 1024
+#: External-data location of tensors whose data is held apart from the model (``detached=`` of
+#: :func:`stage_model`; see ``api.convert_for_save``). Never written to a file.
+DETACHED_LOCATION = "<deconv2sub:detached>"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -130,9 +134,20 @@ def load_model(path: PathLike, load_external_data: bool = True) -> onnx.ModelPro
 
 def _load_external_data(model: onnx.ModelProto, p: pathlib.Path) -> None:
     """Read every external tensor of ``model`` (saved at ``p``) into memory."""
-    base_dir = p.parent
+    _load_external(model, p.parent, p)
+
+
+def load_external_data_into(model: onnx.ModelProto, base_dir: PathLike) -> None:
+    """Read the external tensors of ``model`` that are not loaded yet from files in ``base_dir``."""
+    base = pathlib.Path(os.fspath(base_dir))
+    _load_external(model, base, base)
+
+
+def _load_external(model: onnx.ModelProto, base_dir: pathlib.Path, p: pathlib.Path) -> None:
     for tensor in _iter_tensors(model):
         if not _uses_external_data(tensor):
+            continue
+        if tensor.HasField("raw_data"):
             continue
         location = _location(tensor)
         data_path = base_dir / location
@@ -187,13 +202,47 @@ def model_size_bytes(path: PathLike) -> int:
 # -------------------------------------------------------------------------- checking
 
 
-def check_model(model: onnx.ModelProto, what: str = "model") -> None:
+def verify_external_data(model: onnx.ModelProto, path: PathLike) -> None:
+    """Check, without reading them, that the external data of ``model`` (saved at ``path``) is there.
+
+    For a model loaded with ``load_external_data=False``: every referenced file must exist beside the
+    model and be long enough for its tensors. Raises :class:`InputError` naming the file otherwise.
+    """
+    p = pathlib.Path(os.fspath(path))
+    sizes: dict = {}
+    for tensor in _iter_tensors(model):
+        if not _uses_external_data(tensor) or tensor.HasField("raw_data"):
+            continue
+        info = external_data_helper.ExternalDataInfo(tensor)
+        location = info.location
+        data_path = p.parent / location
+        if not location or os.path.isabs(location) or not data_path.is_file():
+            raise InputError(f"{p}: external data file {data_path} (tensor {tensor.name!r}) is missing")
+        if data_path not in sizes:
+            try:
+                sizes[data_path] = data_path.stat().st_size
+            except OSError as exc:
+                raise InputError(f"{p}: cannot read external data file {data_path}: {_first_line(exc)}") from None
+        offset = int(info.offset or 0)
+        length = int(info.length) if info.length else sizes[data_path] - offset
+        if offset < 0 or length < 0 or offset + length > sizes[data_path]:
+            raise InputError(
+                f"{p}: external data file {data_path} is too short for tensor {tensor.name!r} "
+                "(truncated or not the model's data file?)"
+            )
+
+
+def check_model(model: Union[onnx.ModelProto, PathLike], what: str = "model") -> None:
     """Run the ONNX checker with shape inference; raise :class:`InputError` on failure.
 
-    Models over protobuf's 2 GiB limit cannot be checked in memory; they are checked
-    via a temporary skeleton file whose large tensors point at a sparse stub data file.
+    ``model`` is a ModelProto or a path. A path is checked from the file (external data is not read,
+    only its presence checked). Models over protobuf's 2 GiB limit cannot be checked in memory; they are
+    checked via a temporary skeleton file whose large tensors point at a sparse stub data file.
     """
     try:
+        if not isinstance(model, onnx.ModelProto):
+            onnx.checker.check_model(os.fspath(model), full_check=True)
+            return
         try:
             onnx.checker.check_model(model, full_check=True)
         except ValueError as exc:
@@ -204,28 +253,101 @@ def check_model(model: onnx.ModelProto, what: str = "model") -> None:
         raise InputError(f"{what} is not a valid ONNX model: {_first_line(exc)}") from None
 
 
+def skeleton(model: onnx.ModelProto, min_bytes: int = EXTERNAL_TENSOR_MIN_BYTES, location: str = "stub.data"
+             ) -> "tuple[onnx.ModelProto, int]":
+    """A copy of ``model`` whose main-graph initializers of ``min_bytes`` or more carry no data: they are
+    marked external (``location``, consecutive offsets) instead. Returns (skeleton, total stub bytes).
+
+    Built field by field, so the big tensors are never copied (``CopyFrom`` would double the memory of a
+    big model). Good for the checker and shape inference, which only need dims and small constants.
+    """
+    out = onnx.ModelProto()
+    for desc, value in model.ListFields():
+        if desc.name == "graph":
+            continue
+        _copy_field(out, desc.name, value)
+    graph = out.graph
+    for desc, value in model.graph.ListFields():
+        if desc.name == "initializer":
+            continue
+        _copy_field(graph, desc.name, value)
+    offset = 0
+    for init in model.graph.initializer:
+        item_bytes = _tensor_nbytes(init)
+        if item_bytes is not None and item_bytes >= min_bytes and not _uses_external_data(init):
+            stub = graph.initializer.add()
+            stub.name, stub.data_type = init.name, init.data_type
+            stub.dims.extend(init.dims)
+            if init.doc_string:
+                stub.doc_string = init.doc_string
+            _point_to(stub, location, offset, item_bytes)
+            offset += item_bytes
+        else:
+            graph.initializer.add().CopyFrom(init)
+    return out, offset
+
+
+def _copy_field(dst, name: str, value) -> None:
+    if isinstance(value, (str, bytes, int, float, bool)):
+        setattr(dst, name, value)
+    elif hasattr(value, "CopyFrom"):
+        getattr(dst, name).CopyFrom(value)
+    else:  # repeated field
+        getattr(dst, name).extend(value)
+
+
+def _tensor_nbytes(tensor: onnx.TensorProto) -> Optional[int]:
+    """Bytes of a tensor's data computed from dims and type (None for strings / unknown types)."""
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except Exception:  # noqa: BLE001
+        return None
+    if tensor.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        return None
+    count = 1
+    for d in tensor.dims:
+        count *= int(d)
+    if tensor.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+        return (count + 1) // 2
+    return count * itemsize
+
+
 def _check_large_model(model: onnx.ModelProto) -> None:
     """Check a > 2 GiB model by path, with large tensors moved to a sparse stub file."""
-    skeleton = onnx.ModelProto()
-    skeleton.CopyFrom(model)
-    offset = 0
-    for tensor in _iter_tensors(skeleton):
-        if tensor.HasField("raw_data") and len(tensor.raw_data) >= EXTERNAL_TENSOR_MIN_BYTES:
-            length = len(tensor.raw_data)
-            external_data_helper.set_external_data(tensor, "stub.data", offset, length)
-            tensor.ClearField("raw_data")
-            offset += length
+    skel, total = skeleton(model)
+    if skel.ByteSize() > onnx.checker.MAXIMUM_PROTOBUF:  # big tensors elsewhere (subgraphs, attributes)
+        copy = onnx.ModelProto()
+        copy.CopyFrom(skel)
+        skel, total = copy, _stub_all(copy)
     with tempfile.TemporaryDirectory(prefix="deconv2sub-check-") as tmp:
         with open(os.path.join(tmp, "stub.data"), "wb") as f:
-            f.truncate(offset)  # sparse: no disk space, no data written
+            f.truncate(total)  # sparse: no disk space, no data written
         model_path = os.path.join(tmp, "model.onnx")
         with open(model_path, "wb") as f:
-            f.write(skeleton.SerializeToString())
-        del skeleton
+            f.write(skel.SerializeToString())
+        del skel
         onnx.checker.check_model(model_path, full_check=True)
 
 
+def _stub_all(model: onnx.ModelProto) -> int:
+    offset = 0
+    for tensor in _iter_tensors(model):
+        if tensor.HasField("raw_data"):
+            length = len(tensor.raw_data)
+            if length >= EXTERNAL_TENSOR_MIN_BYTES:
+                external_data_helper.set_external_data(tensor, "stub.data", offset, length)
+                tensor.ClearField("raw_data")
+                offset += length
+    return offset
+
+
 # ---------------------------------------------------------------------------- saving
+
+#: Tensors of at least this many bytes start at a multiple of ALIGNMENT in the external data file, so
+#: that runtimes can memory-map them (ONNX Runtime maps aligned external initializers).
+ALIGN_MIN_BYTES = 1 << 20
+ALIGNMENT = 1 << 16
+_COPY_CHUNK = 64 << 20
 
 
 def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
@@ -259,42 +381,137 @@ def _fsync_dir(path: pathlib.Path) -> None:
         pass
 
 
-def save_model(
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _tmp_prefix(target: pathlib.Path) -> str:
+    return f".{target.name}.tmp-"
+
+
+def _remove_stale_temporaries(target: pathlib.Path) -> None:
+    """Remove temporary folders left beside ``target`` by saves that were killed (their process is gone)."""
+    prefix = _tmp_prefix(target)
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix) or not entry.is_dir(follow_symlinks=False):
+            continue
+        pid = entry.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+class StagedModel:
+    """A model written completely into a temporary folder beside its target, not yet in place.
+
+    :meth:`commit` moves it into place (external data file first, model file last); :meth:`discard`
+    (also on leaving a ``with`` block without commit) removes it. ``model_path`` can be handed to a
+    runtime or the checker before committing: external data sits beside it under its final name.
+    """
+
+    def __init__(self, target: pathlib.Path, tmp_dir: str, data_name: Optional[str], force: bool,
+                 protect: List[pathlib.Path]):
+        self.target = target
+        self.tmp_dir: Optional[str] = tmp_dir
+        self.model_path = os.path.join(tmp_dir, target.name)
+        self.data_name = data_name
+        self.data_path = os.path.join(tmp_dir, data_name) if data_name else None
+        self.force = force
+        self.protect = protect
+        self.committed = False
+
+    def commit(self) -> None:
+        if self.tmp_dir is None:
+            raise OutputError(f"cannot write {self.target}: the staged model was discarded")
+        target, parent = self.target, self.target.parent
+        data_target = parent / (target.name + ".data")
+        try:
+            has_data = self.data_path is not None and os.path.exists(self.data_path)
+            if has_data:
+                _fsync(self.data_path)
+            _fsync(self.model_path)
+            if has_data and os.path.lexists(data_target) and os.path.lexists(target):
+                # The old target may use the data file we are about to replace: remove it first, so that an
+                # interruption leaves no output rather than an old model paired with new data.
+                os.unlink(target)
+            if has_data:
+                os.replace(self.data_path, data_target)
+            os.replace(self.model_path, target)
+            if not has_data and self.force and os.path.lexists(data_target) and not any(
+                _same_file(data_target, p) for p in self.protect
+            ):
+                os.unlink(data_target)  # the data file of the model we just replaced
+            _fsync_dir(parent)
+            self.committed = True
+        except PermissionError:
+            raise OutputError(f"cannot write {target}: permission denied") from None
+        except Exception as exc:  # noqa: BLE001 - KeyboardInterrupt passes through unwrapped
+            raise OutputError(f"cannot write {target}: {_first_line(exc)}") from None
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        if self.tmp_dir is not None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            self.tmp_dir = None
+
+    def __enter__(self) -> "StagedModel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
+
+
+def stage_model(
     model: onnx.ModelProto,
     path: PathLike,
     *,
     force: bool = False,
     external_data: Optional[bool] = None,
     protect: Iterable[PathLike] = (),
-) -> None:
-    """Save ``model`` to ``path`` atomically; the caller's ``model`` is not modified.
+    source_dir: Optional[PathLike] = None,
+    consume: bool = False,
+    detached: Optional[dict] = None,
+) -> StagedModel:
+    """Write ``model`` into a temporary folder beside ``path``; see :func:`save_model` for the options.
 
-    The files are written into a fresh temporary folder beside ``path``, fsynced and
-    then moved into place with :func:`os.replace` (external data file first, model
-    file last), so an error or Ctrl-C leaves no partial file and an existing target
-    intact. ``external_data=None`` picks external data automatically (model near the
-    2 GiB protobuf limit, or tensors already marked external); external data goes to
-    ``<file name>.data`` beside the model with a relative location.
-
-    Raises :class:`OutputError` if the target exists (without ``force``), is one of
-    the ``protect`` files (always), is a directory, or its folder is missing or not
-    writable, and for any write failure.
+    ``source_dir``: folder against which external-data locations of tensors *not loaded* into memory are
+    resolved; their bytes are streamed into the new data file (or inlined) without being held in memory.
+    ``consume``: the caller no longer needs ``model``; its tensors are rewritten in place to point to
+    the new data file and their in-memory data dropped as it is written (no copy of a big model).
+    ``detached``: data of tensors marked with :data:`DETACHED_LOCATION`, by name (NumPy arrays or
+    TensorProtos); each is written straight into the output and dropped from the dict.
     """
     target = pathlib.Path(os.fspath(path))
     parent = target.parent
     data_name = target.name + ".data"
     use_external = _needs_external_data(model) if external_data is None else external_data
 
+    detached = {} if detached is None else detached
     for t in _iter_tensors(model):
-        if _uses_external_data(t) and not t.HasField("raw_data"):
+        if not _uses_external_data(t) or t.HasField("raw_data"):
+            continue
+        if _location(t) == DETACHED_LOCATION:
+            if t.name not in detached:
+                raise OutputError(f"cannot write {target}: the data of tensor {t.name!r} is missing")
+        elif source_dir is None:
             raise OutputError(
                 f"cannot write {target}: the data of tensor {t.name!r} is in an external "
                 "file that was not loaded"
             )
 
+    protect = [pathlib.Path(os.fspath(p)) for p in protect]
     targets = [target] + ([parent / data_name] if use_external else [])
     for protected in protect:
-        protected = pathlib.Path(os.fspath(protected))
         for t in targets:
             if _same_file(t, protected):
                 raise OutputError(f"refusing to overwrite the input model {t}")
@@ -311,46 +528,187 @@ def save_model(
 
     tmp_dir = None
     try:
-        tmp_dir = tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent)
-        tmp_model = os.path.join(tmp_dir, target.name)
-        tmp_data = os.path.join(tmp_dir, data_name)
-        onnx.save_model(_to_save(model, use_external, data_name), tmp_model, format="protobuf")
-        if os.path.exists(tmp_data):
-            _fsync(tmp_data)
-            os.replace(tmp_data, parent / data_name)
-        _fsync(tmp_model)
-        os.replace(tmp_model, target)
-        _fsync_dir(parent)
+        _remove_stale_temporaries(target)
+        tmp_dir = tempfile.mkdtemp(prefix=f"{_tmp_prefix(target)}{os.getpid()}-", dir=parent)
+        staged = StagedModel(target, tmp_dir, data_name if use_external else None, force, protect)
+        work = _prepare(model, use_external, data_name, staged.data_path, source_dir, consume, detached)
+        onnx.save_model(work, staged.model_path, format="protobuf")
+        del work
+        return staged
     except PermissionError:
+        _rmtree(tmp_dir)
         raise OutputError(f"cannot write {target}: permission denied") from None
-    except Exception as exc:  # noqa: BLE001 - KeyboardInterrupt passes through unwrapped
+    except OutputError:
+        _rmtree(tmp_dir)
+        raise
+    except BaseException as exc:
+        _rmtree(tmp_dir)
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit pass through unwrapped
+            raise
         raise OutputError(f"cannot write {target}: {_first_line(exc)}") from None
-    finally:
-        if tmp_dir is not None:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def _to_save(model: onnx.ModelProto, use_external: bool, location: str) -> onnx.ModelProto:
-    """The proto to hand to ``onnx.save_model``: ``model`` itself, or a marked-up copy.
+def _rmtree(path: Optional[str]) -> None:
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
 
-    ``onnx.save_model`` writes every tensor marked external (and strips its data in
-    place), so whenever markers must be set or cleared we work on a copy. Markers are
-    set here rather than with ``save_as_external_data=True`` because onnx then checks
-    whether ``location`` exists relative to the *current working directory*.
+
+def save_model(
+    model: onnx.ModelProto,
+    path: PathLike,
+    *,
+    force: bool = False,
+    external_data: Optional[bool] = None,
+    protect: Iterable[PathLike] = (),
+    source_dir: Optional[PathLike] = None,
+    detached: Optional[dict] = None,
+) -> None:
+    """Save ``model`` to ``path`` atomically; the caller's ``model`` is not modified.
+
+    The files are written into a fresh temporary folder beside ``path``, fsynced and
+    then moved into place with :func:`os.replace` (external data file first, model
+    file last), so an error or Ctrl-C leaves no partial file and an existing target
+    intact. ``external_data=None`` picks external data automatically (model near the
+    2 GiB protobuf limit, or tensors already marked external); external data goes to
+    ``<file name>.data`` beside the model with a relative location. Tensors whose data
+    was not loaded are copied from their files in ``source_dir`` (streamed); tensors marked
+    :data:`DETACHED_LOCATION` take their data from ``detached`` (see :func:`stage_model`).
+
+    Raises :class:`OutputError` if the target exists (without ``force``), is one of
+    the ``protect`` files (always), is a directory, or its folder is missing or not
+    writable, and for any write failure.
     """
+    stage_model(model, path, force=force, external_data=external_data, protect=protect,
+                source_dir=source_dir, detached=detached).commit()
+
+
+def _copy_range(src_path: str, offset: int, length: Optional[int], out) -> int:
+    """Stream ``length`` bytes (None: to the end) of ``src_path`` from ``offset`` into ``out``."""
+    copied = 0
+    with open(src_path, "rb") as src:
+        src.seek(offset)
+        while length is None or copied < length:
+            chunk = src.read(_COPY_CHUNK if length is None else min(_COPY_CHUNK, length - copied))
+            if not chunk:
+                break
+            out.write(chunk)
+            copied += len(chunk)
+    if length is not None and copied != length:
+        raise OutputError(f"external data file {src_path} is shorter than its model says")
+    return copied
+
+
+def _read_range(src_path: str, offset: int, length: Optional[int]) -> bytes:
+    with open(src_path, "rb") as src:
+        src.seek(offset)
+        data = src.read() if length is None else src.read(length)
+    if length is not None and len(data) != length:
+        raise OutputError(f"external data file {src_path} is shorter than its model says")
+    return data
+
+
+def _prepare(model: onnx.ModelProto, use_external: bool, location: str, data_path: Optional[str],
+             source_dir: Optional[PathLike], consume: bool, detached: Optional[dict] = None) -> onnx.ModelProto:
+    """The proto to hand to ``onnx.save_model``, with external data already written to ``data_path``.
+
+    ``model`` itself when nothing must change; else ``model`` (``consume``) or a copy with tensors
+    re-pointed: big tensors (and tensors already external) to ``location`` when ``use_external``,
+    everything inline otherwise. Not-loaded tensors are read from ``source_dir``.
+    """
+    detached = {} if detached is None else detached
     marked = any(_uses_external_data(t) for t in _iter_tensors(model))
     if not use_external and not marked:
         return model
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    for tensor in _iter_tensors(copy):
-        if not tensor.HasField("raw_data"):
-            continue
-        if use_external and (
-            _uses_external_data(tensor) or len(tensor.raw_data) >= EXTERNAL_TENSOR_MIN_BYTES
-        ):
-            external_data_helper.set_external_data(tensor, location)
-        elif _uses_external_data(tensor):  # keep this one inline
-            tensor.data_location = onnx.TensorProto.DEFAULT
-            del tensor.external_data[:]
-    return copy
+    work = model
+    if not consume:
+        work = onnx.ModelProto()
+        work.CopyFrom(model)
+    out = open(data_path, "wb") if use_external else None
+    try:
+        for tensor in _iter_tensors(work):
+            external = _uses_external_data(tensor)
+            if external and not tensor.HasField("raw_data") and _location(tensor) == DETACHED_LOCATION:
+                source = detached.pop(tensor.name)
+                data = _detached_bytes(source)
+                if out is not None:
+                    start = _align(out, data.nbytes)
+                    out.write(data)
+                    _point_to(tensor, location, start, data.nbytes)
+                else:
+                    tensor.raw_data = data.tobytes()
+                    _make_inline(tensor)
+                del source, data
+                continue
+            if external and not tensor.HasField("raw_data"):
+                info = external_data_helper.ExternalDataInfo(tensor)
+                src = os.path.join(os.fspath(source_dir), info.location)
+                offset = int(info.offset or 0)
+                length = int(info.length) if info.length else None
+                if out is not None:
+                    start = _align(out, length)
+                    n = _copy_range(src, offset, length, out)
+                    _point_to(tensor, location, start, n)
+                else:
+                    tensor.raw_data = _read_range(src, offset, length)
+                    _make_inline(tensor)
+                continue
+            if not tensor.HasField("raw_data"):
+                if external:
+                    _make_inline(tensor)
+                continue
+            if out is None:
+                if external:
+                    _make_inline(tensor)
+                continue
+            nbytes = _tensor_nbytes(tensor)
+            if not external and nbytes is not None and nbytes < EXTERNAL_TENSOR_MIN_BYTES:
+                continue
+            data = tensor.raw_data
+            if not external and len(data) < EXTERNAL_TENSOR_MIN_BYTES:
+                continue
+            start = _align(out, len(data))
+            out.write(data)
+            tensor.ClearField("raw_data")
+            _point_to(tensor, location, start, len(data))
+            del data
+    finally:
+        if out is not None:
+            out.close()
+    return work
+
+
+def _detached_bytes(source) -> memoryview:
+    """The raw (little-endian) bytes of a detached array or TensorProto, without copying an array."""
+    if isinstance(source, onnx.TensorProto):
+        return memoryview(source.raw_data)
+    import numpy as np
+
+    array = np.ascontiguousarray(source)
+    if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and sys.byteorder == "big"):
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return memoryview(array.reshape(-1).view(np.uint8))
+
+
+def _align(out, length: Optional[int]) -> int:
+    """Pad ``out`` so that a tensor of ``length`` bytes starts aligned; returns the start offset."""
+    pos = out.tell()
+    if length is None or length >= ALIGN_MIN_BYTES:
+        aligned = -(-pos // ALIGNMENT) * ALIGNMENT
+        if aligned != pos:
+            out.write(b"\0" * (aligned - pos))
+            pos = aligned
+    return pos
+
+
+def _point_to(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> None:
+    """Mark ``tensor`` as stored at ``location`` (relative), bytes [offset, offset + length)."""
+    del tensor.external_data[:]
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+
+
+def _make_inline(tensor: onnx.TensorProto) -> None:
+    tensor.data_location = onnx.TensorProto.DEFAULT
+    del tensor.external_data[:]

@@ -1,8 +1,16 @@
-"""The `convert` job as a library call: load → rewrite → verify → save, with timings.
+"""The `convert` job as a library call: load → rewrite → stage → verify → commit, with timings.
 
 The CLI only parses options and prints what this returns; pipelines can call it directly.
 Nothing is written unless verification passed (or was skipped on request, or the runtime cannot run the
 original at all, which is reported); the input model and its external data are never written.
+
+Memory: the input is loaded without its external data; only the ConvTranspose weights are read (and
+replaced by their rewritten form). The rewritten model is written once, into a temporary folder beside
+the output, streaming untouched weights from the input's data file and dropping in-memory data as it
+goes. Verification then runs both models from their files (the runtime holds one model at a time:
+the original runs first, its outputs are kept, it is freed, then the candidate runs), and the staged
+files are moved into place only when it passed. So a model's weights are held about once by us and
+once by the runtime, never several times over.
 """
 
 from __future__ import annotations
@@ -14,9 +22,9 @@ from typing import Callable, Dict, Optional
 
 import onnx
 
-from .api import convert_model
+from .api import convert_for_save
 from .errors import VerificationError
-from .model_io import check_model, load_model, model_files, save_model
+from .model_io import check_model, load_model, model_files, stage_model, verify_external_data
 from .report import ConversionReport
 from .rewrite import ConvertOptions
 from .verify import VerificationResult, VerifyOptions, verify_models
@@ -65,34 +73,44 @@ def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = Non
 
     t = time.perf_counter()
     say(f"loading {job.model}")
-    original = load_model(job.model)
-    check_model(original, "the input model")
+    original = load_model(job.model, load_external_data=False)
+    verify_external_data(original, job.model)
+    check_model(job.model, "the input model")  # from the file: external data is not read
+    base_dir = os.path.dirname(os.path.abspath(job.model))
     timings["load"] = time.perf_counter() - t
 
     t = time.perf_counter()
     say("rewriting ConvTranspose nodes")
-    converted, report = convert_model(original, job.convert_options)
-    check_model(converted, "the rewritten model")
+    converted, report, detached = convert_for_save(original, job.convert_options, base_dir)
+    del original
     timings["convert"] = time.perf_counter() - t
     result = ConvertResult(job, report, timings=timings)
 
-    if job.verify and report.rewritten:
-        t = time.perf_counter()
-        result.verification = verify_models(original, converted, job.verify_options, report, progress=say)
-        timings["verify"] = time.perf_counter() - t
-        if result.verification.verified and not result.verification.passed:
-            err = VerificationError(_mismatch_line(result.verification))
-            err.result = result
-            raise err
-
     t = time.perf_counter()
-    say(f"saving {job.output}")
+    say(f"writing {job.output}")
     external = job.external_data
     if external is None and len(protect) > 1:
         external = True  # the input kept its weights outside: so does the output
-    del original
-    save_model(converted, job.output, force=job.force, external_data=external, protect=protect)
-    timings["save"] = time.perf_counter() - t
+    staged = stage_model(converted, job.output, force=job.force, external_data=external, protect=protect,
+                         source_dir=base_dir, consume=True, detached=detached)
+    del converted, detached
+    with staged:  # discarded unless committed
+        check_model(staged.model_path, "the rewritten model")
+        timings["save"] = time.perf_counter() - t
+
+        if job.verify and report.rewritten:
+            t = time.perf_counter()
+            result.verification = verify_models(job.model, staged.model_path, job.verify_options, report,
+                                                progress=say)
+            timings["verify"] = time.perf_counter() - t
+            if result.verification.verified and not result.verification.passed:
+                err = VerificationError(_mismatch_line(result.verification))
+                err.result = result
+                raise err
+
+        t = time.perf_counter()
+        staged.commit()
+        timings["save"] += time.perf_counter() - t
     result.saved = True
     return result
 

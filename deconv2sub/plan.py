@@ -51,7 +51,19 @@ weight is ``V[M*P, C/g, L...]``. In "CRD" order output channel ``m``'s phases ar
 ``V[m*P + phase] = slice of W[:, m]``; this keeps every group's channels in one block, so the Conv keeps
 ``group = g``, and matches DepthToSpace(mode=CRD) / PyTorch's pixel_shuffle. "DCR" order,
 ``V[phase*M + m]``, matches DepthToSpace(mode=DCR) (the only mode before opset 11) and is only used for
-``g = 1``. The bias is repeated per phase in the same order.
+``g = 1``. The bias is repeated per phase in the same order. "LCR" order (lead phase, channel, rest; ``g = 1``)
+puts the phase of the *lead* axis (the last axis with ``s > 1``) first: ``V[(p_lead, m, other phases)]``.
+It lets the shuffle run as a cheap block move plus one ``[s_lead, L] -> [L, s_lead]`` transpose (see
+:mod:`deconv2sub.shuffle`). :meth:`SubPixelPlan.row_channels` maps every Conv output row back to ``m``.
+
+Folding the begin crop into the phases (``fold_crop``). The crop ``y[o] = Y[o + c0]`` reads output phase
+``p'`` (``o = s*v + p'``) from Conv phase ``p = (p' + c0) mod s`` at ``v + δ``, ``δ = (p' + c0) div s``:
+``y[s*v + p'] = sum_m x[v + δ + m - a] * v_p[m]``. Re-indexing every phase by its input offset
+``j = δ + m - a`` gives a Conv whose phases are the *output* phases, with begin pad ``-min j`` and
+``max j - min j + 1`` taps, and no begin crop (the end crop is ``s*ceil(O/s) - O``, zero when ``s``
+divides ``O``). Taps are still copied, never computed. It is only done when it costs nothing: the
+folded kernel has no more taps than the unfolded one (ENet's k3 s2 p1 op1: yes; DCGAN's k4 s2 p1: no,
+3 taps instead of 2) and the begin pad stays >= 0.
 
 Pads from ``auto_pad`` / ``output_shape`` follow ONNX (checked against ONNX Runtime by the tests):
 ``total = s*(I - 1) + op + d*(K - 1) + 1 - out`` where ``out`` is ``output_shape`` or ``I*s`` for SAME_*;
@@ -133,11 +145,35 @@ class SubPixelPlan:
     group: int
     in_channels: int  # C
     out_channels: int  # M (of the ConvTranspose)
-    order: str  # "CRD" or "DCR": channel order of the Conv output
+    order: str  # "CRD", "DCR" or "LCR": channel order of the Conv output (see row_layout)
     weight: np.ndarray  # [M*P, C/g, L'...]
     bias: Optional[np.ndarray]  # [M*P] or None
     empty_phases: int = 0  # phases that receive no tap (their output is the bias only)
     notes: list = field(default_factory=list)
+    # per axis, [s, L'] array: the original tap index at (phase, stored position), or -1 for none
+    tap_tables: tuple = ()
+
+    @property
+    def lead_axis(self) -> Optional[int]:
+        """The last spatial axis with stride > 1 (its phase leads the channels in "LCR" order)."""
+        axes = [i for i, a in enumerate(self.axes) if a.stride > 1]
+        return axes[-1] if axes else None
+
+    def row_layout(self) -> list:
+        """The Conv output channel axis as named factors, outermost first: ``("M", M)`` and
+        ``("S<a>", s_a)`` for every axis ``a`` with ``s_a > 1``; ``M`` stands for ``(g, M/g)``."""
+        phases = [(f"S{i}", a.stride) for i, a in enumerate(self.axes) if a.stride > 1]
+        if self.order == "CRD":
+            return [("M", self.out_channels)] + phases
+        if self.order == "DCR":
+            return phases + [("M", self.out_channels)]
+        lead = f"S{self.lead_axis}"
+        return [p for p in phases if p[0] == lead] + [("M", self.out_channels)] + [p for p in phases if p[0] != lead]
+
+    def row_channels(self) -> np.ndarray:
+        """Output channel ``m`` of every Conv output row."""
+        return layout_row_channels(self.row_layout())
+
 
     @property
     def rank(self) -> int:
@@ -177,6 +213,13 @@ class SubPixelPlan:
     def macs_per_input_pixel(self) -> int:
         """Multiply-accumulates of the Conv per low-resolution input position (batch 1)."""
         return int(np.prod(self.weight.shape, dtype=np.int64))
+
+
+def layout_row_channels(layout: Sequence) -> np.ndarray:
+    """Output channel ``m`` of every row of a channel axis laid out as ``[(name, size), ...]`` (outermost
+    first, one factor named "M")."""
+    grid = np.indices([n for _, n in layout]).reshape(len(layout), -1)
+    return grid[[name for name, _ in layout].index("M")]
 
 
 def _per_axis(value, n: int, default: int, name: str) -> list:
@@ -274,17 +317,51 @@ def _axis_plan(s: int, d: int, k: int, pb: int, pe: int, op: int) -> tuple:
     return table, t_max, a, b, c0, crop_end, growth
 
 
+def _fold_axis(table: np.ndarray, a: int, c0: int, s: int, d: int, k: int, pb: int, pe: int, op: int,
+               grow: bool = False) -> Optional[tuple]:
+    """Fold the begin crop into the phases (see the module docstring); None when it would cost taps.
+
+    Returns (table, a, b, crop_end, growth) of the folded axis."""
+    length = table.shape[1]
+    rows = []
+    for p_out in range(s):
+        p, delta = (p_out + c0) % s, (p_out + c0) // s
+        rows.append([(delta + m - a, int(table[p, m])) for m in range(length) if table[p, m] >= 0])
+    offsets = [j for row in rows for j, _ in row]
+    if not offsets:
+        return None
+    j_min, j_max = min(offsets), max(offsets)
+    new_length, new_a = j_max - j_min + 1, -j_min
+    if (new_length > length and not grow) or new_a < 0:
+        return None
+    folded = np.full((s, new_length), -1, dtype=np.int64)
+    for p_out, row in enumerate(rows):
+        for j, kk in row:
+            folded[p_out, j - j_min] = kk
+    rest = op + d * (k - 1) + 1 - pb - pe  # O = s*I + rest - s
+    growth = -((s - rest) // s)  # ceil(O/s) - I = ceil((rest - s) / s)
+    b = max(growth - new_a + new_length - 1, 0)
+    growth = new_a + b - new_length + 1
+    crop_end = s * growth - (rest - s)
+    assert crop_end >= 0, (s, d, k, pb, pe, op)
+    return folded, new_a, b, crop_end, growth
+
+
 def make_plan(
     weight: np.ndarray,
     bias: Optional[np.ndarray],
     attrs: ConvTransposeAttrs,
     input_spatial: Optional[Sequence[Optional[int]]] = None,
     order: str = "CRD",
+    fold_crop=False,
 ) -> SubPixelPlan:
     """Plan the sub-pixel rewrite of one ConvTranspose.
 
     ``weight`` is the ConvTranspose weight ``[C, M/group, k1, ..., kn]``; ``bias`` is ``[M]`` or None.
-    ``order`` is the Conv output channel order, "CRD" or "DCR" (DCR requires ``group == 1``).
+    ``order`` is the Conv output channel order, "CRD", "DCR" or "LCR" (DCR and LCR require
+    ``group == 1``). ``fold_crop`` folds begin crops into the phases on the axes where that costs no tap;
+    ``fold_crop="always"`` also where the shared kernel grows (for per-phase Convs, which trim each
+    phase's kernel to its own taps, folding is always free).
     The returned kernel has the weight's dtype and holds the weight's values exactly (taps are copied,
     never computed), so the rewrite is exact up to the runtime's summation order.
     """
@@ -312,10 +389,10 @@ def make_plan(
                 f"output_padding {out_pad[a]} on axis {a} must be < max(stride, dilation) = "
                 f"{max(strides[a], dilations[a])}"
             )
-    if order not in ("CRD", "DCR"):
+    if order not in ("CRD", "DCR", "LCR"):
         raise PlanError(f"unknown channel order {order!r}")
-    if order == "DCR" and group != 1:
-        raise PlanError("DCR channel order needs group == 1")
+    if order in ("DCR", "LCR") and group != 1:
+        raise PlanError(f"{order} channel order needs group == 1")
     if bias is not None:
         bias = np.asarray(bias)
         if bias.shape != (m_out,):
@@ -327,6 +404,12 @@ def make_plan(
         table, t_max, ca, cb, c0, ce, growth = _axis_plan(
             strides[a], dilations[a], kernel[a], pads_begin[a], pads_end[a], out_pad[a]
         )
+        if fold_crop and c0:
+            folded = _fold_axis(table, ca, c0, strides[a], dilations[a], kernel[a], pads_begin[a], pads_end[a], out_pad[a],
+                                grow=fold_crop == "always")
+            if folded is not None:
+                table, ca, cb, ce, growth = folded
+                c0 = 0
         used = np.nonzero((table >= 0).any(axis=0))[0]  # positions m that carry a tap in some phase
         dil = 0
         for m in used:
@@ -368,26 +451,29 @@ def make_plan(
     tap_axes = [4 + 2 * a for a in range(n)]
     if order == "CRD":
         perm = [0, 2] + phase_axes + [1] + tap_axes  # [g, M/g, s..., C/g, L...]
-    else:
+    elif order == "DCR":
         perm = phase_axes + [0, 2, 1] + tap_axes  # [s..., g(=1), M, C, L...]
+    else:  # LCR: [s_lead, g(=1), M, other s..., C, L...]
+        lead = max((a for a in range(n) if strides[a] > 1), default=n - 1)
+        perm = [phase_axes[lead], 0, 2] + [ax for a, ax in enumerate(phase_axes) if a != lead] + [1] + tap_axes
     v = np.ascontiguousarray(v.transpose(perm))
     phases = int(np.prod(strides, dtype=np.int64))
     conv_weight = v.reshape((m_out * phases, c_per_group) + tuple(t.shape[1] for t in tables))
 
-    conv_bias = None
-    if bias is not None:
-        conv_bias = np.repeat(bias, phases) if order == "CRD" else np.tile(bias, phases)
-
     empty = 1
     for t in tables:
         empty *= int((t >= 0).any(axis=1).sum())
-    return SubPixelPlan(
+    plan = SubPixelPlan(
         axes=tuple(axes),
         group=group,
         in_channels=c_in,
         out_channels=m_out,
         order=order,
         weight=conv_weight,
-        bias=conv_bias,
+        bias=None,
         empty_phases=phases - empty,
+        tap_tables=tuple(tables),
     )
+    if bias is not None:
+        plan.bias = np.ascontiguousarray(bias[plan.row_channels()])
+    return plan

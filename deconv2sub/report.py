@@ -30,6 +30,10 @@ class NodeReport:
     crop: Optional[List[List[int]]] = None  # per axis [begin, end] cells dropped, None if no crop
     empty_phases: int = 0
     new_nodes: List[str] = field(default_factory=list)
+    strategy: Optional[str] = None  # emission strategy used ("two_stage", "depth_to_space", ...)
+    strategy_reason: Optional[str] = None  # why it was chosen (fixed option, default, or measured latencies)
+    sunk: List[str] = field(default_factory=list)  # consumers moved above the shuffle (e.g. "BatchNormalization bn")
+    notes: List[str] = field(default_factory=list)  # e.g. "weight folded from 3 constant nodes"
 
     @property
     def rewritten(self) -> bool:
@@ -44,7 +48,7 @@ class NodeReport:
             f"{self.name}: ConvTranspose k{'x'.join(map(str, self.kernel))} s{'x'.join(map(str, self.strides))}"
             f" g{self.group} -> Conv k{'x'.join(map(str, self.conv_kernel))} ({self.conv_channels} ch)"
             f" + {self.shuffle}, {crop}"
-        )
+        ) + "".join(f"; {note}" for note in self.notes)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,31 +16,63 @@ Invariants the pass keeps:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import contextvars
+import os
+from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
+from onnx import external_data_helper, numpy_helper
 
-from .plan import ConvTransposeAttrs, PlanError, SubPixelPlan, make_plan
+from . import fold, qdq
+
+from .perphase import phase_convs, phase_split
+from .plan import ConvTransposeAttrs, PlanError, SubPixelPlan, layout_row_channels, make_plan
 from .report import REWRITTEN, SKIPPED, ConversionReport, NodeReport
-from .shuffle import Emitter, emit_crop, emit_shuffle, shuffle_kind
+from . import strategy as _strategy
+from .optimize import SinkContext, sink_consumers
+from .shuffle import (Emitter, emit_crop, emit_permuted_shuffle, emit_shuffle, output_labels, shuffle_kind,
+                      split_labels, two_stage_labels)
 
 __all__ = ["ConvertOptions", "convert_graph", "iter_graphs"]
 
 _FLOAT_DTYPES = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
+try:  # onnx >= 1.15 reads bfloat16 tensors as ml_dtypes.bfloat16
+    import ml_dtypes
+
+    _FLOAT_DTYPES.add(np.dtype(ml_dtypes.bfloat16))
+except ImportError:  # pragma: no cover
+    pass
 
 
 @dataclass
 class ConvertOptions:
     """Knobs of the rewrite.
 
-    shuffle: "auto" (DepthToSpace where it can express the shuffle), "reshape" (always Reshape/Transpose).
-    order: "auto" (CRD when the opset has DepthToSpace CRD or group > 1, else DCR), "CRD" or "DCR".
+    strategy: how each node is emitted (all exact; they differ in speed), see :mod:`deconv2sub.strategy`:
+        "default" (the measured best fixed emission), "auto" (measured per node on ``tune_runtime``),
+        or a fixed "depth_to_space", "transpose", "two_stage".
+    shuffle: for "depth_to_space": "auto" (DepthToSpace where it can express the shuffle), "reshape"
+        (always Reshape/Transpose).
+    order: for "depth_to_space": "auto" (CRD when the opset has DepthToSpace CRD or group > 1, else DCR),
+        "CRD" or "DCR".
+    sink: move per-channel/elementwise consumers (BatchNormalization, Relu, ...) above the shuffle so
+        that runtimes fuse them into the Conv (see :mod:`deconv2sub.optimize`).
+    fold_crop: fold begin crops into the phase choice where that costs no tap (strategies other than
+        "depth_to_space"; see :mod:`deconv2sub.plan`).
+    tune_runtime / tune_provider: where "auto" measures ("onnxruntime"/"openvino", "cpu"/"cuda").
     """
 
     shuffle: str = "auto"
     order: str = "auto"
+    strategy: str = "default"
+    sink: bool = True
+    tune_runtime: str = "onnxruntime"
+    tune_provider: str = "cpu"
+    fold_crop: bool = True
 
 
 @dataclass
@@ -49,10 +81,22 @@ class _Material:
     bias: Optional[np.ndarray]
     attrs: ConvTransposeAttrs
     in_spatial: Optional[List[Optional[int]]]
+    batch: Optional[int] = None  # the input's batch size when it is known
+    # Where the weight/bias came from (see check()): notes for the report, producer nodes that may be
+    # dead after the rewrite, and for quantized (QDQ) weights the emission of their DequantizeLinear.
+    notes: List[str] = field(default_factory=list)
+    sources: List[gs.Node] = field(default_factory=list)
+    dtype: Optional[np.dtype] = None  # element type of the Conv output when it is not plan.weight's
+    emit_inputs: Optional[Callable] = None  # (emitter, plan) -> [weight tensor, bias tensor?]
+    after: Optional[Callable] = None  # (graph, unique, base) -> names of nodes added after the rewrite
 
 
-def iter_graphs(graph: gs.Graph, path: str = "main") -> Iterator[Tuple[gs.Graph, str]]:
-    """The graph, its functions and every nested subgraph (If/Loop/Scan bodies), with a readable path."""
+def iter_graphs(graph: gs.Graph, path: str = "main", functions: bool = True) -> Iterator[Tuple[gs.Graph, str]]:
+    """The graph, its functions and every nested subgraph (If/Loop/Scan bodies), with a readable path.
+
+    Every graph is yielded once: a gs ``Function`` also lists the model's functions (itself included),
+    so functions are only taken from the top-level graph.
+    """
     yield graph, path
     for node in graph.nodes:
         for key, value in node.attrs.items():
@@ -60,33 +104,128 @@ def iter_graphs(graph: gs.Graph, path: str = "main") -> Iterator[Tuple[gs.Graph,
             for i, sub in enumerate(subs):
                 if isinstance(sub, gs.Graph):
                     label = f"{path}/{node.name or node.op}.{key}" + (f"[{i}]" if len(subs) > 1 else "")
-                    yield from iter_graphs(sub, label)
-    for func in getattr(graph, "functions", None) or []:
-        yield from iter_graphs(func, f"function:{func.name}")
+                    yield from iter_graphs(sub, label, functions=False)
+    if functions and not isinstance(graph, gs.Function):
+        for func in getattr(graph, "functions", None) or []:
+            yield from iter_graphs(func, f"function:{func.domain}.{func.name}", functions=False)
+
+
+# ---- weight sources ----------------------------------------------------------------------------------
+# Folder against which the external-data locations of tensors not loaded into memory are resolved
+# (set by the model-level API for models loaded without their external data).
+_EXTERNAL_DATA_DIR: "contextvars.ContextVar[Optional[str]]" = contextvars.ContextVar(
+    "deconv2sub_external_data_dir", default=None
+)
+
+
+@contextlib.contextmanager
+def external_data_dir(path: Optional[str]):
+    """Within the block, weights kept in external data files are read lazily from ``path``."""
+    token = _EXTERNAL_DATA_DIR.set(None if path is None else os.fspath(path))
+    try:
+        yield
+    finally:
+        _EXTERNAL_DATA_DIR.reset(token)
+
+
+class _NoSource(Exception):
+    """A weight/bias whose values are not known before run time; ``str()`` is the reason."""
+
+
+def _proto_values(proto: onnx.TensorProto) -> np.ndarray:
+    """Values of a TensorProto, reading external data lazily; the proto itself is never modified."""
+    if external_data_helper.uses_external_data(proto) and not proto.HasField("raw_data"):
+        base = _EXTERNAL_DATA_DIR.get()
+        if base is None:
+            raise _NoSource(f"'{proto.name}' is stored in an external data file that was not loaded")
+        try:
+            return numpy_helper.to_array(proto, base)
+        except Exception as exc:  # noqa: BLE001
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+            raise _NoSource(f"'{proto.name}': cannot read its external data: {first.strip()}") from None
+    return numpy_helper.to_array(proto)
+
+
+def _gs_constant_values(const: gs.Constant) -> np.ndarray:
+    """Values of a gs.Constant without caching them on the Constant (big weights are read once, used
+    for the plan and dropped; a Constant that is exported again keeps its original TensorProto)."""
+    from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
+
+    values = const._values
+    if isinstance(values, SparseValues):
+        return np.asarray(values.load())
+    if isinstance(values, LazyValues):
+        return _proto_values(values.tensor)
+    return np.asarray(values)
 
 
 def _constant_values(tensor) -> Optional[np.ndarray]:
     """Values of a tensor known before run time: an initializer or the output of a Constant node."""
     if isinstance(tensor, gs.Constant):
-        return np.asarray(tensor.values)
+        return _gs_constant_values(tensor)
     if isinstance(tensor, gs.Variable) and len(tensor.inputs) == 1:
         producer = tensor.inputs[0]
         if producer.op == "Constant" and producer.domain in (None, "", "ai.onnx"):
             value = producer.attrs.get("value")
             if isinstance(value, gs.Constant):
-                return np.asarray(value.values)
-            for key in ("value_float", "value_floats"):
-                if key in producer.attrs:
-                    return np.asarray(producer.attrs[key], dtype=np.float32)
+                return _gs_constant_values(value)
+            for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
+                               ("value_int", np.int64), ("value_ints", np.int64)):
+                if key in producer.attrs and not isinstance(producer.attrs[key], gs.Node.AttributeRef):
+                    return np.asarray(producer.attrs[key], dtype=dtype)
     return None
 
 
-def _describe_source(tensor) -> str:
+def _describe_source(tensor, graph: Optional[gs.Graph] = None) -> str:
     if isinstance(tensor, gs.Variable) and not tensor.inputs:
+        if isinstance(graph, gs.Function) and any(t is tensor for t in graph.inputs):
+            return f"'{tensor.name}' is an input of function '{graph.name}' (known only per call)"
         return f"'{tensor.name}' is a graph input (known only at run time)"
     if isinstance(tensor, gs.Variable) and tensor.inputs:
         return f"'{tensor.name}' is computed at run time by {tensor.inputs[0].op} node '{tensor.inputs[0].name}'"
     return f"'{tensor.name}' is not a constant"
+
+
+def _source_values(tensor, graph, opset: int, cache: Optional[dict]) -> Tuple[np.ndarray, List[gs.Node], Optional[str]]:
+    """(values, producer nodes, fold note) of a weight/bias known before run time, else raise _NoSource.
+
+    An initializer or Constant node is read directly; a tensor computed from constants only is folded
+    (see :mod:`deconv2sub.fold`), once per tensor per pass when ``cache`` is given.
+    """
+    values = _constant_values(tensor)
+    if values is not None:
+        producers = list(tensor.inputs) if isinstance(tensor, gs.Variable) else []
+        return values, producers, None
+    if isinstance(tensor, gs.Variable) and not tensor.inputs:
+        raise _NoSource(_describe_source(tensor, graph))
+    key = id(tensor)
+    if cache is not None and key in cache:
+        _, result = cache[key]
+    else:
+        try:
+            result = fold.fold_tensor(tensor, _constant_values, opset)
+        except fold.FoldError as err:
+            result = err
+        except _NoSource as err:
+            result = fold.FoldError(str(err))
+        if cache is not None:
+            cache[key] = (tensor, result)  # the tensor is kept alive so that its id stays unique
+    if isinstance(result, fold.FoldError):
+        producer = tensor.inputs[0]
+        raise _NoSource(f"'{tensor.name}' is computed at run time by {producer.op} node '{producer.name}' "
+                        f"and cannot be folded: it {result}")
+    return result.values, list(result.nodes), result.note()
+
+
+def _quant_values(graph, opset, cache):
+    def values_of(tensor):
+        try:
+            values, producers, _ = _source_values(tensor, graph, opset, cache)
+        except _NoSource as err:
+            raise qdq.QdqError(f"quantized tensor {err}") from None
+        return values, producers
+
+    return values_of
 
 
 def _ints(attrs: dict, key: str) -> Optional[List[int]]:
@@ -94,23 +233,73 @@ def _ints(attrs: dict, key: str) -> Optional[List[int]]:
     return None if value is None else [int(v) for v in value]
 
 
-def check(node: gs.Node, shapes: Optional[Dict[str, Sequence]] = None) -> Tuple[Optional[_Material], Optional[str]]:
-    """Return (material, None) when the node can be rewritten, else (None, reason)."""
+def check(
+    node: gs.Node,
+    shapes: Optional[Dict[str, Sequence]] = None,
+    *,
+    graph: Optional[gs.Graph] = None,
+    opset: int = 13,
+    cache: Optional[dict] = None,
+) -> Tuple[Optional[_Material], Optional[str]]:
+    """Return (material, None) when the node can be rewritten, else (None, reason).
+
+    Weight and bias may be initializers, Constant node outputs, tensors computed from constants only
+    (folded first), or DequantizeLinear of such constants (quantized QDQ weights: rewritten quantized).
+    ``graph`` is the graph holding ``node``, ``opset`` its default-domain opset (for folding).
+    """
     if len(node.inputs) < 2 or node.inputs[1] is None or node.inputs[1].name == "":
         return None, "ConvTranspose has no weight input"
     if not node.outputs:
         return None, "ConvTranspose has no output"
+    for key, value in node.attrs.items():
+        if isinstance(value, gs.Node.AttributeRef):
+            return None, f"attribute '{key}' refers to a function attribute (known only per call)"
     x, w = node.inputs[0], node.inputs[1]
-    weight = _constant_values(w)
-    if weight is None:
-        return None, f"weight {_describe_source(w)}"
-    if weight.dtype not in _FLOAT_DTYPES:
-        return None, f"weight dtype {weight.dtype} is not supported (float16/float32/float64)"
+    group_attr = int(node.attrs.get("group", 1) or 1)
+    notes: List[str] = []
+    sources: List[gs.Node] = []
+    quant_w = quant_b = None
+    try:
+        producer = w.inputs[0] if isinstance(w, gs.Variable) and len(w.inputs) == 1 else None
+        if qdq.is_dequantize(producer):
+            quant_w = qdq.read_dequantize(producer, _quant_values(graph, opset, cache), qdq._WEIGHT_TYPES, "weight")
+            qdq.check_weight(quant_w, group_attr)
+            weight = quant_w.values
+            sources += quant_w.sources
+            notes.append(f"quantized weight ({quant_w.describe()})")
+        else:
+            weight, producers, note = _source_values(w, graph, opset, cache)
+            sources += producers
+            notes += [note] if note else []
+    except _NoSource as err:
+        return None, f"weight {err}"
+    except qdq.QdqError as err:
+        return None, str(err)
+    if quant_w is None and weight.dtype not in _FLOAT_DTYPES:
+        return None, f"weight dtype {weight.dtype} is not supported (float16/bfloat16/float32/float64)"
+    if quant_w is None and not np.isfinite(weight).all():
+        # The Conv multiplies its zero taps and zero padding too: 0 * inf = NaN would appear in cells
+        # that the ConvTranspose computes without touching the infinite tap.
+        return None, "weight contains inf or NaN (the sub-pixel Conv would spread NaN into other cells)"
     bias = None
     if len(node.inputs) > 2 and node.inputs[2] is not None and node.inputs[2].name != "":
-        bias = _constant_values(node.inputs[2])
-        if bias is None:
-            return None, f"bias {_describe_source(node.inputs[2])}"
+        b = node.inputs[2]
+        try:
+            producer = b.inputs[0] if isinstance(b, gs.Variable) and len(b.inputs) == 1 else None
+            if qdq.is_dequantize(producer):
+                quant_b = qdq.read_dequantize(producer, _quant_values(graph, opset, cache), qdq._BIAS_TYPES, "bias")
+                if quant_b.axis not in (None, 0) or quant_b.values.ndim != 1:
+                    return None, "quantized bias must be 1-D, per-tensor or per-channel on axis 0"
+                bias = quant_b.values
+                sources += quant_b.sources
+            else:
+                bias, producers, note = _source_values(b, graph, opset, cache)
+                sources += producers
+                notes += [note.replace("weight", "bias", 1)] if note else []
+        except _NoSource as err:
+            return None, f"bias {err}"
+        except qdq.QdqError as err:
+            return None, str(err)
     a = node.attrs
     attrs = ConvTransposeAttrs(
         strides=_ints(a, "strides"),
@@ -139,7 +328,38 @@ def check(node: gs.Node, shapes: Optional[Dict[str, Sequence]] = None) -> Tuple[
             return None, f"input has {c} channels but the weight expects {weight.shape[0]}"
     elif shape is not None:
         return None, f"input rank {len(shape)} does not match the weight rank {weight.ndim}"
-    return _Material(weight, bias, attrs, in_spatial), None
+    material = _Material(weight, bias, attrs, in_spatial, notes=notes, sources=sources)
+    if shape is not None and isinstance(shape[0], (int, np.integer)) and shape[0] > 0:
+        material.batch = int(shape[0])
+    if quant_w is not None or quant_b is not None:
+        _quantized_emission(material, node, quant_w, quant_b)
+    return material, None
+
+
+def _quantized_emission(material: _Material, node: gs.Node, quant_w, quant_b) -> None:
+    """Plan ``w_q - z_w`` (int32) and emit DequantizeLinear nodes for the Conv's weight/bias."""
+    if quant_w is not None:
+        material.weight = qdq.weight_for_plan(quant_w, material.attrs.group)
+        material.dtype = quant_w.float_dtype
+    elif quant_b is not None:
+        material.dtype = material.weight.dtype
+    y = node.outputs[0]
+
+    def emit_inputs(em, plan):
+        if quant_w is not None:
+            inputs = [qdq.emit_weight(em, plan, quant_w)]
+        else:
+            inputs = [em.const("subpixel_weight", plan.weight)]
+        if plan.bias is not None:
+            if quant_b is not None:
+                inputs.append(qdq.emit_bias(em, plan, quant_b))
+            else:
+                inputs.append(em.const("subpixel_bias", plan.bias))
+        return inputs
+
+    material.emit_inputs = emit_inputs
+    if quant_w is not None:
+        material.after = lambda graph, unique, base: qdq.requantize_conv_output(graph, y, unique, base)
 
 
 def _unique_namer(graph: gs.Graph) -> Callable[[str], str]:
@@ -178,48 +398,79 @@ def rewrite(
     unique: Callable[[str], str],
     opset: int,
     options: ConvertOptions,
+    emission: Optional["_strategy.Emission"] = None,
 ) -> NodeReport:
-    """Replace ``node`` in ``graph`` by Conv + shuffle (+ crop). Raises PlanError if it cannot be planned."""
-    group = material.attrs.group
-    order = options.order
-    if order == "auto":
-        order = "CRD" if (group != 1 or opset >= 11) else "DCR"
-    if order == "DCR" and group != 1:
-        order = "CRD"
-    plan: SubPixelPlan = make_plan(material.weight, material.bias, material.attrs, material.in_spatial, order)
-    kind = shuffle_kind(plan, opset, options.shuffle)
-    if kind == "Reshape/Transpose" and plan.order != "CRD":
-        plan = make_plan(material.weight, material.bias, material.attrs, material.in_spatial, "CRD")
-    if kind == "Reshape/Transpose" and opset < 5:
-        raise PlanError(f"opset {opset} has no Reshape with a shape input (needs >= 5)")
+    """Replace ``node`` in ``graph`` by Conv + shuffle (+ crop). Raises PlanError if it cannot be planned.
+
+    ``emission`` (default: chosen from ``options.strategy``) says how: see :mod:`deconv2sub.strategy`."""
+    if emission is None:
+        emission = _strategy.select(material, opset, options)
+    plan: SubPixelPlan = make_plan(material.weight, material.bias, material.attrs, material.in_spatial,
+                                   emission.order, emission.fold_crop if options.fold_crop else False)
+    if emission.strategy == "per_phase" and (material.emit_inputs is not None or phase_convs(plan) is None):
+        why = "quantized weight" if material.emit_inputs is not None else "a phase without taps"
+        emission = _strategy.fixed("two_stage", group=material.attrs.group, rank=plan.rank, strides=plan.strides,
+                                   opset=opset, reason=f"{emission.reason}; per_phase impossible ({why}): two_stage")
+        plan = make_plan(material.weight, material.bias, material.attrs, material.in_spatial, emission.order,
+                         emission.fold_crop if options.fold_crop else False)
+    if emission.strategy == "depth_to_space":
+        kind = shuffle_kind(plan, opset, options.shuffle)
+        if kind == "Reshape/Transpose" and plan.order != "CRD":
+            plan = make_plan(material.weight, material.bias, material.attrs, material.in_spatial, "CRD")
+        if kind == "Reshape/Transpose" and opset < 5:
+            raise PlanError(f"opset {opset} has no Reshape with a shape input (needs >= 5)")
+    elif not plan.needs_shuffle:
+        kind = "none"
+    else:
+        kind = {"two_stage": _strategy.TWO_STAGE, "per_phase": _strategy.TWO_STAGE}.get(emission.strategy,
+                                                                                         _strategy.TRANSPOSE)
 
     base = node.name or node.outputs[0].name
     em = Emitter(base, unique, opset)
     x = node.inputs[0]
     y = node.outputs[0]
-    dtype = plan.weight.dtype
-    conv_inputs = [x, em.const("subpixel_weight", plan.weight)]
-    if plan.bias is not None:
-        conv_inputs.append(em.const("subpixel_bias", plan.bias))
+    dtype = plan.weight.dtype if material.dtype is None else material.dtype
     stages = [kind != "none", plan.needs_crop]
     conv_out = y if not any(stages) else em.var("subpixel_conv_out", dtype)
-    em.node(
-        "Conv",
-        "subpixel_conv",
-        conv_inputs,
-        [conv_out],
-        {
-            "kernel_shape": list(plan.conv_kernel),
-            "strides": [1] * plan.rank,
-            "dilations": plan.conv_dilations,
-            "pads": plan.conv_pads,
-            "group": plan.group,
-        },
-    )
+    rows_layout = None  # channel layout of conv_out when it is not plan.row_layout()
+    split = None
+    if emission.strategy == "per_phase":
+        split = phase_split(plan)
+        conv_node = _emit_phase_convs(em, plan, split, x, conv_out, dtype)
+        rows_layout = split.rows
+    else:
+        if material.emit_inputs is not None:  # quantized weight/bias: DequantizeLinear nodes (see check())
+            conv_inputs = [x, *material.emit_inputs(em, plan)]
+        else:
+            conv_inputs = [x, em.const("subpixel_weight", plan.weight)]
+            if plan.bias is not None:
+                conv_inputs.append(em.const("subpixel_bias", plan.bias))
+        conv_node = em.node(
+            "Conv",
+            "subpixel_conv",
+            conv_inputs,
+            [conv_out],
+            {
+                "kernel_shape": list(plan.conv_kernel),
+                "strides": [1] * plan.rank,
+                "dilations": plan.conv_dilations,
+                "pads": plan.conv_pads,
+                "group": plan.group,
+            },
+        )
     current = conv_out
     if kind != "none":
         shuffled = y if not plan.needs_crop else em.var("subpixel_shuffled", dtype)
-        emit_shuffle(em, plan, kind, current, shuffled, material.in_spatial)
+        if emission.strategy == "depth_to_space":
+            emit_shuffle(em, plan, kind, current, shuffled, material.in_spatial)
+        else:
+            stages = [output_labels(plan)]
+            if emission.strategy == "two_stage":
+                stages.insert(0, two_stage_labels(plan))
+            elif split is not None:
+                stages = [split_labels(plan, True), split_labels(plan, False)]
+            emit_permuted_shuffle(em, plan, stages, current, shuffled, material.in_spatial, material.batch,
+                                  rows_layout)
         current = shuffled
     crop = None
     if plan.needs_crop:
@@ -231,6 +482,19 @@ def rewrite(
     node.outputs.clear()
     graph.nodes[index : index + 1] = em.nodes
 
+    phase_info = None  # per-phase: (largest phase kernel, its pads) for the report
+    if split is not None:
+        biggest = max(split.convs, key=lambda c: int(np.prod(c.weight.shape[2:])))
+        phase_info = (list(biggest.weight.shape[2:]), list(biggest.pads))
+    sunk: List[str] = []
+    if options.sink and conv_out is not y and material.after is None:
+        channels = plan.row_channels() if rows_layout is None else layout_row_channels(rows_layout)
+        ctx = SinkContext(graph, conv_node, conv_out, y, em.nodes[em.nodes.index(conv_node) + 1:], channels,
+                          plan.rank, unique, base,
+                          branches=list(conv_node.inputs) if split is not None else None,
+                          branch_rows=None if split is None else layout_row_channels(split.conv_rows(plan.out_channels)))
+        sunk = sink_consumers(ctx)
+
     return NodeReport(
         name=node.name,
         graph="",
@@ -240,15 +504,49 @@ def rewrite(
         strides=list(plan.strides),
         kernel=[a.kernel for a in plan.axes],
         group=plan.group,
-        conv_kernel=list(plan.conv_kernel),
+        conv_kernel=list(plan.conv_kernel) if phase_info is None else phase_info[0],
         conv_channels=int(plan.weight.shape[0]),
         conv_dilations=plan.conv_dilations,
-        conv_pads=plan.conv_pads,
+        conv_pads=plan.conv_pads if phase_info is None else phase_info[1],
         shuffle=kind,
         crop=crop,
         empty_phases=plan.empty_phases,
         new_nodes=[n.name for n in em.nodes],
+        strategy=emission.strategy,
+        strategy_reason=emission.reason + ("" if split is None else f"; {_phase_note(plan, split)}"),
+        sunk=sunk,
     )
+
+
+def _phase_note(plan: SubPixelPlan, split) -> str:
+    kernels = ", ".join("x".join(map(str, c.weight.shape[2:])) for c in split.convs)
+    phases_per_conv = plan.phases // len(split.convs)
+    taps = sum(int(np.prod(c.weight.shape[2:])) for c in split.convs) * phases_per_conv
+    shared = plan.phases * int(np.prod([(a.dilation * (a.kernel - 1)) // a.stride + 1 for a in plan.axes]))
+    what = "per-phase Convs" if phases_per_conv == 1 else f"phase-group Convs ({phases_per_conv} phases each)"
+    return f"{len(split.convs)} {what} ({kernels}), no begin crop: {taps} taps where one Conv would store {shared}"
+
+
+def _emit_phase_convs(em: Emitter, plan: SubPixelPlan, split, x, out, dtype):
+    """One Conv per phase group (only its own taps) + Concat into ``out``; returns the Concat node."""
+    outs = []
+    for i, pc in enumerate(split.convs):
+        tag = "" if i == 0 else f"_p{i}"  # the first keeps the single-Conv names (subpixel_conv, ...)
+        inputs = [x, em.const(f"subpixel_weight{tag}", pc.weight)]
+        if pc.bias is not None:
+            inputs.append(em.const(f"subpixel_bias{tag}", pc.bias))
+        z = em.var(f"subpixel_phase{i}", dtype)
+        em.node("Conv", f"subpixel_conv{tag}", inputs, [z], {
+            "kernel_shape": list(pc.weight.shape[2:]),
+            "strides": [1] * plan.rank,
+            "dilations": pc.dilations,
+            "pads": pc.pads,
+            "group": plan.group,
+        })
+        outs.append(z)
+    if len(outs) == 1:
+        return em.node("Identity", "subpixel_phases", outs, [out])
+    return em.node("Concat", "subpixel_phases", outs, [out], {"axis": 1})
 
 
 def convert_graph(
@@ -266,13 +564,14 @@ def convert_graph(
     unique = _unique_namer(graph)
     report = ConversionReport()
     top_opset = _graph_opset(graph)
+    cache: dict = {}  # folded weights, shared by the nodes that use them
     for g, path in list(iter_graphs(graph)):
         opset = _graph_opset(g) if getattr(g, "opset", None) is not None else top_opset
         for node in list(g.nodes):
             if node.op != "ConvTranspose" or node.domain not in (None, "", "ai.onnx"):
                 continue
             label = node.name or (node.outputs[0].name if node.outputs else "<unnamed>")
-            material, reason = check(node, shapes)
+            material, reason = check(node, shapes, graph=g, opset=opset, cache=cache)
             if material is not None:
                 try:
                     entry = rewrite(g, node, material, unique, opset, options)
@@ -281,6 +580,7 @@ def convert_graph(
                 else:
                     entry.name = label
                     entry.graph = path
+                    _finish(g, material, entry, unique)
                     report.nodes.append(entry)
                     continue
             report.nodes.append(
@@ -293,3 +593,14 @@ def convert_graph(
                 )
             )
     return report
+
+
+def _finish(graph: gs.Graph, material: _Material, entry: NodeReport, unique: Callable[[str], str]) -> None:
+    """After a rewrite: report notes, post-steps (QDQ), and drop weight producers nobody uses any more
+    (a folded weight that is also consumed elsewhere or is a graph output stays)."""
+    entry.notes.extend(material.notes)
+    if material.after is not None:
+        base = entry.new_nodes[0].rsplit("/", 1)[0] if entry.new_nodes else (entry.name or "convtranspose")
+        entry.new_nodes.extend(material.after(graph, unique, base))
+    if material.sources:
+        fold.drop_dead(graph, material.sources)

@@ -140,3 +140,178 @@ def emit_crop(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable) -
             axes.append(2 + a)
     _slice(em, "subpixel_crop", x, y, starts, ends, axes)
     return [[ax.crop_begin, ax.crop_end] for ax in plan.axes]
+
+
+# ---- shuffles as labelled permutations ---------------------------------------------------------------
+# A tensor is described by its logical axes, outermost first, each a label and a size. A size is
+# ``(factor, dims)``: ``factor`` times the product of the Conv output's dims ``dims`` (indices into
+# ``[N, C', Q1, ..., Qn]``), so unknown (symbolic) sizes stay symbolic. A shuffle is then a permutation
+# of labels, emitted as Reshape → Transpose → ... → Reshape. Axes of size 1 are dropped and runs of
+# axes that stay adjacent are merged first, so every Transpose has the smallest possible rank: runtimes
+# have fast paths for low-rank transposes (ONNX Runtime's 2-D float transpose is several times faster
+# than its generic n-D one).
+
+Size = tuple  # (factor: int, dims: tuple of Conv output dim indices)
+
+
+def _size_mul(sizes) -> Size:
+    factor, dims = 1, ()
+    for f, d in sizes:
+        factor *= f
+        dims += tuple(d)
+    return factor, tuple(sorted(dims))
+
+
+def _known(size: Size) -> bool:
+    return not size[1]
+
+
+class _Shapes:
+    """Emits shape tensors for Reshape, from the Conv output's run-time shape only when needed."""
+
+    def __init__(self, em: Emitter, source: gs.Variable):
+        self.em = em
+        self.source = source
+        self._shape = None
+        self._dims: dict = {}
+
+    def _dim(self, i: int) -> gs.Variable:
+        if i not in self._dims:
+            if self._shape is None:
+                self._shape = self.em.var("shape", np.int64)
+                self.em.node("Shape", "subpixel_shape", [self.source], [self._shape])
+            v = self.em.var(f"shape_dim{i}", np.int64)
+            _slice(self.em, f"subpixel_shape_dim{i}", self._shape, v, [i], [i + 1], [0])
+            self._dims[i] = v
+        return self._dims[i]
+
+    def tensor(self, suffix: str, sizes) -> gs.Tensor:
+        unknown = [s for s in sizes if not _known(s)]
+        if len(unknown) <= 1:
+            return self.em.int64s(suffix, [f if _known((f, d)) else -1 for f, d in sizes])
+        parts = []
+        for i, (factor, dims) in enumerate(sizes):
+            if not dims:
+                parts.append(self.em.int64s(f"{suffix}_{i}", [factor]))
+                continue
+            value = self._dim(dims[0])
+            for j, d in enumerate(dims[1:]):
+                prod = self.em.var(f"{suffix}_{i}_prod{j}", np.int64)
+                self.em.node("Mul", f"subpixel_{suffix}_{i}_mul{j}", [value, self._dim(d)], [prod])
+                value = prod
+            if factor != 1:
+                prod = self.em.var(f"{suffix}_{i}_scaled", np.int64)
+                self.em.node("Mul", f"subpixel_{suffix}_{i}_scale", [value, self.em.int64s(f"{suffix}_{i}_f", [factor])], [prod])
+                value = prod
+            parts.append(value)
+        out = self.em.var(suffix, np.int64)
+        self.em.node("Concat", f"subpixel_{suffix}", parts, [out], {"axis": 0})
+        return out
+
+
+def _merge_axes(src: list, dst_labels: list) -> tuple:
+    """Drop size-1 axes, merge runs that stay adjacent. Returns (merged src sizes, perm, merged dst sizes)."""
+    src = [(label, size) for label, size in src if size != (1, ())]
+    keep = {label for label, _ in src}
+    dst = [label for label in dst_labels if label in keep]
+    pos = {label: i for i, label in enumerate(dst)}
+    groups: list = []  # runs of src axes consecutive in both orders
+    for label, size in src:
+        if groups and pos[label] == pos[groups[-1][-1][0]] + 1:
+            groups[-1].append((label, size))
+        else:
+            groups.append([(label, size)])
+    order = sorted(range(len(groups)), key=lambda g: pos[groups[g][0][0]])
+    merged = [_size_mul(s for _, s in g) for g in groups]
+    return merged, order, [merged[g] for g in order]
+
+
+def _permute(em: Emitter, shapes: _Shapes, x: gs.Variable, src: list, dst_labels: list, suffix: str) -> gs.Variable:
+    """Transpose ``x`` (logical axes ``src``) into the label order ``dst_labels``; returns the result
+    (or ``x`` itself when the permutation only merges/splits axes)."""
+    merged, perm, _ = _merge_axes(src, dst_labels)
+    if perm == list(range(len(perm))):
+        return x
+    r = em.var(f"{suffix}_in")
+    em.node("Reshape", f"subpixel_{suffix}_reshape", [x, shapes.tensor(f"{suffix}_shape", merged)], [r])
+    t = em.var(f"{suffix}_out")
+    em.node("Transpose", f"subpixel_{suffix}", [r], [t], {"perm": perm})
+    return t
+
+
+def conv_output_layout(plan: SubPixelPlan, in_spatial: Optional[Sequence[Optional[int]]], batch: Optional[int],
+                       rows: Optional[list] = None) -> list:
+    """Logical axes of the Conv output ``[N, rows..., Q1, ..., Qn]`` (``rows``: default plan.row_layout())."""
+    n = plan.rank
+    q = [None] * n if in_spatial is None else [None if i is None else i + a.growth for i, a in zip(in_spatial, plan.axes)]
+    layout = [("N", (batch, ()) if batch else (1, (0,)))]
+    layout += [(name, (size, ())) for name, size in (plan.row_layout() if rows is None else rows)]
+    layout += [(f"Q{a}", (v, ()) if v is not None else (1, (2 + a,))) for a, v in enumerate(q)]
+    return layout
+
+
+def output_labels(plan: SubPixelPlan) -> list:
+    labels = ["N", "M"]
+    for a, ax in enumerate(plan.axes):
+        labels += [f"Q{a}", f"S{a}"]
+    return labels
+
+
+def emit_permuted_shuffle(
+    em: Emitter,
+    plan: SubPixelPlan,
+    stages: Sequence[Sequence[str]],
+    x: gs.Variable,
+    y: gs.Variable,
+    in_spatial: Optional[Sequence[Optional[int]]],
+    batch: Optional[int],
+    rows: Optional[list] = None,
+) -> None:
+    """Shuffle ``x`` (the Conv output) into ``y`` through the label orders ``stages`` (the last one must be
+    :func:`output_labels`), each a Transpose after merging axes, then one Reshape to ``[N, M, Q*s...]``.
+    ``rows`` is the channel layout of ``x`` when it is not ``plan.row_layout()``."""
+    shapes = _Shapes(em, x)
+    layout = conv_output_layout(plan, in_spatial, batch, rows)
+    sizes = dict(layout)
+    for a, ax in enumerate(plan.axes):
+        sizes[f"S{a}"] = (ax.stride, ())
+    current = x
+    src = layout
+    for i, labels in enumerate(stages):
+        current = _permute(em, shapes, current, src, labels, f"shuffle{i + 1}" if len(stages) > 1 else "shuffle")
+        src = [(label, sizes.get(label, (1, ()))) for label in labels]
+    final = [sizes["N"], (plan.out_channels, ())]
+    for a, ax in enumerate(plan.axes):
+        final.append(_size_mul([sizes[f"Q{a}"], (ax.stride, ())]))
+    em.node("Reshape", "subpixel_merge", [current, shapes.tensor("merge_shape", final)], [y])
+
+
+def two_stage_labels(plan: SubPixelPlan) -> list:
+    """The intermediate order of the two-stage shuffle: ``[N, S_lead, M, Q1, S1, ..., Q_lead, ...]``:
+    every phase but the lead one moved into place by block moves (contiguous runs of at least ``Q_n``),
+    so that the second stage is a single ``[S_lead, L(, B)] -> [L, S_lead(, B)]`` transpose."""
+    lead = plan.lead_axis
+    labels = ["N", f"S{lead}", "M"]
+    for a in range(plan.rank):
+        labels.append(f"Q{a}")
+        if a != lead:
+            labels.append(f"S{a}")
+    return labels
+
+
+def split_labels(plan: SubPixelPlan, two_stage: bool) -> list:
+    """Label orders for phase-group Convs (:mod:`deconv2sub.perphase`): the phase of axis ``a`` is
+    ``(G<a>, I<a>)`` (group, index within the group). Returns the output order, or with ``two_stage`` the
+    intermediate order of :func:`two_stage_labels`."""
+    lead = plan.lead_axis
+    if not two_stage:
+        labels = ["N", "M"]
+        for a in range(plan.rank):
+            labels += [f"Q{a}", f"G{a}", f"I{a}"]
+        return labels
+    labels = ["N", f"G{lead}", f"I{lead}", "M"]
+    for a in range(plan.rank):
+        labels.append(f"Q{a}")
+        if a != lead:
+            labels += [f"G{a}", f"I{a}"]
+    return labels

@@ -156,10 +156,16 @@ def test_make_feeds_val_range():
 
 
 def test_make_feeds_rejects_types_it_cannot_generate():
-    ml_dtypes = pytest.importorskip("ml_dtypes")
-    specs = [TensorSpec("x", np.dtype(ml_dtypes.bfloat16), (2,))]
-    with pytest.raises(InputError, match="'x' of type bfloat16"):
+    specs = [TensorSpec("x", np.dtype(np.complex64), (2,))]
+    with pytest.raises(InputError, match="'x' of type complex64"):
         make_feeds(specs, {"x": (2,)})
+
+
+def test_make_feeds_bfloat16():
+    """bfloat16 (ml_dtypes, numpy kind "V") is a float type: random normal values, rounded."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    feeds = make_feeds([TensorSpec("x", np.dtype(ml_dtypes.bfloat16), (64,))], {"x": (64,)})
+    assert feeds["x"].dtype == np.dtype(ml_dtypes.bfloat16) and np.isfinite(feeds["x"].astype(np.float32)).all()
 
 
 def test_npz_round_trip_with_awkward_names(tmp_path):

@@ -484,3 +484,151 @@ def test_save_refuses_unloaded_external_data(tmp_path):
         save_model(model, tmp_path / "out.onnx")
     assert_one_line(ei, tmp_path / "out.onnx", "'w'")
     assert not (tmp_path / "out.onnx").exists()
+
+
+# ------------------------------------------------------------- staging, streaming, detached data
+
+
+def test_stage_commit_and_discard(tmp_path):
+    from deconv2sub.model_io import stage_model
+
+    staged = stage_model(make_model(32), tmp_path / "out.onnx", external_data=True)
+    assert os.path.isfile(staged.model_path) and os.path.isfile(staged.data_path)
+    assert onnx.load(staged.model_path)  # loadable (data beside it) before it is in place
+    assert not (tmp_path / "out.onnx").exists()
+    staged.discard()
+    assert leftovers(tmp_path) == []
+    with stage_model(make_model(32), tmp_path / "out.onnx", external_data=True) as staged:
+        staged.commit()
+    assert leftovers(tmp_path, "out.onnx", "out.onnx.data") == []
+    np.testing.assert_array_equal(weight(load_model(tmp_path / "out.onnx")), weight(make_model(32)))
+
+
+def test_stage_streams_unloaded_external_data(tmp_path):
+    """Tensors not loaded are copied from their file in source_dir, externally or inline."""
+    src = save_external(tmp_path, "in.onnx")
+    skeleton = load_model(src, load_external_data=False)
+    for external, name in ((True, "a.onnx"), (False, "b.onnx")):
+        (tmp_path / "out").mkdir(exist_ok=True)
+        save_model(skeleton, tmp_path / "out" / name, external_data=external, source_dir=tmp_path)
+        np.testing.assert_array_equal(weight(load_model(tmp_path / "out" / name)), weight(make_model(32)))
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.onnx", "a.onnx.data", "b.onnx"]
+    assert skeleton.graph.initializer[0].data_location == TensorProto.EXTERNAL  # not consumed
+
+
+def test_stage_consume_drops_in_memory_data(tmp_path):
+    from deconv2sub.model_io import stage_model
+
+    model = make_model(64)
+    with stage_model(model, tmp_path / "out.onnx", external_data=True, consume=True) as staged:
+        staged.commit()
+    init = model.graph.initializer[0]
+    assert not init.HasField("raw_data") and init.data_location == TensorProto.EXTERNAL
+    np.testing.assert_array_equal(weight(load_model(tmp_path / "out.onnx")), weight(make_model(64)))
+
+
+def test_stage_detached_arrays(tmp_path):
+    from deconv2sub.model_io import DETACHED_LOCATION, _point_to, stage_model
+
+    w = np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)
+    model = make_model(64)
+    stub = model.graph.initializer[0]
+    stub.ClearField("raw_data")
+    _point_to(stub, DETACHED_LOCATION, 0, w.nbytes)
+    detached = {"w": w}
+    for external, name in ((True, "a.onnx"), (False, "b.onnx")):
+        work = onnx.ModelProto()
+        work.CopyFrom(model)
+        with stage_model(work, tmp_path / name, external_data=external, detached=dict(detached)) as staged:
+            staged.commit()
+        np.testing.assert_array_equal(weight(load_model(tmp_path / name)), w)
+    with pytest.raises(OutputError) as ei:
+        save_model(model, tmp_path / "c.onnx", detached={})
+    assert_one_line(ei, "'w'", "missing")
+
+
+def test_external_data_is_aligned_for_mmap(tmp_path, monkeypatch):
+    monkeypatch.setattr(model_io, "ALIGN_MIN_BYTES", 1000)
+    model = make_model(32)
+    model.graph.initializer.append(numpy_helper.from_array(np.ones(300, np.float32), "pad"))  # 1200 bytes
+    save_model(model, tmp_path / "out.onnx", external_data=True)
+    offsets = [int({e.key: e.value for e in t.external_data}["offset"])
+               for t in onnx.load(tmp_path / "out.onnx", load_external_data=False).graph.initializer]
+    assert all(o % model_io.ALIGNMENT == 0 for o in offsets)
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    dead = subprocess_pid_that_exited()
+    stale = tmp_path / f".out.onnx.tmp-{dead}-abc"
+    stale.mkdir()
+    (stale / "out.onnx.data").write_bytes(b"partial")
+    alive = tmp_path / f".out.onnx.tmp-{os.getppid()}-xyz"  # a live process: not touched
+    alive.mkdir()
+    save_model(make_model(), tmp_path / "out.onnx")
+    assert not stale.exists() and alive.exists()
+
+
+def subprocess_pid_that_exited() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_overwrite_external_target_removes_old_model_first(tmp_path, monkeypatch):
+    """Between the two renames the old model must not see the new data: it is removed before them."""
+    path = save_external(tmp_path, "out.onnx")
+    seen = []
+    real_replace = model_io.os.replace
+
+    def spy(src, dst):
+        seen.append((os.path.basename(str(dst)), os.path.exists(path)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(model_io.os, "replace", spy)
+    save_model(make_model(32, seed=3), path, force=True, external_data=True)
+    assert seen == [("out.onnx.data", False), ("out.onnx", False)]
+    np.testing.assert_array_equal(weight(load_model(path)), weight(make_model(32, seed=3)))
+
+
+def test_verify_external_data(tmp_path):
+    from deconv2sub.model_io import verify_external_data
+
+    path = save_external(tmp_path)
+    skeleton = load_model(path, load_external_data=False)
+    verify_external_data(skeleton, path)
+    data = tmp_path / "ext.onnx.data"
+    data.write_bytes(data.read_bytes()[:10])
+    with pytest.raises(InputError) as ei:
+        verify_external_data(skeleton, path)
+    assert_one_line(ei, data, "too short")
+    data.unlink()
+    with pytest.raises(InputError) as ei:
+        verify_external_data(skeleton, path)
+    assert_one_line(ei, data, "missing")
+
+
+def test_check_model_by_path_reads_no_external_data(tmp_path):
+    path = save_external(tmp_path)
+    (tmp_path / "ext.onnx.data").write_bytes(b"\0" * (32 * 32 * 4))  # right size, any content
+    check_model(path)
+    broken = make_model()
+    broken.graph.node[0].input[1] = "nope"
+    with pytest.raises(InputError) as ei:
+        check_model(write(tmp_path / "b.onnx", broken), "the input model")
+    assert_one_line(ei)
+
+
+def test_skeleton_keeps_dims_and_small_tensors():
+    from deconv2sub.model_io import skeleton
+
+    model = make_model(64)  # 16 KiB weight
+    model.graph.initializer.append(numpy_helper.from_array(np.arange(3, dtype=np.int64), "small"))
+    skel, total = skeleton(model, min_bytes=1024)
+    big, small = skel.graph.initializer
+    assert not big.HasField("raw_data") and list(big.dims) == [64, 64] and total == 64 * 64 * 4
+    assert numpy_helper.to_array(small).tolist() == [0, 1, 2]
+    assert (skel.ir_version, skel.graph.node[0].op_type) == (model.ir_version, "Add")
+    assert model.graph.initializer[0].HasField("raw_data")  # the model itself is untouched

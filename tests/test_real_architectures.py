@@ -13,8 +13,8 @@ ConvTranspose must be rewritten and the outputs must agree to float rounding.
 Each model runs twice: with the library's own initialisation ("hf_init", which zero-initialises many
 biases) and with every parameter perturbed ("perturbed", so that outputs have a useful magnitude and no two
 parameters are equal). With equal zero biases, the TorchScript exporter keeps ONE initializer and feeds
-the others through ``Identity`` nodes; deconv2sub does not yet look through ``Identity`` (see
-``test_bias_behind_identity``), hence the strict xfails below.
+the others through ``Identity`` nodes; deconv2sub folds such constant chains before the rewrite (see
+``test_bias_behind_identity``).
 """
 
 from __future__ import annotations
@@ -32,12 +32,6 @@ torch = pytest.importorskip("torch")
 import deconv2sub  # noqa: E402
 
 from builders import op_types, run  # noqa: E402
-
-IDENTITY_BUG = (
-    "deconv2sub skips a ConvTranspose whose bias (or weight) is an initializer behind an Identity node, "
-    "as torch.onnx.export emits for deduplicated equal parameters"
-)
-
 
 def _export(model, args, input_names, dynamic_axes=None, output_names=("y",)) -> onnx.ModelProto:
     f = io.BytesIO()
@@ -89,7 +83,6 @@ def _convert_and_compare(name, proto, feeds_list, expected_convtranspose, torch_
 # ---- the minimal reproducer of the Identity issue (fast, torch only) ---------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=IDENTITY_BUG)
 def test_bias_behind_identity():
     nn = torch.nn
     model = nn.Sequential(nn.ConvTranspose2d(4, 4, 2, 2), nn.ConvTranspose2d(4, 4, 2, 2)).eval()
@@ -195,8 +188,7 @@ def test_sam_full_model(init):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "init",
-    [pytest.param("hf_init", id="hf_init", marks=pytest.mark.xfail(strict=True, reason=IDENTITY_BUG)),
-     pytest.param("perturbed", id="perturbed")],
+    INITS,
 )
 def test_dpt_depth_estimation(init):
     tf = _transformers()
@@ -226,8 +218,7 @@ def test_dpt_depth_estimation(init):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "init",
-    [pytest.param("hf_init", id="hf_init", marks=pytest.mark.xfail(strict=True, reason=IDENTITY_BUG)),
-     pytest.param("perturbed", id="perturbed")],
+    INITS,
 )
 def test_speecht5_hifigan(init):
     tf = _transformers()

@@ -109,7 +109,7 @@ def test_opsets(opset, group):
     w = _x((4, 2, 3, 3))
     m = convtranspose_model([1, 4, 5, 5], w, _x((2 * group,)), opset=opset, ir_version=7 if opset < 13 else 8,
                             strides=[2, 2], pads=[1, 1, 0, 0], output_padding=[1, 1], group=group)
-    converted, report = _convert_and_check(m, [{"X": _x((1, 4, 5, 5))}])
+    converted, report = _convert_and_check(m, [{"X": _x((1, 4, 5, 5))}], options=ConvertOptions(strategy="depth_to_space"))
     shuffle = report.nodes[0].shuffle
     if group == 1:
         assert shuffle == ("DepthToSpace(CRD)" if opset >= 11 else "DepthToSpace(DCR)")
@@ -189,7 +189,7 @@ def test_seed_example():
     """The seed paper's example: input (1,4,4), r = 2, kernel (1,1,4,4) -> Conv kernel (4,1,2,2) + shuffle to (1,8,8)."""
     w = _x((1, 1, 4, 4))
     m = convtranspose_model([1, 1, 4, 4], w, None, strides=[2, 2], pads=[1, 1, 1, 1])
-    converted, report = _convert_and_check(m, [{"X": _x((1, 1, 4, 4))}])
+    converted, report = _convert_and_check(m, [{"X": _x((1, 1, 4, 4))}], options=ConvertOptions(strategy="depth_to_space"))
     conv_w = [i for i in converted.graph.initializer if i.name.endswith("subpixel_weight")][0]
     assert list(conv_w.dims) == [4, 1, 2, 2]
     assert run(converted, {"X": _x((1, 1, 4, 4))})[0].shape == (1, 1, 8, 8)
@@ -242,6 +242,6 @@ def test_input_model_not_modified():
 def test_options(shuffle, order):
     m = convtranspose_model(["N", 3, "H", "W"], _x((3, 2, 4, 4)), _x((2,)), strides=[2, 2], pads=[1, 1, 1, 1])
     converted, report = _convert_and_check(m, [{"X": _x((1, 3, 4, 5))}, {"X": _x((2, 3, 3, 3))}],
-                                           options=ConvertOptions(shuffle=shuffle, order=order))
+                                           options=ConvertOptions(shuffle=shuffle, order=order, strategy="depth_to_space"))
     kind = report.nodes[0].shuffle
     assert kind == ("Reshape/Transpose" if shuffle == "reshape" else f"DepthToSpace({'DCR' if order == 'DCR' else 'CRD'})")

@@ -73,7 +73,7 @@ def test_sample_converts_and_matches_ort(name):
 
 
 def test_seed_example_is_the_issue_example():
-    converted, report = deconv2sub.convert_model(_path("seed_example"))
+    converted, report = deconv2sub.convert_model(_path("seed_example"), deconv2sub.ConvertOptions(strategy="depth_to_space"))
     (node,) = report.nodes
     assert node.conv_kernel == [2, 2] and node.conv_channels == 4  # Conv weight (4, 1, 2, 2)
     assert node.shuffle.startswith("DepthToSpace")

@@ -1,0 +1,246 @@
+"""``strategy="auto"``: choose each node's emission by measured latency on a runtime.
+
+For a node whose input size is known, every applicable fixed strategy is emitted for a one-node model of
+the same shape (weight shape, attributes, input size, dtype, opset), the candidates are timed together on
+the chosen runtime and provider (:func:`deconv2sub.bench.bench_models`: graph optimisations on,
+interleaved, medians) and the fastest wins. Results are cached per (runtime and version, provider,
+shape, attributes, dtype, opset): in memory for the process, and in a JSON file
+(``$DECONV2SUB_CACHE_DIR/strategy.json``, default ``~/.cache/deconv2sub``) unless
+``DECONV2SUB_CACHE_DIR`` is empty. Nothing about the node's weight values is used: timing does not
+depend on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from . import strategy as _strategy
+
+__all__ = ["tune", "candidates", "clear_cache"]
+
+_LOCK = threading.Lock()
+_MEMORY: Dict[str, dict] = {}
+RUNS, WARMUP = 15, 3
+
+
+def _cache_file() -> Optional[str]:
+    base = os.environ.get("DECONV2SUB_CACHE_DIR")
+    if base is None:
+        base = os.path.join(os.path.expanduser("~"), ".cache", "deconv2sub")
+    if not base:
+        return None
+    return os.path.join(base, "strategy.json")
+
+
+def _load_disk() -> Dict[str, dict]:
+    path = _cache_file()
+    if not path or not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_disk(key: str, entry: dict) -> None:
+    path = _cache_file()
+    if not path:
+        return
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        data = _load_disk()
+        data[key] = entry
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=0, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:  # a read-only home is not an error: the in-memory cache still works
+        pass
+
+
+def clear_cache(disk: bool = False) -> None:
+    with _LOCK:
+        _MEMORY.clear()
+    path = _cache_file()
+    if disk and path and os.path.exists(path):
+        os.remove(path)
+
+
+def _runtime_version(runtime: str) -> str:
+    try:
+        if runtime == "openvino":
+            import openvino
+
+            return openvino.__version__.split("-")[0]
+        import onnxruntime
+
+        return onnxruntime.__version__
+    except ImportError:
+        return "?"
+
+
+def candidates(material, opset: int) -> list:
+    """The fixed strategies worth measuring for this node."""
+    names = ["two_stage", "transpose", "depth_to_space"]
+    if material.emit_inputs is None:  # per-phase convs take float weights only
+        from .perphase import macs_ratio, phase_split
+        from .plan import PlanError, make_plan
+
+        try:
+            single = make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD", True)
+            split = phase_split(make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD", "always"))
+            if (split is not None and 1 < len(split.convs) <= 16
+                    and (macs_ratio(single) < 1.0 or single.needs_crop)):
+                names.append("per_phase")  # fewer taps, or a crop that phase Convs fold away
+        except (PlanError, ValueError):
+            pass
+    return names
+
+
+def _one_node_model(material, opset: int) -> Tuple[onnx.ModelProto, np.ndarray]:
+    """ConvTranspose of the node's shape with random weights; returns (model, input)."""
+    attrs = material.attrs
+    dtype = np.dtype(material.dtype or material.weight.dtype)
+    if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+        dtype = np.dtype(np.float32)
+    elem = helper.np_dtype_to_tensor_dtype(dtype)
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(material.weight.shape).astype(dtype)
+    inits = [numpy_helper.from_array(w, "W")]
+    inputs = ["X", "W"]
+    if material.bias is not None:
+        inits.append(numpy_helper.from_array(rng.standard_normal(material.bias.shape).astype(dtype), "B"))
+        inputs.append("B")
+    kw = {k: v for k, v in dict(strides=attrs.strides, dilations=attrs.dilations, pads=attrs.pads,
+                                 output_padding=attrs.output_padding, output_shape=attrs.output_shape,
+                                 kernel_shape=attrs.kernel_shape).items() if v}
+    if attrs.auto_pad and attrs.auto_pad != "NOTSET":
+        kw["auto_pad"] = attrs.auto_pad
+    node = helper.make_node("ConvTranspose", inputs, ["Y"], name="node", group=attrs.group, **kw)
+    shape = [material.batch or 1, material.weight.shape[0], *material.in_spatial]
+    graph = helper.make_graph([node], "tune", [helper.make_tensor_value_info("X", elem, shape)],
+                              [helper.make_tensor_value_info("Y", elem, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(opset, 7))], ir_version=7)
+    return model, rng.standard_normal(shape).astype(dtype)
+
+
+def _key(material, opset: int, options) -> str:
+    a = material.attrs
+    parts = [options.tune_runtime, _runtime_version(options.tune_runtime), options.tune_provider,
+             str(np.dtype(material.dtype or material.weight.dtype)), str(list(material.weight.shape)),
+             str(material.bias is not None), str([material.batch or 1] + list(material.in_spatial)),
+             str([a.strides, a.dilations, a.pads, a.output_padding, a.output_shape, a.auto_pad, a.group]),
+             f"opset{opset}", "q" if material.emit_inputs is not None else "f"]
+    return "|".join(parts)
+
+
+def tune(material, opset: int, options) -> "_strategy.Emission":
+    """The measured-best Emission for the node (see the module docstring)."""
+    attrs = material.attrs
+    rank = material.weight.ndim - 2
+    strides = list(attrs.strides or [1] * rank)
+    default = _strategy.choose_default(group=attrs.group, rank=rank, strides=strides, opset=opset, material=material)
+
+    def fallback(why: str) -> "_strategy.Emission":
+        return _strategy.Emission(default.strategy, default.order, default.fold_crop, f"auto: {why}; {default.reason}")
+
+    if material.in_spatial is None or any(v is None for v in material.in_spatial):
+        return fallback("input size unknown, nothing to measure")
+    key = _key(material, opset, options)
+    with _LOCK:
+        entry = _MEMORY.get(key)
+    if entry is None:
+        entry = _load_disk().get(key)
+        cached = entry is not None
+        if entry is None:
+            entry = _measure(material, opset, options)
+            if entry is None:
+                return fallback(f"could not measure on {options.tune_runtime} ({options.tune_provider})")
+            _save_disk(key, entry)
+        with _LOCK:
+            _MEMORY[key] = entry
+    else:
+        cached = True
+    choice = entry["choice"]
+    timings = ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in sorted(entry["median_s"].items(), key=lambda kv: kv[1]))
+    reason = f"auto: fastest measured on {entry['runtime']}: {timings}" + (" (cached)" if cached else "")
+    emission = _strategy.fixed(choice, group=attrs.group, rank=rank, strides=strides, opset=opset, reason=reason)
+    return emission
+
+
+def _session(model: onnx.ModelProto, runtime: str, provider: str):
+    """(run function, description) of ``model`` as deployed: graph optimisations on, default threads;
+    ONNX Runtime's idle workers do not spin (the candidates alternate: a spinning pool would steal the
+    cores of the next candidate and bias the timings)."""
+    if runtime == "openvino":
+        import openvino as ov
+
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(model=model.SerializeToString(), weights=b""), "CPU",
+                                      {"INFERENCE_PRECISION_HINT": "f32"})
+        request = compiled.create_infer_request()
+        return (lambda feeds: request.infer(feeds, share_inputs=True, share_outputs=True)), \
+            f"openvino {ov.__version__.split('-')[0]} on CPU"
+    import onnxruntime as ort
+
+    from .runtimes import cuda_status
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    cuda = provider in ("cuda", "auto") and cuda_status()[0]
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+    if provider == "cuda" and not cuda:
+        raise RuntimeError("CUDA is not available")
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+    device = "CUDA" if "CUDAExecutionProvider" in sess.get_providers() else "CPU"
+    return (lambda feeds: sess.run(None, feeds)), f"onnxruntime {ort.__version__} on {device}"
+
+
+def _measure(material, opset: int, options) -> Optional[dict]:
+    import statistics
+    import time
+
+    from .api import convert_model
+    from .rewrite import ConvertOptions
+
+    try:
+        model, x = _one_node_model(material, opset)
+    except Exception:  # noqa: BLE001 - an unusual dtype/attribute: no measurement, default emission
+        return None
+    runs, where = {}, None
+    for name in candidates(material, opset):
+        try:
+            converted, report = convert_model(model, ConvertOptions(strategy=name, sink=False))
+            if not report.rewritten or report.rewritten[0].strategy != name:
+                continue
+            runs[name], where = _session(converted, options.tune_runtime, options.tune_provider)
+            runs[name]({"X": x})
+        except Exception:  # noqa: BLE001 - runtime missing, or a candidate this runtime cannot run
+            runs.pop(name, None)
+    if not runs:
+        return None
+    feeds = {"X": x}
+    times: Dict[str, list] = {name: [] for name in runs}
+    names = list(runs)
+    for _ in range(WARMUP):
+        for name in names:
+            runs[name](feeds)
+    for i in range(RUNS):
+        for name in names if i % 2 == 0 else names[::-1]:
+            t = time.perf_counter()
+            runs[name](feeds)
+            times[name].append(time.perf_counter() - t)
+    medians = {name: statistics.median(v) for name, v in times.items()}
+    choice = min(medians, key=medians.get)
+    return {"choice": choice, "median_s": medians, "runtime": where}

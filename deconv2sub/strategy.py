@@ -1,0 +1,119 @@
+"""How one ConvTranspose is emitted: channel order of the Conv, crop folding, and the shuffle.
+
+Every strategy is exact (taps copied, values moved, never recomputed); they differ only in speed, which
+depends on the runtime. Fixed strategies give reproducible output:
+
+* ``"depth_to_space"``: Conv (CRD, or DCR before opset 11) + DepthToSpace where it can express the
+  shuffle (4-D, equal strides), else one Reshape/Transpose/Reshape; begin crops sliced. The historical
+  emission; honours ``ConvertOptions.shuffle`` / ``order``.
+* ``"transpose"``: Conv (CRD) + one Transpose of the smallest rank (adjacent axes merged), crop folded
+  into the phases where that costs no tap.
+* ``"two_stage"``: Conv in "LCR" order (the lead axis' phase first; CRD with groups) + a block-move
+  Transpose that puts every other phase in place + one ``[s, L] -> [L, s]`` Transpose, crop folded where
+  free. The two transposes are the fast paths of ONNX Runtime's and OpenVINO's CPU Transpose.
+* ``"per_phase"``: one Conv per output phase with only its own taps (fewer MACs when the kernel is not
+  a multiple of the stride, e.g. k3 s2), Concat, then the two-stage shuffle (:mod:`deconv2sub.perphase`).
+* ``"default"``: the measured best fixed choice per node shape, see :func:`choose_default`.
+* ``"auto"``: measure the candidates per node on a runtime (:mod:`deconv2sub.autotune`), cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+STRATEGIES = ("default", "auto", "depth_to_space", "transpose", "two_stage", "per_phase")
+FIXED = ("depth_to_space", "transpose", "two_stage", "per_phase")
+
+# Shuffle kinds as reported in NodeReport.shuffle
+D2S_CRD, D2S_DCR, RESHAPE, TRANSPOSE, TWO_STAGE, NONE = (
+    "DepthToSpace(CRD)", "DepthToSpace(DCR)", "Reshape/Transpose", "Transpose", "two-stage Transpose", "none")
+
+
+@dataclass(frozen=True)
+class Emission:
+    """A concrete emission for one node."""
+
+    strategy: str  # one of FIXED
+    order: str  # plan channel order: "CRD", "DCR" or "LCR"
+    fold_crop: object  # False, True (where free) or "always" (see deconv2sub.plan.make_plan)
+    reason: str = ""
+
+
+def fixed(name: str, *, group: int, rank: int, strides, opset: int, order: str = "auto", reason: str = "") -> Emission:
+    """The Emission of fixed strategy ``name`` for a node with these properties."""
+    if name == "depth_to_space" or opset < 5:  # Reshape with a shape input needs opset 5
+        if order == "auto":
+            order = "CRD" if (group != 1 or opset >= 11) else "DCR"
+        if order in ("DCR", "LCR") and group != 1:
+            order = "CRD"
+        if order == "LCR":
+            order = "CRD"
+        return Emission("depth_to_space", order, False, reason)
+    if name == "transpose":
+        return Emission("transpose", "CRD", True, reason)
+    if name == "two_stage":
+        return Emission("two_stage", "LCR" if group == 1 else "CRD", True, reason)
+    if name == "per_phase":
+        return Emission("per_phase", "CRD", "always", reason)
+    raise ValueError(f"unknown strategy {name!r} (choose from: {', '.join(STRATEGIES)})")
+
+
+PER_PHASE_MAX_CONVS = 4  # more: many small Convs + a Concat cost more than they save (3-D k3 s2: 8)
+
+
+def choose_default(*, group: int, rank: int, strides, opset: int, material=None) -> Emission:
+    """The fixed choice of ``strategy="default"``, from the measurements of benchmarks/bench_blocks.py
+    (ONNX Runtime and OpenVINO CPU):
+
+    * ``per_phase`` when the shared kernel has zero taps (kernel not a multiple of the stride, ENet's
+      k3 s2: 9 of 16) and at most 4 phase Convs do: they store only real taps (and fold the crop);
+      +25-40 % on both runtimes for ENet;
+    * ``two_stage`` otherwise (and for quantized weights). Phase Convs that would only save the crop
+      (DCGAN's k4 s2 p1, FCN, HiFi-GAN) measured within the noise on ONNX Runtime (+/- 10 %) and mixed
+      on OpenVINO; ``strategy="auto"`` still considers them.
+    """
+    reason = "default: two-stage transpose"
+    if material is not None and material.emit_inputs is None and opset >= 5:
+        from .perphase import macs_ratio, phase_split
+        from .plan import PlanError, make_plan
+
+        try:
+            single = make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD", True)
+        except (PlanError, ValueError):
+            single = None
+        split = None
+        if single is not None and single.phases > 1:
+            split = phase_split(make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD",
+                                          "always"))
+        if split is not None and 1 < len(split.convs) <= PER_PHASE_MAX_CONVS:
+            ratio = macs_ratio(single)
+            if ratio < 1.0:
+                return fixed("per_phase", group=group, rank=rank, strides=strides, opset=opset,
+                             reason=f"default: {len(split.convs)} phase Convs ({ratio:.0%} of the shared "
+                                    f"kernel's taps)")
+            if single.needs_crop:
+                reason += " (phase Convs would only save the crop: measured no clear gain)"
+        elif split is not None and len(split.convs) > PER_PHASE_MAX_CONVS:
+            reason += f" ({len(split.convs)} phase Convs would be too many)"
+    return fixed("two_stage", group=group, rank=rank, strides=strides, opset=opset, reason=reason)
+
+
+def select(material, opset: int, options) -> Emission:
+    """The Emission for one node (``material`` from :func:`deconv2sub.rewrite.check`)."""
+    attrs = material.attrs
+    rank = material.weight.ndim - 2
+    strides = list(attrs.strides or [1] * rank)
+    name = options.strategy
+    if name == "default" and (options.shuffle != "auto" or options.order != "auto"):
+        name = "depth_to_space"  # the DepthToSpace knobs were set explicitly: they ask for that emission
+    if name == "default":
+        return choose_default(group=attrs.group, rank=rank, strides=strides, opset=opset, material=material)
+    if name == "auto":
+        from .autotune import tune
+
+        return tune(material, opset, options)
+    if name not in FIXED:
+        raise ValueError(f"unknown strategy {name!r} (choose from: {', '.join(STRATEGIES)})")
+    return fixed(name, group=attrs.group, rank=rank, strides=strides, opset=opset, order=options.order,
+                 reason=f"fixed strategy '{name}'")

@@ -1,0 +1,126 @@
+"""Strategy selection: fixed strategies, ``auto`` (measured, cached), the CLI option, and the report fields."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+import deconv2sub
+from deconv2sub import ConvertOptions, autotune, strategy
+
+from builders import assert_equivalent, convtranspose_model, op_types
+
+RNG = np.random.default_rng(5)
+
+
+def _x(shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("DECONV2SUB_CACHE_DIR", str(tmp_path))
+    autotune.clear_cache()
+    yield tmp_path
+    autotune.clear_cache()
+
+
+def _enet(shape=(1, 4, 6, 6)):
+    return convtranspose_model(list(shape), _x((shape[1], 3, 3, 3)), _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1],
+                               output_padding=[1, 1])
+
+
+def test_default_is_fixed_and_reported():
+    m = _enet()
+    converted, report = deconv2sub.convert_model(m)
+    entry = report.nodes[0]
+    assert entry.strategy in strategy.FIXED and entry.strategy_reason.startswith("default")
+    again, _ = deconv2sub.convert_model(m)
+    assert again.SerializeToString() == converted.SerializeToString()  # reproducible
+    assert "strategy" in entry.to_dict() and "sunk" in entry.to_dict()
+
+
+def test_unknown_strategy_is_an_error():
+    with pytest.raises(ValueError, match="unknown strategy"):
+        deconv2sub.convert_model(_enet(), ConvertOptions(strategy="fastest"))
+
+
+def test_legacy_knobs_select_depth_to_space():
+    _, report = deconv2sub.convert_model(_enet(), ConvertOptions(shuffle="reshape"))
+    assert report.nodes[0].strategy == "depth_to_space" and report.nodes[0].shuffle == "Reshape/Transpose"
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_auto_measures_and_caches(cache_dir, runtime):
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    m = _enet()
+    converted, report = deconv2sub.convert_model(m, ConvertOptions(strategy="auto", tune_runtime=runtime))
+    entry = report.nodes[0]
+    assert entry.strategy in strategy.FIXED
+    assert entry.strategy_reason.startswith("auto: fastest measured on " + runtime)
+    for name in strategy.FIXED:
+        if name != entry.strategy and name in entry.strategy_reason:
+            assert entry.strategy_reason.index(entry.strategy) < entry.strategy_reason.index(name)  # fastest first
+    assert_equivalent(m, converted, {"X": _x((1, 4, 6, 6))})
+    data = json.loads((cache_dir / "strategy.json").read_text())
+    assert len(data) == 1 and next(iter(data.values()))["choice"] == entry.strategy
+    # second conversion: from the cache (memory), then from disk after the memory cache is cleared
+    _, again = deconv2sub.convert_model(m, ConvertOptions(strategy="auto", tune_runtime=runtime))
+    assert again.nodes[0].strategy == entry.strategy and again.nodes[0].strategy_reason.endswith("(cached)")
+    autotune.clear_cache()
+    _, third = deconv2sub.convert_model(m, ConvertOptions(strategy="auto", tune_runtime=runtime))
+    assert third.nodes[0].strategy == entry.strategy and third.nodes[0].strategy_reason.endswith("(cached)")
+
+
+def test_auto_cache_key_separates_shapes_and_runtimes(cache_dir):
+    deconv2sub.convert_model(_enet((1, 4, 6, 6)), ConvertOptions(strategy="auto"))
+    deconv2sub.convert_model(_enet((1, 4, 7, 5)), ConvertOptions(strategy="auto"))
+    data = json.loads((cache_dir / "strategy.json").read_text())
+    assert len(data) == 2 and all(k.startswith("onnxruntime|") for k in data)
+
+
+def test_auto_without_input_size_falls_back(cache_dir):
+    m = convtranspose_model(["N", 4, "H", "W"], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1])
+    converted, report = deconv2sub.convert_model(m, ConvertOptions(strategy="auto"))
+    entry = report.nodes[0]
+    assert entry.strategy_reason.startswith("auto: input size unknown")
+    assert not (cache_dir / "strategy.json").exists()
+    assert_equivalent(m, converted, {"X": _x((2, 4, 5, 3))})
+
+
+def test_auto_candidates():
+    from deconv2sub.rewrite import check
+    import onnx_graphsurgeon as gs
+
+    def material(model):
+        g = gs.import_onnx(model)
+        return check(g.nodes[0], graph=g)[0]
+
+    assert "per_phase" in autotune.candidates(material(_enet()), 17)  # k3 s2: 9 of 16 taps
+    dcgan = convtranspose_model([1, 4, 6, 6], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1])
+    assert "per_phase" in autotune.candidates(material(dcgan), 17)  # k4 s2 p1: per-phase Convs fold the crop
+    unet = convtranspose_model([1, 4, 6, 6], _x((4, 3, 2, 2)), None, strides=[2, 2])
+    assert "per_phase" not in autotune.candidates(material(unet), 17)  # k2 s2: no zero tap, no crop
+
+
+def test_cli_strategy_option(tmp_path, cache_dir):
+    from click.testing import CliRunner
+
+    from deconv2sub.cli import main
+
+    src = tmp_path / "m.onnx"
+    onnx.save(_enet(), src)
+    for name in ("per_phase", "depth_to_space", "auto"):
+        out = tmp_path / f"{name}.onnx"
+        res = CliRunner().invoke(main, ["convert", str(src), "-o", str(out), "--strategy", name, "--json", "-q"])
+        assert res.exit_code == 0, res.output
+        converted = onnx.load(out)
+        assert "ConvTranspose" not in op_types(converted)
+        if name == "per_phase":
+            assert op_types(converted).count("Conv") == 4
+        if name == "depth_to_space":
+            assert "DepthToSpace" in op_types(converted)
