@@ -12,7 +12,8 @@ the median of the paired ratios ``original / converted`` (> 1: the rewrite is fa
 range shows the noise), with the geometric mean over the blocks. By default every table is measured in
 three fresh processes and the per-block medians are reported (``--processes``; the spread column is then
 the range of the three speedups): where the buffers land in memory changes a transpose's speed by up to
-2x from one process to the next.
+2x from one process to the next. Before each block the script waits (``--quiet-wait``) for other
+processes to leave the CPUs idle, and re-measures a block whose paired ratios spread more than 10 %.
 
 Runtime settings:
 

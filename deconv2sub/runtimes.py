@@ -143,7 +143,7 @@ def _ort():
             import onnxruntime
         except ImportError:
             raise RuntimeUnavailableError("ONNX Runtime is not installed: pip install onnxruntime") from None
-        onnxruntime.set_default_logger_severity(3)
+        onnxruntime.set_default_logger_severity(4)
         _ort_module = onnxruntime
     return _ort_module
 

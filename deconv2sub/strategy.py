@@ -11,8 +11,9 @@ depends on the runtime. Fixed strategies give reproducible output:
 * ``"two_stage"``: Conv in "LCR" order (the lead axis' phase first; CRD with groups) + a block-move
   Transpose that puts every other phase in place + one ``[s, L] -> [L, s]`` Transpose, crop folded where
   free. The two transposes are the fast paths of ONNX Runtime's and OpenVINO's CPU Transpose.
-* ``"per_phase"``: one Conv per output phase with only its own taps (fewer MACs when the kernel is not
-  a multiple of the stride, e.g. k3 s2), Concat, then the two-stage shuffle (:mod:`deconv2sub.perphase`).
+* ``"per_phase"``: one Conv per group of output phases that use the same kernel span, each with only
+  its own taps (fewer MACs when the kernel is not a multiple of the stride, e.g. k3 s2) and the crop
+  always folded away, Concat, then the two-stage shuffle (:mod:`deconv2sub.perphase`).
 * ``"default"``: the measured best fixed choice per node shape, see :func:`choose_default`.
 * ``"auto"``: measure the candidates per node on a runtime (:mod:`deconv2sub.autotune`), cached.
 """
@@ -20,7 +21,6 @@ depends on the runtime. Fixed strategies give reproducible output:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 STRATEGIES = ("default", "auto", "depth_to_space", "transpose", "two_stage", "per_phase")
 FIXED = ("depth_to_space", "transpose", "two_stage", "per_phase")
@@ -66,12 +66,13 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None)
     """The fixed choice of ``strategy="default"``, from the measurements of benchmarks/bench_blocks.py
     (ONNX Runtime and OpenVINO CPU):
 
-    * ``per_phase`` when the shared kernel has zero taps (kernel not a multiple of the stride, ENet's
-      k3 s2: 9 of 16) and at most 4 phase Convs do: they store only real taps (and fold the crop);
-      +25-40 % on both runtimes for ENet;
-    * ``two_stage`` otherwise (and for quantized weights). Phase Convs that would only save the crop
-      (DCGAN's k4 s2 p1, FCN, HiFi-GAN) measured within the noise on ONNX Runtime (+/- 10 %) and mixed
-      on OpenVINO; ``strategy="auto"`` still considers them.
+    * ``per_phase`` when at most 4 phase Convs do and either the shared kernel has zero taps (kernel
+      not a multiple of the stride, ENet's k3 s2: 9 of 16; +25-40 % on both runtimes) or, in 2-D/3-D,
+      a crop that they fold away (DCGAN's k4 s2 p1, FCN's k16 s8 p4: +5-40 % on OpenVINO, whose Slice
+      is a reference kernel, within -7..+3 % on ONNX Runtime);
+    * ``two_stage`` otherwise (and for quantized weights). For 1-D crops (HiFi-GAN k4 s2 p1) phase Convs
+      measured ~10 % slower on ONNX Runtime and ~8 % faster on OpenVINO; ``strategy="auto"`` picks per
+      runtime.
     """
     reason = "default: two-stage transpose"
     if material is not None and material.emit_inputs is None and opset >= 5:
@@ -92,8 +93,11 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None)
                 return fixed("per_phase", group=group, rank=rank, strides=strides, opset=opset,
                              reason=f"default: {len(split.convs)} phase Convs ({ratio:.0%} of the shared "
                                     f"kernel's taps)")
+            if single.needs_crop and rank >= 2:
+                return fixed("per_phase", group=group, rank=rank, strides=strides, opset=opset,
+                             reason=f"default: {len(split.convs)} phase Convs (the crop folded away)")
             if single.needs_crop:
-                reason += " (phase Convs would only save the crop: measured no clear gain)"
+                reason += " (1-D: phase Convs that only save the crop measured slower on ONNX Runtime)"
         elif split is not None and len(split.convs) > PER_PHASE_MAX_CONVS:
             reason += f" ({len(split.convs)} phase Convs would be too many)"
     return fixed("two_stage", group=group, rank=rank, strides=strides, opset=opset, reason=reason)
