@@ -2,8 +2,11 @@
 """Side-by-side Markdown of several ``bench_blocks.py --json`` results (speedup per block, geomean, min).
 
     .venv/bin/python benchmarks/compare_tables.py baseline.json default.json [more.json ...]
+    .venv/bin/python benchmarks/compare_tables.py before=a.log,b.log after=c.log,d.log
 
-Column titles are the file names without ``.json``; the tables are matched by runtime.
+Column titles are the file names without ``.json``; the tables are matched by runtime. The second form
+pools the per-process lines of several ``bench_blocks.py`` logs (stderr) and reports, per block, the
+median over all of them (times and speedup, with the number of processes).
 """
 
 from __future__ import annotations
@@ -13,7 +16,48 @@ import os
 import sys
 
 
+def _parse_logs(paths) -> dict:
+    import re
+
+    rows: dict = {}
+    for path in paths:
+        for line in open(path):
+            m = re.match(r"\s+(ort|openvino|ort-cuda): (.+): ([\d.]+) ms -> ([\d.]+) ms \(([\d.]+)x\)", line)
+            if m:
+                rt, block, a, b, r = m.groups()
+                rows.setdefault(rt, {}).setdefault(block, []).append((float(a), float(b), float(r)))
+    return rows
+
+
+def pooled(specs) -> int:
+    import math
+    import statistics
+
+    runs = [(name, _parse_logs(logs.split(","))) for name, logs in (spec.split("=", 1) for spec in specs)]
+    titles = {"ort": "ONNX Runtime CPU", "openvino": "OpenVINO CPU", "ort-cuda": "ONNX Runtime CUDA"}
+    for rt in [r for r in titles if r in runs[0][1]]:
+        print(f"\n#### {titles[rt]}, per block the median over all processes\n")
+        print("| block | " + " | ".join(f"{n}: original → converted ms | {n}: speedup" for n, _ in runs) + " |")
+        print("|---|" + "---:|---:|" * len(runs))
+        speedups = {n: [] for n, _ in runs}
+        for block in runs[0][1][rt]:
+            cells = []
+            for name, data in runs:
+                v = data[rt][block]
+                ratio = statistics.median(x[2] for x in v)
+                speedups[name].append(ratio)
+                cells.append(f"{statistics.median(x[0] for x in v):.2f} → {statistics.median(x[1] for x in v):.2f}"
+                             f" | {ratio:.2f}x ({len(v)})")
+            print(f"| {block} | " + " | ".join(cells) + " |")
+        gm = [math.exp(sum(map(math.log, v)) / len(v)) for v in speedups.values()]
+        print("| **geometric mean** | " + " | ".join(f" | **{g:.2f}x**" for g in gm) + " |")
+        print("| slowest block | " + " | ".join(f" | {min(v):.2f}x" for v in speedups.values()) + " |")
+    return 0
+
+
 def main(paths) -> int:
+    if paths and all("=" in p for p in paths):
+        return pooled(paths)
     runs = [(os.path.basename(p)[:-5] if p.endswith(".json") else os.path.basename(p), json.load(open(p)))
             for p in paths]
     runtimes = []

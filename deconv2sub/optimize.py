@@ -54,6 +54,7 @@ class SinkContext:
     # right after its Conv, where the runtime fuses it.
     branches: Optional[List[gs.Variable]] = None
     branch_rows: Optional[np.ndarray] = None  # row -> output channel of every branch (all alike)
+    start: int = 0  # where the rewritten nodes begin in graph.nodes (a search hint)
 
 
 def _constant(t) -> Optional[np.ndarray]:
@@ -184,9 +185,8 @@ def sink_consumers(ctx: SinkContext) -> List[str]:
         # Keep the node list topologically sorted: node goes right after the Conv (or the previous one).
         # (Identity comparisons only: gs.Node.__eq__ compares whole nodes, list.remove would be O(n) of those.)
         nodes = graph.nodes
-        del nodes[next(i for i, n in enumerate(nodes) if n is node)]
-        anchor = z.inputs[0]
-        index = next(i for i, n in enumerate(nodes) if n is anchor)
+        del nodes[_index(nodes, node, ctx.start)]
+        index = _index(nodes, z.inputs[0], ctx.start)
         nodes.insert(index + 1, node)
         ctx.z = z_new
         ctx.y = t
@@ -194,17 +194,23 @@ def sink_consumers(ctx: SinkContext) -> List[str]:
     return moved
 
 
-def _index(nodes, node) -> int:
+def _index(nodes, node, start: int = 0) -> int:
+    """Position of ``node`` (by identity), searched from ``start`` first: the nodes the pass touches sit
+    right after the rewritten node, so the search stays short in big graphs."""
+    for i in range(max(0, min(start, len(nodes))), len(nodes)):
+        if nodes[i] is node:
+            return i
     return next(i for i, n in enumerate(nodes) if n is node)
 
 
 def _sink_into_branches(ctx: SinkContext, node: gs.Node, y: gs.Variable, t: gs.Variable) -> None:
     """Clone ``node`` onto every per-phase branch (after its Conv); the shuffle's last node produces ``t``."""
-    branch_ctx = SinkContext(ctx.graph, ctx.conv, ctx.z, y, ctx.chain, ctx.branch_rows, ctx.rank, ctx.unique, ctx.base)
+    branch_ctx = SinkContext(ctx.graph, ctx.conv, ctx.z, y, ctx.chain, ctx.branch_rows, ctx.rank, ctx.unique, ctx.base,
+                             start=ctx.start)
     new_inputs = _movable(node, y, branch_ctx)  # parameters for M rows in the original order: shared
     concat = ctx.z.inputs[0]
     nodes = ctx.graph.nodes
-    del nodes[_index(nodes, node)]
+    del nodes[_index(nodes, node, ctx.start)]
     node.inputs.clear()
     node.outputs.clear()
     for i, zb in enumerate(list(ctx.branches)):
@@ -212,7 +218,7 @@ def _sink_into_branches(ctx: SinkContext, node: gs.Node, y: gs.Variable, t: gs.V
         clone = gs.Node(node.op, ctx.unique(f"{node.name or node.op}_p{i}"), dict(node.attrs),
                         [zb if v is None else v for v in new_inputs], [out], domain=node.domain)
         concat.inputs[_index(concat.inputs, zb)] = out
-        nodes.insert(_index(nodes, zb.inputs[0]) + 1, clone)
+        nodes.insert(_index(nodes, zb.inputs[0], ctx.start) + 1, clone)
         ctx.branches[i] = out
     last = y.inputs[0]
     outs = [t if o is y else o for o in last.outputs]

@@ -131,7 +131,9 @@ def phase_convs(plan: SubPixelPlan) -> Optional[List[PhaseConv]]:
 
 def macs_ratio(plan: SubPixelPlan) -> float:
     """Stored taps of the group Convs / stored taps of the single Conv of ``plan`` (< 1: fewer MACs)."""
-    split = phase_split(plan)
+    if "_split" not in plan.__dict__:
+        plan.__dict__["_split"] = phase_split(plan)
+    split = plan.__dict__["_split"]
     if split is None:
         return 1.0
     per_row = [int(np.prod(c.weight.shape[2:])) * c.weight.shape[0] for c in split.convs]

@@ -29,7 +29,6 @@ from onnx import external_data_helper, numpy_helper
 
 from . import fold, qdq
 
-from .perphase import phase_convs, phase_split
 from .plan import ConvTransposeAttrs, PlanError, SubPixelPlan, layout_row_channels, make_plan
 from .report import REWRITTEN, SKIPPED, ConversionReport, NodeReport
 from . import strategy as _strategy
@@ -405,14 +404,12 @@ def rewrite(
     ``emission`` (default: chosen from ``options.strategy``) says how: see :mod:`deconv2sub.strategy`."""
     if emission is None:
         emission = _strategy.select(material, opset, options)
-    plan: SubPixelPlan = make_plan(material.weight, material.bias, material.attrs, material.in_spatial,
-                                   emission.order, emission.fold_crop if options.fold_crop else False)
-    if emission.strategy == "per_phase" and (material.emit_inputs is not None or phase_convs(plan) is None):
+    plan: SubPixelPlan = _strategy.plan_for(material, emission.order, emission.fold_crop if options.fold_crop else False)
+    if emission.strategy == "per_phase" and (material.emit_inputs is not None or _strategy.split_for(plan) is None):
         why = "quantized weight" if material.emit_inputs is not None else "a phase without taps"
         emission = _strategy.fixed("two_stage", group=material.attrs.group, rank=plan.rank, strides=plan.strides,
                                    opset=opset, reason=f"{emission.reason}; per_phase impossible ({why}): two_stage")
-        plan = make_plan(material.weight, material.bias, material.attrs, material.in_spatial, emission.order,
-                         emission.fold_crop if options.fold_crop else False)
+        plan = _strategy.plan_for(material, emission.order, emission.fold_crop if options.fold_crop else False)
     if emission.strategy == "depth_to_space":
         kind = shuffle_kind(plan, opset, options.shuffle)
         if kind == "Reshape/Transpose" and plan.order != "CRD":
@@ -435,7 +432,7 @@ def rewrite(
     rows_layout = None  # channel layout of conv_out when it is not plan.row_layout()
     split = None
     if emission.strategy == "per_phase":
-        split = phase_split(plan)
+        split = _strategy.split_for(plan)
         conv_node = _emit_phase_convs(em, plan, split, x, conv_out, dtype)
         rows_layout = split.rows
     else:
@@ -477,10 +474,16 @@ def rewrite(
         crop = emit_crop(em, plan, current, y)
 
     # Splice: the new nodes take the old node's place, so the node list stays topologically sorted.
-    index = next(i for i, n in enumerate(graph.nodes) if n is node)
+    # (The pass visits nodes in order: searching from the previous splice keeps a big graph linear.)
+    nodes = graph.nodes
+    hint = graph.__dict__.get("_deconv2sub_cursor", 0)
+    index = next((i for i in range(min(hint, len(nodes)), len(nodes)) if nodes[i] is node), None)
+    if index is None:
+        index = next(i for i, n in enumerate(nodes) if n is node)
     node.inputs.clear()
     node.outputs.clear()
     graph.nodes[index : index + 1] = em.nodes
+    graph.__dict__["_deconv2sub_cursor"] = index
 
     phase_info = None  # per-phase: (largest phase kernel, its pads) for the report
     if split is not None:
@@ -492,7 +495,8 @@ def rewrite(
         ctx = SinkContext(graph, conv_node, conv_out, y, em.nodes[em.nodes.index(conv_node) + 1:], channels,
                           plan.rank, unique, base,
                           branches=list(conv_node.inputs) if split is not None else None,
-                          branch_rows=None if split is None else layout_row_channels(split.conv_rows(plan.out_channels)))
+                          branch_rows=None if split is None else layout_row_channels(split.conv_rows(plan.out_channels)),
+                          start=index)
         sunk = sink_consumers(ctx)
 
     return NodeReport(

@@ -59,6 +59,28 @@ def fixed(name: str, *, group: int, rank: int, strides, opset: int, order: str =
     raise ValueError(f"unknown strategy {name!r} (choose from: {', '.join(STRATEGIES)})")
 
 
+def plan_for(material, order: str, fold_crop, bias: bool = True):
+    """``make_plan`` for the node of ``material``, memoised on it (the choice and the emission of a node
+    need the same plans; planning copies the weight, so big models should not plan twice)."""
+    from . import rewrite  # its make_plan: the planner the pass uses (tests plant faults there)
+
+    cache = material.__dict__.setdefault("_plans", {})
+    key = (order, fold_crop, bias)
+    if key not in cache:
+        cache[key] = rewrite.make_plan(material.weight, material.bias if bias else None, material.attrs,
+                                       material.in_spatial, order, fold_crop)
+    return cache[key]
+
+
+def split_for(plan):
+    """:func:`deconv2sub.perphase.phase_split` of ``plan``, memoised on it."""
+    from .perphase import phase_split
+
+    if "_split" not in plan.__dict__:
+        plan.__dict__["_split"] = phase_split(plan)
+    return plan.__dict__["_split"]
+
+
 PER_PHASE_MAX_CONVS = 4  # more: many small Convs + a Concat cost more than they save (3-D k3 s2: 8)
 
 
@@ -76,17 +98,14 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None)
     """
     reason = "default: two-stage transpose"
     if material is not None and material.emit_inputs is None and opset >= 5:
-        from .perphase import macs_ratio, phase_split
-        from .plan import PlanError, make_plan
+        from .perphase import macs_ratio
+        from .plan import PlanError
 
         try:
-            single = make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD", True)
+            single = plan_for(material, "CRD", True)
+            split = split_for(plan_for(material, "CRD", "always")) if single.phases > 1 else None
         except (PlanError, ValueError):
-            single = None
-        split = None
-        if single is not None and single.phases > 1:
-            split = phase_split(make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD",
-                                          "always"))
+            single = split = None
         if split is not None and 1 < len(split.convs) <= PER_PHASE_MAX_CONVS:
             ratio = macs_ratio(single)
             if ratio < 1.0:
