@@ -31,6 +31,7 @@ Runtime settings:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import math
@@ -305,6 +306,7 @@ def convert(model: onnx.ModelProto, options: ConvertOptions) -> onnx.ModelProto:
 
 def bench_runtime(runtime: str, blocks: List[BlockSpec], options: ConvertOptions, *, threads: int, quick: bool,
                   log=print, quiet_s: float = 60.0, retries: int = 2) -> Table:
+    options = options_for(runtime, options)
     table = Table(runtime, runtime_label(runtime, threads), dict(options.__dict__))
     for spec in blocks:
         model = build_block(spec)
@@ -336,6 +338,14 @@ def bench_runtime(runtime: str, blocks: List[BlockSpec], options: ConvertOptions
     return table
 
 
+def options_for(runtime: str, options: ConvertOptions) -> ConvertOptions:
+    """``options`` with ``target`` set to the measured runtime unless it was given: what
+    ``deconv2sub convert --runtime <runtime>`` does (its ``--target`` defaults to the runtime it verifies on)."""
+    if getattr(options, "_target_given", False):
+        return options
+    return dataclasses.replace(options, target="openvino" if runtime == "openvino" else "onnxruntime")
+
+
 def _options(args) -> ConvertOptions:
     kwargs = {}
     for item in args.option or []:
@@ -343,7 +353,9 @@ def _options(args) -> ConvertOptions:
         kwargs[key] = {"true": True, "false": False}.get(value.lower(), value)
     if args.strategy:
         kwargs["strategy"] = args.strategy
-    return ConvertOptions(**kwargs)
+    options = ConvertOptions(**kwargs)
+    object.__setattr__(options, "_target_given", "target" in kwargs)
+    return options
 
 
 def _in_processes(runtime: str, argv: List[str], processes: int, log) -> Table:

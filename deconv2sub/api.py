@@ -10,11 +10,11 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from .constants import external_data_dir as _external_data_dir
 from .errors import InputError
 from .model_io import DETACHED_LOCATION as _DETACHED
 from .report import ConversionReport
 from .rewrite import ConvertOptions, convert_graph
-from .rewrite import external_data_dir as _external_data_dir
 
 #: Above this in-memory size, shape inference runs on a skeleton without the big tensors' data.
 _SKELETON_BYTES = 64 << 20

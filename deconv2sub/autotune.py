@@ -90,7 +90,7 @@ def _runtime_version(runtime: str) -> str:
 
 def candidates(material, opset: int) -> list:
     """The fixed strategies worth measuring for this node."""
-    names = ["two_stage", "transpose", "depth_to_space"]
+    names = ["two_stage", "transpose", "depth_to_space", "channels_last"]
     if material.emit_inputs is None:  # per-phase convs take float weights only
         from .perphase import macs_ratio, phase_split
         from .plan import PlanError, make_plan
@@ -100,7 +100,7 @@ def candidates(material, opset: int) -> list:
             split = phase_split(make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD", "always"))
             if (split is not None and 1 < len(split.convs) <= 16
                     and (macs_ratio(single) < 1.0 or single.needs_crop)):
-                names.append("per_phase")  # fewer taps, or a crop that phase Convs fold away
+                names += ["per_phase", "per_phase_channels_last"]  # fewer taps, or a crop folded away
         except (PlanError, ValueError):
             pass
     return names
@@ -133,9 +133,12 @@ def _one_node_model(material, opset: int) -> Tuple[onnx.ModelProto, np.ndarray]:
     return model, rng.standard_normal(shape).astype(dtype)
 
 
+CACHE_VERSION = 2  # bump when the candidates change (2: the channels-last emissions)
+
+
 def _key(material, opset: int, options) -> str:
     a = material.attrs
-    parts = [options.tune_runtime, _runtime_version(options.tune_runtime), options.tune_provider,
+    parts = [f"v{CACHE_VERSION}", options.tune_runtime, _runtime_version(options.tune_runtime), options.tune_provider,
              str(np.dtype(material.dtype or material.weight.dtype)), str(list(material.weight.shape)),
              str(material.bias is not None), str([material.batch or 1] + list(material.in_spatial)),
              str([a.strides, a.dilations, a.pads, a.output_padding, a.output_shape, a.auto_pad, a.group]),
@@ -148,7 +151,8 @@ def tune(material, opset: int, options) -> "_strategy.Emission":
     attrs = material.attrs
     rank = material.weight.ndim - 2
     strides = list(attrs.strides or [1] * rank)
-    default = _strategy.choose_default(group=attrs.group, rank=rank, strides=strides, opset=opset, material=material)
+    default = _strategy.choose_default(group=attrs.group, rank=rank, strides=strides, opset=opset, material=material,
+                                       target="openvino" if options.tune_runtime == "openvino" else "onnxruntime")
 
     def fallback(why: str) -> "_strategy.Emission":
         return _strategy.Emission(default.strategy, default.order, default.fold_crop, f"auto: {why}; {default.reason}")

@@ -57,12 +57,15 @@ def emission_options(f):
                      help="auto: DepthToSpace where it can express the shuffle; reshape: always Reshape/Transpose.")(f)
     f = click.option("--order", type=click.Choice(["auto", "CRD", "DCR"]), default="auto", show_default=True,
                      help="Channel order of the low-resolution Conv.")(f)
-    f = click.option("--strategy", type=click.Choice(["default", "auto", "depth_to_space", "transpose", "two_stage",
-                                                      "per_phase"]),
+    f = click.option("--strategy", type=click.Choice(["default", "auto", "depth_to_space", "transpose", "two_stage", "transpose_gather", "pointwise_gemm",
+                                                      "per_phase", "channels_last", "per_phase_channels_last"]),
                      default="default", show_default=True,
                      help="Emission: default (measured best fixed choice), auto (time the candidates per node on "
                           "--runtime/--provider, cached), or a fixed one for reproducible output. --shuffle/--order "
                           "apply to depth_to_space.")(f)
+    f = click.option("--target", type=click.Choice(["onnxruntime", "openvino"]), default=None,
+                     help="Runtime the model is for: picks the default emission's rule (their fastest emissions "
+                          "differ). [default: the --runtime it is verified/timed on; onnxruntime for inspect]")(f)
     return f
 
 
@@ -180,7 +183,7 @@ def main():
 @tolerance_options
 @output_options
 @_guard
-def convert(model, output, force, no_verify, shuffle, order, strategy, external_data, runtime, provider, require_cuda, ort_opt,
+def convert(model, output, force, no_verify, shuffle, order, strategy, target, external_data, runtime, provider, require_cuda, ort_opt,
             input_shapes, inputs_npz, seed, val_range, trials, atol, rtol, as_json, quiet):
     """Rewrite every ConvTranspose of MODEL, verify against the original, save to OUTPUT.
 
@@ -197,7 +200,7 @@ def convert(model, output, force, no_verify, shuffle, order, strategy, external_
     job = ConvertJob(
         model=model, output=output, force=force, verify=not no_verify,
         convert_options=ConvertOptions(shuffle=shuffle, order=order, strategy=strategy, tune_runtime=runtime,
-                                       tune_provider=provider),
+                                       tune_provider=provider, target=target or runtime),
         verify_options=_verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range,
                                        trials, atol, rtol, optimize=ort_opt),
         external_data=external_data,
@@ -342,7 +345,7 @@ def _check_output_path(path: str) -> None:
 @emission_options
 @output_options
 @_guard
-def inspect_cmd(model, input_shapes, shuffle, order, strategy, as_json, quiet):
+def inspect_cmd(model, input_shapes, shuffle, order, strategy, target, as_json, quiet):
     """List every ConvTranspose of MODEL and what convert would make of it.
 
     One row per ConvTranspose (subgraphs included): input shape, attributes, whether it can be
@@ -365,7 +368,8 @@ def inspect_cmd(model, input_shapes, shuffle, order, strategy, as_json, quiet):
     shapes = parse_input_shapes(input_shapes)
     p.progress(f"loading {model}")
     proto = load_model(model)
-    report = inspect_model(proto, ConvertOptions(shuffle=shuffle, order=order, strategy=strategy), shapes, path=model,
+    report = inspect_model(proto, ConvertOptions(shuffle=shuffle, order=order, strategy=strategy,
+                                                 target=target or "onnxruntime"), shapes, path=model,
                            progress=p.progress)
     del proto
     p.done_progress()
@@ -390,7 +394,7 @@ def inspect_cmd(model, input_shapes, shuffle, order, strategy, as_json, quiet):
 @output_options
 @_guard
 def bench(model, candidate, runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range, warmup, runs,
-          threads, no_interleave, shuffle, order, strategy, as_json, quiet):
+          threads, no_interleave, shuffle, order, strategy, target, as_json, quiet):
     """Time MODEL against CANDIDATE (default: MODEL converted in memory).
 
     Both run on the chosen runtime and provider with graph optimisations on, as deployed, on the
@@ -425,7 +429,8 @@ def bench(model, candidate, runtime, provider, require_cuda, input_shapes, input
     else:
         p.progress("converting in memory")
         other, conversion = convert_model(original, ConvertOptions(shuffle=shuffle, order=order, strategy=strategy,
-                                                                   tune_runtime=runtime, tune_provider=provider))
+                                                                   tune_runtime=runtime, tune_provider=provider,
+                                                                   target=target or runtime))
         source = f"{model}, converted in memory"
     specs = model_input_specs(original)
     if inputs_npz:

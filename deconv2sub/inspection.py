@@ -394,9 +394,19 @@ def _inspect_node(gpath: str, snap: dict, entry, g: Optional[gs.Graph], shapes: 
                   ("conv_kernel", "conv_channels", "conv_dilations", "conv_pads", "group", "shuffle", "crop",
                    "empty_phases", "strategy", "sunk", "notes")}
     new = set(entry.new_nodes or [])
-    convs = [m for m in (g.nodes if g is not None else []) if m.name in new and m.op in ("Conv", "ConvTranspose")]
+    convs = [m for m in (g.nodes if g is not None else []) if m.name in new and m.op in ("Conv", "ConvTranspose", "Gemm")]
     macs, per_pixel, wbytes = 0, 0, 0
     for conv in convs:
+        if conv.op == "Gemm":  # strategy "pointwise_gemm": [rows, C] x [C, prod(spatial)], batch 1
+            wt, bt = conv.inputs[0], (conv.inputs[2] if len(conv.inputs) > 2 and conv.inputs[2].name else None)
+            shape = _known_ints(_tensor_shape(wt, shapes))
+            wb, bb = _const_bytes(wt), _const_bytes(bt)
+            wbytes = None if wbytes is None or wb is None or bb is None else wbytes + wb + bb
+            numel = None if shape is None else int(np.prod(shape, dtype=np.int64))
+            per_pixel = None if per_pixel is None or numel is None else per_pixel + numel
+            macs = None if macs is None or numel is None or spatial is None else macs + numel * int(
+                np.prod(spatial, dtype=np.int64))
+            continue
         wt = conv.inputs[1] if len(conv.inputs) > 1 else None
         bt = conv.inputs[2] if len(conv.inputs) > 2 and conv.inputs[2] is not None and conv.inputs[2].name else None
         shape = _known_ints(_tensor_shape(wt, shapes))

@@ -460,9 +460,8 @@ class StagedModel:
             self.discard()
 
     def discard(self) -> None:
-        if self.tmp_dir is not None:
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
-            self.tmp_dir = None
+        _rmtree(self.tmp_dir)
+        self.tmp_dir = None
 
     def __enter__(self) -> "StagedModel":
         return self

@@ -23,6 +23,8 @@ from typing import Callable, List, Optional
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from .constants import _known_values
+
 __all__ = ["SinkContext", "sink_consumers", "UNARY_OPS", "PER_CHANNEL_OPS"]
 
 # Elementwise, one data input, no parameter tensors (attributes only).
@@ -55,16 +57,9 @@ class SinkContext:
     branches: Optional[List[gs.Variable]] = None
     branch_rows: Optional[np.ndarray] = None  # row -> output channel of every branch (all alike)
     start: int = 0  # where the rewritten nodes begin in graph.nodes (a search hint)
-
-
-def _constant(t) -> Optional[np.ndarray]:
-    if isinstance(t, gs.Constant):
-        return np.asarray(t.values)
-    if isinstance(t, gs.Variable) and len(t.inputs) == 1 and t.inputs[0].op == "Constant":
-        value = t.inputs[0].attrs.get("value")
-        if isinstance(value, gs.Constant):
-            return np.asarray(value.values)
-    return None
+    # ``z`` is a Gemm output ``[rows, L]`` (batch 1, spatial flattened) instead of ``[N, rows, Q...]``:
+    # per-channel operands become ``[rows, 1]``; BatchNormalization cannot move (it reads axis 1).
+    matrix: bool = False
 
 
 def _per_channel(values: np.ndarray, rank: int, channels: int) -> Optional[np.ndarray]:
@@ -96,15 +91,15 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
             if t is None or t.name == "":
                 new.append(t)
                 continue
-            v = _constant(t)
+            v = _known_values(t)
             if v is None or v.size != 1:
                 return None
             new.append(t if isinstance(t, gs.Constant) else gs.Constant(ctx.unique(f"{ctx.base}_{op}_bound"), v))
         return new
     if op == "BatchNormalization":
-        if node.inputs[0] is not y or len(node.inputs) != 5 or int(node.attrs.get("training_mode", 0)):
+        if ctx.matrix or node.inputs[0] is not y or len(node.inputs) != 5 or int(node.attrs.get("training_mode", 0)):
             return None
-        params = [_constant(t) for t in node.inputs[1:]]
+        params = [_known_values(t) for t in node.inputs[1:]]
         if any(p is None or p.ndim != 1 or p.shape[0] != channels for p in params):
             return None
         return [None] + [gs.Constant(ctx.unique(f"{ctx.base}_{node.name or op}_{i}"), np.ascontiguousarray(p[rows]))
@@ -112,7 +107,7 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
     if op == "PRelu":
         if node.inputs[0] is not y or len(node.inputs) != 2:
             return None
-        slope = _constant(node.inputs[1])
+        slope = _known_values(node.inputs[1])
         if slope is None:
             return None
         pc = _per_channel(slope, ctx.rank, channels)
@@ -124,7 +119,7 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
             return None
         i_y = 0 if node.inputs[0] is y else 1
         other = node.inputs[1 - i_y]
-        values = _constant(other)
+        values = _known_values(other)
         if values is None:
             return None
         pc = _per_channel(values, ctx.rank, channels)
@@ -141,6 +136,8 @@ def _row_operand(pc: np.ndarray, rows: np.ndarray, ctx: SinkContext, what: str, 
     ``[N, rows, Q...]`` (``full``: rank n+2, else ``[rows, 1...]`` as PRelu's slope)."""
     values = pc if pc.shape[0] == 1 else pc[rows]
     shape = ((1,) if full else ()) + (values.shape[0],) + (1,) * ctx.rank
+    if ctx.matrix:
+        shape = (values.shape[0], 1)
     return gs.Constant(ctx.unique(f"{ctx.base}_{what}"), np.ascontiguousarray(values.reshape(shape)).astype(dtype, copy=False))
 
 

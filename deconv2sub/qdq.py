@@ -30,13 +30,15 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from .constants import _known_values
+
 __all__ = ["QdqError", "Quantized", "read_dequantize", "weight_for_plan", "requantize_conv_output"]
 
 _DEFAULT_DOMAINS = (None, "", "ai.onnx")
 _WEIGHT_TYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}
 _BIAS_TYPES = _WEIGHT_TYPES | {"int32"}
 # Ops the shuffle and crop are made of: they only move values, so re-quantizing before them is exact.
-_DATA_MOVEMENT = {"DepthToSpace", "Reshape", "Transpose", "Slice", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
+_DATA_MOVEMENT = {"Gather", "DepthToSpace", "Reshape", "Transpose", "Slice", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
 
 
 class QdqError(Exception):
@@ -208,11 +210,11 @@ def requantize_conv_output(graph: gs.Graph, y: gs.Tensor, unique: Callable[[str]
     if q_node.op != "QuantizeLinear" or q_node.domain not in _DEFAULT_DOMAINS or len(q_node.inputs) < 2:
         return []
     scale_t = q_node.inputs[1]
-    scale = _static_values(scale_t)
+    scale = _known_values(scale_t)
     if scale is None or scale.size != 1:
         return []
     zp_t = q_node.inputs[2] if len(q_node.inputs) > 2 and q_node.inputs[2].name != "" else None
-    if zp_t is not None and _static_values(zp_t) is None:
+    if zp_t is not None and _known_values(zp_t) is None:
         return []
     if any(isinstance(v, gs.Node.AttributeRef) for v in q_node.attrs.values()):
         return []
@@ -246,13 +248,3 @@ def requantize_conv_output(graph: gs.Graph, y: gs.Tensor, unique: Callable[[str]
     index = next(i for i, n in enumerate(graph.nodes) if n is conv)
     graph.nodes[index + 1 : index + 1] = [new_q, new_dq]
     return [new_q.name, new_dq.name]
-
-
-def _static_values(t: gs.Tensor) -> Optional[np.ndarray]:
-    if isinstance(t, gs.Constant):
-        return np.asarray(t.values)
-    if isinstance(t, gs.Variable) and len(t.inputs) == 1 and t.inputs[0].op == "Constant":
-        value = t.inputs[0].attrs.get("value")
-        if isinstance(value, gs.Constant):
-            return np.asarray(value.values)
-    return None

@@ -16,25 +16,21 @@ Invariants the pass keeps:
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-import onnx
 import onnx_graphsurgeon as gs
-from onnx import external_data_helper, numpy_helper
 
 from . import fold, qdq
+from .constants import _NoSource, _constant_values
 
 from .plan import ConvTransposeAttrs, PlanError, SubPixelPlan, layout_row_channels, make_plan
 from .report import REWRITTEN, SKIPPED, ConversionReport, NodeReport
 from . import strategy as _strategy
 from .optimize import SinkContext, sink_consumers
-from .shuffle import (Emitter, emit_crop, emit_permuted_shuffle, emit_shuffle, output_labels, shuffle_kind,
-                      split_labels, two_stage_labels)
+from .shuffle import (Emitter, emit_crop, emit_gather_shuffle, emit_permuted_shuffle, emit_shuffle,
+                      gather_shuffle_ok, output_labels, shuffle_kind, split_labels, two_stage_labels)
 
 __all__ = ["ConvertOptions", "convert_graph", "iter_graphs"]
 
@@ -63,6 +59,9 @@ class ConvertOptions:
     fold_crop: fold begin crops into the phase choice where that costs no tap (strategies other than
         "depth_to_space"; see :mod:`deconv2sub.plan`).
     tune_runtime / tune_provider: where "auto" measures ("onnxruntime"/"openvino", "cpu"/"cuda").
+    target: the runtime the model is meant for, "onnxruntime" or "openvino": picks the rule of
+        ``strategy="default"`` (the fastest fixed emission differs between them, see
+        :func:`deconv2sub.strategy.choose_default`). Every emission is exact on every runtime.
     """
 
     shuffle: str = "auto"
@@ -72,6 +71,7 @@ class ConvertOptions:
     tune_runtime: str = "onnxruntime"
     tune_provider: str = "cpu"
     fold_crop: bool = True
+    target: str = "onnxruntime"
 
 
 @dataclass
@@ -109,72 +109,7 @@ def iter_graphs(graph: gs.Graph, path: str = "main", functions: bool = True) -> 
             yield from iter_graphs(func, f"function:{func.domain}.{func.name}", functions=False)
 
 
-# ---- weight sources ----------------------------------------------------------------------------------
-# Folder against which the external-data locations of tensors not loaded into memory are resolved
-# (set by the model-level API for models loaded without their external data).
-_EXTERNAL_DATA_DIR: "contextvars.ContextVar[Optional[str]]" = contextvars.ContextVar(
-    "deconv2sub_external_data_dir", default=None
-)
-
-
-@contextlib.contextmanager
-def external_data_dir(path: Optional[str]):
-    """Within the block, weights kept in external data files are read lazily from ``path``."""
-    token = _EXTERNAL_DATA_DIR.set(None if path is None else os.fspath(path))
-    try:
-        yield
-    finally:
-        _EXTERNAL_DATA_DIR.reset(token)
-
-
-class _NoSource(Exception):
-    """A weight/bias whose values are not known before run time; ``str()`` is the reason."""
-
-
-def _proto_values(proto: onnx.TensorProto) -> np.ndarray:
-    """Values of a TensorProto, reading external data lazily; the proto itself is never modified."""
-    if external_data_helper.uses_external_data(proto) and not proto.HasField("raw_data"):
-        base = _EXTERNAL_DATA_DIR.get()
-        if base is None:
-            raise _NoSource(f"'{proto.name}' is stored in an external data file that was not loaded")
-        try:
-            return numpy_helper.to_array(proto, base)
-        except Exception as exc:  # noqa: BLE001
-            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-            raise _NoSource(f"'{proto.name}': cannot read its external data: {first.strip()}") from None
-    return numpy_helper.to_array(proto)
-
-
-def _gs_constant_values(const: gs.Constant) -> np.ndarray:
-    """Values of a gs.Constant without caching them on the Constant (big weights are read once, used
-    for the plan and dropped; a Constant that is exported again keeps its original TensorProto)."""
-    from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
-
-    values = const._values
-    if isinstance(values, SparseValues):
-        return np.asarray(values.load())
-    if isinstance(values, LazyValues):
-        return _proto_values(values.tensor)
-    return np.asarray(values)
-
-
-def _constant_values(tensor) -> Optional[np.ndarray]:
-    """Values of a tensor known before run time: an initializer or the output of a Constant node."""
-    if isinstance(tensor, gs.Constant):
-        return _gs_constant_values(tensor)
-    if isinstance(tensor, gs.Variable) and len(tensor.inputs) == 1:
-        producer = tensor.inputs[0]
-        if producer.op == "Constant" and producer.domain in (None, "", "ai.onnx"):
-            value = producer.attrs.get("value")
-            if isinstance(value, gs.Constant):
-                return _gs_constant_values(value)
-            for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
-                               ("value_int", np.int64), ("value_ints", np.int64)):
-                if key in producer.attrs and not isinstance(producer.attrs[key], gs.Node.AttributeRef):
-                    return np.asarray(producer.attrs[key], dtype=dtype)
-    return None
-
-
+# ---- weight sources (read by deconv2sub.constants) ---------------------------------------------------
 def _describe_source(tensor, graph: Optional[gs.Graph] = None) -> str:
     if isinstance(tensor, gs.Variable) and not tensor.inputs:
         if isinstance(graph, gs.Function) and any(t is tensor for t in graph.inputs):
@@ -403,13 +338,18 @@ def rewrite(
 
     ``emission`` (default: chosen from ``options.strategy``) says how: see :mod:`deconv2sub.strategy`."""
     if emission is None:
+        material.__dict__["consumers"] = tuple(c.op for c in node.outputs[0].outputs) if node.outputs else ()
         emission = _strategy.select(material, opset, options)
     plan: SubPixelPlan = _strategy.plan_for(material, emission.order, emission.fold_crop if options.fold_crop else False)
-    if emission.strategy == "per_phase" and (material.emit_inputs is not None or _strategy.split_for(plan) is None):
+    per_phase = emission.strategy in ("per_phase", "per_phase_channels_last")
+    if per_phase and (material.emit_inputs is not None or _strategy.split_for(plan) is None):
         why = "quantized weight" if material.emit_inputs is not None else "a phase without taps"
-        emission = _strategy.fixed("two_stage", group=material.attrs.group, rank=plan.rank, strides=plan.strides,
-                                   opset=opset, reason=f"{emission.reason}; per_phase impossible ({why}): two_stage")
+        fallback = "channels_last" if emission.strategy == "per_phase_channels_last" else "two_stage"
+        emission = _strategy.fixed(fallback, group=material.attrs.group, rank=plan.rank, strides=plan.strides,
+                                   opset=opset, reason=f"{emission.reason}; per_phase impossible ({why}): {fallback}")
+        per_phase = False
         plan = _strategy.plan_for(material, emission.order, emission.fold_crop if options.fold_crop else False)
+    use_gemm = emission.strategy == "pointwise_gemm" and _gemm_ok(plan, material, opset)
     if emission.strategy == "depth_to_space":
         kind = shuffle_kind(plan, opset, options.shuffle)
         if kind == "Reshape/Transpose" and plan.order != "CRD":
@@ -419,22 +359,38 @@ def rewrite(
     elif not plan.needs_shuffle:
         kind = "none"
     else:
-        kind = {"two_stage": _strategy.TWO_STAGE, "per_phase": _strategy.TWO_STAGE}.get(emission.strategy,
-                                                                                         _strategy.TRANSPOSE)
+        gather = _strategy.GATHER if gather_shuffle_ok(plan, material.in_spatial) else _strategy.TWO_STAGE
+        kind = {"two_stage": _strategy.TWO_STAGE, "per_phase": _strategy.TWO_STAGE,
+                "transpose_gather": gather, "pointwise_gemm": gather,
+                "channels_last": _strategy.CHANNELS_LAST,
+                "per_phase_channels_last": _strategy.CHANNELS_LAST}.get(emission.strategy, _strategy.TRANSPOSE)
 
     base = node.name or node.outputs[0].name
     em = Emitter(base, unique, opset)
     x = node.inputs[0]
     y = node.outputs[0]
     dtype = plan.weight.dtype if material.dtype is None else material.dtype
-    stages = [kind != "none", plan.needs_crop]
+    crop_left = None  # the crop still to slice when the shuffle did part of it (Gather)
+    if kind == _strategy.GATHER:
+        last = plan.axes[-1]
+        crop_left = [[0, 0]] * (plan.rank - 1) + [[last.crop_begin, last.crop_end]]
+    needs_crop = plan.needs_crop if crop_left is None else any(any(c) for c in crop_left)
+    stages = [kind != "none", needs_crop]
     conv_out = y if not any(stages) else em.var("subpixel_conv_out", dtype)
     rows_layout = None  # channel layout of conv_out when it is not plan.row_layout()
     split = None
-    if emission.strategy == "per_phase":
+    if per_phase:
         split = _strategy.split_for(plan)
         conv_node = _emit_phase_convs(em, plan, split, x, conv_out, dtype)
         rows_layout = split.rows
+    elif use_gemm:
+        rows, channels = int(plan.weight.shape[0]), int(plan.weight.shape[1])
+        flat = em.var("subpixel_matrix", dtype)
+        em.node("Reshape", "subpixel_flatten", [x, em.int64s("flatten_shape", [channels, -1])], [flat])
+        inputs = [em.const("subpixel_weight", plan.weight.reshape(rows, channels)), flat]
+        if plan.bias is not None:
+            inputs.append(em.const("subpixel_bias", plan.bias.reshape(rows, 1)))
+        conv_node = em.node("Gemm", "subpixel_gemm", inputs, [conv_out])
     else:
         if material.emit_inputs is not None:  # quantized weight/bias: DequantizeLinear nodes (see check())
             conv_inputs = [x, *material.emit_inputs(em, plan)]
@@ -457,21 +413,25 @@ def rewrite(
         )
     current = conv_out
     if kind != "none":
-        shuffled = y if not plan.needs_crop else em.var("subpixel_shuffled", dtype)
-        if emission.strategy == "depth_to_space":
+        shuffled = y if not needs_crop else em.var("subpixel_shuffled", dtype)
+        if kind == _strategy.GATHER:
+            emit_gather_shuffle(em, plan, current, shuffled, material.in_spatial, material.batch)
+        elif emission.strategy == "depth_to_space":
             emit_shuffle(em, plan, kind, current, shuffled, material.in_spatial)
         else:
             stages = [output_labels(plan)]
-            if emission.strategy == "two_stage":
+            if emission.strategy in ("two_stage", "transpose_gather"):
                 stages.insert(0, two_stage_labels(plan))
-            elif split is not None:
+            elif split is not None and kind != _strategy.CHANNELS_LAST:
                 stages = [split_labels(plan, True), split_labels(plan, False)]
+            elif split is not None:
+                stages = [split_labels(plan, False)]
             emit_permuted_shuffle(em, plan, stages, current, shuffled, material.in_spatial, material.batch,
-                                  rows_layout)
+                                  rows_layout, channels_last=kind == _strategy.CHANNELS_LAST)
         current = shuffled
     crop = None
-    if plan.needs_crop:
-        crop = emit_crop(em, plan, current, y)
+    if needs_crop:
+        crop = emit_crop(em, plan, current, y, crop_left)
 
     # Splice: the new nodes take the old node's place, so the node list stays topologically sorted.
     # (The pass visits nodes in order: searching from the previous splice keeps a big graph linear.)
@@ -496,7 +456,7 @@ def rewrite(
                           plan.rank, unique, base,
                           branches=list(conv_node.inputs) if split is not None else None,
                           branch_rows=None if split is None else layout_row_channels(split.conv_rows(plan.out_channels)),
-                          start=index)
+                          start=index, matrix=use_gemm)
         sunk = sink_consumers(ctx)
 
     return NodeReport(
@@ -517,9 +477,19 @@ def rewrite(
         empty_phases=plan.empty_phases,
         new_nodes=[n.name for n in em.nodes],
         strategy=emission.strategy,
-        strategy_reason=emission.reason + ("" if split is None else f"; {_phase_note(plan, split)}"),
+        strategy_reason=emission.reason + ("" if split is None else f"; {_phase_note(plan, split)}")
+        + (f"; {_strategy.GEMM_NOTE}" if use_gemm else ""),
         sunk=sunk,
     )
+
+
+def _gemm_ok(plan: SubPixelPlan, material: _Material, opset: int) -> bool:
+    """Whether the Conv of ``plan`` can be one Gemm ``[rows, C] x [C, L]`` (strategy "pointwise_gemm"):
+    a 1x1 kernel without pads, group 1, batch 1, float weights, all sizes known, and the row-Gather
+    shuffle applies (Gemm's optional C needs opset 11)."""
+    return (opset >= 11 and plan.group == 1 and material.batch == 1 and material.emit_inputs is None
+            and all(k == 1 for k in plan.conv_kernel) and not any(plan.conv_pads)
+            and gather_shuffle_ok(plan, material.in_spatial) and all(v is not None for v in material.in_spatial))
 
 
 def _phase_note(plan: SubPixelPlan, split) -> str:

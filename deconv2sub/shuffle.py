@@ -130,16 +130,20 @@ def _slice(em: Emitter, suffix: str, x, y, starts, ends, axes) -> None:
         em.node("Slice", suffix, [x], [y], {"starts": list(starts), "ends": list(ends), "axes": list(axes)})
 
 
-def emit_crop(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable) -> List[List[int]]:
-    """Slice the shuffled tensor ``x`` into ``y``; returns the per-axis [begin, end] crop."""
+def emit_crop(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
+              crops: Optional[Sequence[Sequence[int]]] = None) -> List[List[int]]:
+    """Slice the shuffled tensor ``x`` into ``y``; returns the per-axis [begin, end] crop (``crops``:
+    instead of the plan's, when part of it was done elsewhere)."""
+    if crops is None:
+        crops = [[ax.crop_begin, ax.crop_end] for ax in plan.axes]
     starts, ends, axes = [], [], []
-    for a, ax in enumerate(plan.axes):
-        if ax.crop_begin or ax.crop_end:
-            starts.append(ax.crop_begin)
-            ends.append(-ax.crop_end if ax.crop_end else int(INT64_MAX))
+    for a, (begin, end) in enumerate(crops):
+        if begin or end:
+            starts.append(begin)
+            ends.append(-end if end else int(INT64_MAX))
             axes.append(2 + a)
     _slice(em, "subpixel_crop", x, y, starts, ends, axes)
-    return [[ax.crop_begin, ax.crop_end] for ax in plan.axes]
+    return [list(c) for c in crops]
 
 
 # ---- shuffles as labelled permutations ---------------------------------------------------------------
@@ -266,10 +270,14 @@ def emit_permuted_shuffle(
     in_spatial: Optional[Sequence[Optional[int]]],
     batch: Optional[int],
     rows: Optional[list] = None,
+    channels_last: bool = False,
 ) -> None:
     """Shuffle ``x`` (the Conv output) into ``y`` through the label orders ``stages`` (the last one must be
     :func:`output_labels`), each a Transpose after merging axes, then one Reshape to ``[N, M, Q*s...]``.
-    ``rows`` is the channel layout of ``x`` when it is not ``plan.row_layout()``."""
+    ``rows`` is the channel layout of ``x`` when it is not ``plan.row_layout()``. With ``channels_last``
+    the first step is a Transpose of ``x`` itself to ``[N, Q1, ..., Qn, C']`` (no Reshape before it):
+    runtimes whose convolutions compute channels-last (OpenVINO's CPU plugin) make it a free layout
+    change, and the one remaining Transpose then reads the Conv output in its native layout."""
     shapes = _Shapes(em, x)
     layout = conv_output_layout(plan, in_spatial, batch, rows)
     sizes = dict(layout)
@@ -277,6 +285,11 @@ def emit_permuted_shuffle(
         sizes[f"S{a}"] = (ax.stride, ())
     current = x
     src = layout
+    if channels_last:
+        n = plan.rank
+        current = em.var("channels_last")
+        em.node("Transpose", "subpixel_channels_last", [x], [current], {"perm": [0] + list(range(2, 2 + n)) + [1]})
+        src = layout[:1] + layout[-n:] + layout[1:-n]
     for i, labels in enumerate(stages):
         current = _permute(em, shapes, current, src, labels, f"shuffle{i + 1}" if len(stages) > 1 else "shuffle")
         src = [(label, sizes.get(label, (1, ()))) for label in labels]
@@ -315,3 +328,69 @@ def split_labels(plan: SubPixelPlan, two_stage: bool) -> list:
         if a != lead:
             labels += [f"G{a}", f"I{a}"]
     return labels
+
+
+# ---- transpose + row gather ---------------------------------------------------------------------------
+# ONNX Runtime's CPU provider has two fast ways to move floats: its 2-D transpose (MLAS) and Gather,
+# which copies whole rows with memcpy. The rest of the shuffle then costs one 2-D transpose and one
+# Gather, and the Gather writes the final ``[N, M, out_1, ..., out_n]`` tensor itself (a Reshape that
+# produces a graph output is a copy in ONNX Runtime; an intermediate one is free):
+#
+#   Conv, rows "LCR" [S_n, M, S_1..S_{n-1}]  ->  Transpose [S_n, L] -> [L, S_n]
+#   = [N, M, S_1..S_{n-1}, Q_1..Q_{n-1}, (Q_n S_n)]  ->  Reshape [N, M, R, Q_n*S_n]   (free)
+#   ->  Gather(axis 2, indices [out_1, ..., out_{n-1}])  =  [N, M, out_1, ..., out_{n-1}, Q_n*S_n]
+#
+# where the index of output position ``o_a = q_a * S_a + p_a`` on every axis but the last is the flat
+# position of ``(p_1..p_{n-1}, q_1..q_{n-1})`` in R. The crop of those axes is folded into the indices
+# (only the kept rows are gathered); the last axis keeps its Slice when it has a crop.
+
+
+def gather_shuffle_ok(plan: SubPixelPlan, in_spatial: Optional[Sequence[Optional[int]]]) -> bool:
+    """Whether :func:`emit_gather_shuffle` applies: 2-D or 3-D, LCR order, the last axis strided, and
+    every low-resolution size but the last one known (the indices are constants)."""
+    n = plan.rank
+    if n < 2 or plan.order != "LCR" or plan.lead_axis != n - 1 or in_spatial is None:
+        return False
+    return all(v is not None for v in in_spatial[:-1])
+
+
+def gather_indices(plan: SubPixelPlan, in_spatial: Sequence[int]) -> np.ndarray:
+    """The Gather indices of :func:`emit_gather_shuffle`: shape ``[out_1, ..., out_{n-1}]`` (cropped)."""
+    n = plan.rank
+    axes = plan.axes[: n - 1]
+    q = [i + a.growth for i, a in zip(in_spatial[: n - 1], axes)]
+    s = [a.stride for a in axes]
+    grids = np.meshgrid(*[np.arange(a.crop_begin, qa * a.stride - a.crop_end) for a, qa in zip(axes, q)],
+                        indexing="ij")
+    phase = [g % st for g, st in zip(grids, s)]
+    low = [g // st for g, st in zip(grids, s)]
+    return np.ravel_multi_index(phase + low, s + q).astype(np.int64)
+
+
+def emit_gather_shuffle(
+    em: Emitter,
+    plan: SubPixelPlan,
+    x: gs.Variable,
+    y: gs.Variable,
+    in_spatial: Sequence[Optional[int]],
+    batch: Optional[int],
+) -> List[List[int]]:
+    """Shuffle ``x`` (Conv output, LCR rows) into ``y`` by one 2-D Transpose and one Gather (see above);
+    returns the crop still to do: ``[[0, 0], ..., [c0, e]]`` (only the last axis' crop is left)."""
+    n = plan.rank
+    last = plan.axes[n - 1]
+    shapes = _Shapes(em, x)
+    layout = conv_output_layout(plan, in_spatial, batch)
+    sizes = dict(layout)
+    lead = f"S{n - 1}"
+    sizes[lead] = (last.stride, ())
+    stage = [label for label, _ in layout if label != lead] + [lead]
+    moved = _permute(em, shapes, x, layout, stage, "shuffle1")
+    rows = int(np.prod([a.stride for a in plan.axes[: n - 1]])) * int(
+        np.prod([i + a.growth for i, a in zip(in_spatial[: n - 1], plan.axes[: n - 1])]))
+    data_shape = [sizes["N"], (plan.out_channels, ()), (rows, ()), _size_mul([sizes[f"Q{n - 1}"], (last.stride, ())])]
+    data = em.var("rows")
+    em.node("Reshape", "subpixel_rows", [moved, shapes.tensor("rows_shape", data_shape)], [data])
+    em.node("Gather", "subpixel_gather", [data, em.int64s("gather_indices", gather_indices(plan, in_spatial))], [y],
+            {"axis": 2})
+    return [[0, 0]] * (n - 1) + [[last.crop_begin, last.crop_end]]

@@ -11,10 +11,21 @@ depends on the runtime. Fixed strategies give reproducible output:
 * ``"two_stage"``: Conv in "LCR" order (the lead axis' phase first; CRD with groups) + a block-move
   Transpose that puts every other phase in place + one ``[s, L] -> [L, s]`` Transpose, crop folded where
   free. The two transposes are the fast paths of ONNX Runtime's and OpenVINO's CPU Transpose.
+* ``"transpose_gather"``: Conv in "LCR" order + one ``[s, L] -> [L, s]`` Transpose + one Gather of whole
+  rows that writes the output (2-D/3-D with known sizes; else ``two_stage``), see
+  :func:`deconv2sub.shuffle.emit_gather_shuffle`.
+* ``"pointwise_gemm"``: ``transpose_gather`` with the Conv as one Gemm when it is 1x1 without pads
+  (kernel = stride, e.g. U-Net's k2 s2), batch 1, group 1: ONNX Runtime's Conv would convert to and from
+  its blocked layout around it. Else ``transpose_gather``.
 * ``"per_phase"``: one Conv per group of output phases that use the same kernel span, each with only
   its own taps (fewer MACs when the kernel is not a multiple of the stride, e.g. k3 s2) and the crop
   always folded away, Concat, then the two-stage shuffle (:mod:`deconv2sub.perphase`).
-* ``"default"``: the measured best fixed choice per node shape, see :func:`choose_default`.
+* ``"channels_last"``: Conv ("LCR" order; CRD with groups) + a Transpose of the Conv output to
+  ``[N, spatial..., C]`` + one Transpose into place, crop folded where free. Made for runtimes whose
+  convolutions compute channels-last (OpenVINO's CPU plugin), where the first Transpose is free.
+* ``"per_phase_channels_last"``: the phase Convs of ``per_phase`` with the channels-last shuffle.
+* ``"default"``: the measured best fixed choice per node shape for ``ConvertOptions.target``, see
+  :func:`choose_default`.
 * ``"auto"``: measure the candidates per node on a runtime (:mod:`deconv2sub.autotune`), cached.
 """
 
@@ -22,12 +33,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STRATEGIES = ("default", "auto", "depth_to_space", "transpose", "two_stage", "per_phase")
-FIXED = ("depth_to_space", "transpose", "two_stage", "per_phase")
+STRATEGIES = ("default", "auto", "depth_to_space", "transpose", "two_stage", "transpose_gather", "pointwise_gemm",
+              "per_phase", "channels_last", "per_phase_channels_last")
+FIXED = ("depth_to_space", "transpose", "two_stage", "transpose_gather", "pointwise_gemm", "per_phase",
+         "channels_last", "per_phase_channels_last")
 
 # Shuffle kinds as reported in NodeReport.shuffle
-D2S_CRD, D2S_DCR, RESHAPE, TRANSPOSE, TWO_STAGE, NONE = (
-    "DepthToSpace(CRD)", "DepthToSpace(DCR)", "Reshape/Transpose", "Transpose", "two-stage Transpose", "none")
+D2S_CRD, D2S_DCR, RESHAPE, TRANSPOSE, TWO_STAGE, GATHER, CHANNELS_LAST, NONE = (
+    "DepthToSpace(CRD)", "DepthToSpace(DCR)", "Reshape/Transpose", "Transpose", "two-stage Transpose",
+    "Transpose + row Gather", "channels-last Transpose", "none")
+GEMM_NOTE = "Gemm instead of the 1x1 Conv"
 
 
 @dataclass(frozen=True)
@@ -54,8 +69,18 @@ def fixed(name: str, *, group: int, rank: int, strides, opset: int, order: str =
         return Emission("transpose", "CRD", True, reason)
     if name == "two_stage":
         return Emission("two_stage", "LCR" if group == 1 else "CRD", True, reason)
+    if name in ("transpose_gather", "pointwise_gemm"):
+        return Emission(name, "LCR" if group == 1 else "CRD", True, reason)
     if name == "per_phase":
         return Emission("per_phase", "CRD", "always", reason)
+    if name == "channels_last":
+        if order not in ("CRD", "DCR", "LCR"):
+            order = "LCR"
+        if group != 1:
+            order = "CRD"
+        return Emission("channels_last", order, True, reason)
+    if name == "per_phase_channels_last":
+        return Emission("per_phase_channels_last", "CRD", "always", reason)
     raise ValueError(f"unknown strategy {name!r} (choose from: {', '.join(STRATEGIES)})")
 
 
@@ -84,19 +109,46 @@ def split_for(plan):
 PER_PHASE_MAX_CONVS = 4  # more: many small Convs + a Concat cost more than they save (3-D k3 s2: 8)
 
 
-def choose_default(*, group: int, rank: int, strides, opset: int, material=None) -> Emission:
-    """The fixed choice of ``strategy="default"``, from the measurements of benchmarks/bench_blocks.py
-    (ONNX Runtime and OpenVINO CPU):
+TARGETS = ("onnxruntime", "openvino")
 
-    * ``per_phase`` when at most 4 phase Convs do and either the shared kernel has zero taps (kernel
-      not a multiple of the stride, ENet's k3 s2: 9 of 16; +25-40 % on both runtimes) or, in 2-D/3-D,
-      a crop that they fold away (DCGAN's k4 s2 p1, FCN's k16 s8 p4: +5-40 % on OpenVINO, whose Slice
-      is a reference kernel, within -7..+3 % on ONNX Runtime);
-    * ``two_stage`` otherwise (and for quantized weights). For 1-D crops (HiFi-GAN k4 s2 p1) phase Convs
-      measured ~10 % slower on ONNX Runtime and ~8 % faster on OpenVINO; ``strategy="auto"`` picks per
-      runtime.
+
+def choose_default(*, group: int, rank: int, strides, opset: int, material=None,
+                   target: str = "onnxruntime") -> Emission:
+    """The fixed choice of ``strategy="default"`` for the ``target`` runtime, from the measurements of
+    benchmarks/bench_blocks.py (ONNX Runtime and OpenVINO CPU).
+
+    ONNX Runtime (``target="onnxruntime"``):
+
+    * ``per_phase`` when at most 4 phase Convs do and the shared kernel has zero taps (kernel not a
+      multiple of the stride, ENet's k3 s2: 9 of 16; +25-40 %);
+    * ``pointwise_gemm`` when the Conv is 1x1 without pads (kernel = stride: U-Net's k2 s2), batch 1,
+      group 1, 2-D/3-D, unless a BatchNormalization follows (a Conv absorbs it): ONNX Runtime runs the
+      Conv in its blocked layout with a reorder on each side, which costs more than the Gemm saves
+      (U-Net 0.77x -> 0.86-0.92x);
+    * ``transpose_gather`` otherwise (and for quantized weights): one 2-D Transpose (ONNX Runtime's
+      fastest interleave) and a Gather of whole rows that writes the output and folds the crop of every
+      axis but the last; 1-D, or sizes unknown: ``two_stage`` (two low-rank Transposes). Phase Convs that
+      only fold a crop away (DCGAN's k4 s2 p1, FCN's k16 s8 p4, HiFi-GAN's k4 s2 p1) measured 0-15 %
+      slower than this.
+
+    OpenVINO (``target="openvino"``): its CPU convolutions compute channels-last, so the shuffle starts
+    with a Transpose to ``[N, spatial..., C]`` that costs nothing there, and one Transpose from that layout
+    does the rest (:func:`deconv2sub.shuffle.emit_permuted_shuffle` with ``channels_last``):
+
+    * ``per_phase_channels_last`` when at most 4 phase Convs do and they save taps or fold a crop away;
+    * ``channels_last`` otherwise, with the Conv channels in "LCR" order (the lead phase first: +10-25 %
+      over DCR/CRD on U-Net k2 s2 and 3-D k2 s2).
+
+    On ONNX Runtime the channels-last emissions run at 0.4-1.0x of the original (its generic n-D
+    Transpose is slow), on OpenVINO the ONNX Runtime rule at ~1.3x against ~1.6x: hence one rule each.
     """
-    reason = "default: two-stage transpose"
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r} (choose from: {', '.join(TARGETS)})")
+    openvino = target == "openvino"
+    single_name = "channels_last" if openvino else "transpose_gather"
+    split_name = "per_phase_channels_last" if openvino else "per_phase"
+    reason = ("default: channels-last transpose (OpenVINO)" if openvino
+              else "default: transpose + row Gather (two-stage transpose where the Gather does not apply)")
     if material is not None and material.emit_inputs is None and opset >= 5:
         from .perphase import macs_ratio
         from .plan import PlanError
@@ -109,17 +161,25 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None)
         if split is not None and 1 < len(split.convs) <= PER_PHASE_MAX_CONVS:
             ratio = macs_ratio(single)
             if ratio < 1.0:
-                return fixed("per_phase", group=group, rank=rank, strides=strides, opset=opset,
+                return fixed(split_name, group=group, rank=rank, strides=strides, opset=opset,
                              reason=f"default: {len(split.convs)} phase Convs ({ratio:.0%} of the shared "
-                                    f"kernel's taps)")
-            if single.needs_crop and rank >= 2:
-                return fixed("per_phase", group=group, rank=rank, strides=strides, opset=opset,
-                             reason=f"default: {len(split.convs)} phase Convs (the crop folded away)")
+                                    f"kernel's taps)" + (", channels-last shuffle (OpenVINO)" if openvino else ""))
+            if single.needs_crop and openvino:
+                return fixed(split_name, group=group, rank=rank, strides=strides, opset=opset,
+                             reason=f"default: {len(split.convs)} phase Convs (the crop folded away)"
+                                    + (", channels-last shuffle (OpenVINO)" if openvino else ""))
             if single.needs_crop:
-                reason += " (1-D: phase Convs that only save the crop measured slower on ONNX Runtime)"
+                reason += " (phase Convs that only save the crop measured slower on ONNX Runtime)"
         elif split is not None and len(split.convs) > PER_PHASE_MAX_CONVS:
             reason += f" ({len(split.convs)} phase Convs would be too many)"
-    return fixed("two_stage", group=group, rank=rank, strides=strides, opset=opset, reason=reason)
+        if (not openvino and single is not None and rank >= 2 and group == 1 and opset >= 11
+                and material.batch == 1 and all(k == 1 for k in single.conv_kernel) and not any(single.conv_pads)):
+            if "BatchNormalization" in getattr(material, "consumers", ()):
+                reason += " (a 1x1 Conv, kept so that the BatchNormalization after it fuses into it)"
+            else:
+                return fixed("pointwise_gemm", group=group, rank=rank, strides=strides, opset=opset,
+                             reason="default: Gemm (1x1 kernel, batch 1) + transpose + row Gather")
+    return fixed(single_name, group=group, rank=rank, strides=strides, opset=opset, reason=reason)
 
 
 def select(material, opset: int, options) -> Emission:
@@ -131,7 +191,8 @@ def select(material, opset: int, options) -> Emission:
     if name == "default" and (options.shuffle != "auto" or options.order != "auto"):
         name = "depth_to_space"  # the DepthToSpace knobs were set explicitly: they ask for that emission
     if name == "default":
-        return choose_default(group=attrs.group, rank=rank, strides=strides, opset=opset, material=material)
+        return choose_default(group=attrs.group, rank=rank, strides=strides, opset=opset, material=material,
+                              target=getattr(options, "target", "onnxruntime"))
     if name == "auto":
         from .autotune import tune
 

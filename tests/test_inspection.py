@@ -50,6 +50,10 @@ def _conv_costs(converted: onnx.ModelProto, new_nodes):
             w = inits[node.input[1]]
             macs += w.size * int(np.prod(shapes[node.output[0]][2:]))
             nbytes += sum(inits[i].nbytes for i in node.input[1:] if i)
+        if node.name in new_nodes and node.op_type == "Gemm":  # [rows, C] x [C, L] -> [rows, L]
+            w = inits[node.input[0]]
+            macs += w.size * shapes[node.output[0]][1]
+            nbytes += sum(inits[i].nbytes for i in node.input if i in inits)
     return macs, nbytes
 
 

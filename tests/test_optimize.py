@@ -15,7 +15,8 @@ from deconv2sub.plan import ConvTransposeAttrs, make_plan
 from builders import assert_equivalent, convtranspose_model, op_types, run
 
 RNG = np.random.default_rng(99)
-STRATEGIES = ["default", "two_stage", "transpose", "depth_to_space", "per_phase"]
+STRATEGIES = ["default", "two_stage", "transpose", "depth_to_space", "per_phase", "transpose_gather", "pointwise_gemm",
+              "channels_last", "per_phase_channels_last"]
 
 
 def _x(shape, dtype=np.float32):
@@ -109,7 +110,10 @@ def test_sink_2d(consumers, strategy):
     attrs = dict(strides=list(strides), pads=list(pads), output_padding=list(op), group=group)
     m = _chain_model([1, c, *spatial], w, _x((M,)), CONSUMERS[consumers], attrs)
     converted, report = _check(m, [{"X": _x((1, c, *spatial))}], ConvertOptions(strategy=strategy))
-    assert [s.split()[0] for s in report.nodes[0].sunk] == [op for op, _, _ in CONSUMERS[consumers]]
+    expected = [op for op, _, _ in CONSUMERS[consumers]]
+    if "Gemm" in op_types(converted) and "BatchNormalization" in expected:  # a Gemm cannot take BN (axis 1)
+        expected = expected[: expected.index("BatchNormalization")]
+    assert [s.split()[0] for s in report.nodes[0].sunk] == expected
 
 
 @pytest.mark.parametrize("consumers", ["bn_relu", "add_per_channel", "prelu_per_channel", "clip"])
@@ -163,12 +167,16 @@ STRATEGY_CASES = [
     (["N", 3, "L"], [(1, 3, 10), (2, 3, 33)], (16,), (8,), (1,), (4, 4), (0,), 1),
     ([1, 3, 7], [(1, 3, 7)], (5,), (3,), (2,), (3, 1), (2,), 1),
     ([1, 3, 3, 4, 5], [(1, 3, 3, 4, 5)], (2, 2, 2), (2, 2, 2), (1, 1, 1), (0,) * 6, (0, 0, 0), 1),
+    ([1, 3, 5, 6], [(1, 3, 5, 6)], (2, 2), (2, 2), (1, 1), (0, 0, 0, 0), (0, 0), 1),  # U-Net: Gemm
+    ([1, 3, 5, 6], [(1, 3, 5, 6)], (3, 2), (3, 2), (1, 1), (1, 0, 2, 1), (0, 1), 1),  # 1x1 with crops
+    ([1, 3, 3, 4, 5], [(1, 3, 3, 4, 5)], (2, 2, 2), (2, 2, 2), (1, 1, 1), (1, 0, 1, 0, 1, 1), (0, 0, 0), 1),
     ([None, 3, "D", "H", "W"], [(1, 3, 2, 3, 4), (2, 3, 3, 2, 5)], (3, 2, 3), (2, 2, 2), (1, 1, 1), (1, 0, 1, 0, 0, 1), (1, 0, 0), 1),
     ([1, 4, 3, 4, 5], [(1, 4, 3, 4, 5)], (3, 4, 3), (2, 2, 1), (1, 1, 1), (1, 1, 0, 0, 1, 1), (1, 0, 0), 2),
 ]
 
 
-@pytest.mark.parametrize("strategy", ["default", "two_stage", "transpose", "per_phase"])
+@pytest.mark.parametrize("strategy", ["default", "two_stage", "transpose", "per_phase", "transpose_gather",
+                                      "pointwise_gemm", "channels_last", "per_phase_channels_last"])
 @pytest.mark.parametrize("in_shape,shapes,kernel,strides,dilations,pads,op,group", STRATEGY_CASES)
 def test_strategies(strategy, in_shape, shapes, kernel, strides, dilations, pads, op, group):
     c = in_shape[1]
@@ -181,8 +189,11 @@ def test_strategies(strategy, in_shape, shapes, kernel, strides, dilations, pads
     expected = strategy
     if strategy == "per_phase" and "per_phase impossible" in (entry.strategy_reason or ""):
         expected = "two_stage"
+    if strategy == "per_phase_channels_last" and "per_phase impossible" in (entry.strategy_reason or ""):
+        expected = "channels_last"
     if strategy == "default":
-        assert entry.strategy in ("two_stage", "per_phase") and entry.strategy_reason.startswith("default")
+        assert entry.strategy in ("transpose_gather", "pointwise_gemm", "per_phase")
+        assert entry.strategy_reason.startswith("default")
     else:
         assert entry.strategy == expected
     assert entry.strategy_reason
@@ -269,3 +280,53 @@ def test_phase_groups(in_shape, kernel, strides, pads, op, convs):
     assert crop is None or all(b == 0 and e < s for (b, e), s in zip(crop, strides))
     if crop is None and isinstance(in_shape[2], int):
         assert "Slice" not in op_types(converted)
+
+
+def test_gemm_and_gather_emissions():
+    """U-Net k2 s2, batch 1: the default is one Gemm + one 2-D Transpose + one Gather that writes the
+    output (no Reshape after it); a BatchNormalization after it keeps the Conv (which absorbs it)."""
+    w = _x((4, 3, 2, 2))
+    m = convtranspose_model([1, 4, 6, 8], w, _x((3,)), strides=[2, 2])
+    converted, report = _check(m, [{"X": _x((1, 4, 6, 8))}], ConvertOptions())
+    assert op_types(converted) == ["Reshape", "Gemm", "Reshape", "Transpose", "Reshape", "Gather"]
+    assert report.nodes[0].strategy == "pointwise_gemm" and "Gemm" in report.nodes[0].strategy_reason
+    m = _chain_model([1, 4, 6, 8], w, _x((M,)), [_bn(), ("Relu", [], {})], dict(strides=[2, 2]))
+    converted, report = _check(m, [{"X": _x((1, 4, 6, 8))}], ConvertOptions())
+    assert report.nodes[0].strategy == "transpose_gather" and "Gemm" not in op_types(converted)
+    assert [s.split()[0] for s in report.nodes[0].sunk] == ["BatchNormalization", "Relu"]
+    # a symbolic batch: no Gemm; symbolic spatial sizes: no Gather (two-stage transposes)
+    m = convtranspose_model(["N", 4, 6, 8], w, _x((3,)), strides=[2, 2])
+    converted, report = _check(m, [{"X": _x((1, 4, 6, 8))}, {"X": _x((2, 4, 6, 8))}], ConvertOptions())
+    assert "Gemm" not in op_types(converted) and "Gather" in op_types(converted)
+    m = convtranspose_model(["N", 4, "H", "W"], w, _x((3,)), strides=[2, 2])
+    converted, report = _check(m, [{"X": _x((1, 4, 6, 8))}, {"X": _x((2, 4, 5, 3))}], ConvertOptions())
+    assert "Gather" not in op_types(converted) and report.nodes[0].shuffle == "two-stage Transpose"
+
+
+def test_gather_folds_the_crop_of_leading_axes():
+    """DCGAN k4 s2 p1: the H crop is done by the Gather's indices, only W keeps a Slice."""
+    m = convtranspose_model([1, 4, 5, 6], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1])
+    converted, report = _check(m, [{"X": _x((1, 4, 5, 6))}], ConvertOptions(strategy="transpose_gather"))
+    (sl,) = [n for n in converted.graph.node if n.op_type == "Slice"]
+    axes = [numpy_helper.to_array(i) for i in converted.graph.initializer if i.name == sl.input[3]][0]
+    assert axes.tolist() == [3]
+
+
+@pytest.mark.parametrize("target,expected", [
+    ("onnxruntime", {"unet": "pointwise_gemm", "enet": "per_phase", "dcgan": "transpose_gather"}),
+    ("openvino", {"unet": "channels_last", "enet": "per_phase_channels_last", "dcgan": "per_phase_channels_last"}),
+])
+def test_default_rule_per_target(target, expected):
+    models = {
+        "unet": convtranspose_model([1, 4, 6, 6], _x((4, 3, 2, 2)), None, strides=[2, 2]),
+        "enet": convtranspose_model([1, 4, 6, 6], _x((4, 3, 3, 3)), None, strides=[2, 2], pads=[1, 1, 1, 1],
+                                    output_padding=[1, 1]),
+        "dcgan": convtranspose_model([1, 4, 6, 6], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1]),
+    }
+    for name, m in models.items():
+        converted, report = _check(m, [{"X": _x((1, 4, 6, 6))}], ConvertOptions(target=target))
+        assert report.nodes[0].strategy == expected[name], (name, report.nodes[0].strategy_reason)
+        if target == "openvino":
+            assert report.nodes[0].shuffle == "channels-last Transpose"
+    with pytest.raises(ValueError, match="unknown target"):
+        deconv2sub.convert_model(models["unet"], ConvertOptions(target="tensorrt"))

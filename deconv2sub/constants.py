@@ -1,0 +1,91 @@
+"""Values of tensors known before run time: initializers and Constant node outputs.
+
+Shared by the graph pass (:mod:`deconv2sub.rewrite`), the consumer sinking (:mod:`deconv2sub.optimize`)
+and the QDQ handling (:mod:`deconv2sub.qdq`). External data that was not loaded is read lazily from the
+folder set with :func:`external_data_dir`, and values are never cached on the graph's constants.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from typing import Optional
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+from onnx import external_data_helper, numpy_helper
+
+# Folder against which the external-data locations of tensors not loaded into memory are resolved
+# (set by the model-level API for models loaded without their external data).
+_EXTERNAL_DATA_DIR: "contextvars.ContextVar[Optional[str]]" = contextvars.ContextVar(
+    "deconv2sub_external_data_dir", default=None
+)
+
+
+@contextlib.contextmanager
+def external_data_dir(path: Optional[str]):
+    """Within the block, weights kept in external data files are read lazily from ``path``."""
+    token = _EXTERNAL_DATA_DIR.set(None if path is None else os.fspath(path))
+    try:
+        yield
+    finally:
+        _EXTERNAL_DATA_DIR.reset(token)
+
+
+class _NoSource(Exception):
+    """A weight/bias whose values are not known before run time; ``str()`` is the reason."""
+
+
+def _proto_values(proto: onnx.TensorProto) -> np.ndarray:
+    """Values of a TensorProto, reading external data lazily; the proto itself is never modified."""
+    if external_data_helper.uses_external_data(proto) and not proto.HasField("raw_data"):
+        base = _EXTERNAL_DATA_DIR.get()
+        if base is None:
+            raise _NoSource(f"'{proto.name}' is stored in an external data file that was not loaded")
+        try:
+            return numpy_helper.to_array(proto, base)
+        except Exception as exc:  # noqa: BLE001
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+            raise _NoSource(f"'{proto.name}': cannot read its external data: {first.strip()}") from None
+    return numpy_helper.to_array(proto)
+
+
+def _gs_constant_values(const: gs.Constant) -> np.ndarray:
+    """Values of a gs.Constant without caching them on the Constant (big weights are read once, used
+    for the plan and dropped; a Constant that is exported again keeps its original TensorProto)."""
+    from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
+
+    values = const._values
+    if isinstance(values, SparseValues):
+        return np.asarray(values.load())
+    if isinstance(values, LazyValues):
+        return _proto_values(values.tensor)
+    return np.asarray(values)
+
+
+def _constant_values(tensor) -> Optional[np.ndarray]:
+    """Values of a tensor known before run time: an initializer or the output of a Constant node."""
+    if isinstance(tensor, gs.Constant):
+        return _gs_constant_values(tensor)
+    if isinstance(tensor, gs.Variable) and len(tensor.inputs) == 1:
+        producer = tensor.inputs[0]
+        if producer.op == "Constant" and producer.domain in (None, "", "ai.onnx"):
+            value = producer.attrs.get("value")
+            if isinstance(value, gs.Constant):
+                return _gs_constant_values(value)
+            for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
+                               ("value_int", np.int64), ("value_ints", np.int64)):
+                if key in producer.attrs and not isinstance(producer.attrs[key], gs.Node.AttributeRef):
+                    return np.asarray(producer.attrs[key], dtype=dtype)
+    return None
+
+
+def _known_values(tensor) -> Optional[np.ndarray]:
+    """:func:`_constant_values`, or None where the values cannot be read (external data not loaded or
+    unreadable): for optional optimisations, which then leave the node alone."""
+    try:
+        return _constant_values(tensor)
+    except _NoSource:
+        return None
