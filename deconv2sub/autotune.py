@@ -90,13 +90,16 @@ def _runtime_version(runtime: str) -> str:
 
 def candidates(material, opset: int) -> list:
     """The fixed strategies worth measuring for this node."""
-    names = ["two_stage", "transpose", "depth_to_space", "channels_last"]
-    if material.emit_inputs is None:  # per-phase convs take float weights only
+    names = ["two_stage", "transpose_gather", "transpose", "depth_to_space", "channels_last"]
+    if material.emit_inputs is None:  # per-phase convs and Gemm take float weights only
         from .perphase import macs_ratio, phase_split
         from .plan import PlanError, make_plan
 
         try:
             single = make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD", True)
+            if (material.batch == 1 and material.attrs.group == 1 and single.rank >= 2 and opset >= 11
+                    and all(k == 1 for k in single.conv_kernel) and not any(single.conv_pads)):
+                names.append("pointwise_gemm")
             split = phase_split(make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD", "always"))
             if (split is not None and 1 < len(split.convs) <= 16
                     and (macs_ratio(single) < 1.0 or single.needs_crop)):

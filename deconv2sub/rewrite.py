@@ -487,7 +487,9 @@ def _gemm_ok(plan: SubPixelPlan, material: _Material, opset: int) -> bool:
     """Whether the Conv of ``plan`` can be one Gemm ``[rows, C] x [C, L]`` (strategy "pointwise_gemm"):
     a 1x1 kernel without pads, group 1, batch 1, float weights, all sizes known, and the row-Gather
     shuffle applies (Gemm's optional C needs opset 11)."""
+    dtype = np.dtype(material.dtype or plan.weight.dtype)
     return (opset >= 11 and plan.group == 1 and material.batch == 1 and material.emit_inputs is None
+            and dtype in (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
             and all(k == 1 for k in plan.conv_kernel) and not any(plan.conv_pads)
             and gather_shuffle_ok(plan, material.in_spatial) and all(v is not None for v in material.in_spatial))
 
