@@ -24,6 +24,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from .constants import _known_values
+from .fold import drop_dead
 
 __all__ = ["SinkContext", "sink_consumers", "UNARY_OPS", "PER_CHANNEL_OPS"]
 
@@ -170,8 +171,10 @@ def sink_consumers(ctx: SinkContext) -> List[str]:
                 if inp is z:
                     consumer.inputs[i] = z_new
         inputs = [z if v is None else v for v in new_inputs]
+        dropped = _constant_producers(node)
         node.inputs.clear()
         node.inputs.extend(inputs)
+        drop_dead(graph, dropped)
         node.outputs.clear()
         node.outputs.append(z_new)
         # The chain's last node now produces t (y drops out of the graph).
@@ -191,6 +194,12 @@ def sink_consumers(ctx: SinkContext) -> List[str]:
     return moved
 
 
+def _constant_producers(node: gs.Node) -> List[gs.Node]:
+    """``Constant`` nodes feeding ``node``: the moved node reads copies of their values, so they may die."""
+    return [t.inputs[0] for t in node.inputs
+            if isinstance(t, gs.Variable) and len(t.inputs) == 1 and t.inputs[0].op == "Constant"]
+
+
 def _index(nodes, node, start: int = 0) -> int:
     """Position of ``node`` (by identity), searched from ``start`` first: the nodes the pass touches sit
     right after the rewritten node, so the search stays short in big graphs."""
@@ -208,8 +217,10 @@ def _sink_into_branches(ctx: SinkContext, node: gs.Node, y: gs.Variable, t: gs.V
     concat = ctx.z.inputs[0]
     nodes = ctx.graph.nodes
     del nodes[_index(nodes, node, ctx.start)]
+    dropped = _constant_producers(node)
     node.inputs.clear()
     node.outputs.clear()
+    drop_dead(ctx.graph, dropped)
     for i, zb in enumerate(list(ctx.branches)):
         out = gs.Variable(ctx.unique(f"{ctx.base}_{node.op.lower()}_p{i}"), dtype=zb.dtype)
         clone = gs.Node(node.op, ctx.unique(f"{node.name or node.op}_p{i}"), dict(node.attrs),

@@ -330,3 +330,24 @@ def test_default_rule_per_target(target, expected):
             assert report.nodes[0].shuffle == "channels-last Transpose"
     with pytest.raises(ValueError, match="unknown target"):
         deconv2sub.convert_model(models["unet"], ConvertOptions(target="tensorrt"))
+
+
+def test_sunk_operands_from_constant_nodes_leave_no_dead_constant():
+    """Operands produced by Constant nodes are copied onto the moved op; the Constant nodes then die and
+    are removed (ONNX Runtime would warn about unused nodes)."""
+    w = _x((3, M, 4, 4))
+    nodes = [
+        helper.make_node("ConvTranspose", ["X", "W"], ["t0"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Constant", [], ["shift"], value=numpy_helper.from_array(_x((M, 1, 1)))),
+        helper.make_node("Add", ["t0", "shift"], ["t1"]),
+        helper.make_node("Constant", [], ["lo"], value_float=0.0),
+        helper.make_node("Clip", ["t1", "lo"], ["Y"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 3, 5, 5])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["n", "c", "h", "w"])],
+                              [numpy_helper.from_array(w, "W")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    for strategy in ("default", "per_phase"):
+        converted, report = _check(m, [{"X": _x((1, 3, 5, 5))}], ConvertOptions(strategy=strategy))
+        assert [s.split()[0] for s in report.nodes[0].sunk] == ["Add", "Clip"]
+        assert "Constant" not in op_types(converted)
