@@ -33,6 +33,9 @@ class NodeReport:
     strategy: Optional[str] = None  # emission strategy used ("two_stage", "depth_to_space", ...)
     strategy_reason: Optional[str] = None  # why it was chosen (fixed option, default, or measured latencies)
     sunk: List[str] = field(default_factory=list)  # consumers moved above the shuffle (e.g. "BatchNormalization bn")
+    # where the rewritten chain rejoins the original graph: ``output``, or the output of the last sunk
+    # consumer (``output`` itself then no longer exists in the converted model)
+    rejoin: Optional[str] = None
     notes: List[str] = field(default_factory=list)  # e.g. "weight folded from 3 constant nodes"
 
     @property

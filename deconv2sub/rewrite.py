@@ -450,6 +450,7 @@ def rewrite(
         biggest = max(split.convs, key=lambda c: int(np.prod(c.weight.shape[2:])))
         phase_info = (list(biggest.weight.shape[2:]), list(biggest.pads))
     sunk: List[str] = []
+    rejoin = y.name
     if options.sink and conv_out is not y and material.after is None:
         channels = plan.row_channels() if rows_layout is None else layout_row_channels(rows_layout)
         ctx = SinkContext(graph, conv_node, conv_out, y, em.nodes[em.nodes.index(conv_node) + 1:], channels,
@@ -458,6 +459,7 @@ def rewrite(
                           branch_rows=None if split is None else layout_row_channels(split.conv_rows(plan.out_channels)),
                           start=index, matrix=use_gemm)
         sunk = sink_consumers(ctx)
+        rejoin = ctx.y.name
 
     return NodeReport(
         name=node.name,
@@ -480,6 +482,7 @@ def rewrite(
         strategy_reason=emission.reason + ("" if split is None else f"; {_phase_note(plan, split)}")
         + (f"; {_strategy.GEMM_NOTE}" if use_gemm else ""),
         sunk=sunk,
+        rejoin=rejoin,
     )
 
 

@@ -520,14 +520,16 @@ def _exposed_run(original, candidate, names, feeds, options: VerifyOptions, ref_
 def localise(original, candidate, report: ConversionReport, feeds: Mapping[str, np.ndarray],
              options: VerifyOptions) -> List[Culprit]:
     """Compare the outputs of every rewritten (main-graph) node; the diverging ones, first one marked."""
-    names = [n.output for n in report.rewritten if n.graph == "main" and n.output]
+    # Where each rewrite rejoins the original graph (past the consumers sunk above its shuffle): a tensor
+    # both models compute.
+    names = [n.rejoin or n.output for n in report.rewritten if n.graph == "main" and (n.rejoin or n.output)]
     if not names:
         return []
     try:
         ref, cand = _exposed_run(original, candidate, names, feeds, options)
     except InputError:
         return []
-    by_tensor = {n.output: n.name for n in report.rewritten}
+    by_tensor = {n.rejoin or n.output: n.name for n in report.rewritten}
     order = {name: i for i, name in enumerate(o for n in original.graph.node for o in n.output)}
     culprits = []
     for name in sorted(names, key=lambda t: order.get(t, 1 << 30)):

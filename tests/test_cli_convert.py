@@ -179,3 +179,42 @@ def test_float64_is_converted_but_reported_unverified(tmp_path):
     assert data["verification"]["status"] == "NOT VERIFIED"
     assert "float64" in data["verification"]["unavailable"]
     assert "ConvTranspose" not in op_types(onnx.load(out))
+
+
+def test_mismatch_is_localised_past_sunk_consumers(tmp_path, monkeypatch):
+    """With BN + Relu sunk above the shuffle (the default) the ConvTranspose output no longer exists in the
+    converted model; the fault is still localised to the node, at the tensor where the rewrite rejoins."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    import deconv2sub.plan as plan_mod
+    import deconv2sub.rewrite as rewrite_mod
+
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.standard_normal((3, 2, 4, 4)).astype(np.float32), "W")]
+    inits += [numpy_helper.from_array(v.astype(np.float32), n) for n, v in
+              [("s", rng.random(2) + 0.5), ("b", rng.random(2)), ("m", rng.random(2)), ("v", rng.random(2) + 0.5)]]
+    nodes = [helper.make_node("ConvTranspose", ["X", "W"], ["t"], name="up", strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["t", "s", "b", "m", "v"], ["bn"], name="bn"),
+             helper.make_node("Relu", ["bn"], ["Y"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 3, 5, 5])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 2, 10, 10])], inits)
+    p = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), p)
+    real = plan_mod.make_plan
+
+    def faulty(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        plan.weight = plan.weight.copy()
+        plan.weight *= 1.05
+        return plan
+
+    monkeypatch.setattr(rewrite_mod, "make_plan", faulty)
+    out = tmp_path / "o.onnx"
+    r = invoke("convert", p, "-o", out, "--json")
+    assert r.exit_code == 1, r.output
+    data = json.loads(r.stdout)
+    culprits = data["verification"]["culprits"]
+    assert culprits and culprits[0]["node"] == "up" and culprits[0]["tensor"] == "Y"
+    node = data["conversion"]["nodes"][0]
+    assert node["rejoin"] == "Y" and [s.split()[0] for s in node["sunk"]] == ["BatchNormalization", "Relu"]
+    assert not out.exists()
