@@ -139,6 +139,8 @@ class InspectionReport:
     opset: Optional[int]
     nodes: List[NodeInspection] = field(default_factory=list)
     input_shapes: Dict[str, list] = field(default_factory=dict)  # graph inputs as used for the sizes
+    strategy: str = "default"  # ConvertOptions.strategy / target the plan was made for
+    target: str = "onnxruntime"
 
     @property
     def totals(self) -> Totals:
@@ -166,7 +168,8 @@ class InspectionReport:
         return text
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "opset": self.opset, "input_shapes": self.input_shapes,
+        return {"model": self.model, "opset": self.opset, "strategy": self.strategy, "target": self.target,
+                "input_shapes": self.input_shapes,
                 "nodes": [n.to_dict() for n in self.nodes], "totals": self.totals.to_dict(),
                 "summary": self.summary()}
 
@@ -324,7 +327,8 @@ def inspect_model(
     entries = {(e.graph, e.output): e for e in report.nodes}
     graphs = {gpath: g for g, gpath in iter_graphs(graph)}
 
-    result = InspectionReport(model=path, opset=_opset(model))
+    result = InspectionReport(model=path, opset=_opset(model), strategy=options.strategy,
+                              target=getattr(options, "target", "onnxruntime"))
     for vi in model.graph.input:
         if vi.name in size_shapes and vi.name not in {t.name for t in model.graph.initializer}:
             result.input_shapes[vi.name] = size_shapes[vi.name]
@@ -478,6 +482,8 @@ def format_inspection(report: InspectionReport, width: int = 80) -> str:
     lines: List[str] = []
     title = f"{report.model or 'model'}" + (f" (opset {report.opset})" if report.opset else "")
     lines.append(_fit(title, width))
+    lines.append(f"emission: strategy {report.strategy}"
+                 + (f", rule for target {report.target}" if report.strategy == "default" else ""))
     if report.input_shapes:
         shapes = ", ".join(f"{k}:{_shape_cell(v)}" for k, v in report.input_shapes.items())
         lines += textwrap.wrap("inputs: " + shapes, width, subsequent_indent="    ", break_on_hyphens=False)
