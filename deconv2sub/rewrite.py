@@ -360,7 +360,10 @@ def rewrite(
         kind = "none"
     else:
         gather = _strategy.GATHER if gather_shuffle_ok(plan, material.in_spatial) else _strategy.TWO_STAGE
-        kind = {"two_stage": _strategy.TWO_STAGE, "per_phase": _strategy.TWO_STAGE,
+        split_gather = (_strategy.GATHER if per_phase
+                        and gather_shuffle_ok(plan, material.in_spatial, _strategy.split_for(plan), material.batch)
+                        else _strategy.TWO_STAGE)
+        kind = {"two_stage": _strategy.TWO_STAGE, "per_phase": split_gather,
                 "transpose_gather": gather, "pointwise_gemm": gather,
                 "channels_last": _strategy.CHANNELS_LAST,
                 "per_phase_channels_last": _strategy.CHANNELS_LAST}.get(emission.strategy, _strategy.TRANSPOSE)
@@ -415,7 +418,7 @@ def rewrite(
     if kind != "none":
         shuffled = y if not needs_crop else em.var("subpixel_shuffled", dtype)
         if kind == _strategy.GATHER:
-            emit_gather_shuffle(em, plan, current, shuffled, material.in_spatial, material.batch)
+            emit_gather_shuffle(em, plan, current, shuffled, material.in_spatial, material.batch, rows_layout, split)
         elif emission.strategy == "depth_to_space":
             emit_shuffle(em, plan, kind, current, shuffled, material.in_spatial)
         else:

@@ -345,26 +345,78 @@ def split_labels(plan: SubPixelPlan, two_stage: bool) -> list:
 # (only the kept rows are gathered); the last axis keeps its Slice when it has a crop.
 
 
-def gather_shuffle_ok(plan: SubPixelPlan, in_spatial: Optional[Sequence[Optional[int]]]) -> bool:
-    """Whether :func:`emit_gather_shuffle` applies: 2-D or 3-D, LCR order, the last axis strided, and
-    every low-resolution size but the last one known (the indices are constants)."""
+def gather_shuffle_ok(plan: SubPixelPlan, in_spatial: Optional[Sequence[Optional[int]]], split=None,
+                      batch: Optional[int] = None) -> bool:
+    """Whether :func:`emit_gather_shuffle` applies: 2-D or 3-D, the last axis strided (its phase leads the
+    rows: "LCR" order, or phase-group Convs ``split`` whose last-axis groups lead), and every
+    low-resolution size but the last one known (the indices are constants); phase-group Convs whose rows
+    do not start with the channel also need the batch size (their Gather runs on axis 0)."""
     n = plan.rank
-    if n < 2 or plan.order != "LCR" or plan.lead_axis != n - 1 or in_spatial is None:
+    if n < 2 or plan.lead_axis != n - 1 or in_spatial is None:
         return False
-    return all(v is not None for v in in_spatial[:-1])
+    if split is None and plan.order != "LCR":
+        return False
+    if not all(v is not None for v in in_spatial[:-1]):
+        return False
+    if split is not None:  # the last axis' phase must lead the rows: then the Transpose is 2-D
+        layout, stage, _, others = _gather_plan(plan, in_spatial, 1, split.rows, split)
+        _, perm, _ = _merge_axes(layout, stage)
+        return len(perm) <= 2 and (others[0] == "M" or batch is not None)
+    return True
 
 
-def gather_indices(plan: SubPixelPlan, in_spatial: Sequence[int]) -> np.ndarray:
-    """The Gather indices of :func:`emit_gather_shuffle`: shape ``[out_1, ..., out_{n-1}]`` (cropped)."""
+def _phase_labels(plan: SubPixelPlan, split, axis: int) -> list:
+    """The labels of axis ``axis``'s phase, major first, with sizes: ``[("S<a>", s)]`` for one Conv,
+    ``[("G<a>", groups), ("I<a>", per group)]`` for phase-group Convs."""
+    if split is None:
+        return [(f"S{axis}", plan.axes[axis].stride)]
+    n_groups, per_group = split.groups[axis]
+    return [(f"G{axis}", n_groups), (f"I{axis}", per_group)]
+
+
+def _gather_plan(plan: SubPixelPlan, in_spatial, batch, rows, split):
+    """(source layout, stage labels, sizes, the labels between N and the last axis' block)."""
     n = plan.rank
+    layout = conv_output_layout(plan, in_spatial, batch, rows)
+    sizes = dict(layout)
+    lead = [label for label, _ in _phase_labels(plan, split, n - 1)]
+    for a in range(n):
+        for label, size in _phase_labels(plan, split, a):
+            sizes.setdefault(label, (size, ()))
+    present = [label for label, _ in layout]
+    others = [label for label in present if label not in ("N", f"Q{n - 1}") and label not in lead]
+    stage = ["N"] + others + [f"Q{n - 1}"] + [label for label in lead if label in present]
+    return layout, stage, sizes, others
+
+
+def gather_indices(plan: SubPixelPlan, in_spatial: Sequence[int], rows=None, split=None,
+                   batch: Optional[int] = None) -> tuple:
+    """The Gather of :func:`emit_gather_shuffle`: ``(axis, indices)`` over the kept (cropped) output
+    positions. When the channel leads the gathered rows: axis 2 of ``[N, M, R, inner]``, indices
+    ``[out_1, ..., out_{n-1}]``; otherwise axis 0 of ``[N*R', inner]``, indices
+    ``[N, M, out_1, ..., out_{n-1}]`` (the batch must be known)."""
+    n = plan.rank
+    _, _, sizes, others = _gather_plan(plan, in_spatial, 1, rows, split)
     axes = plan.axes[: n - 1]
     q = [i + a.growth for i, a in zip(in_spatial[: n - 1], axes)]
-    s = [a.stride for a in axes]
-    grids = np.meshgrid(*[np.arange(a.crop_begin, qa * a.stride - a.crop_end) for a, qa in zip(axes, q)],
-                        indexing="ij")
-    phase = [g % st for g, st in zip(grids, s)]
-    low = [g // st for g, st in zip(grids, s)]
-    return np.ravel_multi_index(phase + low, s + q).astype(np.int64)
+    ranges = [np.arange(a.crop_begin, qa * a.stride - a.crop_end) for a, qa in zip(axes, q)]
+    leading_m = others[0] == "M"
+    lead_ranges = [] if leading_m else [np.arange(batch), np.arange(plan.out_channels)]
+    grids = np.meshgrid(*lead_ranges, *ranges, indexing="ij")
+    values = {"M": 0 if leading_m else grids[1]}
+    for a, grid in enumerate(grids[len(lead_ranges):]):
+        st = plan.axes[a].stride
+        values[f"Q{a}"] = grid // st
+        phase = grid % st
+        labels = _phase_labels(plan, split, a)
+        if len(labels) == 1:
+            values[labels[0][0]] = phase
+        else:
+            values[labels[0][0]], values[labels[1][0]] = np.divmod(phase, labels[1][1])
+    index = np.zeros(grids[0].shape, dtype=np.int64) if leading_m else grids[0].astype(np.int64)
+    for label in others:
+        index = index * sizes[label][0] + np.asarray(values.get(label, 0), dtype=np.int64)
+    return (2 if leading_m else 0), index
 
 
 def emit_gather_shuffle(
@@ -374,23 +426,25 @@ def emit_gather_shuffle(
     y: gs.Variable,
     in_spatial: Sequence[Optional[int]],
     batch: Optional[int],
+    rows: Optional[list] = None,
+    split=None,
 ) -> List[List[int]]:
-    """Shuffle ``x`` (Conv output, LCR rows) into ``y`` by one 2-D Transpose and one Gather (see above);
-    returns the crop still to do: ``[[0, 0], ..., [c0, e]]`` (only the last axis' crop is left)."""
+    """Shuffle ``x`` (Conv output; "LCR" rows, or the concatenation of phase-group Convs ``split`` with
+    channel layout ``rows``) into ``y`` by one 2-D Transpose (the last axis' phase to the end) and one
+    Gather (see above); returns the crop still to do: ``[[0, 0], ..., [c0, e]]``."""
     n = plan.rank
     last = plan.axes[n - 1]
     shapes = _Shapes(em, x)
-    layout = conv_output_layout(plan, in_spatial, batch)
-    sizes = dict(layout)
-    lead = f"S{n - 1}"
-    sizes[lead] = (last.stride, ())
-    stage = [label for label, _ in layout if label != lead] + [lead]
+    layout, stage, sizes, others = _gather_plan(plan, in_spatial, batch, rows, split)
     moved = _permute(em, shapes, x, layout, stage, "shuffle1")
-    rows = int(np.prod([a.stride for a in plan.axes[: n - 1]])) * int(
-        np.prod([i + a.growth for i, a in zip(in_spatial[: n - 1], plan.axes[: n - 1])]))
-    data_shape = [sizes["N"], (plan.out_channels, ()), (rows, ()), _size_mul([sizes[f"Q{n - 1}"], (last.stride, ())])]
+    axis, indices = gather_indices(plan, in_spatial, rows, split, batch)
+    gathered = int(np.prod([sizes[label][0] for label in others]))
+    inner = _size_mul([sizes[f"Q{n - 1}"], (last.stride, ())])
+    if axis == 2:
+        data_shape = [sizes["N"], (plan.out_channels, ()), (gathered // plan.out_channels, ()), inner]
+    else:  # a Gather on axis 1 with 2-D indices breaks OpenVINO's CPU plugin when a Conv follows: axis 0
+        data_shape = [(batch * gathered, ()), inner]
     data = em.var("rows")
     em.node("Reshape", "subpixel_rows", [moved, shapes.tensor("rows_shape", data_shape)], [data])
-    em.node("Gather", "subpixel_gather", [data, em.int64s("gather_indices", gather_indices(plan, in_spatial))], [y],
-            {"axis": 2})
+    em.node("Gather", "subpixel_gather", [data, em.int64s("gather_indices", indices)], [y], {"axis": axis})
     return [[0, 0]] * (n - 1) + [[last.crop_begin, last.crop_end]]

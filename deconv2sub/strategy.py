@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .shuffle import gather_shuffle_ok
+
 STRATEGIES = ("default", "auto", "depth_to_space", "transpose", "two_stage", "transpose_gather", "pointwise_gemm",
               "per_phase", "channels_last", "per_phase_channels_last")
 FIXED = ("depth_to_space", "transpose", "two_stage", "transpose_gather", "pointwise_gemm", "per_phase",
@@ -119,17 +121,18 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None,
 
     ONNX Runtime (``target="onnxruntime"``):
 
-    * ``per_phase`` when at most 4 phase Convs do and the shared kernel has zero taps (kernel not a
-      multiple of the stride, ENet's k3 s2: 9 of 16; +25-40 %);
+    * ``per_phase`` when at most 4 phase Convs do and either the shared kernel has zero taps (kernel not
+      a multiple of the stride, ENet's k3 s2: 9 of 16; +25-40 %), or they fold a crop away and their
+      shuffle is one 2-D Transpose + a row Gather (the last axis' phase groups lead the rows: DCGAN's
+      k4 s2 p1, 1.03-1.07x -> 1.11-1.13x; not FCN's k16 s8 p4, whose phase groups would need an n-D
+      Transpose: 0.62x);
     * ``pointwise_gemm`` when the Conv is 1x1 without pads (kernel = stride: U-Net's k2 s2), batch 1,
       group 1, 2-D/3-D, unless a BatchNormalization follows (a Conv absorbs it): ONNX Runtime runs the
       Conv in its blocked layout with a reorder on each side, which costs more than the Gemm saves
       (U-Net 0.77x -> 0.86-0.92x);
     * ``transpose_gather`` otherwise (and for quantized weights): one 2-D Transpose (ONNX Runtime's
       fastest interleave) and a Gather of whole rows that writes the output and folds the crop of every
-      axis but the last; 1-D, or sizes unknown: ``two_stage`` (two low-rank Transposes). Phase Convs that
-      only fold a crop away (DCGAN's k4 s2 p1, FCN's k16 s8 p4, HiFi-GAN's k4 s2 p1) measured 0-15 %
-      slower than this.
+      axis but the last; 1-D, or sizes unknown: ``two_stage`` (two low-rank Transposes).
 
     OpenVINO (``target="openvino"``): its CPU convolutions compute channels-last, so the shuffle starts
     with a Transpose to ``[N, spatial..., C]`` that costs nothing there, and one Transpose from that layout
@@ -155,7 +158,8 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None,
 
         try:
             single = plan_for(material, "CRD", True)
-            split = split_for(plan_for(material, "CRD", "always")) if single.phases > 1 else None
+            split_plan = plan_for(material, "CRD", "always")
+            split = split_for(split_plan) if single.phases > 1 else None
         except (PlanError, ValueError):
             single = split = None
         if split is not None and 1 < len(split.convs) <= PER_PHASE_MAX_CONVS:
@@ -166,10 +170,15 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None,
                                     f"kernel's taps)" + (", channels-last shuffle (OpenVINO)" if openvino else ""))
             if single.needs_crop and openvino:
                 return fixed(split_name, group=group, rank=rank, strides=strides, opset=opset,
-                             reason=f"default: {len(split.convs)} phase Convs (the crop folded away)"
-                                    + (", channels-last shuffle (OpenVINO)" if openvino else ""))
+                             reason=f"default: {len(split.convs)} phase Convs (the crop folded away), "
+                                    "channels-last shuffle (OpenVINO)")
+            if single.needs_crop and gather_shuffle_ok(split_plan, material.in_spatial, split, material.batch):
+                return fixed(split_name, group=group, rank=rank, strides=strides, opset=opset,
+                             reason=f"default: {len(split.convs)} phase Convs (the crop folded away) + "
+                                    "transpose + row Gather")
             if single.needs_crop:
-                reason += " (phase Convs that only save the crop measured slower on ONNX Runtime)"
+                reason += (" (phase Convs that only save the crop measured slower on ONNX Runtime when their "
+                           "shuffle needs more than one 2-D Transpose and a Gather)")
         elif split is not None and len(split.convs) > PER_PHASE_MAX_CONVS:
             reason += f" ({len(split.convs)} phase Convs would be too many)"
         if (not openvino and single is not None and rank >= 2 and group == 1 and opset >= 11

@@ -313,7 +313,7 @@ def test_gather_folds_the_crop_of_leading_axes():
 
 
 @pytest.mark.parametrize("target,expected", [
-    ("onnxruntime", {"unet": "pointwise_gemm", "enet": "per_phase", "dcgan": "transpose_gather"}),
+    ("onnxruntime", {"unet": "pointwise_gemm", "enet": "per_phase", "dcgan": "per_phase"}),
     ("openvino", {"unet": "channels_last", "enet": "per_phase_channels_last", "dcgan": "per_phase_channels_last"}),
 ])
 def test_default_rule_per_target(target, expected):
@@ -351,3 +351,44 @@ def test_sunk_operands_from_constant_nodes_leave_no_dead_constant():
         converted, report = _check(m, [{"X": _x((1, 3, 5, 5))}], ConvertOptions(strategy=strategy))
         assert [s.split()[0] for s in report.nodes[0].sunk] == ["Add", "Clip"]
         assert "Constant" not in op_types(converted)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_phase_convs_with_row_gather(batch):
+    """DCGAN k4 s2 p1 (ONNX Runtime rule): 4 phase Convs, one 2-D Transpose, one Gather on axis 0 whose
+    indices carry the batch; no Slice. A symbolic batch falls back to the two-stage transpose."""
+    w = _x((4, 3, 4, 4))
+    m = convtranspose_model([batch, 4, 5, 6], w, _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1])
+    converted, report = _check(m, [{"X": _x((batch, 4, 5, 6))}], ConvertOptions())
+    assert report.nodes[0].strategy == "per_phase" and report.nodes[0].shuffle == "Transpose + row Gather"
+    assert op_types(converted)[-4:] == ["Reshape", "Transpose", "Reshape", "Gather"]
+    (gather,) = [n for n in converted.graph.node if n.op_type == "Gather"]
+    indices = [numpy_helper.to_array(i) for i in converted.graph.initializer if i.name == gather.input[1]][0]
+    assert indices.shape == (batch, 3, 10)
+    m = convtranspose_model(["N", 4, 5, 6], w, _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1])
+    converted, report = _check(m, [{"X": _x((1, 4, 5, 6))}, {"X": _x((3, 4, 5, 6))}], ConvertOptions())
+    assert report.nodes[0].strategy == "transpose_gather"  # one Conv; its Gather (axis 2) needs no batch
+
+
+def test_gather_emissions_run_on_openvino():
+    """The ONNX Runtime rule's models must run on OpenVINO too (a Gather on axis 1 with 2-D indices
+    followed by a Conv fails OpenVINO's CPU plugin: the Gathers use axis 2 or 0)."""
+    ov = pytest.importorskip("openvino")
+
+    w1, w2 = _x((4, 3, 4, 4)), _x((3, 2, 3, 3))
+    inits = [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2")]
+    nodes = [helper.make_node("ConvTranspose", ["X", "W1"], ["a"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("ConvTranspose", ["b", "W2"], ["Y"], strides=[2, 2], pads=[1, 1, 1, 1],
+                              output_padding=[1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [2, 4, 5, 6])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [2, 2, 20, 24])], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    converted, _ = _check(m, [{"X": _x((2, 4, 5, 6))}], ConvertOptions())
+    assert "Gather" in op_types(converted)
+    x = _x((2, 4, 5, 6))
+    core = ov.Core()
+    f32 = {"INFERENCE_PRECISION_HINT": "f32"}  # CPUs with bf16 would otherwise compute in bf16
+    ref = core.compile_model(core.read_model(m.SerializeToString(), b""), "CPU", f32)({0: x})[0]
+    got = core.compile_model(core.read_model(converted.SerializeToString(), b""), "CPU", f32)({0: x})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
