@@ -358,11 +358,19 @@ def gather_shuffle_ok(plan: SubPixelPlan, in_spatial: Optional[Sequence[Optional
         return False
     if not all(v is not None for v in in_spatial[:-1]):
         return False
+    entries = int(np.prod([(i + a.growth) * a.stride - a.crop_begin - a.crop_end
+                           for i, a in zip(in_spatial[: n - 1], plan.axes[: n - 1])]))
     if split is not None:  # the last axis' phase must lead the rows: then the Transpose is 2-D
         layout, stage, _, others = _gather_plan(plan, in_spatial, 1, split.rows, split)
         _, perm, _ = _merge_axes(layout, stage)
-        return len(perm) <= 2 and (others[0] == "M" or batch is not None)
-    return True
+        if len(perm) > 2 or (others[0] != "M" and batch is None):
+            return False
+        if others[0] != "M":
+            entries *= batch * plan.out_channels
+    return entries <= MAX_GATHER_INDICES
+
+
+MAX_GATHER_INDICES = 1 << 18  # int32 indices: at most 1 MiB of constants per node
 
 
 def _phase_labels(plan: SubPixelPlan, split, axis: int) -> list:
@@ -416,6 +424,8 @@ def gather_indices(plan: SubPixelPlan, in_spatial: Sequence[int], rows=None, spl
     index = np.zeros(grids[0].shape, dtype=np.int64) if leading_m else grids[0].astype(np.int64)
     for label in others:
         index = index * sizes[label][0] + np.asarray(values.get(label, 0), dtype=np.int64)
+    if index.size and int(index.max()) < np.iinfo(np.int32).max:
+        index = index.astype(np.int32)  # half the size; Gather takes int32 or int64 indices
     return (2 if leading_m else 0), index
 
 
@@ -446,5 +456,5 @@ def emit_gather_shuffle(
         data_shape = [(batch * gathered, ()), inner]
     data = em.var("rows")
     em.node("Reshape", "subpixel_rows", [moved, shapes.tensor("rows_shape", data_shape)], [data])
-    em.node("Gather", "subpixel_gather", [data, em.int64s("gather_indices", indices)], [y], {"axis": axis})
+    em.node("Gather", "subpixel_gather", [data, em.const("gather_indices", indices)], [y], {"axis": axis})
     return [[0, 0]] * (n - 1) + [[last.crop_begin, last.crop_end]]

@@ -392,3 +392,16 @@ def test_gather_emissions_run_on_openvino():
     ref = core.compile_model(core.read_model(m.SerializeToString(), b""), "CPU", f32)({0: x})[0]
     got = core.compile_model(core.read_model(converted.SerializeToString(), b""), "CPU", f32)({0: x})[0]
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_gather_falls_back_when_its_indices_would_be_big(monkeypatch):
+    import deconv2sub.shuffle as shuffle
+
+    monkeypatch.setattr(shuffle, "MAX_GATHER_INDICES", 8)
+    m = convtranspose_model([1, 4, 5, 6], _x((4, 3, 3, 3)), _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1])
+    converted, report = _check(m, [{"X": _x((1, 4, 5, 6))}], ConvertOptions())
+    assert "Gather" not in op_types(converted) and report.nodes[0].shuffle == "two-stage Transpose"
+    monkeypatch.undo()
+    converted, report = _check(m, [{"X": _x((1, 4, 5, 6))}], ConvertOptions())
+    (g,) = [n for n in converted.graph.node if n.op_type == "Gather"]
+    assert [i.data_type for i in converted.graph.initializer if i.name == g.input[1]] == [TensorProto.INT32]
