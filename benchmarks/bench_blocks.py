@@ -4,7 +4,9 @@
     .venv/bin/python benchmarks/bench_blocks.py [--runtime ort|openvino|ort-cuda|all] [--quick] [--json]
 
 Each block is ``X -> ConvTranspose [-> BatchNormalization -> Relu] -> Y`` with realistic channel counts
-and sizes. It is converted with the default options (or ``--strategy``), every ConvTranspose must be
+and sizes. It is converted with the default options (or ``--strategy``) for the runtime being measured
+(``target`` = that runtime, as ``deconv2sub convert --runtime <it>`` does; ``--option target=...`` to
+measure one target's model on another runtime), every ConvTranspose must be
 rewritten, and the two models are checked equal on the runtime before timing. Both models are timed in
 the same process, interleaved (original, converted, converted, original, ...), after a warm-up; each
 sample is the mean of a few back-to-back runs (>= 5 ms), and the table reports the median times and
