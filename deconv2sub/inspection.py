@@ -401,17 +401,8 @@ def _inspect_node(gpath: str, snap: dict, entry, g: Optional[gs.Graph], shapes: 
     convs = [m for m in (g.nodes if g is not None else []) if m.name in new and m.op in ("Conv", "ConvTranspose", "Gemm")]
     macs, per_pixel, wbytes = 0, 0, 0
     for conv in convs:
-        if conv.op == "Gemm":  # strategy "pointwise_gemm": [rows, C] x [C, prod(spatial)], batch 1
-            wt, bt = conv.inputs[0], (conv.inputs[2] if len(conv.inputs) > 2 and conv.inputs[2].name else None)
-            shape = _known_ints(_tensor_shape(wt, shapes))
-            wb, bb = _const_bytes(wt), _const_bytes(bt)
-            wbytes = None if wbytes is None or wb is None or bb is None else wbytes + wb + bb
-            numel = None if shape is None else int(np.prod(shape, dtype=np.int64))
-            per_pixel = None if per_pixel is None or numel is None else per_pixel + numel
-            macs = None if macs is None or numel is None or spatial is None else macs + numel * int(
-                np.prod(spatial, dtype=np.int64))
-            continue
-        wt = conv.inputs[1] if len(conv.inputs) > 1 else None
+        gemm = conv.op == "Gemm"  # strategy "pointwise_gemm": weight [rows, C] x input [C, prod(spatial)]
+        wt = conv.inputs[0 if gemm else 1] if len(conv.inputs) > 1 else None
         bt = conv.inputs[2] if len(conv.inputs) > 2 and conv.inputs[2] is not None and conv.inputs[2].name else None
         shape = _known_ints(_tensor_shape(wt, shapes))
         wb, bb = _const_bytes(wt), _const_bytes(bt)
@@ -421,6 +412,9 @@ def _inspect_node(gpath: str, snap: dict, entry, g: Optional[gs.Graph], shapes: 
             continue
         numel = int(np.prod(shape, dtype=np.int64))
         per_pixel = None if per_pixel is None else per_pixel + numel
+        if gemm:  # batch 1, 1x1 kernel without pads: one MAC per weight and input pixel
+            macs = None if macs is None or spatial is None else macs + numel * int(np.prod(spatial, dtype=np.int64))
+            continue
         # The Conv reads the ConvTranspose's input, so its input size is known when that one is.
         in_spatial = spatial if conv.inputs[0].name == n.input else _known_ints((_tensor_shape(conv.inputs[0], shapes) or [None, None])[2:])
         if macs is None or in_spatial is None or conv.op != "Conv":
