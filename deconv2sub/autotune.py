@@ -97,8 +97,7 @@ def candidates(material, opset: int) -> list:
 
         try:
             single = make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD", True)
-            if (material.batch == 1 and material.attrs.group == 1 and single.rank >= 2 and opset >= 11
-                    and all(k == 1 for k in single.conv_kernel) and not any(single.conv_pads)):
+            if _strategy.gemm_applies(material, opset):
                 names.append("pointwise_gemm")
             split = phase_split(make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD", "always"))
             if (split is not None and 1 < len(split.convs) <= 16

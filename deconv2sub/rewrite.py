@@ -88,6 +88,7 @@ class _Material:
     dtype: Optional[np.dtype] = None  # element type of the Conv output when it is not plan.weight's
     emit_inputs: Optional[Callable] = None  # (emitter, plan) -> [weight tensor, bias tensor?]
     after: Optional[Callable] = None  # (graph, unique, base) -> names of nodes added after the rewrite
+    consumers: Tuple[str, ...] = ()  # op types reading the node's output (the default rule looks for BN)
 
 
 def iter_graphs(graph: gs.Graph, path: str = "main", functions: bool = True) -> Iterator[Tuple[gs.Graph, str]]:
@@ -338,7 +339,7 @@ def rewrite(
 
     ``emission`` (default: chosen from ``options.strategy``) says how: see :mod:`deconv2sub.strategy`."""
     if emission is None:
-        material.__dict__["consumers"] = tuple(c.op for c in node.outputs[0].outputs) if node.outputs else ()
+        material.consumers = tuple(c.op for c in node.outputs[0].outputs) if node.outputs else ()
         emission = _strategy.select(material, opset, options)
     plan: SubPixelPlan = _strategy.plan_for(material, emission.order, emission.fold_crop if options.fold_crop else False)
     per_phase = emission.strategy in ("per_phase", "per_phase_channels_last")
@@ -349,7 +350,7 @@ def rewrite(
                                    opset=opset, reason=f"{emission.reason}; per_phase impossible ({why}): {fallback}")
         per_phase = False
         plan = _strategy.plan_for(material, emission.order, emission.fold_crop if options.fold_crop else False)
-    use_gemm = emission.strategy == "pointwise_gemm" and _gemm_ok(plan, material, opset)
+    use_gemm = emission.strategy == "pointwise_gemm" and _strategy.pointwise_gemm_ok(plan, material, opset)
     if emission.strategy == "depth_to_space":
         kind = shuffle_kind(plan, opset, options.shuffle)
         if kind == "Reshape/Transpose" and plan.order != "CRD":
@@ -487,17 +488,6 @@ def rewrite(
         sunk=sunk,
         rejoin=rejoin,
     )
-
-
-def _gemm_ok(plan: SubPixelPlan, material: _Material, opset: int) -> bool:
-    """Whether the Conv of ``plan`` can be one Gemm ``[rows, C] x [C, L]`` (strategy "pointwise_gemm"):
-    a 1x1 kernel without pads, group 1, batch 1, float weights, all sizes known, and the row-Gather
-    shuffle applies (Gemm's optional C needs opset 11)."""
-    dtype = np.dtype(material.dtype or plan.weight.dtype)
-    return (opset >= 11 and plan.group == 1 and material.batch == 1 and material.emit_inputs is None
-            and dtype in (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-            and all(k == 1 for k in plan.conv_kernel) and not any(plan.conv_pads)
-            and gather_shuffle_ok(plan, material.in_spatial) and all(v is not None for v in material.in_spatial))
 
 
 def _phase_note(plan: SubPixelPlan, split) -> str:

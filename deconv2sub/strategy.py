@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .shuffle import gather_shuffle_ok
 
 STRATEGIES = ("default", "auto", "depth_to_space", "transpose", "two_stage", "transpose_gather", "pointwise_gemm",
@@ -69,9 +71,7 @@ def fixed(name: str, *, group: int, rank: int, strides, opset: int, order: str =
         return Emission("depth_to_space", order, False, reason)
     if name == "transpose":
         return Emission("transpose", "CRD", True, reason)
-    if name == "two_stage":
-        return Emission("two_stage", "LCR" if group == 1 else "CRD", True, reason)
-    if name in ("transpose_gather", "pointwise_gemm"):
+    if name in ("two_stage", "transpose_gather", "pointwise_gemm"):
         return Emission(name, "LCR" if group == 1 else "CRD", True, reason)
     if name == "per_phase":
         return Emission("per_phase", "CRD", "always", reason)
@@ -106,6 +106,32 @@ def split_for(plan):
     if "_split" not in plan.__dict__:
         plan.__dict__["_split"] = phase_split(plan)
     return plan.__dict__["_split"]
+
+
+_GEMM_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def pointwise_gemm_ok(plan, material, opset: int) -> bool:
+    """Whether the Conv of ``plan`` ("LCR" order) is emitted as one Gemm ``[rows, C] x [C, L]`` (strategy
+    "pointwise_gemm"): a 1x1 kernel without pads, group 1, batch 1, float weights, all sizes known, and the
+    row-Gather shuffle applies (Gemm's optional C needs opset 11)."""
+    return (opset >= 11 and plan.group == 1 and material.batch == 1 and material.emit_inputs is None
+            and np.dtype(material.dtype or plan.weight.dtype) in _GEMM_DTYPES
+            and all(k == 1 for k in plan.conv_kernel) and not any(plan.conv_pads)
+            and material.in_spatial is not None and all(v is not None for v in material.in_spatial)
+            and gather_shuffle_ok(plan, material.in_spatial))
+
+
+def gemm_applies(material, opset: int) -> bool:
+    """:func:`pointwise_gemm_ok` for the node of ``material`` (its "LCR" plan, memoised for the emission)."""
+    from .plan import PlanError
+
+    if material.attrs.group != 1 or material.emit_inputs is not None:
+        return False
+    try:
+        return pointwise_gemm_ok(plan_for(material, "LCR", True), material, opset)
+    except (PlanError, ValueError):
+        return False
 
 
 PER_PHASE_MAX_CONVS = 4  # more: many small Convs + a Concat cost more than they save (3-D k3 s2: 8)
@@ -181,9 +207,8 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None,
                            "shuffle needs more than one 2-D Transpose and a Gather)")
         elif split is not None and len(split.convs) > PER_PHASE_MAX_CONVS:
             reason += f" ({len(split.convs)} phase Convs would be too many)"
-        if (not openvino and single is not None and rank >= 2 and group == 1 and opset >= 11
-                and material.batch == 1 and all(k == 1 for k in single.conv_kernel) and not any(single.conv_pads)):
-            if "BatchNormalization" in getattr(material, "consumers", ()):
+        if not openvino and single is not None and gemm_applies(material, opset):
+            if "BatchNormalization" in material.consumers:
                 reason += " (a 1x1 Conv, kept so that the BatchNormalization after it fuses into it)"
             else:
                 return fixed("pointwise_gemm", group=group, rank=rank, strides=strides, opset=opset,
