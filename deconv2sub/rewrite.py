@@ -29,7 +29,7 @@ from .plan import ConvTransposeAttrs, PlanError, SubPixelPlan, layout_row_channe
 from .report import REWRITTEN, SKIPPED, ConversionReport, NodeReport
 from . import strategy as _strategy
 from .optimize import SinkContext, sink_consumers
-from .shuffle import (Emitter, emit_crop, emit_gather_shuffle, emit_permuted_shuffle, emit_shuffle,
+from .shuffle import (Emitter, emit_crop, emit_gather_shuffle, emit_permuted_shuffle, emit_shuffle, gather_crop,
                       gather_shuffle_ok, output_labels, shuffle_kind, split_labels, two_stage_labels)
 
 __all__ = ["ConvertOptions", "convert_graph", "iter_graphs"]
@@ -376,8 +376,7 @@ def rewrite(
     dtype = plan.weight.dtype if material.dtype is None else material.dtype
     crop_left = None  # the crop still to slice when the shuffle did part of it (Gather)
     if kind == _strategy.GATHER:
-        last = plan.axes[-1]
-        crop_left = [[0, 0]] * (plan.rank - 1) + [[last.crop_begin, last.crop_end]]
+        crop_left = gather_crop(plan)
     needs_crop = plan.needs_crop if crop_left is None else any(any(c) for c in crop_left)
     stages = [kind != "none", needs_crop]
     conv_out = y if not any(stages) else em.var("subpixel_conv_out", dtype)

@@ -438,10 +438,10 @@ def emit_gather_shuffle(
     batch: Optional[int],
     rows: Optional[list] = None,
     split=None,
-) -> List[List[int]]:
+) -> None:
     """Shuffle ``x`` (Conv output; "LCR" rows, or the concatenation of phase-group Convs ``split`` with
     channel layout ``rows``) into ``y`` by one 2-D Transpose (the last axis' phase to the end) and one
-    Gather (see above); returns the crop still to do: ``[[0, 0], ..., [c0, e]]``."""
+    Gather (see above); the crop left to slice is :func:`gather_crop`."""
     n = plan.rank
     last = plan.axes[n - 1]
     shapes = _Shapes(em, x)
@@ -457,4 +457,10 @@ def emit_gather_shuffle(
     data = em.var("rows")
     em.node("Reshape", "subpixel_rows", [moved, shapes.tensor("rows_shape", data_shape)], [data])
     em.node("Gather", "subpixel_gather", [data, em.const("gather_indices", indices)], [y], {"axis": axis})
-    return [[0, 0]] * (n - 1) + [[last.crop_begin, last.crop_end]]
+
+
+def gather_crop(plan: SubPixelPlan) -> List[List[int]]:
+    """The crop left after :func:`emit_gather_shuffle` (its indices drop the cropped rows of every axis
+    but the last): ``[[0, 0], ..., [c0, e]]``."""
+    last = plan.axes[-1]
+    return [[0, 0]] * (plan.rank - 1) + [[last.crop_begin, last.crop_end]]
