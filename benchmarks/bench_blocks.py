@@ -33,7 +33,6 @@ Runtime settings:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import json
 import math
@@ -308,7 +307,6 @@ def convert(model: onnx.ModelProto, options: ConvertOptions) -> onnx.ModelProto:
 
 def bench_runtime(runtime: str, blocks: List[BlockSpec], options: ConvertOptions, *, threads: int, quick: bool,
                   log=print, quiet_s: float = 60.0, retries: int = 2) -> Table:
-    options = options_for(runtime, options)
     table = Table(runtime, runtime_label(runtime, threads), dict(options.__dict__))
     for spec in blocks:
         model = build_block(spec)
@@ -340,24 +338,16 @@ def bench_runtime(runtime: str, blocks: List[BlockSpec], options: ConvertOptions
     return table
 
 
-def options_for(runtime: str, options: ConvertOptions) -> ConvertOptions:
-    """``options`` with ``target`` set to the measured runtime unless it was given: what
+def _options(args, runtime: str) -> ConvertOptions:
+    """The ConvertOptions of ``--strategy``/``--option``; ``target`` defaults to the measured runtime, as
     ``deconv2sub convert --runtime <runtime>`` does (its ``--target`` defaults to the runtime it verifies on)."""
-    if getattr(options, "_target_given", False):
-        return options
-    return dataclasses.replace(options, target="openvino" if runtime == "openvino" else "onnxruntime")
-
-
-def _options(args) -> ConvertOptions:
-    kwargs = {}
+    kwargs = {"target": "openvino" if runtime == "openvino" else "onnxruntime"}
     for item in args.option or []:
         key, _, value = item.partition("=")
         kwargs[key] = {"true": True, "false": False}.get(value.lower(), value)
     if args.strategy:
         kwargs["strategy"] = args.strategy
-    options = ConvertOptions(**kwargs)
-    object.__setattr__(options, "_target_given", "target" in kwargs)
-    return options
+    return ConvertOptions(**kwargs)
 
 
 def _in_processes(runtime: str, argv: List[str], processes: int, log) -> Table:
@@ -425,12 +415,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         except Exception:
             pass
     blocks = [b for b in all_blocks() if not args.only or args.only.lower() in b.label.lower()]
-    options = _options(args)
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
     log(f"# deconv2sub block benchmark ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs), "
-        f"options {options}")
+        f"options {_options(args, runtimes[0])}")
     if processes <= 1:
-        tables = [bench_runtime(rt, blocks, options, threads=args.threads, quick=args.quick, log=log,
+        tables = [bench_runtime(rt, blocks, _options(args, rt), threads=args.threads, quick=args.quick, log=log,
                                 quiet_s=args.quiet_wait, retries=args.retries) for rt in runtimes]
     else:
         tables = [_in_processes(rt, argv if argv is not None else sys.argv[1:], processes, log) for rt in runtimes]
