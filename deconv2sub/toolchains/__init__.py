@@ -1,0 +1,44 @@
+"""Deployment toolchains: each converts an ONNX model with the toolchain's *own* converter, then runs
+the result with the toolchain's own runtime, so that a user learns whether the graph survives the
+trip to the target (not just ONNX Runtime).
+
+One module per toolchain (``ncnn``, ``mnn``, ``tflite``, ``tvm``, ``iree``, ...), each exposing:
+
+* ``NAME``: the toolchain's name as used on the command line (``--runtime ncnn``).
+* ``unavailable_reason() -> Optional[str]``: ``None`` when the toolchain is installed and usable,
+  else one line saying what is missing and how to install it.
+* ``compile(model_path, input_shapes, workdir) -> Compiled``: run the toolchain's converter on the
+  ONNX file at ``model_path`` for the static ``input_shapes`` (ONNX input name -> shape) and load the
+  result; raises :class:`ToolchainError` with a one-line reason when the converter or loader fails.
+
+:class:`Compiled` runs the converted model on feeds keyed by ONNX input names and returns outputs
+keyed by ONNX output names, as float32/NCHW arrays laid out like ONNX Runtime's.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Dict, List, Mapping
+
+import numpy as np
+
+from ..errors import Deconv2SubError
+
+
+class ToolchainError(Deconv2SubError):
+    """The toolchain's converter or runtime failed on a model (a one-line reason)."""
+
+
+class Compiled(ABC):
+    """A model converted by a toolchain and loaded in its runtime."""
+
+    #: ONNX input names, in the model's order
+    input_names: List[str]
+    #: ONNX output names, in the model's order
+    output_names: List[str]
+    #: what the converter produced, e.g. the ncnn .param/.bin paths (for reports)
+    artifacts: List[str]
+
+    @abstractmethod
+    def run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run once on ``feeds`` (ONNX input name -> array); outputs keyed by ONNX output name."""
