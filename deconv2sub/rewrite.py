@@ -16,7 +16,7 @@ Invariants the pass keeps:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -29,8 +29,10 @@ from .plan import ConvTransposeAttrs, PlanError, SubPixelPlan, layout_row_channe
 from .report import REWRITTEN, SKIPPED, ConversionReport, NodeReport
 from . import strategy as _strategy
 from .optimize import SinkContext, sink_consumers
-from .shuffle import (Emitter, emit_crop, emit_gather_shuffle, emit_permuted_shuffle, emit_shuffle, gather_crop,
-                      gather_shuffle_ok, output_labels, shuffle_kind, split_labels, two_stage_labels)
+from .shuffle import (Emitter, cascade_plan, d2s_cascade_rows, emit_cascade_shuffle, emit_crop, emit_d2s_cascade,
+                      emit_gather_shuffle, emit_permuted_shuffle, emit_shuffle, gather_crop, gather_shuffle_ok,
+                      output_labels, shuffle_kind, split_labels, two_stage_labels)
+from .targets import resolve as resolve_target
 
 __all__ = ["ConvertOptions", "convert_graph", "iter_graphs"]
 
@@ -59,9 +61,10 @@ class ConvertOptions:
     fold_crop: fold begin crops into the phase choice where that costs no tap (strategies other than
         "depth_to_space"; see :mod:`deconv2sub.plan`).
     tune_runtime / tune_provider: where "auto" measures ("onnxruntime"/"openvino", "cpu"/"cuda").
-    target: the runtime the model is meant for, "onnxruntime" or "openvino": picks the rule of
-        ``strategy="default"`` (the fastest fixed emission differs between them, see
-        :func:`deconv2sub.strategy.choose_default`). Every emission is exact on every runtime.
+    target: the deployment target, a built-in profile name ("portable", "onnxruntime", "openvino",
+        "ncnn", "tflite", ...), a ``.toml`` profile path or a :class:`deconv2sub.targets.TargetProfile`:
+        what ``strategy="default"`` may emit and prefers (see :mod:`deconv2sub.targets`). Every emission
+        is exact on every runtime.
     """
 
     shuffle: str = "auto"
@@ -71,7 +74,7 @@ class ConvertOptions:
     tune_runtime: str = "onnxruntime"
     tune_provider: str = "cpu"
     fold_crop: bool = True
-    target: str = "onnxruntime"
+    target: object = "portable"
 
 
 @dataclass
@@ -351,14 +354,34 @@ def rewrite(
         per_phase = False
         plan = _strategy.plan_for(material, emission.order, emission.fold_crop if options.fold_crop else False)
     use_gemm = emission.strategy == "pointwise_gemm" and _strategy.pointwise_gemm_ok(plan, material, opset)
-    if emission.strategy == "depth_to_space":
+    row_order = None  # Conv row r holds CRD row row_order[r] (a DepthToSpace cascade's channel order)
+    if not plan.needs_shuffle:
+        kind = "none"
+    elif emission.strategy == "depth_to_space" and emission.blocks:
+        if len(emission.blocks) > 1 or plan.order != ("DCR" if emission.modes[0] == "DCR" else "CRD"):
+            row_order = d2s_cascade_rows(plan, emission.blocks, emission.modes)
+            if row_order is None:
+                raise PlanError("the DepthToSpace cascade would split the groups of the grouped Conv")
+            plan = replace(plan, weight=np.ascontiguousarray(plan.weight[row_order]),
+                           bias=None if plan.bias is None else np.ascontiguousarray(plan.bias[row_order]))
+        kind = f"DepthToSpace({emission.modes[0]})"
+        if len(emission.blocks) > 1:
+            kind += " cascade " + "x".join(str(b) for b in emission.blocks)
+    elif emission.strategy == "low_rank_transpose":
+        try:
+            _, _, shape_ops = cascade_plan(plan, material.in_spatial, material.batch, emission.max_rank)
+        except ValueError as err:
+            raise PlanError(str(err)) from None
+        if shape_ops and not getattr(resolve_target(options.target), "dynamic_shapes", True):
+            raise PlanError("its Reshape/Transpose shuffle needs run-time shape arithmetic (two or more "
+                            "symbolic sizes), which the target does not allow: give --input-shape")
+        kind = f"Reshape/Transpose (rank <= {emission.max_rank})"
+    elif emission.strategy == "depth_to_space":
         kind = shuffle_kind(plan, opset, options.shuffle)
         if kind == "Reshape/Transpose" and plan.order != "CRD":
             plan = make_plan(material.weight, material.bias, material.attrs, material.in_spatial, "CRD")
         if kind == "Reshape/Transpose" and opset < 5:
             raise PlanError(f"opset {opset} has no Reshape with a shape input (needs >= 5)")
-    elif not plan.needs_shuffle:
-        kind = "none"
     else:
         gather = _strategy.GATHER if gather_shuffle_ok(plan, material.in_spatial) else _strategy.TWO_STAGE
         split_gather = (_strategy.GATHER if per_phase
@@ -419,6 +442,11 @@ def rewrite(
         shuffled = y if not needs_crop else em.var("subpixel_shuffled", dtype)
         if kind == _strategy.GATHER:
             emit_gather_shuffle(em, plan, current, shuffled, material.in_spatial, material.batch, rows_layout, split)
+        elif emission.strategy == "depth_to_space" and emission.blocks:
+            emit_d2s_cascade(em, current, shuffled, emission.blocks, emission.modes)
+        elif emission.strategy == "low_rank_transpose":
+            emit_cascade_shuffle(em, plan, current, shuffled, material.in_spatial, material.batch,
+                                 emission.max_rank)
         elif emission.strategy == "depth_to_space":
             emit_shuffle(em, plan, kind, current, shuffled, material.in_spatial)
         else:
@@ -456,6 +484,8 @@ def rewrite(
     rejoin = y.name
     if options.sink and conv_out is not y and material.after is None:
         channels = plan.row_channels() if rows_layout is None else layout_row_channels(rows_layout)
+        if row_order is not None:
+            channels = channels[row_order]
         ctx = SinkContext(graph, conv_node, conv_out, y, em.nodes[em.nodes.index(conv_node) + 1:], channels,
                           plan.rank, unique, base,
                           branches=list(conv_node.inputs) if split is not None else None,
@@ -470,7 +500,7 @@ def rewrite(
         status=REWRITTEN,
         output=y.name,
         rank=plan.rank,
-        strides=list(plan.strides),
+        strides=[int(v) for v in (material.attrs.strides or [1] * plan.rank)],
         kernel=[a.kernel for a in plan.axes],
         group=plan.group,
         conv_kernel=list(plan.conv_kernel) if phase_info is None else phase_info[0],

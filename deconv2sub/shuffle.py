@@ -464,3 +464,183 @@ def gather_crop(plan: SubPixelPlan) -> List[List[int]]:
     but the last): ``[[0, 0], ..., [c0, e]]``."""
     last = plan.axes[-1]
     return [[0, 0]] * (plan.rank - 1) + [[last.crop_begin, last.crop_end]]
+
+
+# ---- shuffles within a target's limits ---------------------------------------------------------------
+# Targets bound what a shuffle may use: DepthToSpace in some modes and block sizes only, Reshape/Transpose
+# up to some rank (ncnn's Permute and LiteRT's XNNPACK stop at 4-D). Two forms stay within such limits:
+#
+# * A cascade of DepthToSpace ops whose block sizes multiply to the stride: block ``b1`` then ``b2`` puts
+#   phase ``p = p1*b2 + p2`` (the first block's phase is the major digit) on every axis. The Conv's
+#   channels are then ordered so that the cascade lands every (channel, phase) in place: the order is
+#   found by running the cascade on the row indices themselves (:func:`d2s_cascade_rows`), which is exact
+#   whatever the modes, since DepthToSpace moves every low-resolution position alike.
+# * A cascade of block swaps for 1-D, 3-D and unequal strides: from the Conv output (CRD rows)
+#   ``[N, M, S0, ..., S_{n-1}, Q0, ..., Q_{n-1}]``, step ``a`` swaps the block of remaining phases
+#   ``(S_a .. S_{n-1})`` with ``Q_a``, giving ``[N, M, Q0, S0, ..., Q_a, S_a, S_{a+1}.., Q_{a+1}..]``.
+#   After merging the axes that stay adjacent, every step is one Transpose of at most four axes
+#   ``[outer, phases, Q_a, inner]``, perm ``(0, 2, 1, 3)``; a final Reshape merges ``Q_a * S_a``.
+#   With a symbolic batch the batch stays its own axis (Reshape ``0``) where the rank allows, so that a
+#   1-D shuffle needs no run-time shape arithmetic even when the length is symbolic too.
+
+
+def block_factors(stride: int, max_block: int) -> Optional[List[int]]:
+    """Block sizes, largest first, whose product is ``stride`` and each at most ``max_block`` (0: any);
+    None when a prime factor of ``stride`` exceeds ``max_block``."""
+    if max_block == 0 or stride <= max_block:
+        return [stride]
+    primes, rest, p = [], stride, 2
+    while rest > 1:
+        while rest % p == 0:
+            primes.append(p)
+            rest //= p
+        p += 1
+    if max(primes) > max_block:
+        return None
+    blocks: List[int] = []
+    for f in sorted(primes, reverse=True):  # first fit: fewest blocks for small inputs like 8 = 2*4
+        for i, b in enumerate(blocks):
+            if b * f <= max_block:
+                blocks[i] = b * f
+                break
+        else:
+            blocks.append(f)
+    return sorted(blocks, reverse=True)
+
+
+def _depth_to_space_np(x: np.ndarray, b: int, mode: str) -> np.ndarray:
+    n, c, h, w = x.shape
+    if mode == "DCR":
+        t = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
+    else:
+        t = x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return t.reshape(n, c // (b * b), h * b, w * b)
+
+
+def d2s_cascade_rows(plan: SubPixelPlan, blocks: Sequence[int], modes: Sequence[str]) -> Optional[np.ndarray]:
+    """For a 2-D equal-stride CRD ``plan``: ``order`` such that a Conv whose row ``r`` holds CRD row
+    ``order[r]`` is shuffled into place by DepthToSpace(``blocks[i]``, ``modes[i]``) in turn; None when
+    the order would split a group's channels (a grouped Conv needs each group's rows in one block)."""
+    s, m_out, phases = plan.strides[0], plan.out_channels, plan.phases
+    rows = np.arange(m_out * phases, dtype=np.int64).reshape(1, -1, 1, 1)
+    for b, mode in zip(blocks, modes):
+        rows = _depth_to_space_np(rows, b, mode)
+    landed = rows.reshape(m_out, s, s)  # landed[m, i, j] = the Conv row that ends at channel m, phase (i, j)
+    order = np.empty(m_out * phases, dtype=np.int64)
+    order[landed.ravel()] = np.arange(m_out * phases)  # CRD row of (m, i, j) is m*P + i*s + j
+    if plan.group > 1:
+        per_group = m_out // plan.group * phases
+        if np.any(order // per_group != np.arange(order.size) // per_group):
+            return None
+    return order
+
+
+def cascade_stages(plan: SubPixelPlan) -> List[List[str]]:
+    """The label orders of the block-swap cascade (see above), one per strided axis."""
+    n = plan.rank
+    stages = []
+    for a in range(n):
+        if plan.axes[a].stride == 1:
+            continue
+        labels = ["N", "M"]
+        for b in range(a + 1):
+            labels += [f"Q{b}", f"S{b}"]
+        labels += [f"S{b}" for b in range(a + 1, n)] + [f"Q{b}" for b in range(a + 1, n)]
+        stages.append(labels)
+    return stages
+
+
+def cascade_plan(plan: SubPixelPlan, in_spatial, batch: Optional[int], max_rank: int) -> tuple:
+    """Check the block-swap cascade of ``plan`` (CRD rows) against ``max_rank``: returns
+    ``(steps, keep_batch, shape_ops)``: the stages, per stage whether the batch stays its own axis, and
+    whether some Reshape needs run-time shape arithmetic (two or more unknown sizes). Raises ValueError
+    when a stage needs a Transpose of more than ``max_rank`` axes."""
+    layout = conv_output_layout(plan, in_spatial, batch)
+    sizes = dict(layout)
+    for a, ax in enumerate(plan.axes):
+        sizes[f"S{a}"] = (ax.stride, ())
+    batch_unknown = not _known(sizes["N"])
+    src = layout
+    steps, keep, shape_ops = cascade_stages(plan), [], False
+    kept = True  # the Conv output has the batch as axis 0
+    for labels in steps:
+        merged, perm, _ = _merge_axes(src, labels)
+        split = None
+        if batch_unknown and kept:
+            split = _merge_axes([(lbl, sz) for lbl, sz in src if lbl != "N"], [lb for lb in labels if lb != "N"])
+        if split is not None and len(split[1]) + 1 <= max_rank:
+            keep.append(True)
+            shape_ops |= sum(not _known(sz) for sz in split[0]) > 1
+        elif len(perm) <= max_rank:
+            keep.append(False)
+            kept = False
+            shape_ops |= sum(not _known(sz) for sz in merged) > 1
+        else:
+            raise ValueError(f"its shuffle needs a Transpose of {len(perm)} axes (target allows {max_rank})")
+        src = [(label, sizes.get(label, (1, ()))) for label in labels]
+    final = [sizes["N"], (plan.out_channels, ())] + [
+        _size_mul([sizes[f"Q{a}"], (ax.stride, ())]) for a, ax in enumerate(plan.axes)]
+    unknown_final = sum(not _known(sz) for sz in (final[1:] if (batch_unknown and kept) else final))
+    shape_ops |= unknown_final > 1
+    return steps, keep, shape_ops
+
+
+def _batch_reshape_shape(shapes: "_Shapes", suffix: str, rest: list) -> gs.Tensor:
+    """A Reshape target ``[0, rest...]``: the batch copied from the input (its axis 0), ``rest`` sizes."""
+    if sum(not _known(sz) for sz in rest) <= 1:
+        return shapes.em.int64s(suffix, [0] + [f if _known((f, d)) else -1 for f, d in rest])
+    batch_dim = (1, (0,))
+    return shapes.tensor(suffix, [batch_dim] + list(rest))
+
+
+def emit_cascade_shuffle(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
+                         in_spatial, batch: Optional[int], max_rank: int) -> int:
+    """Shuffle ``x`` (Conv output, CRD rows) into ``y`` by the block-swap cascade, every Transpose of at
+    most ``max_rank`` axes; returns the number of Transposes."""
+    steps, keep, _ = cascade_plan(plan, in_spatial, batch, max_rank)
+    shapes = _Shapes(em, x)
+    layout = conv_output_layout(plan, in_spatial, batch)
+    sizes = dict(layout)
+    for a, ax in enumerate(plan.axes):
+        sizes[f"S{a}"] = (ax.stride, ())
+    current, src, transposes = x, layout, 0
+    for i, (labels, keep_batch) in enumerate(zip(steps, keep)):
+        suffix = f"shuffle{i + 1}" if len(steps) > 1 else "shuffle"
+        if keep_batch:
+            merged, perm, _ = _merge_axes([(lb, sz) for lb, sz in src if lb != "N"],
+                                          [lb for lb in labels if lb != "N"])
+            if perm != list(range(len(perm))):
+                r = em.var(f"{suffix}_in")
+                em.node("Reshape", f"subpixel_{suffix}_reshape",
+                        [current, _batch_reshape_shape(shapes, f"{suffix}_shape", merged)], [r])
+                t = em.var(f"{suffix}_out")
+                em.node("Transpose", f"subpixel_{suffix}", [r], [t], {"perm": [0] + [p + 1 for p in perm]})
+                current, transposes = t, transposes + 1
+        else:
+            out = _permute(em, shapes, current, src, labels, suffix)
+            transposes += out is not current
+            current = out
+        src = [(label, sizes.get(label, (1, ()))) for label in labels]
+    rest = [(plan.out_channels, ())] + [_size_mul([sizes[f"Q{a}"], (ax.stride, ())])
+                                        for a, ax in enumerate(plan.axes)]
+    if keep and keep[-1] and not _known(sizes["N"]):
+        target = _batch_reshape_shape(shapes, "merge_shape", rest)
+    else:
+        target = shapes.tensor("merge_shape", [sizes["N"]] + rest)
+    em.node("Reshape", "subpixel_merge", [current, target], [y])
+    return transposes
+
+
+def emit_d2s_cascade(em: Emitter, x: gs.Variable, y: gs.Variable, blocks: Sequence[int],
+                     modes: Sequence[str]) -> None:
+    """DepthToSpace(``blocks[i]``, ``modes[i]``) in turn from ``x`` to ``y``."""
+    current = x
+    for i, (b, mode) in enumerate(zip(blocks, modes)):
+        last = i == len(blocks) - 1
+        out = y if last else em.var(f"d2s{i + 1}")
+        attrs = {"blocksize": int(b)}
+        if em.opset >= 11:
+            attrs["mode"] = mode
+        em.node("DepthToSpace", "subpixel_shuffle" if len(blocks) == 1 else f"subpixel_shuffle{i + 1}",
+                [current], [out], attrs)
+        current = out

@@ -32,15 +32,19 @@ depends on the runtime. Fixed strategies give reproducible output:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import replace as dc_replace
 
 import numpy as np
 
-from .shuffle import gather_shuffle_ok
+from .plan import ConvTransposeAttrs, PlanError, resolve_pads
+from .shuffle import block_factors, gather_shuffle_ok
+from .targets import TargetProfile
+from .targets import resolve as resolve_target
 
-STRATEGIES = ("default", "auto", "depth_to_space", "transpose", "two_stage", "transpose_gather", "pointwise_gemm",
-              "per_phase", "channels_last", "per_phase_channels_last")
-FIXED = ("depth_to_space", "transpose", "two_stage", "transpose_gather", "pointwise_gemm", "per_phase",
-         "channels_last", "per_phase_channels_last")
+STRATEGIES = ("default", "auto", "depth_to_space", "low_rank_transpose", "transpose", "two_stage",
+              "transpose_gather", "pointwise_gemm", "per_phase", "channels_last", "per_phase_channels_last")
+FIXED = ("depth_to_space", "low_rank_transpose", "transpose", "two_stage", "transpose_gather", "pointwise_gemm",
+         "per_phase", "channels_last", "per_phase_channels_last")
 
 # Shuffle kinds as reported in NodeReport.shuffle
 D2S_CRD, D2S_DCR, RESHAPE, TRANSPOSE, TWO_STAGE, GATHER, CHANNELS_LAST, NONE = (
@@ -57,6 +61,12 @@ class Emission:
     order: str  # plan channel order: "CRD", "DCR" or "LCR"
     fold_crop: object  # False, True (where free) or "always" (see deconv2sub.plan.make_plan)
     reason: str = ""
+    # "depth_to_space" chosen by a target profile: the DepthToSpace cascade (block sizes and modes,
+    # e.g. (4, 2) and ("CRD", "CRD") for stride 8 with at most 4 per block); empty: the classic emission
+    blocks: tuple = ()
+    modes: tuple = ()
+    # "low_rank_transpose": the largest Transpose rank allowed
+    max_rank: int = 4
 
 
 def fixed(name: str, *, group: int, rank: int, strides, opset: int, order: str = "auto", reason: str = "") -> Emission:
@@ -71,6 +81,8 @@ def fixed(name: str, *, group: int, rank: int, strides, opset: int, order: str =
         return Emission("depth_to_space", order, False, reason)
     if name == "transpose":
         return Emission("transpose", "CRD", True, reason)
+    if name == "low_rank_transpose":
+        return Emission("low_rank_transpose", "CRD", True, reason)
     if name in ("two_stage", "transpose_gather", "pointwise_gemm"):
         return Emission(name, "LCR" if group == 1 else "CRD", True, reason)
     if name == "per_phase":
@@ -94,9 +106,44 @@ def plan_for(material, order: str, fold_crop, bias: bool = True):
     cache = material.__dict__.setdefault("_plans", {})
     key = (order, fold_crop, bias)
     if key not in cache:
-        cache[key] = rewrite.make_plan(material.weight, material.bias if bias else None, material.attrs,
+        cache[key] = rewrite.make_plan(material.weight, material.bias if bias else None, effective_attrs(material),
                                        material.in_spatial, order, fold_crop)
     return cache[key]
+
+
+def effective_attrs(material) -> ConvTransposeAttrs:
+    """The attributes to plan with. On an axis whose input size is known to be 1 the stride changes
+    nothing (the output is ``s*(I - 1) + op + d*(K - 1) + 1 - pads``, and ``I - 1 = 0``), so it becomes
+    ``d*(K - 1) + 1 + op``: every phase then has at most one tap, and the Conv is 1x1 with the
+    original's MACs instead of a k x k Conv over a zero-padded input (the latent projection of
+    DCGAN-style generators: k4 s1 on 1x1 would cost 16x). Pads are resolved first (``auto_pad``,
+    ``output_shape``) with the original stride; memoised on ``material``."""
+    if "_attrs" in material.__dict__:
+        return material.__dict__["_attrs"]
+    attrs = material.attrs
+    rank = material.weight.ndim - 2
+    spatial = material.in_spatial
+    kernel = list(material.weight.shape[2:])
+    strides = [int(v) for v in (attrs.strides or [1] * rank)]
+    dil = [int(v) for v in (attrs.dilations or [1] * rank)]
+    opad = [int(v) for v in (attrs.output_padding or [0] * rank)]
+    wanted = list(strides)
+    if spatial is not None and len(spatial) == rank and len(strides) == rank and len(dil) == rank \
+            and len(opad) == rank:
+        for a in range(rank):
+            if spatial[a] == 1:
+                wanted[a] = max(strides[a], dil[a] * (kernel[a] - 1) + 1 + opad[a])
+    result = attrs
+    if wanted != strides:
+        try:
+            begins, ends = resolve_pads(attrs, kernel, spatial)
+        except PlanError:
+            begins = None
+        if begins is not None and min(begins + ends, default=0) >= 0:
+            result = dc_replace(attrs, strides=wanted, pads=list(begins) + list(ends), auto_pad="NOTSET",
+                                output_shape=None)
+    material.__dict__["_attrs"] = result
+    return result
 
 
 def split_for(plan):
@@ -124,7 +171,6 @@ def pointwise_gemm_ok(plan, material, opset: int) -> bool:
 
 def gemm_applies(material, opset: int) -> bool:
     """:func:`pointwise_gemm_ok` for the node of ``material`` (its "LCR" plan, memoised for the emission)."""
-    from .plan import PlanError
 
     if material.attrs.group != 1 or material.emit_inputs is not None:
         return False
@@ -180,8 +226,7 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None,
               else "default: transpose + row Gather (two-stage transpose where the Gather does not apply)")
     if material is not None and material.emit_inputs is None and opset >= 5:
         from .perphase import macs_ratio
-        from .plan import PlanError
-
+    
         try:
             single = plan_for(material, "CRD", True)
             split_plan = plan_for(material, "CRD", "always")
@@ -225,8 +270,13 @@ def select(material, opset: int, options) -> Emission:
     if name == "default" and (options.shuffle != "auto" or options.order != "auto"):
         name = "depth_to_space"  # the DepthToSpace knobs were set explicitly: they ask for that emission
     if name == "default":
+        profile = resolve_target(options.target)
+        if profile.keeps(strides):
+            raise PlanError(f"target '{profile.name}' keeps ConvTranspose for strides {strides}")
+        if profile.rule == "portable":
+            return choose_portable(material, opset, profile)
         return choose_default(group=attrs.group, rank=rank, strides=strides, opset=opset, material=material,
-                              target=getattr(options, "target", "onnxruntime"))
+                              target=profile.rule)
     if name == "auto":
         from .autotune import tune
 
@@ -235,3 +285,45 @@ def select(material, opset: int, options) -> Emission:
         raise ValueError(f"unknown strategy {name!r} (choose from: {', '.join(STRATEGIES)})")
     return fixed(name, group=attrs.group, rank=rank, strides=strides, opset=opset, order=options.order,
                  reason=f"fixed strategy '{name}'")
+
+
+def choose_portable(material, opset: int, profile: TargetProfile) -> Emission:
+    """The emission of a profile with the "portable" rule: one Conv + DepthToSpace where the target's
+    DepthToSpace can express the shuffle (2-D, equal strides; a cascade of smaller blocks above
+    ``max_block``; the first of the profile's modes that the opset and the groups allow), else the
+    block-swap cascade of Reshape/Transpose of at most ``max_rank`` axes; the crop folded where free."""
+    attrs = effective_attrs(material)
+    rank = material.weight.ndim - 2
+    strides = [int(v) for v in (attrs.strides or [1] * rank)]
+    fold = profile.fold_crop
+    label = f"target {profile.name}"
+    why = ""
+    if all(v == 1 for v in strides):
+        return Emission("depth_to_space", "CRD", fold, f"{label}: stride 1, no shuffle")
+    if rank != 2 or strides[0] != strides[1]:
+        why = "DepthToSpace is 4-D with one block size"
+    elif not profile.depth_to_space:
+        why = "the target has no DepthToSpace"
+    else:
+        blocks = block_factors(strides[0], profile.max_block)
+        if blocks is None:
+            why = f"stride {strides[0]} is no product of blocks <= {profile.max_block}"
+        else:
+            for mode in profile.depth_to_space:
+                if mode == "CRD" and opset < 11:
+                    why = "DepthToSpace CRD needs opset >= 11"
+                    continue
+                if mode == "DCR" and attrs.group != 1:
+                    why = "DCR splits the groups of a grouped Conv"
+                    continue
+                if len(blocks) > 1 and material.emit_inputs is not None:
+                    why = "a DepthToSpace cascade reorders a quantized weight"
+                    continue
+                cascade = "" if len(blocks) == 1 else " x".join([""] + [str(b) for b in blocks]) + " cascade"
+                return Emission("depth_to_space", "DCR" if (mode == "DCR" and len(blocks) == 1) else "CRD",
+                                fold, f"{label}: Conv + DepthToSpace({mode}){cascade}",
+                                blocks=tuple(blocks), modes=(mode,) * len(blocks))
+    if opset < 5:
+        raise PlanError(f"opset {opset} has no Reshape with a shape input (needs >= 5) and {why}")
+    return Emission("low_rank_transpose", "CRD", fold,
+                    f"{label}: Reshape/Transpose of rank <= {profile.max_rank} ({why})", max_rank=profile.max_rank)
