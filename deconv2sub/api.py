@@ -245,6 +245,15 @@ def convert_for_save(
     return _convert(model, options, external_data_dir=external_data_dir, load_external_data=False, _detach=True)
 
 
+def toolchain_hits(model: onnx.ModelProto, options: ConvertOptions) -> list:
+    """The known bugs of ``options.toolchains`` that ``model`` (converted) hits."""
+    from .targets import ALL_BUGS, resolve
+    from .targets.bugs import find_hits
+
+    bugs = tuple(dict.fromkeys(ALL_BUGS + tuple(resolve(options.target).bugs)))
+    return find_hits(model, options.toolchains, bugs)
+
+
 def _convert(
     model: ModelLike,
     options: Optional[ConvertOptions] = None,
@@ -277,6 +286,8 @@ def _convert(
             except Exception as exc:  # noqa: BLE001 - e.g. a dim_param that is not valid UTF-8
                 raise InputError(f"cannot write the rewritten graph: {_first_line(exc)}") from None
             _copy_model_fields(model, out)
+            if options is not None and options.toolchains:
+                report.toolchain_warnings = [h.to_dict() for h in toolchain_hits(out, options)]
         else:
             out = onnx.ModelProto()
             out.CopyFrom(model)

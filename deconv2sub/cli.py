@@ -63,10 +63,38 @@ def emission_options(f):
                      help="Emission: default (measured best fixed choice), auto (time the candidates per node on "
                           "--runtime/--provider, cached), or a fixed one for reproducible output. --shuffle/--order "
                           "apply to depth_to_space.")(f)
-    f = click.option("--target", type=click.Choice(["onnxruntime", "openvino"]), default=None,
-                     help="Runtime the model is for: picks the default emission's rule (their fastest emissions "
-                          "differ). [default: the --runtime it is verified/timed on; onnxruntime for inspect]")(f)
+    f = click.option("--target", default="portable", show_default=True, callback=_target_profile,
+                     metavar="NAME|FILE.toml",
+                     help="Deployment target: what the rewrite may emit and prefers. Built in: "
+                          + ", ".join(_target_names()) + "; or a TOML profile file (see README).")(f)
     return f
+
+
+def _target_names():
+    from .targets import TARGET_NAMES
+
+    return TARGET_NAMES
+
+
+def _target_profile(ctx, param, value):
+    """``--target``: a built-in name or a TOML file, resolved once into a TargetProfile."""
+    from .targets import ProfileError, resolve
+
+    try:
+        return resolve(value)
+    except ProfileError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _toolchain_names(ctx, param, value):
+    from .targets import ALL_BUGS
+    from .targets.bugs import toolchains_with_bugs
+
+    known = toolchains_with_bugs(ALL_BUGS)
+    bad = [v for v in value if v not in known]
+    if bad:
+        raise click.BadParameter(f"no known bugs recorded for {', '.join(bad)} (known: {', '.join(known)})")
+    return tuple(value)
 
 
 def ort_opt_option(f):
@@ -175,6 +203,8 @@ def main():
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never the input).")
 @click.option("--no-verify", is_flag=True, help="Skip the numerical check against the original.")
 @emission_options
+@click.option("--toolchain", "toolchains", multiple=True, callback=_toolchain_names, metavar="NAME",
+              help="Warn when the output hits a known bug of this deployment toolchain (repeatable).")
 @click.option("--external-data/--no-external-data", default=None,
               help="Save weights in OUTPUT.data beside the model (default: like the input, or when > 1.8 GB).")
 @runtime_options
@@ -183,7 +213,7 @@ def main():
 @tolerance_options
 @output_options
 @_guard
-def convert(model, output, force, no_verify, shuffle, order, strategy, target, external_data, runtime, provider, require_cuda, ort_opt,
+def convert(model, output, force, no_verify, shuffle, order, strategy, target, toolchains, external_data, runtime, provider, require_cuda, ort_opt,
             input_shapes, inputs_npz, seed, val_range, trials, atol, rtol, as_json, quiet):
     """Rewrite every ConvTranspose of MODEL, verify against the original, save to OUTPUT.
 
@@ -200,7 +230,7 @@ def convert(model, output, force, no_verify, shuffle, order, strategy, target, e
     job = ConvertJob(
         model=model, output=output, force=force, verify=not no_verify,
         convert_options=ConvertOptions(shuffle=shuffle, order=order, strategy=strategy, tune_runtime=runtime,
-                                       tune_provider=provider, target=target or runtime),
+                                       tune_provider=provider, target=target, toolchains=toolchains),
         verify_options=_verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range,
                                        trials, atol, rtol, optimize=ort_opt),
         external_data=external_data,
@@ -226,10 +256,14 @@ def convert(model, output, force, no_verify, shuffle, order, strategy, target, e
 
 
 def _print_convert(p: _Printer, result) -> None:
+    from .targets.bugs import BugHit
+
     for node in result.report.nodes:
         where = "" if node.graph == "main" else f" [{node.graph}]"
         p.info("  " + node.summary() + where)
     p.info(result.report.summary())
+    for hit in result.report.toolchain_warnings:
+        p.final("warning: known toolchain bug: " + BugHit(**hit).line())
     v = result.verification
     if v is not None:
         p.info(v.format_text())
@@ -369,7 +403,7 @@ def inspect_cmd(model, input_shapes, shuffle, order, strategy, target, as_json, 
     p.progress(f"loading {model}")
     proto = load_model(model)
     report = inspect_model(proto, ConvertOptions(shuffle=shuffle, order=order, strategy=strategy,
-                                                 target=target or "onnxruntime"), shapes, path=model,
+                                                 target=target), shapes, path=model,
                            progress=p.progress)
     del proto
     p.done_progress()
@@ -430,7 +464,7 @@ def bench(model, candidate, runtime, provider, require_cuda, input_shapes, input
         p.progress("converting in memory")
         other, conversion = convert_model(original, ConvertOptions(shuffle=shuffle, order=order, strategy=strategy,
                                                                    tune_runtime=runtime, tune_provider=provider,
-                                                                   target=target or runtime))
+                                                                   target=target))
         source = f"{model}, converted in memory"
     specs = model_input_specs(original)
     if inputs_npz:

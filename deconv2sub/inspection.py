@@ -140,7 +140,7 @@ class InspectionReport:
     nodes: List[NodeInspection] = field(default_factory=list)
     input_shapes: Dict[str, list] = field(default_factory=dict)  # graph inputs as used for the sizes
     strategy: str = "default"  # ConvertOptions.strategy / target the plan was made for
-    target: str = "onnxruntime"
+    target: str = "portable"
 
     @property
     def totals(self) -> Totals:
@@ -328,7 +328,7 @@ def inspect_model(
     graphs = {gpath: g for g, gpath in iter_graphs(graph)}
 
     result = InspectionReport(model=path, opset=_opset(model), strategy=options.strategy,
-                              target=getattr(options, "target", "onnxruntime"))
+                              target=report.target or "portable")
     for vi in model.graph.input:
         if vi.name in size_shapes and vi.name not in {t.name for t in model.graph.initializer}:
             result.input_shapes[vi.name] = size_shapes[vi.name]

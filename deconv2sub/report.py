@@ -37,6 +37,12 @@ class NodeReport:
     # consumer (``output`` itself then no longer exists in the converted model)
     rejoin: Optional[str] = None
     notes: List[str] = field(default_factory=list)  # e.g. "weight folded from 3 constant nodes"
+    # multiply-accumulates per sample (batch 1) before and after, when the input size is known; the
+    # ratio is also given without it (per input position, growth of the Conv output neglected)
+    macs_before: Optional[int] = None
+    macs_after: Optional[int] = None
+    macs_ratio: Optional[float] = None
+    warnings: List[str] = field(default_factory=list)  # e.g. "MACs 1.78x the original's (zero taps)"
 
     @property
     def rewritten(self) -> bool:
@@ -51,7 +57,8 @@ class NodeReport:
             f"{self.name}: ConvTranspose k{'x'.join(map(str, self.kernel))} s{'x'.join(map(str, self.strides))}"
             f" g{self.group} -> Conv k{'x'.join(map(str, self.conv_kernel))} ({self.conv_channels} ch)"
             f" + {self.shuffle}, {crop}"
-        ) + "".join(f"; {note}" for note in self.notes)
+            + (f", MACs {self.macs_ratio:.2f}x" if self.macs_ratio is not None else "")
+        ) + "".join(f"; {note}" for note in self.notes) + "".join(f"; warning: {w}" for w in self.warnings)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +69,9 @@ class ConversionReport:
     """All ConvTranspose nodes found, rewritten or not."""
 
     nodes: List[NodeReport] = field(default_factory=list)
+    target: Optional[str] = None  # the target profile's name
+    # known toolchain bugs the output hits (ConvertOptions.toolchains): deconv2sub.targets.bugs.BugHit
+    toolchain_warnings: List[dict] = field(default_factory=list)
 
     @property
     def rewritten(self) -> List[NodeReport]:
@@ -76,7 +86,9 @@ class ConversionReport:
             "convtranspose_nodes": len(self.nodes),
             "rewritten": len(self.rewritten),
             "skipped": len(self.skipped),
+            "target": self.target,
             "nodes": [n.to_dict() for n in self.nodes],
+            "toolchain_warnings": list(self.toolchain_warnings),
         }
 
     def summary(self) -> str:

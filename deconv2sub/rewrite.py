@@ -65,6 +65,8 @@ class ConvertOptions:
         "ncnn", "tflite", ...), a ``.toml`` profile path or a :class:`deconv2sub.targets.TargetProfile`:
         what ``strategy="default"`` may emit and prefers (see :mod:`deconv2sub.targets`). Every emission
         is exact on every runtime.
+    toolchains: names of deployment toolchains ("ncnn", "iree", ...) whose known bugs the output is
+        checked against (the report's ``toolchain_warnings``; see :mod:`deconv2sub.targets.bugs`).
     """
 
     shuffle: str = "auto"
@@ -75,6 +77,7 @@ class ConvertOptions:
     tune_provider: str = "cpu"
     fold_crop: bool = True
     target: object = "portable"
+    toolchains: tuple = ()
 
 
 @dataclass
@@ -494,7 +497,15 @@ def rewrite(
         sunk = sink_consumers(ctx)
         rejoin = ctx.y.name
 
+    macs_before, macs_after, macs_ratio = _macs(material, plan, split)
+    warnings = []
+    if macs_ratio is not None and macs_ratio > MACS_WARN_RATIO:
+        warnings.append(f"MACs {macs_ratio:.2f}x the original's: {_macs_cause(plan, split)}")
     return NodeReport(
+        macs_before=macs_before,
+        macs_after=macs_after,
+        macs_ratio=macs_ratio,
+        warnings=warnings,
         name=node.name,
         graph="",
         status=REWRITTEN,
@@ -517,6 +528,36 @@ def rewrite(
         sunk=sunk,
         rejoin=rejoin,
     )
+
+
+MACS_WARN_RATIO = 1.25  # the report warns when a rewrite costs more multiply-accumulates than this
+
+
+def _macs(material: _Material, plan: SubPixelPlan, split) -> tuple:
+    """(MACs before, after, after / before) per sample: a ConvTranspose multiplies every weight with
+    every input position; the Conv(s) every weight with every Conv output position (zero taps
+    included: runtimes multiply them too). Sizes unknown: None, None and the per-position ratio."""
+    before_w = int(np.prod(material.weight.shape, dtype=np.int64))
+    weights = [plan.weight] if split is None else [c.weight for c in split.convs]
+    after_w = sum(int(np.prod(w.shape, dtype=np.int64)) for w in weights)
+    ratio = after_w / before_w if before_w else None
+    spatial = material.in_spatial
+    if spatial is None or any(v is None for v in spatial):
+        return None, None, ratio
+    before = before_w * int(np.prod(spatial, dtype=np.int64))
+    positions = int(np.prod([v + a.growth for v, a in zip(spatial, plan.axes)], dtype=np.int64))
+    after = after_w * positions
+    return before, after, (after / before if before else None)
+
+
+def _macs_cause(plan: SubPixelPlan, split) -> str:
+    odd = [f"kernel {a.kernel} not a multiple of stride {a.stride}" for a in plan.axes
+           if a.stride > 1 and (a.dilation * (a.kernel - 1) + 1) % a.stride]
+    if odd:
+        return "zero taps (" + "; ".join(dict.fromkeys(odd)) + ")"
+    if plan.empty_phases:
+        return f"{plan.empty_phases} phase(s) without taps"
+    return "the Conv's padding (output larger than the input by the kernel span)"
 
 
 def _phase_note(plan: SubPixelPlan, split) -> str:
@@ -563,7 +604,7 @@ def convert_graph(
     """
     options = options or ConvertOptions()
     unique = _unique_namer(graph)
-    report = ConversionReport()
+    report = ConversionReport(target=resolve_target(options.target).name)
     top_opset = _graph_opset(graph)
     cache: dict = {}  # folded weights, shared by the nodes that use them
     for g, path in list(iter_graphs(graph)):

@@ -36,10 +36,10 @@ def _enet(shape=(1, 4, 6, 6)):
 
 def test_default_is_fixed_and_reported():
     m = _enet()
-    converted, report = deconv2sub.convert_model(m)
+    converted, report = deconv2sub.convert_model(m, ConvertOptions(target="onnxruntime"))
     entry = report.nodes[0]
     assert entry.strategy in strategy.FIXED and entry.strategy_reason.startswith("default")
-    again, _ = deconv2sub.convert_model(m)
+    again, _ = deconv2sub.convert_model(m, ConvertOptions(target="onnxruntime"))
     assert again.SerializeToString() == converted.SerializeToString()  # reproducible
     assert "strategy" in entry.to_dict() and "sunk" in entry.to_dict()
 
@@ -126,8 +126,9 @@ def test_cli_strategy_option(tmp_path, cache_dir):
             assert "DepthToSpace" in op_types(converted)
 
 
-def test_cli_target_follows_the_runtime(tmp_path):
-    """convert --runtime openvino picks OpenVINO's rule unless --target says otherwise; inspect shows it."""
+def test_cli_target_picks_the_rule(tmp_path):
+    """The default target is portable whatever --runtime verifies on; --target names the rule; inspect
+    shows it."""
     pytest.importorskip("openvino")
     from click.testing import CliRunner
 
@@ -135,11 +136,13 @@ def test_cli_target_follows_the_runtime(tmp_path):
 
     src = tmp_path / "m.onnx"
     onnx.save(convtranspose_model([1, 4, 6, 6], _x((4, 3, 2, 2)), None, strides=[2, 2]), src)
-    for extra, strategy_name in [([], "pointwise_gemm"), (["--runtime", "openvino"], "channels_last"),
-                                 (["--runtime", "openvino", "--target", "onnxruntime"], "pointwise_gemm")]:
-        out = tmp_path / f"{len(extra)}.onnx"
+    for extra, strategy_name in [([], "depth_to_space"), (["--runtime", "openvino"], "depth_to_space"),
+                                 (["--runtime", "openvino", "--target", "openvino"], "channels_last"),
+                                 (["--target", "onnxruntime"], "pointwise_gemm")]:
+        out = tmp_path / f"{len(extra)}_{strategy_name}.onnx"
         res = CliRunner().invoke(main, ["convert", str(src), "-o", str(out), "--json", "-q", *extra])
         assert res.exit_code == 0, res.output
-        assert json.loads(res.stdout)["conversion"]["nodes"][0]["strategy"] == strategy_name
+        node = json.loads(res.stdout)["conversion"]["nodes"][0]
+        assert node["strategy"] == strategy_name, (extra, node["strategy_reason"])
     res = CliRunner().invoke(main, ["inspect", str(src), "--target", "openvino"])
     assert res.exit_code == 0 and "channels-last Transpose" in res.output

@@ -1,0 +1,120 @@
+"""Which known toolchain bugs (:class:`deconv2sub.targets.KnownBug`) a converted model would hit.
+
+``convert --toolchain ncnn`` (or :func:`find_hits`) scans the converted graph, subgraphs included, for
+the operators of the toolchain's known bugs and reports each hit as data: the node, the bug, why it
+matches. A hit is a warning, not a refusal: the model is exact; the named toolchain may mistranslate it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+
+import onnx
+
+from .profile import KnownBug
+
+
+@dataclass(frozen=True)
+class BugHit:
+    toolchain: str
+    node: str
+    op: str
+    note: str
+    reference: str
+    detail: str = ""
+
+    def line(self) -> str:
+        """``warning: ncnn: node 'x/subpixel_shuffle' (DepthToSpace DCR): <note> [<reference>]``."""
+        what = f"{self.op}{' ' + self.detail if self.detail else ''}"
+        ref = f" [{self.reference}]" if self.reference else ""
+        return f"{self.toolchain}: node '{self.node}' ({what}): {self.note}{ref}"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from _nodes(g)
+
+
+def _shapes(model: onnx.ModelProto) -> Dict[str, List[Optional[int]]]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # shape inference is a nicety here: without it, rank/channel conditions stay unknown
+        inferred = model
+    out: Dict[str, List[Optional[int]]] = {}
+    g = inferred.graph
+    for vi in list(g.value_info) + list(g.input) + list(g.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            out[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    return out
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _matches(bug: KnownBug, node: onnx.NodeProto, shapes, opset: int) -> Optional[str]:
+    """Why ``node`` hits ``bug`` (a short detail), or None."""
+    if node.op_type != bug.op:
+        return None
+    detail = []
+    if bug.op == "DepthToSpace":
+        mode = _attr(node, "mode", b"DCR")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if opset < 11:
+            mode = "DCR"
+        if bug.mode is not None and mode != bug.mode:
+            return None
+        detail.append(mode)
+        if bug.condition == "d2s_channels_ne_block":
+            b = int(_attr(node, "blocksize", 0))
+            c = (shapes.get(node.input[0]) or [None, None])[1]
+            if c is not None and c // (b * b) == b:
+                return None
+            detail.append(f"C/b^2 = {'?' if c is None else c // (b * b)}, b = {b}")
+    if bug.min_rank:
+        rank = None
+        if node.op_type == "Transpose" and _attr(node, "perm") is not None:
+            rank = len(_attr(node, "perm"))
+        elif node.input and shapes.get(node.input[0]) is not None:
+            rank = len(shapes[node.input[0]])
+        if rank is None or rank < bug.min_rank:
+            return None
+        detail.append(f"rank {rank}")
+    if bug.axis is not None and int(_attr(node, "axis", 0)) != bug.axis:
+        return None
+    return ", ".join(detail)
+
+
+def find_hits(model: onnx.ModelProto, toolchains: Sequence[str], bugs: Iterable[KnownBug]) -> List[BugHit]:
+    """The known bugs of ``toolchains`` that nodes of ``model`` hit (its own nodes as converted)."""
+    wanted = [b for b in bugs if b.toolchain in set(toolchains)]
+    if not wanted:
+        return []
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    shapes = _shapes(model)
+    hits = []
+    for node in _nodes(model.graph):
+        for bug in wanted:
+            detail = _matches(bug, node, shapes, opset)
+            if detail is not None:
+                hits.append(BugHit(bug.toolchain, node.name or node.output[0], node.op_type, bug.note,
+                                   bug.reference, detail))
+    return hits
+
+
+def toolchains_with_bugs(bugs: Iterable[KnownBug]) -> List[str]:
+    return sorted({b.toolchain for b in bugs})
