@@ -57,10 +57,11 @@ def emission_options(f):
                      help="auto: DepthToSpace where it can express the shuffle; reshape: always Reshape/Transpose.")(f)
     f = click.option("--order", type=click.Choice(["auto", "CRD", "DCR"]), default="auto", show_default=True,
                      help="Channel order of the low-resolution Conv.")(f)
-    f = click.option("--strategy", type=click.Choice(["default", "auto", "depth_to_space", "transpose", "two_stage", "transpose_gather", "pointwise_gemm",
+    f = click.option("--strategy", type=click.Choice(["default", "auto", "depth_to_space", "low_rank_transpose", "transpose",
+                                                      "two_stage", "transpose_gather", "pointwise_gemm",
                                                       "per_phase", "channels_last", "per_phase_channels_last"]),
                      default="default", show_default=True,
-                     help="Emission: default (measured best fixed choice), auto (time the candidates per node on "
+                     help="Emission: default (the --target profile's choice), auto (time the candidates per node on "
                           "--runtime/--provider, cached), or a fixed one for reproducible output. --shuffle/--order "
                           "apply to depth_to_space.")(f)
     f = click.option("--target", default="portable", show_default=True, callback=_target_profile,

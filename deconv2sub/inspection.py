@@ -504,6 +504,9 @@ def format_inspection(report: InspectionReport, width: int = 80) -> str:
             detail = f"[{attrs}] " + detail
         lines += textwrap.wrap(detail, width, initial_indent=pad, subsequent_indent=pad + "  ",
                                break_on_hyphens=False)
+        if n.why:  # which rule of which profile chose the emission, and what it refused
+            lines += textwrap.wrap("why: " + n.why, width, initial_indent=pad, subsequent_indent=pad + "  ",
+                                   break_on_hyphens=False)
     lines.append(rule)
     t = report.totals
     macs = f"{format_count(t.macs_before)}→{format_count(t.macs_after)}" if t.macs_unknown < t.nodes else "?"

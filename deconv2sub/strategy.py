@@ -291,39 +291,45 @@ def choose_portable(material, opset: int, profile: TargetProfile) -> Emission:
     """The emission of a profile with the "portable" rule: one Conv + DepthToSpace where the target's
     DepthToSpace can express the shuffle (2-D, equal strides; a cascade of smaller blocks above
     ``max_block``; the first of the profile's modes that the opset and the groups allow), else the
-    block-swap cascade of Reshape/Transpose of at most ``max_rank`` axes; the crop folded where free."""
+    block-swap cascade of Reshape/Transpose of at most ``max_rank`` axes; the crop folded where free.
+    The reason names the profile and every form it refused, with why."""
     attrs = effective_attrs(material)
     rank = material.weight.ndim - 2
     strides = [int(v) for v in (attrs.strides or [1] * rank)]
     fold = profile.fold_crop
     label = f"target {profile.name}"
-    why = ""
+    refused = []
     if all(v == 1 for v in strides):
         return Emission("depth_to_space", "CRD", fold, f"{label}: stride 1, no shuffle")
     if rank != 2 or strides[0] != strides[1]:
-        why = "DepthToSpace is 4-D with one block size"
+        refused.append("DepthToSpace: 4-D with one block size only")
     elif not profile.depth_to_space:
-        why = "the target has no DepthToSpace"
+        refused.append("DepthToSpace: the target has none")
     else:
         blocks = block_factors(strides[0], profile.max_block)
         if blocks is None:
-            why = f"stride {strides[0]} is no product of blocks <= {profile.max_block}"
+            refused.append(f"DepthToSpace: stride {strides[0]} is no product of blocks <= {profile.max_block}")
         else:
             for mode in profile.depth_to_space:
                 if mode == "CRD" and opset < 11:
-                    why = "DepthToSpace CRD needs opset >= 11"
+                    refused.append("DepthToSpace(CRD): needs opset >= 11")
                     continue
                 if mode == "DCR" and attrs.group != 1:
-                    why = "DCR splits the groups of a grouped Conv"
+                    refused.append("DepthToSpace(DCR): would split the groups of the grouped Conv")
                     continue
                 if len(blocks) > 1 and material.emit_inputs is not None:
-                    why = "a DepthToSpace cascade reorders a quantized weight"
+                    refused.append(f"DepthToSpace({mode}) cascade: would reorder a quantized weight")
                     continue
-                cascade = "" if len(blocks) == 1 else " x".join([""] + [str(b) for b in blocks]) + " cascade"
+                cascade = "" if len(blocks) == 1 else " cascade " + "x".join(str(b) for b in blocks)
                 return Emission("depth_to_space", "DCR" if (mode == "DCR" and len(blocks) == 1) else "CRD",
-                                fold, f"{label}: Conv + DepthToSpace({mode}){cascade}",
+                                fold, f"{label}: Conv + DepthToSpace({mode}){cascade}" + _refusals(refused),
                                 blocks=tuple(blocks), modes=(mode,) * len(blocks))
     if opset < 5:
-        raise PlanError(f"opset {opset} has no Reshape with a shape input (needs >= 5) and {why}")
+        raise PlanError(f"opset {opset} has no Reshape with a shape input (needs >= 5); " + "; ".join(refused))
     return Emission("low_rank_transpose", "CRD", fold,
-                    f"{label}: Reshape/Transpose of rank <= {profile.max_rank} ({why})", max_rank=profile.max_rank)
+                    f"{label}: Reshape/Transpose of rank <= {profile.max_rank}" + _refusals(refused),
+                    max_rank=profile.max_rank)
+
+
+def _refusals(refused) -> str:
+    return "" if not refused else " (refused: " + "; ".join(refused) + ")"
