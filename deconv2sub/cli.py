@@ -21,8 +21,11 @@ EXIT_INTERRUPTED = 130
 
 # ---- shared option groups (Polygraphy-style) -----------------------------------------------------
 def runtime_options(f):
-    f = click.option("--runtime", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime",
-                     show_default=True, help="Runtime that runs both models.")(f)
+    f = click.option("--runtime", type=click.Choice(["onnxruntime", "openvino", "ncnn", "mnn", "tflite", "tvm",
+                                                     "iree"]), default="onnxruntime", show_default=True,
+                     help="Runtime that runs the models. A deployment toolchain (ncnn, mnn, tflite, tvm, iree; "
+                          "installed separately) converts the candidate with its own converter and runs it; "
+                          "the original then runs on onnxruntime.")(f)
     f = click.option("--provider", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
                      help="Execution provider: auto = CUDA when it truly works, else CPU (always reported).")(f)
     f = click.option("--require-cuda", is_flag=True, help="Fail (exit 3) instead of falling back to CPU.")(f)
@@ -230,7 +233,8 @@ def convert(model, output, force, no_verify, shuffle, order, strategy, target, t
     p = _Printer(as_json, quiet)
     job = ConvertJob(
         model=model, output=output, force=force, verify=not no_verify,
-        convert_options=ConvertOptions(shuffle=shuffle, order=order, strategy=strategy, tune_runtime=runtime,
+        convert_options=ConvertOptions(shuffle=shuffle, order=order, strategy=strategy,
+                                       tune_runtime=runtime if runtime in ("onnxruntime", "openvino") else "onnxruntime",
                                        tune_provider=provider, target=target, toolchains=toolchains),
         verify_options=_verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range,
                                        trials, atol, rtol, optimize=ort_opt),

@@ -32,7 +32,10 @@ from onnx import helper
 from .errors import InputError, NoKernelError, RuntimeUnavailableError
 from .inputs import TensorSpec, model_input_specs
 
-RUNTIMES = ("onnxruntime", "openvino")
+#: deployment toolchains (modules of :mod:`deconv2sub.toolchains`): the model goes through the
+#: toolchain's own converter and runs in its runtime
+TOOLCHAINS = ("ncnn", "mnn", "tflite", "tvm", "iree")
+RUNTIMES = ("onnxruntime", "openvino") + TOOLCHAINS
 PROVIDERS = ("auto", "cuda", "cpu")
 _CUDA_EP, _CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -381,8 +384,79 @@ def _create_openvino(source: _Source, what: str, provider: str, require_cuda: bo
 
 
 # --------------------------------------------------------------------------------------------
+# Deployment toolchains
 
-_FACTORIES = {"onnxruntime": _create_ort, "openvino": _create_openvino}
+
+class ToolchainRunner(Runner):
+    """A model taken through a deployment toolchain (:mod:`deconv2sub.toolchains`): converted by the
+    toolchain's own converter for the static input shapes of each run (once per distinct shape set),
+    then run in the toolchain's runtime. Outputs keyed by ONNX output name, in ONNX layout."""
+
+    def __init__(self, module, source: _Source, info: RuntimeInfo, what: str):
+        outputs = [o.name for o in source.metadata().graph.output]
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"deconv2sub-{module.NAME}-")
+        super().__init__(info, _specs(source, info.runtime, what), outputs, what, source.keepalive)
+        self._module = module
+        if source.path is not None:
+            self._path = source.path
+        else:
+            self._path = os.path.join(self._tmp.name, "model.onnx")
+            with open(self._path, "wb") as f:
+                f.write(source.data)
+        self._compiled: Dict[tuple, object] = {}
+
+    def _compile(self, shapes: Dict[str, Tuple[int, ...]]):
+        from .toolchains import ToolchainError
+
+        key = tuple(sorted(shapes.items()))
+        if key not in self._compiled:
+            workdir = tempfile.mkdtemp(prefix="shape-", dir=self._tmp.name)
+            try:
+                self._compiled[key] = self._module.compile(self._path, dict(shapes), workdir)
+            except ToolchainError as e:
+                # the toolchain cannot take this model: "cannot run here", like a missing kernel
+                raise NoKernelError(f"{self.info.runtime} cannot convert {self.what}: {e}") from None
+        return self._compiled[key]
+
+    def run(self, feeds, output_names=None):
+        from .toolchains import ToolchainError
+
+        names = self._wanted(output_names)
+        compiled = self._compile({k: tuple(np.shape(v)) for k, v in feeds.items()})
+        try:
+            out = compiled.run(feeds)
+        except ToolchainError as e:
+            raise InputError(f"{self.info.runtime} failed to run {self.what}: {e}") from None
+        missing = [n for n in names if n not in out]
+        if missing:
+            raise InputError(f"{self.info.runtime} gave no output '{missing[0]}' for {self.what}")
+        return {n: out[n] for n in names}
+
+
+def _toolchain_factory(name: str):
+    def create(source: _Source, what: str, provider: str, require_cuda: bool, optimize: bool,
+               threads: Optional[int]):
+        import importlib
+
+        if provider == "cuda" or require_cuda:
+            raise RuntimeUnavailableError(f"{name} runs on the CPU here; use provider cpu")
+        try:
+            module = importlib.import_module(f"deconv2sub.toolchains.{name}")
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith("deconv2sub"):
+                raise RuntimeUnavailableError(f"no {name} runner in this deconv2sub") from None
+            raise RuntimeUnavailableError(f"{name} is not installed ({e.name} missing)") from None
+        reason = module.unavailable_reason()
+        if reason:
+            raise RuntimeUnavailableError(reason)
+        version = getattr(module, "version", lambda: "")()
+        return ToolchainRunner(module, source, RuntimeInfo(name, "CPU", ["CPU"], None, version), what)
+
+    return create
+
+
+_FACTORIES = {"onnxruntime": _create_ort, "openvino": _create_openvino,
+              **{name: _toolchain_factory(name) for name in TOOLCHAINS}}
 
 
 def _specs(source: _Source, runtime: str, what: str) -> List[TensorSpec]:

@@ -1,0 +1,105 @@
+"""The plumbing of deployment-toolchain runtimes (``--runtime ncnn|mnn|tflite|tvm|iree``), with a stand-in
+toolchain module: the candidate goes through the toolchain once per input shape set, the original runs
+on ONNX Runtime, a toolchain that mistranslates fails verification, one that cannot convert the original
+is reported, and a missing toolchain is exit 3."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from deconv2sub.cli import main
+from deconv2sub.toolchains import Compiled, ToolchainError
+
+from builders import convtranspose_model, run
+
+
+class _OrtCompiled(Compiled):
+    """A stand-in 'toolchain': ONNX Runtime on the file, optionally off by ``bias``."""
+
+    def __init__(self, path, bias):
+        self.model = onnx.load(path)
+        self.output_names = [o.name for o in self.model.graph.output]
+        self.input_names = [i.name for i in self.model.graph.input]
+        self.artifacts = [path]
+        self.bias = bias
+
+    def run(self, feeds):
+        outs = run(self.model, dict(feeds))
+        return {n: o + self.bias for n, o in zip(self.output_names, outs)}
+
+
+def _fake(bias=0.0, refuse_op=None, reason=None):
+    mod = types.ModuleType("deconv2sub.toolchains.tvm")
+    mod.NAME = "tvm"
+    mod.calls = []
+    mod.unavailable_reason = lambda: reason
+    mod.version = lambda: "0.0-fake"
+
+    def compile(model_path, input_shapes, workdir):
+        mod.calls.append(dict(input_shapes))
+        ops = {n.op_type for n in onnx.load(model_path).graph.node}
+        if refuse_op in ops:
+            raise ToolchainError(f"op {refuse_op} is not supported")
+        return _OrtCompiled(model_path, bias)
+
+    mod.compile = compile
+    return mod
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    w = np.random.default_rng(0).standard_normal((4, 3, 4, 4)).astype(np.float32)
+    path = tmp_path / "m.onnx"
+    onnx.save(convtranspose_model(["N", 4, 5, 6], w, None, strides=[2, 2], pads=[1, 1, 1, 1]), path)
+    return path
+
+
+def _convert(model_file, tmp_path, *extra):
+    out = tmp_path / "out.onnx"
+    return CliRunner().invoke(main, ["convert", str(model_file), "-o", str(out), "--runtime", "tvm", *extra]), out
+
+
+def test_toolchain_verifies_the_candidate_against_ort(monkeypatch, model_file, tmp_path):
+    fake = _fake()
+    monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", fake)
+    r, out = _convert(model_file, tmp_path)
+    assert r.exit_code == 0, r.output
+    assert out.exists() and "PASSED" in r.output
+    # two trial shapes (symbolic batch): one toolchain conversion each; the original never reached it
+    assert len(fake.calls) == 2 and fake.calls[0] != fake.calls[1]
+
+
+def test_toolchain_mistranslation_fails_verification(monkeypatch, model_file, tmp_path):
+    monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", _fake(bias=0.05))
+    r, out = _convert(model_file, tmp_path)
+    assert r.exit_code == 1 and "FAILED" in r.output and not out.exists()
+
+
+def test_toolchain_that_cannot_convert_the_rewrite_fails(monkeypatch, model_file, tmp_path):
+    monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", _fake(refuse_op="DepthToSpace"))
+    r, out = _convert(model_file, tmp_path)
+    assert r.exit_code == 1 and "op DepthToSpace is not supported" in r.output and not out.exists()
+    # another target's form (no DepthToSpace) survives it
+    r, out = _convert(model_file, tmp_path, "--target", "ethos-u")
+    assert r.exit_code == 0, r.output
+
+
+def test_missing_toolchain_is_exit_3(monkeypatch, model_file, tmp_path):
+    monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", _fake(reason="TVM is not installed: pip ..."))
+    r, out = _convert(model_file, tmp_path)
+    assert r.exit_code == 3 and "TVM is not installed" in r.output and not out.exists()
+
+
+def test_validate_on_a_toolchain(monkeypatch, model_file, tmp_path):
+    monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", _fake())
+    r = CliRunner().invoke(main, ["validate", str(model_file), str(model_file), "--runtime", "tvm"])
+    assert r.exit_code == 0, r.output
+    monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", _fake(bias=1.0))
+    r = CliRunner().invoke(main, ["validate", str(model_file), str(model_file), "--runtime", "tvm"])
+    assert r.exit_code == 1, r.output
