@@ -3,14 +3,13 @@ emitted graph (checked against ONNX Runtime running the original), MACs, kept st
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import sys
 
 import numpy as np
 import onnx
 import pytest
+from builders import assert_equivalent, convtranspose_model, op_types
 from click.testing import CliRunner
 
 import deconv2sub
@@ -18,9 +17,9 @@ from deconv2sub import ConvertOptions
 from deconv2sub.cli import main
 from deconv2sub.targets import BUILTIN, ProfileError, TargetProfile, load_profile_file, resolve
 
-from builders import assert_equivalent, convtranspose_model, op_types
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+)
 
 PORTABLE_OPS = {"Conv", "DepthToSpace", "Slice", "Reshape", "Transpose"}
 
@@ -40,7 +39,9 @@ def _all_nodes(model):
 SHAPE_OPS = {"Shape", "Slice", "Mul", "Concat"}  # run-time shape arithmetic (symbolic sizes only)
 
 
-def _assert_within(profile: TargetProfile, converted: onnx.ModelProto, static: bool, shape_free: bool = True):
+def _assert_within(
+    profile: TargetProfile, converted: onnx.ModelProto, static: bool, shape_free: bool = True
+):
     """Every emitted node is one the profile allows, with its limits; without shape arithmetic where the
     sizes are static or ``shape_free`` (1-D, and 2-D with equal strides, need none)."""
     allowed = PORTABLE_OPS | ({"Gather"} if profile.gather else set())
@@ -61,8 +62,22 @@ def _assert_within(profile: TargetProfile, converted: onnx.ModelProto, static: b
 
 # ---- profiles as data ---------------------------------------------------------------------------------
 def test_builtin_profiles_are_valid_and_sourced():
-    for name in ["portable", "onnxruntime", "openvino", "tflite", "ncnn", "mnn", "tvm", "iree", "rknn",
-                 "tensorrt", "ethos-u", "ethos-n", "vivante", "kneron"]:
+    for name in [
+        "portable",
+        "onnxruntime",
+        "openvino",
+        "tflite",
+        "ncnn",
+        "mnn",
+        "tvm",
+        "iree",
+        "rknn",
+        "tensorrt",
+        "ethos-u",
+        "ethos-n",
+        "vivante",
+        "kneron",
+    ]:
         p = BUILTIN[name]
         assert p.name == name and p.source and p.description
     assert resolve(None).name == "portable"
@@ -72,22 +87,32 @@ def test_builtin_profiles_are_valid_and_sourced():
 
 def test_toml_profile(tmp_path):
     f = tmp_path / "npu.toml"
-    f.write_text('name = "npu"\ndepth_to_space = ["dcr"]\nmax_block = 2\nkeep_strides = [[1, 1]]\n'
-                 '[[bugs]]\ntoolchain = "npu"\nop = "DepthToSpace"\nmode = "CRD"\nnote = "wrong"\n')
+    f.write_text(
+        'name = "npu"\ndepth_to_space = ["dcr"]\nmax_block = 2\nkeep_strides = [[1, 1]]\n'
+        '[[bugs]]\ntoolchain = "npu"\nop = "DepthToSpace"\nmode = "CRD"\nnote = "wrong"\n'
+    )
     p = load_profile_file(str(f))
-    assert (p.name, p.depth_to_space, p.max_block, p.keep_strides) == ("npu", ("DCR",), 2, ((1, 1),))
+    assert (p.name, p.depth_to_space, p.max_block, p.keep_strides) == (
+        "npu",
+        ("DCR",),
+        2,
+        ((1, 1),),
+    )
     assert p.bugs[0].mode == "CRD" and resolve(str(f)) == p
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("depth_to_space = ['XYZ']", "depth_to_space modes"),
-    ("max_rank = 2", "max_rank"),
-    ("max_block = 1", "max_block"),
-    ("gather = 'yes'", "gather must be true or false"),
-    ("speed = 3", "unknown profile key"),
-    ("name = ", "not a valid TOML file"),
-    ("rule = 'fastest'", "rule"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("depth_to_space = ['XYZ']", "depth_to_space modes"),
+        ("max_rank = 2", "max_rank"),
+        ("max_block = 1", "max_block"),
+        ("gather = 'yes'", "gather must be true or false"),
+        ("speed = 3", "unknown profile key"),
+        ("name = ", "not a valid TOML file"),
+        ("rule = 'fastest'", "rule"),
+    ],
+)
 def test_bad_toml_profiles_are_one_line_errors(tmp_path, text, needle):
     f = tmp_path / "bad.toml"
     f.write_text(text + "\n")
@@ -108,18 +133,38 @@ def test_unknown_target_is_a_usage_error(tmp_path):
 # ---- every profile's output stays within its limits, exact against ORT --------------------------------
 SWEEP = [
     # rank, strides, kernel, pad, output_padding, group
-    (1, (2,), (4,), 1, 0, 1), (1, (8,), (16,), 4, 0, 1), (1, (3,), (5,), 2, 1, 2),
-    (2, (2, 2), (4, 4), 1, 0, 1), (2, (2, 2), (3, 3), 1, 1, 2), (2, (8, 8), (16, 16), 4, 0, 1),
-    (2, (4, 4), (4, 4), 0, 0, 2), (2, (6, 6), (6, 6), 0, 0, 1), (2, (2, 3), (4, 3), 1, 0, 1),
-    (2, (3, 2), (3, 4), 0, 1, 2), (2, (1, 1), (3, 3), 1, 0, 1),
-    (3, (2, 2, 2), (2, 2, 2), 0, 0, 1), (3, (2, 2, 2), (3, 3, 3), 1, 1, 2), (3, (2, 1, 3), (4, 3, 3), 1, 0, 1),
+    (1, (2,), (4,), 1, 0, 1),
+    (1, (8,), (16,), 4, 0, 1),
+    (1, (3,), (5,), 2, 1, 2),
+    (2, (2, 2), (4, 4), 1, 0, 1),
+    (2, (2, 2), (3, 3), 1, 1, 2),
+    (2, (8, 8), (16, 16), 4, 0, 1),
+    (2, (4, 4), (4, 4), 0, 0, 2),
+    (2, (6, 6), (6, 6), 0, 0, 1),
+    (2, (2, 3), (4, 3), 1, 0, 1),
+    (2, (3, 2), (3, 4), 0, 1, 2),
+    (2, (1, 1), (3, 3), 1, 0, 1),
+    (3, (2, 2, 2), (2, 2, 2), 0, 0, 1),
+    (3, (2, 2, 2), (3, 3, 3), 1, 1, 2),
+    (3, (2, 1, 3), (4, 3, 3), 1, 0, 1),
 ]
-PROFILES = ["portable", "tflite", "ncnn", "iree", "ethos-u", "ethos-n", "kneron", "vivante",
-            TargetProfile(name="dcr_block4", depth_to_space=("DCR",), max_block=4)]
+PROFILES = [
+    "portable",
+    "tflite",
+    "ncnn",
+    "iree",
+    "ethos-u",
+    "ethos-n",
+    "kneron",
+    "vivante",
+    TargetProfile(name="dcr_block4", depth_to_space=("DCR",), max_block=4),
+]
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p if isinstance(p, str) else p.name)
-@pytest.mark.parametrize("case", SWEEP, ids=lambda c: f"{c[0]}d-s{'x'.join(map(str, c[1]))}-k{c[2][0]}-g{c[5]}")
+@pytest.mark.parametrize(
+    "case", SWEEP, ids=lambda c: f"{c[0]}d-s{'x'.join(map(str, c[1]))}-k{c[2][0]}-g{c[5]}"
+)
 @pytest.mark.parametrize("symbolic", [False, True], ids=["static", "symbolic"])
 def test_profile_output_is_exact_and_within_limits(profile, case, symbolic):
     rank, strides, kernel, pad, op, group = case
@@ -130,8 +175,15 @@ def test_profile_output_is_exact_and_within_limits(profile, case, symbolic):
     spatial = [5, 4, 3][:rank]
     shape = [1, c] + spatial
     in_shape = ["N", c] + [f"d{i}" for i in range(rank)] if symbolic else shape
-    m = convtranspose_model(in_shape, w, b, strides=list(strides), pads=[pad] * (2 * rank),
-                            output_padding=[op] * rank if op else None, group=group)
+    m = convtranspose_model(
+        in_shape,
+        w,
+        b,
+        strides=list(strides),
+        pads=[pad] * (2 * rank),
+        output_padding=[op] * rank if op else None,
+        group=group,
+    )
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target=prof))
     entry = report.nodes[0]
     if not entry.rewritten:
@@ -139,8 +191,12 @@ def test_profile_output_is_exact_and_within_limits(profile, case, symbolic):
         assert symbolic and not prof.dynamic_shapes and "run-time shape arithmetic" in entry.reason
         return
     assert entry.strategy in ("depth_to_space", "low_rank_transpose"), entry.strategy_reason
-    shape_free = rank == 1 or (rank == 2 and strides[0] == strides[1] and prof.depth_to_space
-                               and (group == 1 or "CRD" in prof.depth_to_space))
+    shape_free = rank == 1 or (
+        rank == 2
+        and strides[0] == strides[1]
+        and prof.depth_to_space
+        and (group == 1 or "CRD" in prof.depth_to_space)
+    )
     _assert_within(prof, converted, static=not symbolic, shape_free=shape_free)
     feeds = [shape] + ([[2, c] + [v + 2 for v in spatial]] if symbolic else [])
     for i, s in enumerate(feeds):
@@ -149,14 +205,22 @@ def test_profile_output_is_exact_and_within_limits(profile, case, symbolic):
 
 def test_portable_default_2d_is_conv_depth_to_space():
     """DCGAN k4 s2 p1: Conv + DepthToSpace(CRD) + Slice, nothing else, by default."""
-    m = convtranspose_model([1, 4, 5, 6], _x((4, 3, 4, 4)), _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1])
+    m = convtranspose_model(
+        [1, 4, 5, 6], _x((4, 3, 4, 4)), _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1]
+    )
     converted, report = deconv2sub.convert_model(m)
     assert op_types(converted) == ["Conv", "DepthToSpace", "Slice"]
     assert report.target == "portable" and report.nodes[0].shuffle == "DepthToSpace(CRD)"
     assert_equivalent(m, converted, {"X": _x((1, 4, 5, 6))})
     # ENet k3 s2 p1 op1: the crop folds away (no Slice)
-    m = convtranspose_model([1, 4, 5, 6], _x((4, 3, 3, 3)), None, strides=[2, 2], pads=[1, 1, 1, 1],
-                            output_padding=[1, 1])
+    m = convtranspose_model(
+        [1, 4, 5, 6],
+        _x((4, 3, 3, 3)),
+        None,
+        strides=[2, 2],
+        pads=[1, 1, 1, 1],
+        output_padding=[1, 1],
+    )
     converted, _ = deconv2sub.convert_model(m)
     assert op_types(converted) == ["Conv", "DepthToSpace"]
     assert_equivalent(m, converted, {"X": _x((1, 4, 5, 6))})
@@ -174,7 +238,9 @@ def test_one_d_symbolic_needs_no_shape_arithmetic():
 
 def test_block_cascade_for_small_max_block():
     """Stride 8 on Ethos-N (block 2 at most): three DepthToSpace(2), channels ordered to match."""
-    m = convtranspose_model([1, 3, 4, 5], _x((3, 2, 16, 16)), _x((2,)), strides=[8, 8], pads=[4, 4, 4, 4])
+    m = convtranspose_model(
+        [1, 3, 4, 5], _x((3, 2, 16, 16)), _x((2,)), strides=[8, 8], pads=[4, 4, 4, 4]
+    )
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target="ethos-n"))
     assert op_types(converted).count("DepthToSpace") == 3
     assert report.nodes[0].shuffle == "DepthToSpace(DCR) cascade 2x2x2"
@@ -186,13 +252,27 @@ def test_sinking_follows_a_reordered_cascade():
     from onnx import TensorProto, helper, numpy_helper
 
     w, m_out = _x((3, 2, 8, 8)), 2
-    inits = [numpy_helper.from_array(w, "W")] + [numpy_helper.from_array(v.astype(np.float32), n) for n, v in [
-        ("s", 1 + _x((m_out,), 3)), ("b", _x((m_out,), 4)), ("mu", _x((m_out,), 5)), ("var", 1 + _rng(6).random(m_out))]]
-    nodes = [helper.make_node("ConvTranspose", ["X", "W"], ["t"], strides=[4, 4], pads=[2, 2, 2, 2]),
-             helper.make_node("BatchNormalization", ["t", "s", "b", "mu", "var"], ["u"]),
-             helper.make_node("Relu", ["u"], ["Y"])]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 3, 5, 5])],
-                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
+    inits = [numpy_helper.from_array(w, "W")] + [
+        numpy_helper.from_array(v.astype(np.float32), n)
+        for n, v in [
+            ("s", 1 + _x((m_out,), 3)),
+            ("b", _x((m_out,), 4)),
+            ("mu", _x((m_out,), 5)),
+            ("var", 1 + _rng(6).random(m_out)),
+        ]
+    ]
+    nodes = [
+        helper.make_node("ConvTranspose", ["X", "W"], ["t"], strides=[4, 4], pads=[2, 2, 2, 2]),
+        helper.make_node("BatchNormalization", ["t", "s", "b", "mu", "var"], ["u"]),
+        helper.make_node("Relu", ["u"], ["Y"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 3, 5, 5])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        inits,
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target="kneron"))
     assert report.nodes[0].sunk and op_types(converted).count("DepthToSpace") == 2
@@ -215,13 +295,25 @@ def test_one_by_one_input_keeps_the_macs(target):
 
 
 def test_macs_warning_for_zero_taps():
-    m = convtranspose_model([1, 4, 16, 16], _x((4, 3, 3, 3)), None, strides=[2, 2], pads=[1, 1, 1, 1],
-                            output_padding=[1, 1])
+    m = convtranspose_model(
+        [1, 4, 16, 16],
+        _x((4, 3, 3, 3)),
+        None,
+        strides=[2, 2],
+        pads=[1, 1, 1, 1],
+        output_padding=[1, 1],
+    )
     _, report = deconv2sub.convert_model(m)
     entry = report.nodes[0]
     assert entry.macs_ratio == pytest.approx(16 / 9) and entry.macs_after > 1.25 * entry.macs_before
-    assert entry.warnings and "zero taps" in entry.warnings[0] and "warning: MACs 1.78x" in entry.summary()
-    m = convtranspose_model([1, 4, 16, 16], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1])
+    assert (
+        entry.warnings
+        and "zero taps" in entry.warnings[0]
+        and "warning: MACs 1.78x" in entry.summary()
+    )
+    m = convtranspose_model(
+        [1, 4, 16, 16], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1]
+    )
     _, report = deconv2sub.convert_model(m)
     assert not report.nodes[0].warnings and report.nodes[0].macs_ratio < 1.25
 
@@ -231,7 +323,10 @@ def test_kept_strides_leave_the_node_with_the_reason():
     keep = TargetProfile(name="keeper", keep_strides=((2, 2),))
     m = convtranspose_model([1, 4, 6, 6], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1])
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target=keep))
-    assert not report.nodes[0].rewritten and "keeps ConvTranspose for strides [2, 2]" in report.nodes[0].reason
+    assert (
+        not report.nodes[0].rewritten
+        and "keeps ConvTranspose for strides [2, 2]" in report.nodes[0].reason
+    )
     assert op_types(converted) == ["ConvTranspose"]
     m = convtranspose_model([1, 4, 6, 6], _x((4, 3, 6, 6)), None, strides=[3, 3])
     _, report = deconv2sub.convert_model(m, ConvertOptions(target=keep))
@@ -247,12 +342,16 @@ def test_toolchain_bug_warnings(tmp_path):
     assert hit["toolchain"] == "iree" and hit["op"] == "DepthToSpace" and "CRD" in hit["detail"]
     _, report = deconv2sub.convert_model(m, ConvertOptions(target="iree", toolchains=("iree",)))
     assert report.toolchain_warnings == []
-    m2 = convtranspose_model([1, 4, 5, 6], _x((4, 2, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1])
+    m2 = convtranspose_model(
+        [1, 4, 5, 6], _x((4, 2, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1]
+    )
     _, report = deconv2sub.convert_model(m2, ConvertOptions(toolchains=("iree",)))
     assert report.toolchain_warnings == []  # C/b^2 = 2 = b
     src, out = tmp_path / "m.onnx", tmp_path / "o.onnx"
     onnx.save(m, src)
-    r = CliRunner().invoke(main, ["convert", str(src), "-o", str(out), "--toolchain", "iree", "--no-verify"])
+    r = CliRunner().invoke(
+        main, ["convert", str(src), "-o", str(out), "--toolchain", "iree", "--no-verify"]
+    )
     assert r.exit_code == 0 and "warning: known toolchain bug: iree" in r.output
     r = CliRunner().invoke(main, ["convert", str(src), "-o", str(out), "--toolchain", "nosuch"])
     assert r.exit_code == 2 and "no known bugs recorded for nosuch" in r.output
@@ -263,8 +362,14 @@ SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 ORIGINAL_OPS_OK = PORTABLE_OPS
 
 
-def _portable_ops_only(original: onnx.ModelProto, converted: onnx.ModelProto, shape_ops: bool = False):
-    allowed = PORTABLE_OPS | (set(op_types(original)) - {"ConvTranspose"}) | (SHAPE_OPS if shape_ops else set())
+def _portable_ops_only(
+    original: onnx.ModelProto, converted: onnx.ModelProto, shape_ops: bool = False
+):
+    allowed = (
+        PORTABLE_OPS
+        | (set(op_types(original)) - {"ConvTranspose"})
+        | (SHAPE_OPS if shape_ops else set())
+    )
     assert set(op_types(converted)) <= allowed, set(op_types(converted)) - allowed
     for n in converted.graph.node:
         if n.op_type == "Transpose":
@@ -272,7 +377,9 @@ def _portable_ops_only(original: onnx.ModelProto, converted: onnx.ModelProto, sh
     assert "ConvTranspose" not in op_types(converted)
 
 
-@pytest.mark.parametrize("name", sorted(f[:-5] for f in os.listdir(SAMPLES_DIR) if f.endswith(".onnx")))
+@pytest.mark.parametrize(
+    "name", sorted(f[:-5] for f in os.listdir(SAMPLES_DIR) if f.endswith(".onnx"))
+)
 def test_samples_default_form(name):
     original = onnx.load(os.path.join(SAMPLES_DIR, name + ".onnx"))
     converted, report = deconv2sub.convert_model(original)

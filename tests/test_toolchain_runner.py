@@ -11,12 +11,11 @@ import types
 import numpy as np
 import onnx
 import pytest
+from builders import convtranspose_model, run
 from click.testing import CliRunner
 
 from deconv2sub.cli import main
 from deconv2sub.toolchains import Compiled, ToolchainError
-
-from builders import convtranspose_model, run
 
 
 class _OrtCompiled(Compiled):
@@ -62,7 +61,9 @@ def model_file(tmp_path):
 
 def _convert(model_file, tmp_path, *extra):
     out = tmp_path / "out.onnx"
-    return CliRunner().invoke(main, ["convert", str(model_file), "-o", str(out), "--runtime", "tvm", *extra]), out
+    return CliRunner().invoke(
+        main, ["convert", str(model_file), "-o", str(out), "--runtime", "tvm", *extra]
+    ), out
 
 
 def test_toolchain_verifies_the_candidate_against_ort(monkeypatch, model_file, tmp_path):
@@ -91,7 +92,9 @@ def test_toolchain_that_cannot_convert_the_rewrite_fails(monkeypatch, model_file
 
 
 def test_missing_toolchain_is_exit_3(monkeypatch, model_file, tmp_path):
-    monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", _fake(reason="TVM is not installed: pip ..."))
+    monkeypatch.setitem(
+        sys.modules, "deconv2sub.toolchains.tvm", _fake(reason="TVM is not installed: pip ...")
+    )
     r, out = _convert(model_file, tmp_path)
     assert r.exit_code == 3 and "TVM is not installed" in r.output and not out.exists()
 

@@ -26,9 +26,21 @@ def resolve(target: Union[str, TargetProfile, None]) -> TargetProfile:
         return BUILTIN[target]
     if target.endswith(".toml") or os.sep in target or os.path.exists(target):
         return load_profile_file(target)
-    raise ProfileError(f"unknown target {target!r} (choose from: {', '.join(TARGET_NAMES)}, "
-                       "or a .toml profile file)")
+    raise ProfileError(
+        f"unknown target {target!r} (choose from: {', '.join(TARGET_NAMES)}, "
+        "or a .toml profile file)"
+    )
 
 
-__all__ = ["ALL_BUGS", "BUILTIN", "DEFAULT_TARGET", "KnownBug", "ProfileError", "TARGET_NAMES",
-           "TargetProfile", "load_profile_file", "profile_from_dict", "resolve"]
+__all__ = [
+    "ALL_BUGS",
+    "BUILTIN",
+    "DEFAULT_TARGET",
+    "KnownBug",
+    "ProfileError",
+    "TARGET_NAMES",
+    "TargetProfile",
+    "load_profile_file",
+    "profile_from_dict",
+    "resolve",
+]

@@ -48,7 +48,9 @@ def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
 def _shapes(model: onnx.ModelProto) -> Dict[str, List[Optional[int]]]:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # shape inference is a nicety here: without it, rank/channel conditions stay unknown
+    except (
+        Exception
+    ):  # shape inference is a nicety here: without it, rank/channel conditions stay unknown
         inferred = model
     out: Dict[str, List[Optional[int]]] = {}
     g = inferred.graph
@@ -99,7 +101,9 @@ def _matches(bug: KnownBug, node: onnx.NodeProto, shapes, opset: int) -> Optiona
     return ", ".join(detail)
 
 
-def find_hits(model: onnx.ModelProto, toolchains: Sequence[str], bugs: Iterable[KnownBug]) -> List[BugHit]:
+def find_hits(
+    model: onnx.ModelProto, toolchains: Sequence[str], bugs: Iterable[KnownBug]
+) -> List[BugHit]:
     """The known bugs of ``toolchains`` that nodes of ``model`` hit (its own nodes as converted)."""
     wanted = [b for b in bugs if b.toolchain in set(toolchains)]
     if not wanted:
@@ -111,8 +115,16 @@ def find_hits(model: onnx.ModelProto, toolchains: Sequence[str], bugs: Iterable[
         for bug in wanted:
             detail = _matches(bug, node, shapes, opset)
             if detail is not None:
-                hits.append(BugHit(bug.toolchain, node.name or node.output[0], node.op_type, bug.note,
-                                   bug.reference, detail))
+                hits.append(
+                    BugHit(
+                        bug.toolchain,
+                        node.name or node.output[0],
+                        node.op_type,
+                        bug.note,
+                        bug.reference,
+                        detail,
+                    )
+                )
     return hits
 
 

@@ -12,111 +12,182 @@ from typing import Dict
 from .profile import KnownBug, TargetProfile
 
 _IREE_CRD = KnownBug(
-    toolchain="iree", op="DepthToSpace", mode="CRD", condition="d2s_channels_ne_block",
+    toolchain="iree",
+    op="DepthToSpace",
+    mode="CRD",
+    condition="d2s_channels_ne_block",
     note="IREE (llvm-cpu) miscompiles DepthToSpace in CRD mode when C / b^2 != b: wrong outputs, no error",
-    reference="iree-org/iree#24179 (measured here with IREE 3.13)")
+    reference="iree-org/iree#24179 (measured here with IREE 3.13)",
+)
 _NCNN_DCR = KnownBug(
-    toolchain="ncnn", op="DepthToSpace", mode="DCR",
+    toolchain="ncnn",
+    op="DepthToSpace",
+    mode="DCR",
     note="pnnx/ncnn maps only CRD DepthToSpace to PixelShuffle; DCR does not convert",
-    reference="measured here (pnnx 20261020, ncnn 1.0.20261020)")
+    reference="measured here (pnnx 20261020, ncnn 1.0.20261020)",
+)
 _NCNN_GATHER = KnownBug(
-    toolchain="ncnn", op="Gather",
+    toolchain="ncnn",
+    op="Gather",
     note="pnnx turns a Gather into a single-index Crop or a missing 'Gather' layer: wrong or not runnable",
-    reference="measured here (pnnx 20261020)")
+    reference="measured here (pnnx 20261020)",
+)
 _NCNN_RANK = KnownBug(
-    toolchain="ncnn", op="Transpose", min_rank=5,
+    toolchain="ncnn",
+    op="Transpose",
+    min_rank=5,
     note="ncnn's Permute takes at most 4-D tensors ('permute 7-rank tensor is not supported')",
-    reference="measured here (ncnn 1.0.20261020)")
+    reference="measured here (ncnn 1.0.20261020)",
+)
 _TFLITE_RANK = KnownBug(
-    toolchain="tflite", op="Transpose", min_rank=5,
+    toolchain="tflite",
+    op="Transpose",
+    min_rank=5,
     note="LiteRT's XNNPACK delegate fails to prepare the high-rank Transpose of a 3-D shuffle",
-    reference="measured here (onnx2tf 1.29, ai-edge-litert)")
+    reference="measured here (onnx2tf 1.29, ai-edge-litert)",
+)
 _TFLITE_GATHER = KnownBug(
-    toolchain="tflite", op="Gather",
+    toolchain="tflite",
+    op="Gather",
     note="onnx2tf's layout guessing around Gather gives wrong outputs on decoder blocks",
-    reference="measured here (onnx2tf 1.29)")
+    reference="measured here (onnx2tf 1.29)",
+)
 _TVM_SHAPE = KnownBug(
-    toolchain="tvm", op="Shape",
+    toolchain="tvm",
+    op="Shape",
     note="TVM Relax's ONNX importer cannot handle run-time shape arithmetic with symbolic dims "
-         "('cannot handle ShapeExpr inputs')",
-    reference="measured here (apache-tvm 0.27)")
+    "('cannot handle ShapeExpr inputs')",
+    reference="measured here (apache-tvm 0.27)",
+)
 
 #: every known toolchain bug; ``convert --toolchain NAME`` checks the output against those of NAME
-ALL_BUGS = (_IREE_CRD, _NCNN_DCR, _NCNN_GATHER, _NCNN_RANK, _TFLITE_RANK, _TFLITE_GATHER, _TVM_SHAPE)
+ALL_BUGS = (
+    _IREE_CRD,
+    _NCNN_DCR,
+    _NCNN_GATHER,
+    _NCNN_RANK,
+    _TFLITE_RANK,
+    _TFLITE_GATHER,
+    _TVM_SHAPE,
+)
 
 _PROFILES = [
     TargetProfile(
         name="portable",
         description="Conv + DepthToSpace (CRD) + Slice, Reshape/Transpose of rank <= 4 elsewhere, static "
-                    "shapes where the model's are: the form every proof toolchain here runs",
+        "shapes where the model's are: the form every proof toolchain here runs",
         source="measured here on ncnn, MNN, LiteRT, TVM, OpenVINO and ONNX Runtime (benchmarks/toolchains)",
-        depth_to_space=("CRD",), max_rank=4),
+        depth_to_space=("CRD",),
+        max_rank=4,
+    ),
     TargetProfile(
         name="onnxruntime",
         description="ONNX Runtime CPU: the measured fastest emissions (row Gather, Gemm, phase Convs)",
         source="measured here: benchmarks/bench_blocks.py (ORT 1.31 CPU)",
-        max_rank=8, gather=True, gemm=True, phase_convs=True, rule="onnxruntime"),
+        max_rank=8,
+        gather=True,
+        gemm=True,
+        phase_convs=True,
+        rule="onnxruntime",
+    ),
     TargetProfile(
         name="openvino",
         description="OpenVINO CPU: channels-last transposes, phase Convs",
         source="measured here: benchmarks/bench_blocks.py (OpenVINO 2026.4 CPU)",
-        max_rank=8, phase_convs=True, rule="openvino"),
+        max_rank=8,
+        phase_convs=True,
+        rule="openvino",
+    ),
     TargetProfile(
         name="tflite",
         description="LiteRT/TFLite via onnx2tf: DCR maps to a native DEPTH_TO_SPACE (CRD becomes "
-                    "RESHAPE + TRANSPOSE), no Gather/Gemm, rank <= 4",
+        "RESHAPE + TRANSPOSE), no Gather/Gemm, rank <= 4",
         source="measured here (onnx2tf 1.29 -> ai-edge-litert, XNNPACK)",
-        depth_to_space=("DCR", "CRD"), max_rank=4, bugs=(_TFLITE_RANK, _TFLITE_GATHER)),
+        depth_to_space=("DCR", "CRD"),
+        max_rank=4,
+        bugs=(_TFLITE_RANK, _TFLITE_GATHER),
+    ),
     TargetProfile(
         name="ncnn",
         description="ncnn via pnnx: CRD DepthToSpace is PixelShuffle; no DCR, no Gather, Permute <= 4-D",
         source="measured here (pnnx 20261020, ncnn 1.0.20261020)",
-        depth_to_space=("CRD",), max_rank=4, bugs=(_NCNN_DCR, _NCNN_GATHER, _NCNN_RANK)),
+        depth_to_space=("CRD",),
+        max_rank=4,
+        bugs=(_NCNN_DCR, _NCNN_GATHER, _NCNN_RANK),
+    ),
     TargetProfile(
         name="mnn",
         description="MNN: DepthToSpace in both modes; rank <= 4 Reshape/Transpose",
         source="measured here (MNN from PyPI)",
-        depth_to_space=("CRD", "DCR"), max_rank=4),
+        depth_to_space=("CRD", "DCR"),
+        max_rank=4,
+    ),
     TargetProfile(
         name="tvm",
         description="TVM Relax (llvm): every form compiles; no run-time shape arithmetic with symbolic dims",
         source="measured here (apache-tvm 0.27, Relax from_onnx)",
-        depth_to_space=("CRD", "DCR"), max_rank=6, dynamic_shapes=False, bugs=(_TVM_SHAPE,)),
+        depth_to_space=("CRD", "DCR"),
+        max_rank=6,
+        dynamic_shapes=False,
+        bugs=(_TVM_SHAPE,),
+    ),
     TargetProfile(
         name="iree",
         description="IREE (llvm-cpu): DCR DepthToSpace or Reshape/Transpose (CRD is miscompiled), crop folded",
         source="measured here (iree-base-compiler 3.13); iree-org/iree#24179",
-        depth_to_space=("DCR",), max_rank=4, bugs=(_IREE_CRD,)),
+        depth_to_space=("DCR",),
+        max_rank=4,
+        bugs=(_IREE_CRD,),
+    ),
     TargetProfile(
         name="rknn",
         description="Rockchip RKNN (rk3588): DepthToSpace runs on the NPU, a 2-D Transpose falls back to CPU",
         source="measured here (rknn-toolkit2 2.5 simulator)",
-        depth_to_space=("CRD", "DCR"), max_rank=4),
+        depth_to_space=("CRD", "DCR"),
+        max_rank=4,
+    ),
     TargetProfile(
         name="tensorrt",
         description="TensorRT: DepthToSpace in both modes (shuffle layers), dynamic shapes, rank <= 8",
         source="published: TensorRT ONNX parser operator support (onnx-tensorrt docs/operators.md)",
-        depth_to_space=("CRD", "DCR"), max_rank=8, gather=True),
+        depth_to_space=("CRD", "DCR"),
+        max_rank=8,
+        gather=True,
+    ),
     TargetProfile(
         name="ethos-u",
         description="Arm Ethos-U (Vela): no DEPTH_TO_SPACE, no GATHER, TRANSPOSE of rank <= 4",
         source="published: Vela SUPPORTED_OPS.md (ethos-u-vela); not run here",
-        depth_to_space=(), max_rank=4, dynamic_shapes=False),
+        depth_to_space=(),
+        max_rank=4,
+        dynamic_shapes=False,
+    ),
     TargetProfile(
         name="ethos-n",
         description="Arm Ethos-N: DepthToSpace with block size 2 only",
         source="published: Arm NN Ethos-N backend supported operators; not run here",
-        depth_to_space=("DCR",), max_block=2, max_rank=4, dynamic_shapes=False),
+        depth_to_space=("DCR",),
+        max_block=2,
+        max_rank=4,
+        dynamic_shapes=False,
+    ),
     TargetProfile(
         name="vivante",
         description="VeriSilicon Vivante (TIM-VX): DepthToSpace in DCR mode only",
         source="published: TIM-VX operator list (DepthToSpace: DCR); not run here",
-        depth_to_space=("DCR",), max_rank=4, dynamic_shapes=False),
+        depth_to_space=("DCR",),
+        max_rank=4,
+        dynamic_shapes=False,
+    ),
     TargetProfile(
         name="kneron",
         description="Kneron KL520/KL720: DepthToSpace CRD with block size 2",
         source="published: Kneron toolchain ONNX operator support (KL520/KL720); not run here",
-        depth_to_space=("CRD",), max_block=2, max_rank=4, dynamic_shapes=False),
+        depth_to_space=("CRD",),
+        max_block=2,
+        max_rank=4,
+        dynamic_shapes=False,
+    ),
 ]
 
 BUILTIN: Dict[str, TargetProfile] = {p.name: p for p in _PROFILES}

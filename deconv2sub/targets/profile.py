@@ -103,7 +103,9 @@ class TargetProfile:
             problems.append(f"rule {self.rule!r} (choose from {', '.join(RULES)})")
         for s in self.keep_strides:
             if not s or any((not isinstance(v, int)) or v < 1 for v in s):
-                problems.append(f"keep_strides entry {list(s)!r} (positive integers per spatial axis)")
+                problems.append(
+                    f"keep_strides entry {list(s)!r} (positive integers per spatial axis)"
+                )
         if problems:
             raise ProfileError(f"target profile {self.name!r}: bad " + "; bad ".join(problems))
 
@@ -128,8 +130,10 @@ def profile_from_dict(data: dict, origin: str) -> TargetProfile:
     known = {f.name for f in fields(TargetProfile)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ProfileError(f"{origin}: unknown profile key(s) {', '.join(unknown)} "
-                           f"(known: {', '.join(sorted(known))})")
+        raise ProfileError(
+            f"{origin}: unknown profile key(s) {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
     values = dict(data)
     try:
         if "depth_to_space" in values:
@@ -173,5 +177,12 @@ def load_profile_file(path: str) -> TargetProfile:
     return profile_from_dict(data, path)
 
 
-__all__ = ["KnownBug", "TargetProfile", "ProfileError", "RULES", "D2S_MODES", "profile_from_dict",
-           "load_profile_file"]
+__all__ = [
+    "KnownBug",
+    "TargetProfile",
+    "ProfileError",
+    "RULES",
+    "D2S_MODES",
+    "profile_from_dict",
+    "load_profile_file",
+]
