@@ -29,8 +29,9 @@ from .plan import ConvTransposeAttrs, PlanError, SubPixelPlan, layout_row_channe
 from .report import REWRITTEN, SKIPPED, ConversionReport, NodeReport
 from . import strategy as _strategy
 from .optimize import SinkContext, sink_consumers
-from .shuffle import (Emitter, emit_crop, emit_gather_shuffle, emit_permuted_shuffle, emit_shuffle, gather_crop,
-                      gather_shuffle_ok, output_labels, shuffle_kind, split_labels, two_stage_labels)
+from .shuffle import (Emitter, emit_crop, emit_gather_shuffle, emit_permuted_shuffle,
+                      emit_runtime_crop, emit_shuffle, gather_crop, gather_shuffle_ok,
+                      output_labels, shuffle_kind, split_labels, two_stage_labels)
 
 __all__ = ["ConvertOptions", "convert_graph", "iter_graphs"]
 
@@ -59,6 +60,9 @@ class ConvertOptions:
     fold_crop: fold begin crops into the phase choice where that costs no tap (strategies other than
         "depth_to_space"; see :mod:`deconv2sub.plan`).
     tune_runtime / tune_provider: where "auto" measures ("onnxruntime"/"openvino", "cpu"/"cuda").
+    dynamic_shapes: whether the target runs graphs whose shapes depend on the run-time input sizes
+        (a target profile sets it). ``output_shape`` with a symbolic input size needs a crop
+        computed at run time; with False such nodes are left alone with the reason.
     target: the runtime the model is meant for, "onnxruntime" or "openvino": picks the rule of
         ``strategy="default"`` (the fastest fixed emission differs between them, see
         :func:`deconv2sub.strategy.choose_default`). Every emission is exact on every runtime.
@@ -72,6 +76,7 @@ class ConvertOptions:
     tune_provider: str = "cpu"
     fold_crop: bool = True
     target: str = "onnxruntime"
+    dynamic_shapes: bool = True
 
 
 @dataclass
@@ -338,6 +343,7 @@ def rewrite(
     """Replace ``node`` in ``graph`` by Conv + shuffle (+ crop). Raises PlanError if it cannot be planned.
 
     ``emission`` (default: chosen from ``options.strategy``) says how: see :mod:`deconv2sub.strategy`."""
+    _check_runtime_crop(material, opset, options)
     if emission is None:
         material.consumers = tuple(c.op for c in node.outputs[0].outputs) if node.outputs else ()
         emission = _strategy.select(material, opset, options)
@@ -377,7 +383,8 @@ def rewrite(
     crop_left = None  # the crop still to slice when the shuffle did part of it (Gather)
     if kind == _strategy.GATHER:
         crop_left = gather_crop(plan)
-    needs_crop = plan.needs_crop if crop_left is None else any(any(c) for c in crop_left)
+    needs_crop = plan.needs_crop if crop_left is None else (any(any(c) for c in crop_left)
+                                                            or bool(plan.runtime_axes))
     stages = [kind != "none", needs_crop]
     conv_out = y if not any(stages) else em.var("subpixel_conv_out", dtype)
     rows_layout = None  # channel layout of conv_out when it is not plan.row_layout()
@@ -433,7 +440,9 @@ def rewrite(
                                   rows_layout, channels_last=kind == _strategy.CHANNELS_LAST)
         current = shuffled
     crop = None
-    if needs_crop:
+    if needs_crop and plan.runtime_axes:
+        crop = emit_runtime_crop(em, plan, x, current, y, crop_left)
+    elif needs_crop:
         crop = emit_crop(em, plan, current, y, crop_left)
 
     # Splice: the new nodes take the old node's place, so the node list stays topologically sorted.
@@ -487,6 +496,21 @@ def rewrite(
         sunk=sunk,
         rejoin=rejoin,
     )
+
+
+def _check_runtime_crop(material: _Material, opset: int, options: ConvertOptions) -> None:
+    """Raise PlanError when the node needs a run-time crop (``output_shape`` with a symbolic input
+    size: its pads depend on the run-time size) that the target or the opset cannot have."""
+    if not _strategy.needs_runtime_crop(material):
+        return
+    what = ("output_shape with a symbolic input spatial size needs a run-time crop (its pads "
+            "depend on the run-time size)")
+    if not getattr(options, "dynamic_shapes", True):
+        raise PlanError(f"{what}, and the target does not allow dynamic shapes "
+                        "(dynamic_shapes=False)")
+    if opset < 10:
+        raise PlanError(f"{what}, which needs Slice with run-time starts (opset >= 10); the model "
+                        f"has opset {opset}")
 
 
 def _phase_note(plan: SubPixelPlan, split) -> str:

@@ -216,6 +216,13 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None,
     return fixed(single_name, group=group, rank=rank, strides=strides, opset=opset, reason=reason)
 
 
+def needs_runtime_crop(material) -> bool:
+    """Whether the node's crop is computed at run time: ``output_shape`` with a symbolic input size
+    (its pads depend on the run-time size, see :func:`deconv2sub.shuffle.emit_runtime_crop`)."""
+    return bool(material.attrs.output_shape) and (material.in_spatial is None
+                                                  or any(v is None for v in material.in_spatial))
+
+
 def select(material, opset: int, options) -> Emission:
     """The Emission for one node (``material`` from :func:`deconv2sub.rewrite.check`)."""
     attrs = material.attrs
@@ -224,6 +231,11 @@ def select(material, opset: int, options) -> Emission:
     name = options.strategy
     if name == "default" and (options.shuffle != "auto" or options.order != "auto"):
         name = "depth_to_space"  # the DepthToSpace knobs were set explicitly: they ask for that emission
+    if name == "default" and needs_runtime_crop(material):
+        # The smallest graph: one Conv, DepthToSpace (or one Reshape/Transpose), the run-time Slice.
+        return fixed("depth_to_space", group=attrs.group, rank=rank, strides=strides, opset=opset,
+                     reason="default: DepthToSpace/Reshape shuffle (crop computed at run time: "
+                            "output_shape with a symbolic input size)")
     if name == "default":
         return choose_default(group=attrs.group, rank=rank, strides=strides, opset=opset, material=material,
                               target=getattr(options, "target", "onnxruntime"))
