@@ -69,6 +69,24 @@ Pads from ``auto_pad`` / ``output_shape`` follow ONNX (checked against ONNX Runt
 ``total = s*(I - 1) + op + d*(K - 1) + 1 - out`` where ``out`` is ``output_shape`` or ``I*s`` for SAME_*;
 SAME_UPPER puts the odd unit at the end (``pb = total // 2``), every other mode at the start. For SAME_*
 without ``output_shape`` ONNX Runtime clamps a negative total (kernel smaller than stride) to 0; so do we.
+
+``output_shape`` longer than the full output (``total < 0``, ONNX's
+``test_convtranspose_output_shape``): ONNX Runtime puts every extra cell at the END, whatever
+``auto_pad`` says (measured: ``pb = 0``, ``pe = total``), and accepts at most ``-total <= s - 1 -
+op`` (it rejects the node at run time beyond that; we decline it). The derivation above holds
+unchanged for ``pe < 0``: ``y_full`` is zero past its last tap, so the extra cells are the bias
+only, and the Conv computes them from a larger end pad: ``E = ceil((op + d*(K - 1) + 1 - pe - s) /
+s) <= ceil(d*(K - 1) / s) <= L``, so ``b <= L`` (the Conv window may lie entirely in the padding,
+reading zeros). ``pb = 0`` means ``c0 = 0``: no begin crop to fold.
+
+``output_shape`` with a symbolic input size: ``total = s*I + op + d*(K - 1) + 1 - s - out`` depends
+on the run-time ``I``. The plan takes the longest output ONNX Runtime accepts, ``pb = 0`` and ``pe =
+-(s - 1 - op)`` (so ``c0 = 0`` and ``O = s*(I - 1) + op + d*(K - 1) + 1 + s - 1 - op``; ``Q - I``
+and ``e`` stay independent of ``I``), and marks the axis ``runtime_out = out``: after the shuffle it
+is cut at run time to ``[pb_rt, pb_rt + out)`` with ``pb_rt`` the begin pad above computed from
+``max(total, 0)`` (:func:`deconv2sub.shuffle.emit_runtime_crop`). That window lies inside the
+planned output for every size ONNX Runtime accepts: ``pb_rt + out <= full`` when ``total >= 0``, and
+``out = full - total <= full + s - 1 - op`` when ``total < 0``.
 """
 
 from __future__ import annotations
@@ -124,9 +142,21 @@ class AxisPlan:
     crop_begin: int  # c0
     crop_end: int  # e (cells dropped at the end of the shuffled axis)
     growth: int  # Q - I: low-resolution Conv output length minus input length
+    # ``output_shape`` on an axis whose input size is symbolic: its length, cut at run time (the
+    # begin pad depends on the input size; see the module docstring). None: the crop above is all.
+    runtime_out: Optional[int] = None
+    pad_upper: bool = False  # SAME_UPPER: the odd unit of the run-time total pad goes to the end
+
+    @property
+    def runtime_total_offset(self) -> int:
+        """``total - s*I`` of a run-time axis: ``total = s*I + op + d*(K - 1) + 1 - s - out``."""
+        taps_end = self.output_padding + self.dilation * (self.kernel - 1) + 1
+        return taps_end - self.stride - self.runtime_out
 
     def output_size(self, size: int) -> int:
         """ConvTranspose output length for input length ``size`` (the ONNX formula)."""
+        if self.runtime_out is not None:
+            return self.runtime_out
         return (
             self.stride * (size - 1)
             + self.output_padding
@@ -205,7 +235,12 @@ class SubPixelPlan:
 
     @property
     def needs_crop(self) -> bool:
-        return any(a.crop_begin or a.crop_end for a in self.axes)
+        return any(a.crop_begin or a.crop_end or a.runtime_out is not None for a in self.axes)
+
+    @property
+    def runtime_axes(self) -> list:
+        """Axes cropped at run time (``output_shape`` with a symbolic input size)."""
+        return [i for i, a in enumerate(self.axes) if a.runtime_out is not None]
 
     def output_shape(self, spatial: Sequence[int]) -> tuple:
         return tuple(a.output_size(i) for a, i in zip(self.axes, spatial))
@@ -238,7 +273,9 @@ def resolve_pads(
 ) -> tuple:
     """Begin and end pads per axis after applying ``auto_pad`` and ``output_shape``.
 
-    ``input_spatial`` (ints, or None for unknown sizes) is only needed with ``output_shape``.
+    ``input_spatial`` (ints, or None for unknown sizes) is only needed with ``output_shape``; an
+    axis whose size is unknown gets the pads of the longest output ONNX Runtime accepts (``0`` and
+    ``-(s - 1 - op)``), its crop is cut at run time (``AxisPlan.runtime_out``).
     Returns ``(pads_begin, pads_end)``.
     """
     n = len(kernel)
@@ -254,20 +291,27 @@ def resolve_pads(
             return total // 2, total - total // 2
         return total - total // 2, total // 2
 
-    if attrs.output_shape is not None and len(attrs.output_shape) > 0:
-        out = [int(v) for v in attrs.output_shape][-n:]
-        if len(out) != n:
-            raise PlanError(f"output_shape has {len(attrs.output_shape)} entries for {n} spatial axes")
-        if input_spatial is None or any(v is None for v in input_spatial):
-            raise PlanError(
-                "output_shape with a symbolic input spatial size: the pads depend on the run-time size"
-            )
+    out = runtime_output_sizes(attrs, n)
+    if out is not None:
         begins, ends = [], []
         for a in range(n):
-            total = strides[a] * (input_spatial[a] - 1) + out_pad[a] + dilations[a] * (kernel[a] - 1) + 1 - out[a]
-            if total < 0:
-                raise PlanError(f"output_shape {out[a]} on axis {a} exceeds the full transposed output")
-            b, e = split(total)
+            size = None if input_spatial is None else input_spatial[a]
+            if size is None:  # run-time crop: plan the longest output, no begin pad
+                begins.append(0)
+                ends.append(-(strides[a] - 1 - out_pad[a]))
+                continue
+            full = strides[a] * (size - 1) + out_pad[a] + dilations[a] * (kernel[a] - 1) + 1
+            total = full - out[a]
+            if total < -(strides[a] - 1 - out_pad[a]):
+                raise PlanError(
+                    f"output_shape {out[a]} on axis {a} exceeds the full transposed output "
+                    f"{full} by "
+                    f"{-total}; ONNX Runtime accepts at most stride - 1 - output_padding = "
+                    f"{strides[a] - 1 - out_pad[a]} more (it rejects the node at run time)"
+                )
+            # A negative total (longer than the full output): ONNX Runtime adds the cells at the
+            # end, whatever auto_pad says (measured); they receive no tap.
+            b, e = split(total) if total >= 0 else (0, total)
             begins.append(b)
             ends.append(e)
         return begins, ends
@@ -292,6 +336,16 @@ def resolve_pads(
     if any(p < 0 for p in pads):
         raise PlanError(f"negative pads {pads} are not supported")
     return pads[:n], pads[n:]
+
+
+def runtime_output_sizes(attrs: ConvTransposeAttrs, n: int) -> Optional[list]:
+    """The last ``n`` entries of ``output_shape`` (None when it is not given)."""
+    if attrs.output_shape is None or len(attrs.output_shape) == 0:
+        return None
+    out = [int(v) for v in attrs.output_shape][-n:]
+    if len(out) != n:
+        raise PlanError(f"output_shape has {len(attrs.output_shape)} entries for {n} spatial axes")
+    return out
 
 
 def _axis_plan(s: int, d: int, k: int, pb: int, pe: int, op: int) -> tuple:
@@ -398,6 +452,12 @@ def make_plan(
         if bias.shape != (m_out,):
             raise PlanError(f"bias has shape {list(bias.shape)}, expected [{m_out}]")
     pads_begin, pads_end = resolve_pads(attrs, kernel, input_spatial)
+    targets = runtime_output_sizes(attrs, n)
+    runtime_out = [None] * n
+    if targets is not None:
+        runtime_out = [t if input_spatial is None or input_spatial[a] is None else None
+                       for a, t in enumerate(targets)]
+    pad_upper = (attrs.auto_pad or "NOTSET").upper() == "SAME_UPPER"
 
     axes, tables = [], []
     for a in range(n):
@@ -432,6 +492,8 @@ def make_plan(
                 crop_begin=c0,
                 crop_end=ce,
                 growth=growth,
+                runtime_out=runtime_out[a],
+                pad_upper=pad_upper and runtime_out[a] is not None,
             )
         )
 

@@ -30,8 +30,8 @@ from .report import REWRITTEN, SKIPPED, ConversionReport, NodeReport
 from . import strategy as _strategy
 from .optimize import SinkContext, sink_consumers
 from .shuffle import (Emitter, cascade_plan, d2s_cascade_rows, emit_cascade_shuffle, emit_crop, emit_d2s_cascade,
-                      emit_gather_shuffle, emit_permuted_shuffle, emit_shuffle, gather_crop, gather_shuffle_ok,
-                      output_labels, shuffle_kind, split_labels, two_stage_labels)
+                      emit_gather_shuffle, emit_permuted_shuffle, emit_runtime_crop, emit_shuffle, gather_crop,
+                      gather_shuffle_ok, output_labels, shuffle_kind, split_labels, two_stage_labels)
 from .targets import resolve as resolve_target
 
 __all__ = ["ConvertOptions", "convert_graph", "iter_graphs"]
@@ -67,6 +67,9 @@ class ConvertOptions:
         is exact on every runtime.
     toolchains: names of deployment toolchains ("ncnn", "iree", ...) whose known bugs the output is
         checked against (the report's ``toolchain_warnings``; see :mod:`deconv2sub.targets.bugs`).
+    dynamic_shapes: whether the target runs graphs whose shapes depend on the run-time input sizes
+        (the target profile's ``dynamic_shapes`` must allow it too). ``output_shape`` with a symbolic
+        input size needs a crop computed at run time; with False such nodes are left alone with the reason.
     """
 
     shuffle: str = "auto"
@@ -78,6 +81,7 @@ class ConvertOptions:
     fold_crop: bool = True
     target: object = "portable"
     toolchains: tuple = ()
+    dynamic_shapes: bool = True
 
 
 @dataclass
@@ -344,6 +348,7 @@ def rewrite(
     """Replace ``node`` in ``graph`` by Conv + shuffle (+ crop). Raises PlanError if it cannot be planned.
 
     ``emission`` (default: chosen from ``options.strategy``) says how: see :mod:`deconv2sub.strategy`."""
+    _check_runtime_crop(material, opset, options)
     if emission is None:
         material.consumers = tuple(c.op for c in node.outputs[0].outputs) if node.outputs else ()
         emission = _strategy.select(material, opset, options)
@@ -403,7 +408,8 @@ def rewrite(
     crop_left = None  # the crop still to slice when the shuffle did part of it (Gather)
     if kind == _strategy.GATHER:
         crop_left = gather_crop(plan)
-    needs_crop = plan.needs_crop if crop_left is None else any(any(c) for c in crop_left)
+    needs_crop = plan.needs_crop if crop_left is None else (any(any(c) for c in crop_left)
+                                                            or bool(plan.runtime_axes))
     stages = [kind != "none", needs_crop]
     conv_out = y if not any(stages) else em.var("subpixel_conv_out", dtype)
     rows_layout = None  # channel layout of conv_out when it is not plan.row_layout()
@@ -464,7 +470,9 @@ def rewrite(
                                   rows_layout, channels_last=kind == _strategy.CHANNELS_LAST)
         current = shuffled
     crop = None
-    if needs_crop:
+    if needs_crop and plan.runtime_axes:
+        crop = emit_runtime_crop(em, plan, x, current, y, crop_left)
+    elif needs_crop:
         crop = emit_crop(em, plan, current, y, crop_left)
 
     # Splice: the new nodes take the old node's place, so the node list stays topologically sorted.
@@ -558,6 +566,20 @@ def _macs_cause(plan: SubPixelPlan, split) -> str:
     if plan.empty_phases:
         return f"{plan.empty_phases} phase(s) without taps"
     return "the Conv's padding (output larger than the input by the kernel span)"
+
+
+def _check_runtime_crop(material: _Material, opset: int, options: ConvertOptions) -> None:
+    """Raise PlanError when the node needs a run-time crop (``output_shape`` with a symbolic input
+    size: its pads depend on the run-time size) that the target or the opset cannot have."""
+    if not _strategy.needs_runtime_crop(material):
+        return
+    what = ("output_shape with a symbolic input spatial size needs a run-time crop (its pads "
+            "depend on the run-time size)")
+    if not options.dynamic_shapes or not resolve_target(options.target).dynamic_shapes:
+        raise PlanError(f"{what}, and the target does not allow dynamic shapes")
+    if opset < 10:
+        raise PlanError(f"{what}, which needs Slice with run-time starts (opset >= 10); the model "
+                        f"has opset {opset}")
 
 
 def _phase_note(plan: SubPixelPlan, split) -> str:

@@ -12,7 +12,9 @@ The Conv output is ``[N, M*P, Q1, ..., Qn]`` with channel ``m*P + phase`` ("CRD"
   run time from ``Shape`` so that no size the original left symbolic gets baked in.
 
 The crop is a Slice on the spatial axes: begin ``c0``, end ``-e`` (or "to the end"), which holds for
-every input size since ``e`` does not depend on it. Before opset 10 Slice takes attributes.
+every input size since ``e`` does not depend on it. Before opset 10 Slice takes attributes. The one
+exception, ``output_shape`` with a symbolic input size, gets its begin/end computed from the input's
+run-time shape (:func:`emit_runtime_crop`, opset >= 10).
 """
 
 from __future__ import annotations
@@ -144,6 +146,61 @@ def emit_crop(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
             axes.append(2 + a)
     _slice(em, "subpixel_crop", x, y, starts, ends, axes)
     return [list(c) for c in crops]
+
+
+def emit_runtime_crop(em: Emitter, plan: SubPixelPlan, x_in: gs.Tensor, x: gs.Variable,
+                      y: gs.Variable, crops: Optional[Sequence[Sequence[int]]] = None) -> list:
+    """Slice ``x`` into ``y`` when some axes (``plan.runtime_axes``: ``output_shape`` with a
+    symbolic input size) are cut at run time. Their begin is the ConvTranspose's begin pad, computed
+    from the run-time size ``I`` of ``x_in`` (the ConvTranspose input): ``t = max(0, s*I +
+    offset)``, begin ``t - t // 2`` (``t // 2`` for SAME_UPPER); their end is ``begin +
+    output_shape``. The other axes keep their constant crop (``crops``, default the plan's); one
+    Slice does all. Needs opset >= 10 (Slice inputs). Returns the per-axis crop for the report,
+    ``["run-time", out]`` on the run-time axes."""
+    if em.opset < 10:
+        raise ValueError("a run-time crop needs Slice with inputs (opset >= 10)")
+    if crops is None:
+        crops = [[ax.crop_begin, ax.crop_end] for ax in plan.axes]
+    dyn = plan.runtime_axes
+    axes = [plan.axes[a] for a in dyn]
+    fixed = [a for a, (b, e) in enumerate(crops) if (b or e) and a not in dyn]
+
+    def op(op_type: str, name: str, inputs, attrs=None, dtype=np.int64) -> gs.Variable:
+        out = em.var(name, dtype)
+        em.node(op_type, f"subpixel_{name}", inputs, [out], attrs)
+        return out
+
+    shape = em.var("input_shape", np.int64)
+    em.node("Shape", "subpixel_input_shape", [x_in], [shape])
+    sizes = em.var("input_sizes", np.int64)
+    input_axes = em.int64s("input_axes", [2 + a for a in dyn])
+    em.node("Gather", "subpixel_input_sizes", [shape, input_axes], [sizes], {"axis": 0})
+    scaled = op("Mul", "pad_scaled", [sizes, em.int64s("pad_strides", [a.stride for a in axes])])
+    offset = em.int64s("pad_offset", [a.runtime_total_offset for a in axes])
+    total = op("Add", "pad_total", [scaled, offset])
+    zero = em.int64s("pad_zero", [0] * len(dyn))
+    if em.opset >= 12:  # Max takes int64 from opset 12; a longer output's cells go at the end
+        clamped = op("Max", "pad_clamped", [total, zero])
+    else:
+        negative = op("Less", "pad_negative", [total, zero], dtype=np.bool_)
+        clamped = op("Where", "pad_clamped", [negative, zero, total])
+    two = em.int64s("pad_two", [2] * len(dyn))
+    half = op("Div", "pad_half", [clamped, two])  # t >= 0: integer Div is floor division
+    begin = half  # SAME_UPPER (one auto_pad per node: all run-time axes alike)
+    if not axes[0].pad_upper:
+        begin = op("Sub", "pad_rest", [clamped, half])
+    end = op("Add", "crop_ends", [begin, em.int64s("crop_sizes", [a.runtime_out for a in axes])])
+    starts, ends = begin, end
+    if fixed:
+        fixed_ends = [-crops[a][1] if crops[a][1] else int(INT64_MAX) for a in fixed]
+        fixed_starts = em.int64s("crop_starts_fixed", [crops[a][0] for a in fixed])
+        starts = op("Concat", "crop_starts_all", [fixed_starts, begin], {"axis": 0})
+        ends = op("Concat", "crop_ends_all", [em.int64s("crop_ends_fixed", fixed_ends), end],
+                  {"axis": 0})
+    crop_axes = em.int64s("crop_axes", [2 + a for a in fixed + dyn])
+    em.node("Slice", "subpixel_crop", [x, starts, ends, crop_axes], [y])
+    return [["run-time", plan.axes[a].runtime_out] if a in dyn else list(crops[a])
+            for a in range(plan.rank)]
 
 
 # ---- shuffles as labelled permutations ---------------------------------------------------------------

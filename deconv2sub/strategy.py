@@ -261,6 +261,13 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None,
     return fixed(single_name, group=group, rank=rank, strides=strides, opset=opset, reason=reason)
 
 
+def needs_runtime_crop(material) -> bool:
+    """Whether the node's crop is computed at run time: ``output_shape`` with a symbolic input size
+    (its pads depend on the run-time size, see :func:`deconv2sub.shuffle.emit_runtime_crop`)."""
+    return bool(material.attrs.output_shape) and (material.in_spatial is None
+                                                  or any(v is None for v in material.in_spatial))
+
+
 def select(material, opset: int, options) -> Emission:
     """The Emission for one node (``material`` from :func:`deconv2sub.rewrite.check`)."""
     attrs = material.attrs
@@ -275,6 +282,11 @@ def select(material, opset: int, options) -> Emission:
             raise PlanError(f"target '{profile.name}' keeps ConvTranspose for strides {strides}")
         if profile.rule == "portable":
             return choose_portable(material, opset, profile)
+        if needs_runtime_crop(material):
+            # The smallest graph: one Conv, DepthToSpace (or one Reshape/Transpose), the run-time Slice.
+            return fixed("depth_to_space", group=attrs.group, rank=rank, strides=strides, opset=opset,
+                         reason="default: DepthToSpace/Reshape shuffle (crop computed at run time: "
+                                "output_shape with a symbolic input size)")
         return choose_default(group=attrs.group, rank=rank, strides=strides, opset=opset, material=material,
                               target=profile.rule)
     if name == "auto":

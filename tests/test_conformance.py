@@ -11,10 +11,10 @@ In these models the weight ``W`` is a graph *input*. Each case is checked twice:
   compared with ORT running the original AND with the shipped expected output (where ORT agrees with it).
 
 Results with onnx 1.23.2 / onnxruntime 1.31.1: ORT and the shipped outputs agree on all 11 cases (the
-ONNX reference evaluator too). 10 cases are rewritten; ``test_convtranspose_output_shape`` (strides 3x2,
-output_shape 10x8 on a 3x3 input with a 3x3 kernel: the full transposed output is only 9 rows, so the
-padding is negative) is left as ConvTranspose with a reason — the plan does not extend outputs through
-negative padding. The models have ir_version 10 and opset 22: ORT runs them as they are; if a future
+ONNX reference evaluator too). All 11 are rewritten, ``test_convtranspose_output_shape`` included
+(strides 3x2, output_shape 10x8 on a 3x3 input with a 3x3 kernel: the full transposed output is only
+9x7, so the total padding is negative; the extra last row and column are the bias only).
+The models have ir_version 10 and opset 22: ORT runs them as they are; if a future
 onnx raises the IR version beyond ORT's, only the copy given to ORT is lowered, never the converted model.
 """
 
@@ -35,7 +35,7 @@ import deconv2sub
 ort.set_default_logger_severity(3)
 
 #: Cases the converter declines, with the reason it gives (see the module docstring).
-DECLINED = {"test_convtranspose_output_shape": "exceeds the full transposed output"}
+DECLINED: dict = {}
 #: Cases where ORT's result differs from the shipped expected output (none with the versions above).
 ORT_DIFFERS: dict = {}
 
