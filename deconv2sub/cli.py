@@ -230,6 +230,8 @@ def _print_convert(p: _Printer, result) -> None:
         where = "" if node.graph == "main" else f" [{node.graph}]"
         p.info("  " + node.summary() + where)
     p.info(result.report.summary())
+    for warning in result.report.warnings:
+        p.final(f"warning: {warning}")
     v = result.verification
     if v is not None:
         p.info(v.format_text())

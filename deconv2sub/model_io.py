@@ -258,10 +258,22 @@ def check_model(model: Union[onnx.ModelProto, PathLike], what: str = "model") ->
     only its presence checked). Models over protobuf's 2 GiB limit cannot be checked in memory; they are
     checked via a temporary skeleton file whose large tensors point at a sparse stub data file.
     """
+    complaint = checker_complaint(model)
+    if complaint is not None:
+        raise InputError(f"{what} is not a valid ONNX model: {complaint}")
+
+
+def checker_complaint(model: Union[onnx.ModelProto, PathLike]) -> Optional[str]:
+    """The ONNX checker's complaint about ``model`` (one line), or None when it passes; as
+    :func:`check_model`, which raises instead.
+
+    The checker is stricter than runtimes: ONNX Runtime runs models it refuses (e.g. graph outputs
+    declared without a shape), so ``convert`` reports a complaint rather than refusing on it alone.
+    """
     try:
         if not isinstance(model, onnx.ModelProto):
             onnx.checker.check_model(os.fspath(model), full_check=True)
-            return
+            return None
         try:
             onnx.checker.check_model(model, full_check=True)
         except ValueError as exc:
@@ -269,7 +281,8 @@ def check_model(model: Union[onnx.ModelProto, PathLike], what: str = "model") ->
                 raise
             _check_large_model(model)
     except Exception as exc:  # noqa: BLE001 - ValidationError, InferenceError, ...
-        raise InputError(f"{what} is not a valid ONNX model: {_first_line(exc)}") from None
+        return _first_line(exc)
+    return None
 
 
 def skeleton(model: onnx.ModelProto, min_bytes: int = EXTERNAL_TENSOR_MIN_BYTES, location: str = "stub.data"

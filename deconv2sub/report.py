@@ -62,6 +62,9 @@ class ConversionReport:
     """All ConvTranspose nodes found, rewritten or not."""
 
     nodes: List[NodeReport] = field(default_factory=list)
+    # about the model rather than a node, one line each: e.g. the ONNX checker's complaint about an
+    # input that ONNX Runtime loads all the same (``convert`` accepts such models)
+    warnings: List[str] = field(default_factory=list)
 
     @property
     def rewritten(self) -> List[NodeReport]:
@@ -77,6 +80,7 @@ class ConversionReport:
             "rewritten": len(self.rewritten),
             "skipped": len(self.skipped),
             "nodes": [n.to_dict() for n in self.nodes],
+            "warnings": list(self.warnings),
         }
 
     def summary(self) -> str:

@@ -47,6 +47,99 @@ def checker_refuses(model: onnx.ModelProto) -> bool:
     return False
 
 
+# ------------------------------------------------------- 1. what the checker refuses, ORT loads
+
+
+def shapeless_output_model() -> onnx.ModelProto:
+    """A ConvTranspose model whose graph output is declared without a shape (common in hand-built and
+    older exported models): the ONNX checker refuses it, ONNX Runtime runs it."""
+    m = convtranspose_model([1, 3, 6, 6], _w(3, 2, 4, 4), _w(2), strides=[2, 2], pads=[1, 1, 1, 1])
+    m.graph.output[0].CopyFrom(_vi("Y", None))
+    return m
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-verify"]])
+def test_output_without_shape_is_accepted_with_a_warning(tmp_path, extra):
+    model = shapeless_output_model()
+    assert checker_refuses(model)
+    src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
+    onnx.save(model, src)
+    code, data, err = convert(src, "-o", out, *extra)
+    assert code == 0, err
+    assert data["saved"] and data["conversion"]["rewritten"] == 1
+    warnings = data["conversion"]["warnings"]
+    assert len(warnings) == 1 and "ONNX checker" in warnings[0] and "shape" in warnings[0]
+    assert f"warning: {warnings[0]}" in err  # and a line of the text output
+    if not extra:
+        assert data["verification"]["status"] == "PASSED"
+    converted = onnx.load(out)
+    assert "ConvTranspose" not in [n.op_type for n in converted.graph.node]
+    assert_equivalent(model, converted, {"X": _w(1, 3, 6, 6)})
+
+
+def test_model_passing_the_checker_has_no_warning(tmp_path):
+    model = shapeless_output_model()
+    model.graph.output[0].CopyFrom(_vi("Y", [1, 2, 12, 12]))
+    src = tmp_path / "m.onnx"
+    onnx.save(model, src)
+    code, data, err = convert(src, "-o", tmp_path / "out.onnx")
+    assert code == 0 and data["conversion"]["warnings"] == [], err
+    assert not any(line.startswith("warning:") for line in err)
+
+
+def dangling_input_model() -> onnx.ModelProto:
+    """Parses, but neither the checker nor ONNX Runtime accepts it: a node reads a tensor nobody makes."""
+    m = convtranspose_model([1, 3, 6, 6], _w(3, 2, 4, 4), strides=[2, 2], pads=[1, 1, 1, 1])
+    m.graph.node.append(helper.make_node("Add", ["Y", "nowhere"], ["Z"]))
+    m.graph.output[0].CopyFrom(_vi("Z", None))
+    return m
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-verify"], ["--runtime", "openvino"]])
+def test_model_neither_checker_nor_ort_accepts_is_bad_input(tmp_path, extra):
+    if extra[-1:] == ["openvino"]:
+        pytest.importorskip("openvino")
+    src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
+    onnx.save(dangling_input_model(), src)
+    code, _, err = convert(src, "-o", out, *extra)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("deconv2sub: error: the input model is not a valid ONNX model: ")
+    assert "onnxruntime cannot load" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
+
+
+def test_nothing_to_rewrite_still_needs_ort_to_load(tmp_path):
+    """No ConvTranspose, so no verification session: ONNX Runtime is asked explicitly."""
+    graph = helper.make_graph([helper.make_node("Add", ["X", "nowhere"], ["Y"])], "g", [_vi("X", [2])],
+                              [_vi("Y", None)])
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), src)
+    code, _, err = convert(src, "-o", tmp_path / "out.onnx")
+    assert code == 2 and "onnxruntime cannot load" in err[0], err
+    graph.node[0].input[1] = "X"  # now ORT loads it (the output still has no shape)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), src)
+    code, data, err = convert(src, "-o", tmp_path / "out.onnx")
+    assert code == 0 and data["conversion"]["rewritten"] == 0 and len(data["conversion"]["warnings"]) == 1
+
+
+def test_rewritten_model_must_pass_the_checker_when_the_input_did(tmp_path, monkeypatch):
+    """The relaxation covers the input's own defects only: a rewrite the checker refuses is refused."""
+    real = pipeline.checker_complaint
+
+    def strict_on_output(path):
+        return "injected complaint" if ".tmp-" in str(path) else real(path)
+
+    monkeypatch.setattr(pipeline, "checker_complaint", strict_on_output)
+    src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
+    model = shapeless_output_model()
+    model.graph.output[0].CopyFrom(_vi("Y", [1, 2, 12, 12]))
+    onnx.save(model, src)
+    code, _, err = convert(src, "-o", out)
+    assert code == 2 and err == [("deconv2sub: error: the rewritten model is not a valid ONNX model: "
+                                  "injected complaint")]
+    assert not out.exists()
+
+
 # ------------------------------------------------------- 14. external data locations not read
 
 
