@@ -140,6 +140,86 @@ def test_rewritten_model_must_pass_the_checker_when_the_input_did(tmp_path, monk
     assert not out.exists()
 
 
+# ------------------------------------------------------------------------ 2. IR version 3
+
+
+def ir3_model(opset: int) -> onnx.ModelProto:
+    """An IR-3 model as 2017-2018 exporters wrote them: every initializer also a graph input.
+
+    ``C`` (added before the ConvTranspose) stays used after the rewrite; ``W`` and ``B`` do not."""
+    w, b, c = _w(3, 2, 3, 3), _w(2), _w(1, 3, 1, 1)
+    nodes = [helper.make_node("Add", ["X", "C"], ["xc"]),
+             helper.make_node("ConvTranspose", ["xc", "W", "B"], ["Y"], name="up", strides=[2, 2],
+                              pads=[1, 1, 1, 1], output_padding=[1, 1])]
+    inits = [numpy_helper.from_array(v, k) for k, v in (("W", w), ("B", b), ("C", c))]
+    inputs = [_vi("X", [1, 3, 5, 5])] + [_vi(t.name, list(t.dims)) for t in inits]
+    graph = helper.make_graph(nodes, "g", inputs, [_vi("Y", [1, 2, 10, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=3)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def assert_ir3_valid(model: onnx.ModelProto) -> None:
+    """Valid for IR 3: the checker passes and every initializer is a graph input."""
+    assert model.ir_version == 3
+    onnx.checker.check_model(model, full_check=True)
+    inputs = [vi.name for vi in model.graph.input]
+    assert all(t.name in inputs for t in model.graph.initializer)
+
+
+@pytest.mark.parametrize("opset", [7, 8])
+def test_ir3_model_converts_and_stays_valid(tmp_path, opset):
+    model = ir3_model(opset)
+    src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
+    onnx.save(model, src)
+    code, data, err = convert(src, "-o", out)
+    assert code == 0, err
+    assert data["conversion"]["rewritten"] == 1 and data["verification"]["status"] == "PASSED"
+    assert data["conversion"]["warnings"] == []
+    converted = onnx.load(out)
+    assert_ir3_valid(converted)
+    assert [o.version for o in converted.opset_import] == [opset]
+    inputs = {vi.name for vi in converted.graph.input}
+    inits = {t.name for t in converted.graph.initializer}
+    assert "C" in inputs and "C" in inits  # still used: in both lists
+    assert not {"W", "B"} & (inputs | inits)  # no longer used: in neither
+    assert_equivalent(model, converted, {"X": _w(1, 3, 5, 5)})
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_ir3_subgraph_initializers_move_to_the_main_graph(tmp_path, shared):
+    """An If branch can take no inputs, so the rewrite's weights there become main-graph initializers
+    (and inputs). ``shared``: ``Z`` is read by both branches; the export copies it into each, and the
+    copies must become one initializer again."""
+    then_nodes = [helper.make_node("ConvTranspose", ["X", "W"], ["t0" if shared else "yt"], name="up",
+                                   strides=[2, 2], pads=[1, 1, 1, 1])]
+    if shared:
+        then_nodes.append(helper.make_node("Max", ["t0", "Z"], ["yt"]))
+    then_g = helper.make_graph(then_nodes, "then", [], [_vi("yt", [1, 2, 10, 10])])
+    else_g = helper.make_graph([helper.make_node("Neg", ["Z"], ["ye"])], "else", [],
+                               [_vi("ye", [1, 2, 10, 10])])
+    inits = [numpy_helper.from_array(_w(3, 2, 4, 4), "W"), numpy_helper.from_array(_w(1, 2, 10, 10), "Z")]
+    graph = helper.make_graph(
+        [helper.make_node("If", ["cond"], ["Y"], then_branch=then_g, else_branch=else_g, name="if")], "g",
+        [_vi("X", [1, 3, 5, 5]), _vi("cond", [], TensorProto.BOOL)] + [_vi(t.name, list(t.dims)) for t in inits],
+        [_vi("Y", [1, 2, 10, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)], ir_version=3)
+    onnx.checker.check_model(model, full_check=True)
+    src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
+    onnx.save(model, src)
+    code, data, err = convert(src, "-o", out)
+    assert code == 0, err
+    assert data["conversion"]["rewritten"] == 1 and data["verification"]["status"] == "PASSED"
+    converted = onnx.load(out)
+    assert_ir3_valid(converted)
+    for attr in converted.graph.node[0].attribute:
+        assert not attr.g.initializer
+    assert [t.name for t in converted.graph.initializer].count("Z") == 1
+    x = _w(1, 3, 5, 5)
+    for cond in (True, False):
+        assert_equivalent(model, converted, {"X": x, "cond": np.array(cond)})
+
+
 # ------------------------------------------------------- 14. external data locations not read
 
 
