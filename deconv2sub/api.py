@@ -80,6 +80,64 @@ def _copy_model_fields(src: onnx.ModelProto, dst: onnx.ModelProto) -> None:
     dst.graph.doc_string = src.graph.doc_string
 
 
+#: Before IR version 4, every initializer must also be declared as a graph input.
+_IR_INITIALIZERS_AS_INPUTS = 4
+
+
+def _fit_ir_version(model: onnx.ModelProto) -> None:
+    """Make the exported ``model`` valid for its own (kept) IR version; only IR < 4 needs anything.
+
+    There every initializer must also be a graph input: the rewrite's new initializers are declared
+    in the main graph's inputs (the export already dropped the ones no longer used from both lists).
+    A subgraph (If/Loop/Scan body) cannot take extra inputs, and Constant nodes cannot hold integer
+    tensors before opset 9, so subgraph initializers move up to the main graph, which the subgraph
+    sees as its outer scope. (Names are unique model-wide; the export may put one constant into
+    each subgraph that uses it: identical copies become one initializer.)
+    """
+    if model.ir_version >= _IR_INITIALIZERS_AS_INPUTS:
+        return
+    graph = model.graph
+    hoisted = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        for sub in _node_subgraphs(node):
+            _hoist_initializers(sub, graph, hoisted)
+    declared = {vi.name for vi in graph.input}
+    for init in graph.initializer:
+        if init.name not in declared:
+            graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type,
+                                                                  list(init.dims)))
+
+
+def _node_subgraphs(node: onnx.NodeProto):
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.g
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            yield from attr.graphs
+
+
+def _hoist_initializers(sub: onnx.GraphProto, main: onnx.GraphProto,
+                        hoisted: Dict[str, onnx.TensorProto]) -> None:
+    """Move the initializers of ``sub`` and its nested subgraphs into ``main`` (``hoisted``: the
+    initializers of ``main`` by name). A different tensor under a name already there is left in
+    place: the checker then refuses the output rather than it meaning something else."""
+    gone = []
+    for i, init in enumerate(sub.initializer):
+        same = hoisted.get(init.name)
+        if same is None:
+            moved = main.initializer.add()
+            moved.CopyFrom(init)
+            hoisted[init.name] = moved
+        elif same.SerializeToString() != init.SerializeToString():
+            continue
+        gone.append(i)
+    for i in reversed(gone):
+        del sub.initializer[i]
+    for node in sub.node:
+        for nested in _node_subgraphs(node):
+            _hoist_initializers(nested, main, hoisted)
+
+
 def _first_line(exc: BaseException) -> str:
     text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
     return text if len(text) <= 300 else text[:297] + "..."
@@ -286,6 +344,7 @@ def _convert(
             except Exception as exc:  # noqa: BLE001 - e.g. a dim_param that is not valid UTF-8
                 raise InputError(f"cannot write the rewritten graph: {_first_line(exc)}") from None
             _copy_model_fields(model, out)
+            _fit_ir_version(out)
             if options is not None and options.toolchains:
                 report.toolchain_warnings = [h.to_dict() for h in toolchain_hits(out, options)]
         else:

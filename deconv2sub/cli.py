@@ -269,6 +269,8 @@ def _print_convert(p: _Printer, result) -> None:
     p.info(result.report.summary())
     for hit in result.report.toolchain_warnings:
         p.final("warning: known toolchain bug: " + BugHit(**hit).line())
+    for warning in result.report.warnings:
+        p.final(f"warning: {warning}")
     v = result.verification
     if v is not None:
         p.info(v.format_text())

@@ -149,12 +149,7 @@ def _load_external(model: onnx.ModelProto, base_dir: pathlib.Path, p: pathlib.Pa
             continue
         if tensor.HasField("raw_data"):
             continue
-        location = _location(tensor)
-        data_path = base_dir / location
-        if not location or not data_path.is_file():
-            raise InputError(
-                f"{p}: external data file {data_path} (tensor {tensor.name!r}) is missing"
-            )
+        data_path = _external_data_path(tensor, base_dir, p)
         try:
             external_data_helper.load_external_data_for_tensor(tensor, str(base_dir))
         except Exception as exc:  # noqa: BLE001
@@ -162,6 +157,33 @@ def _load_external(model: onnx.ModelProto, base_dir: pathlib.Path, p: pathlib.Pa
                 f"{p}: cannot load external data of tensor {tensor.name!r} from {data_path}: "
                 f"{_first_line(exc)}"
             ) from None
+
+
+def _external_data_path(tensor: onnx.TensorProto, base_dir: pathlib.Path,
+                        p: pathlib.Path) -> pathlib.Path:
+    """The file holding ``tensor``'s external data, in ``base_dir`` (the folder of the model ``p``).
+
+    Raises :class:`InputError` saying why when it is not read: no location, a location outside the
+    model's folder (absolute, or climbing out with ``..``; ONNX Runtime refuses these too), a
+    symbolic link (the onnx library refuses to read through one), or no such file.
+    """
+    location = _location(tensor)
+    what = f"{p}: external data of tensor {tensor.name!r}"
+    if not location:
+        raise InputError(f"{what} has no location (the model does not say which file holds it)")
+    if os.path.isabs(location):
+        raise InputError(f"{what} is not read: its location {location!r} is an absolute path, which "
+                         "points outside the model's folder (locations must be relative to it)")
+    if os.pardir in pathlib.PurePath(os.path.normpath(location)).parts:
+        raise InputError(f"{what} is not read: its location {location!r} points outside the model's "
+                         "folder")
+    data_path = base_dir / location
+    if data_path.is_symlink():
+        raise InputError(f"{what} is not read: {data_path} is a symbolic link (it may point outside "
+                         "the model's folder)")
+    if not data_path.is_file():
+        raise InputError(f"{p}: external data file {data_path} (tensor {tensor.name!r}) is missing")
+    return data_path
 
 
 def external_data_files(model: onnx.ModelProto, base_dir: PathLike) -> List[pathlib.Path]:
@@ -214,10 +236,7 @@ def verify_external_data(model: onnx.ModelProto, path: PathLike) -> None:
         if not _uses_external_data(tensor) or tensor.HasField("raw_data"):
             continue
         info = external_data_helper.ExternalDataInfo(tensor)
-        location = info.location
-        data_path = p.parent / location
-        if not location or os.path.isabs(location) or not data_path.is_file():
-            raise InputError(f"{p}: external data file {data_path} (tensor {tensor.name!r}) is missing")
+        data_path = _external_data_path(tensor, p.parent, p)
         if data_path not in sizes:
             try:
                 sizes[data_path] = data_path.stat().st_size
@@ -239,10 +258,22 @@ def check_model(model: Union[onnx.ModelProto, PathLike], what: str = "model") ->
     only its presence checked). Models over protobuf's 2 GiB limit cannot be checked in memory; they are
     checked via a temporary skeleton file whose large tensors point at a sparse stub data file.
     """
+    complaint = checker_complaint(model)
+    if complaint is not None:
+        raise InputError(f"{what} is not a valid ONNX model: {complaint}")
+
+
+def checker_complaint(model: Union[onnx.ModelProto, PathLike]) -> Optional[str]:
+    """The ONNX checker's complaint about ``model`` (one line), or None when it passes; as
+    :func:`check_model`, which raises instead.
+
+    The checker is stricter than runtimes: ONNX Runtime runs models it refuses (e.g. graph outputs
+    declared without a shape), so ``convert`` reports a complaint rather than refusing on it alone.
+    """
     try:
         if not isinstance(model, onnx.ModelProto):
             onnx.checker.check_model(os.fspath(model), full_check=True)
-            return
+            return None
         try:
             onnx.checker.check_model(model, full_check=True)
         except ValueError as exc:
@@ -250,7 +281,8 @@ def check_model(model: Union[onnx.ModelProto, PathLike], what: str = "model") ->
                 raise
             _check_large_model(model)
     except Exception as exc:  # noqa: BLE001 - ValidationError, InferenceError, ...
-        raise InputError(f"{what} is not a valid ONNX model: {_first_line(exc)}") from None
+        return _first_line(exc)
+    return None
 
 
 def skeleton(model: onnx.ModelProto, min_bytes: int = EXTERNAL_TENSOR_MIN_BYTES, location: str = "stub.data"

@@ -23,10 +23,11 @@ from typing import Callable, Dict, Optional
 import onnx
 
 from .api import convert_for_save
-from .errors import VerificationError
-from .model_io import check_model, load_model, model_files, stage_model, verify_external_data
+from .errors import InputError, NoKernelError, VerificationError
+from .model_io import checker_complaint, load_model, model_files, stage_model, verify_external_data
 from .report import ConversionReport
 from .rewrite import ConvertOptions
+from .runtimes import create_runner
 from .verify import VerificationResult, VerifyOptions, verify_models
 
 __all__ = ["ConvertJob", "ConvertResult", "run_convert"]
@@ -75,7 +76,9 @@ def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = Non
     say(f"loading {job.model}")
     original = load_model(job.model, load_external_data=False)
     verify_external_data(original, job.model)
-    check_model(job.model, "the input model")  # from the file: external data is not read
+    complaint = checker_complaint(job.model)  # from the file: external data is not read
+    if complaint is not None:
+        _require_ort_loads(job.model, complaint)  # before the rewrite meets a malformed graph
     base_dir = os.path.dirname(os.path.abspath(job.model))
     timings["load"] = time.perf_counter() - t
 
@@ -85,6 +88,8 @@ def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = Non
     del original
     timings["convert"] = time.perf_counter() - t
     result = ConvertResult(job, report, timings=timings)
+    if complaint is not None:
+        report.warnings.append(f"the input model does not pass the ONNX checker: {complaint}")
 
     t = time.perf_counter()
     say(f"writing {job.output}")
@@ -95,7 +100,7 @@ def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = Non
                          source_dir=base_dir, consume=True, detached=detached)
     del converted, detached
     with staged:  # discarded unless committed
-        check_model(staged.model_path, "the rewritten model")
+        _check_output(staged.model_path, complaint, report)
         timings["save"] = time.perf_counter() - t
 
         if job.verify and report.rewritten:
@@ -113,6 +118,33 @@ def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = Non
         timings["save"] += time.perf_counter() - t
     result.saved = True
     return result
+
+
+def _require_ort_loads(path: str, complaint: str) -> None:
+    """Accept a model the ONNX checker refused (``complaint``) only if ONNX Runtime loads it.
+
+    The checker is stricter than the runtime (e.g. on graph outputs declared without a shape); what
+    the runtime loads is a model. It is asked before the rewrite, which relies on a well-formed graph
+    (a truncated or corrupted file can still parse). A missing kernel (e.g. float64 ConvTranspose on
+    CPU) counts as loaded: the runtime read and resolved the graph."""
+    try:
+        runner = create_runner(path, runtime="onnxruntime", provider="cpu", what="the input model")
+    except NoKernelError:
+        return
+    except InputError as err:
+        raise InputError(f"the input model is not a valid ONNX model: {complaint}; and {err}") from None
+    del runner
+
+
+def _check_output(path: str, input_complaint: Optional[str], report: ConversionReport) -> None:
+    """The rewritten model must pass the ONNX checker whenever the input did (else the rewrite is at
+    fault: refused). An input that did not may hand its defect on; a new complaint is reported."""
+    complaint = checker_complaint(path)
+    if complaint is None or complaint == input_complaint:
+        return
+    if input_complaint is None:
+        raise InputError(f"the rewritten model is not a valid ONNX model: {complaint}")
+    report.warnings.append(f"the rewritten model does not pass the ONNX checker: {complaint}")
 
 
 def save_model_precheck(job: ConvertJob) -> None:

@@ -72,6 +72,9 @@ class ConversionReport:
     target: Optional[str] = None  # the target profile's name
     # known toolchain bugs the output hits (ConvertOptions.toolchains): deconv2sub.targets.bugs.BugHit
     toolchain_warnings: List[dict] = field(default_factory=list)
+    # about the model rather than a node, one line each: e.g. the ONNX checker's complaint about an
+    # input that ONNX Runtime loads all the same (``convert`` accepts such models)
+    warnings: List[str] = field(default_factory=list)
 
     @property
     def rewritten(self) -> List[NodeReport]:
@@ -89,6 +92,7 @@ class ConversionReport:
             "target": self.target,
             "nodes": [n.to_dict() for n in self.nodes],
             "toolchain_warnings": list(self.toolchain_warnings),
+            "warnings": list(self.warnings),
         }
 
     def summary(self) -> str:

@@ -312,7 +312,9 @@ def _create_ort(source: _Source, what: str, provider: str, require_cuda: bool, o
 
     model = source.data if source.data is not None else source.path
     try:
-        session = ort.InferenceSession(model, options, providers=providers)
+        # on a failure ORT's Python layer prints "EP Error ... retrying" on stdout (our --json)
+        with contextlib.redirect_stdout(io.StringIO()):
+            session = ort.InferenceSession(model, options, providers=providers)
     except Exception as e:
         raise _ort_error(f"onnxruntime cannot load {what}", e, source, device) from None
     actual = session.get_providers()
