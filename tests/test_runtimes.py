@@ -171,8 +171,8 @@ def test_run_errors_are_input_errors(model):
 
 
 def test_bad_options():
-    with pytest.raises(InputError, match="unknown runtime 'tvm'"):
-        create_runner(b"", runtime="tvm")
+    with pytest.raises(InputError, match="unknown runtime 'tensorflow'"):
+        create_runner(b"", runtime="tensorflow")
     with pytest.raises(InputError, match="unknown provider 'rocm'"):
         create_runner(b"", provider="rocm")
 
