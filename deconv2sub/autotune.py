@@ -245,11 +245,16 @@ def _measure(material, opset: int, options) -> Optional[dict]:
     except Exception:  # noqa: BLE001 - an unusual dtype/attribute: no measurement, default emission
         return None
     runs, where = {}, None
+    emitted = set()  # graphs already measured: at symbolic sizes transpose_gather is two_stage's
     for name in candidates(material, opset):
         try:
             converted, report = convert_model(model, ConvertOptions(strategy=name, sink=False))
             if not report.rewritten or report.rewritten[0].strategy != name:
                 continue
+            graph = converted.graph.SerializeToString()
+            if graph in emitted:
+                continue
+            emitted.add(graph)
             runs[name], where = _session(converted, options.tune_runtime, options.tune_provider)
             runs[name]({"X": x})
         except Exception:  # noqa: BLE001 - runtime missing, or a candidate this runtime cannot run
