@@ -208,19 +208,21 @@ def resolve_shapes(
     return result
 
 
-def symbolic_dims(specs: Iterable[TensorSpec],
-                  overrides: Optional[Mapping[str, Tuple[int, ...]]] = None) -> List[str]:
-    """Labels of the input dims that are not fixed and not given: the ``dim_param`` name, or
-    ``input[axis]`` for an unnamed one; each name once, in input order."""
-    labels: List[str] = []
+def symbolic_dim_values(specs: Iterable[TensorSpec], shapes: Mapping[str, Tuple[int, ...]],
+                        overrides: Optional[Mapping[str, Tuple[int, ...]]] = None
+                        ) -> Dict[str, int]:
+    """``{label: value in shapes}`` of the input dims that are neither fixed nor given in
+    ``overrides``: the label is the ``dim_param`` name, or ``input[axis]`` for an unnamed dim; each
+    name once, in input order."""
+    values: Dict[str, int] = {}
     for spec in specs:
         if spec.name in (overrides or {}) or spec.shape is None:
             continue
         for axis, d in enumerate(spec.shape):
             label = d if isinstance(d, str) else (f"{spec.name}[{axis}]" if d is None else None)
-            if label is not None and label not in labels:
-                labels.append(label)
-    return labels
+            if label is not None:
+                values.setdefault(label, int(shapes[spec.name][axis]))
+    return values
 
 
 def _scale_groups(specs: Sequence[TensorSpec],

@@ -33,7 +33,7 @@ from .compare import (ComparisonResult, OutputComparison, compare_arrays, compar
                       tolerances_for)
 from .errors import InputError, NoKernelError, OutputError, RuntimeUnavailableError
 from .inputs import (TensorSpec, load_npz, make_feeds, model_input_specs, resolve_shapes, save_npz,
-                     symbolic_dims, trial_shape_candidates)
+                     symbolic_dim_values, trial_shape_candidates)
 from .progress import ProgressFn, step
 from .report import ConversionReport
 from .runtimes import RuntimeInfo, create_runner
@@ -351,15 +351,10 @@ def _shape_failure(specs: Sequence[TensorSpec], options: VerifyOptions, shapes, 
                    err: InputError) -> InputError:
     """The error for an original that runs at none of the trial shapes: which symbolic dims were set
     to what, and the ``--input-shape`` options that would set them."""
-    free = symbolic_dims(specs, options.input_shapes)
+    free = symbolic_dim_values(specs, shapes, options.input_shapes)
     if not free:
         return err
-    values = []
-    for spec in specs:
-        for axis, d in enumerate(spec.shape or ()):
-            label = d if isinstance(d, str) else (f"{spec.name}[{axis}]" if d is None else None)
-            if label in free and not any(v.startswith(f"{label}=") for v in values):
-                values.append(f"{label}={shapes[spec.name][axis]}")
+    values = [f"{label}={value}" for label, value in free.items()]
     others = f"; {tried - 1} other size(s) tried too" if tried > 1 else ""
     fix = " ".join(f"--input-shape {name}:{','.join(map(str, v))}" for name, v in shapes.items())
     return InputError(f"the original model fails at the trial input shapes {_shapes_text(shapes)} "
