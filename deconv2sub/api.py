@@ -24,19 +24,28 @@ __all__ = ["convert_model", "infer_shapes"]
 ModelLike = Union[onnx.ModelProto, str, os.PathLike]
 
 
-def infer_shapes(model: onnx.ModelProto) -> Dict[str, list]:
+def infer_shapes(model: onnx.ModelProto,
+                 input_shapes: Optional[Dict[str, Tuple[int, ...]]] = None) -> Dict[str, list]:
     """Tensor name → shape (int, dim_param string, or None) from ONNX shape inference, subgraphs included.
 
     Runs on a copy; the caller's model is never modified. Failures of inference are not fatal: the pass
     then only knows what the model itself declares. Big models are inferred on a skeleton that leaves out
     the data of big initializers (inference only needs their dims), so their weights are not copied.
+    ``input_shapes`` (``{graph input: shape}``, checked: InputError) replaces the inputs' declared
+    shapes.
     """
+    from .inputs import check_input_shapes, with_input_shapes
+
+    if input_shapes:
+        check_input_shapes(model, input_shapes)
     try:
         source = model
         if model.ByteSize() > _SKELETON_BYTES:
             from .model_io import skeleton
 
             source, _ = skeleton(model, min_bytes=1 << 16)
+        if input_shapes:
+            source = with_input_shapes(source, input_shapes)
         inferred = onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=False, data_prop=True)
         del source
     except Exception:  # inference is best effort (models > 2GB, custom ops, ...)
@@ -336,7 +345,9 @@ def _convert(
             raise InputError(f"cannot read the model's graph: {_first_line(exc)}") from None
         if external_data_dir is not None:
             _lazy_external_values(graph, os.fspath(external_data_dir))
-        report = convert_graph(graph, options, shapes=infer_shapes(model))
+        given = options.input_shapes if options is not None else None
+        sizes = infer_shapes(model, given) if given else None
+        report = convert_graph(graph, options, shapes=infer_shapes(model), sizes=sizes)
         detached: Dict[str, object] = {}
         if report.rewritten:
             try:

@@ -1,13 +1,15 @@
 """``strategy="auto"``: choose each node's emission by measured latency on a runtime.
 
-For a node whose input size is known, every applicable fixed strategy is emitted for a one-node model of
-the same shape (weight shape, attributes, input size, dtype, opset), the candidates are timed together on
-the chosen runtime and provider (:func:`deconv2sub.bench.bench_models`: graph optimisations on,
-interleaved, medians) and the fastest wins. Results are cached per (runtime and version, provider,
-shape, attributes, dtype, opset): in memory for the process, and in a JSON file
-(``$DECONV2SUB_CACHE_DIR/strategy.json``, default ``~/.cache/deconv2sub``) unless
-``DECONV2SUB_CACHE_DIR`` is empty. Nothing about the node's weight values is used: timing does not
-depend on them.
+For a node whose input size is known (from the model, or else from ``ConvertOptions.input_shapes``:
+the CLI's ``--input-shape``), every applicable fixed strategy is emitted for a one-node model of the
+same shape (weight shape, attributes, input size, dtype, opset; a size the model leaves symbolic
+stays symbolic there, so each candidate is emitted as in the model, and is fed at the given size),
+the candidates are timed together on the chosen runtime and provider
+(:func:`deconv2sub.bench.bench_models`: graph optimisations on, interleaved, medians) and the
+fastest wins. Results are cached per (runtime and version, provider, shape, attributes, dtype,
+opset): in memory for the process, and in a JSON file (``$DECONV2SUB_CACHE_DIR/strategy.json``,
+default ``~/.cache/deconv2sub``) unless ``DECONV2SUB_CACHE_DIR`` is empty. Nothing about the node's
+weight values is used: timing does not depend on them.
 """
 
 from __future__ import annotations
@@ -109,7 +111,11 @@ def candidates(material, opset: int) -> list:
 
 
 def _one_node_model(material, opset: int) -> Tuple[onnx.ModelProto, np.ndarray]:
-    """ConvTranspose of the node's shape with random weights; returns (model, input)."""
+    """ConvTranspose of the node's shape with random weights; returns (model, input).
+
+    The input declares what the node's model declares (a symbolic size stays symbolic, so every
+    candidate is emitted as it would be there: no Gather baked for a size the model leaves open) and
+    the data has the sizes to measure at (:meth:`deconv2sub.rewrite._Material.sizes`)."""
     attrs = material.attrs
     dtype = np.dtype(material.dtype or material.weight.dtype)
     if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
@@ -128,24 +134,37 @@ def _one_node_model(material, opset: int) -> Tuple[onnx.ModelProto, np.ndarray]:
     if attrs.auto_pad and attrs.auto_pad != "NOTSET":
         kw["auto_pad"] = attrs.auto_pad
     node = helper.make_node("ConvTranspose", inputs, ["Y"], name="node", group=attrs.group, **kw)
-    shape = [material.batch or 1, material.weight.shape[0], *material.in_spatial]
-    graph = helper.make_graph([node], "tune", [helper.make_tensor_value_info("X", elem, shape)],
+    batch, spatial = material.sizes()
+    shape = [batch or 1, material.weight.shape[0], *spatial]
+    declared = [material.batch or "N", shape[1],
+                *[f"S{i}" if v is None else v
+                  for i, v in enumerate(material.in_spatial or spatial)]]
+    graph = helper.make_graph([node], "tune", [helper.make_tensor_value_info("X", elem, declared)],
                               [helper.make_tensor_value_info("Y", elem, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(opset, 7))], ir_version=7)
     return model, rng.standard_normal(shape).astype(dtype)
 
 
-CACHE_VERSION = 2  # bump when the candidates change (2: the channels-last emissions)
+# Bump when the candidates change (2: the channels-last emissions; 3: symbolic sizes stay symbolic).
+CACHE_VERSION = 3
 
 
 def _key(material, opset: int, options) -> str:
     a = material.attrs
     parts = [f"v{CACHE_VERSION}", options.tune_runtime, _runtime_version(options.tune_runtime), options.tune_provider,
              str(np.dtype(material.dtype or material.weight.dtype)), str(list(material.weight.shape)),
-             str(material.bias is not None), str([material.batch or 1] + list(material.in_spatial)),
+             str(material.bias is not None), _sizes_key(material),
              str([a.strides, a.dilations, a.pads, a.output_padding, a.output_shape, a.auto_pad, a.group]),
              f"opset{opset}", "q" if material.emit_inputs is not None else "f"]
     return "|".join(parts)
+
+
+def _sizes_key(material) -> str:
+    """The measured sizes, ``?`` marking those the model leaves symbolic (emitted differently)."""
+    batch, spatial = material.sizes()
+    declared = [material.batch] + list(material.in_spatial or [None] * len(spatial))
+    measured = [batch or 1, *spatial]
+    return str([f"{v}" if d is not None else f"{v}?" for v, d in zip(measured, declared)])
 
 
 def tune(material, opset: int, options) -> "_strategy.Emission":
@@ -159,8 +178,9 @@ def tune(material, opset: int, options) -> "_strategy.Emission":
     def fallback(why: str) -> "_strategy.Emission":
         return _strategy.Emission(default.strategy, default.order, default.fold_crop, f"auto: {why}; {default.reason}")
 
-    if material.in_spatial is None or any(v is None for v in material.in_spatial):
-        return fallback("input size unknown, nothing to measure")
+    _, spatial = material.sizes()
+    if spatial is None or any(v is None for v in spatial):
+        return fallback("input size unknown, nothing to measure (give it with --input-shape)")
     key = _key(material, opset, options)
     with _LOCK:
         entry = _MEMORY.get(key)
@@ -198,10 +218,10 @@ def _session(model: onnx.ModelProto, runtime: str, provider: str):
             f"openvino {ov.__version__.split('-')[0]} on CPU"
     import onnxruntime as ort
 
-    from .runtimes import cuda_status
+    from .runtimes import ORT_QUIET, cuda_status
 
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = ORT_QUIET
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     cuda = provider in ("cuda", "auto") and cuda_status()[0]
@@ -225,11 +245,16 @@ def _measure(material, opset: int, options) -> Optional[dict]:
     except Exception:  # noqa: BLE001 - an unusual dtype/attribute: no measurement, default emission
         return None
     runs, where = {}, None
+    emitted = set()  # graphs already measured: at symbolic sizes transpose_gather is two_stage's
     for name in candidates(material, opset):
         try:
             converted, report = convert_model(model, ConvertOptions(strategy=name, sink=False))
             if not report.rewritten or report.rewritten[0].strategy != name:
                 continue
+            graph = converted.graph.SerializeToString()
+            if graph in emitted:
+                continue
+            emitted.add(graph)
             runs[name], where = _session(converted, options.tune_runtime, options.tune_provider)
             runs[name]({"X": x})
         except Exception:  # noqa: BLE001 - runtime missing, or a candidate this runtime cannot run

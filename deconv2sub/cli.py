@@ -471,7 +471,8 @@ def bench(model, candidate, runtime, provider, require_cuda, input_shapes, input
         p.progress("converting in memory")
         other, conversion = convert_model(original, ConvertOptions(shuffle=shuffle, order=order, strategy=strategy,
                                                                    tune_runtime=runtime, tune_provider=provider,
-                                                                   target=target))
+                                                                   target=target,
+                                                                   input_shapes=shapes))
         source = f"{model}, converted in memory"
     specs = model_input_specs(original)
     if inputs_npz:

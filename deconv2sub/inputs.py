@@ -8,12 +8,13 @@ at two different sizes catches that.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
 import zipfile
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnx
@@ -106,14 +107,23 @@ def parse_input_shapes(values: Iterable[str]) -> Dict[str, Tuple[int, ...]]:
     return shapes
 
 
-def _default_dim(axis: int, trial: int) -> int:
+def _default_dim(axis: int, trial: int, scale: float = 1) -> int:
     """Size for a symbolic/unknown axis: axis 0 (batch) 1, 2, 3, ...; other axes 16, 32, 48, ...
+    (times ``scale``, see :func:`trial_shape_candidates`).
 
     Later trials use other sizes so that a graph which baked in the first size fails the comparison.
     They stay multiples of 16 because real models often need that (U-Nets concatenate skips after four
     halvings); odd sizes are covered by the test suite and can be given with --input-shape.
     """
-    return 1 + trial if axis == 0 else 16 * (trial + 1)
+    return 1 + trial if axis == 0 else max(1, int(16 * (trial + 1) * scale))
+
+
+def _other_size(axis: int, given: int, trial: int) -> int:
+    """Trial ``trial``'s size for a symbolic axis that the user set to ``given`` (trial 0 keeps it).
+
+    The batch grows by one per trial; other axes are multiplied by ``trial + 1``, which keeps every
+    divisibility the given size has and every tie of the form ``a = k * b`` between two inputs."""
+    return given + trial if axis == 0 else given * (trial + 1)
 
 
 def check_shape(spec: TensorSpec, shape: Tuple[int, ...], source: str) -> None:
@@ -133,17 +143,28 @@ def check_shape(spec: TensorSpec, shape: Tuple[int, ...], source: str) -> None:
             )
 
 
+def _given_shape(spec: TensorSpec, given: Tuple[int, ...], trial: int) -> Tuple[int, ...]:
+    """The user's shape for trial 0; later trials vary its symbolic axes (:func:`_other_size`)."""
+    if trial == 0 or spec.shape is None:
+        return tuple(int(d) for d in given)
+    return tuple(int(g) if isinstance(d, int) else _other_size(axis, int(g), trial)
+                 for axis, (d, g) in enumerate(zip(spec.shape, given)))
+
+
 def resolve_shapes(
-    specs: Iterable[TensorSpec], overrides: Mapping[str, Tuple[int, ...]], trial: int = 0
+    specs: Iterable[TensorSpec], overrides: Mapping[str, Tuple[int, ...]], trial: int = 0,
+    scales: Optional[Mapping[str, float]] = None,
 ) -> Dict[str, Tuple[int, ...]]:
     """Concrete shape for every input.
 
-    Overrides win (after checking them against rank and fixed dims). A symbolic dim gets one
-    value across all inputs (an override of ``batch`` on one input applies to every input
-    using ``batch``), because the model may rely on them being equal. Remaining unknown dims get
-    ``_default_dim(axis, trial)``.
+    Overrides win (after checking them against rank and fixed dims) in trial 0; later trials vary
+    their symbolic axes (:func:`_other_size`), so that a size baked into a rewrite still shows up. A
+    symbolic dim gets one value across all inputs (an override of ``batch`` on one input applies to
+    every input using ``batch``), because the model may rely on them being equal. Remaining unknown
+    dims get ``_default_dim(axis, trial)``, the non-batch ones times ``scales[input]`` (default 1).
     """
     specs = list(specs)
+    scales = scales or {}
     known = {s.name for s in specs}
     unknown = [n for n in overrides if n not in known]
     if unknown:
@@ -152,11 +173,13 @@ def resolve_shapes(
         )
 
     bound: Dict[str, Tuple[int, str]] = {}  # dim_param -> (value, input that set it)
+    given: Dict[str, Tuple[int, ...]] = {}
     for spec in specs:
         if spec.name not in overrides:
             continue
         shape = tuple(int(d) for d in overrides[spec.name])
         check_shape(spec, shape, "the given shape")
+        shape = given[spec.name] = _given_shape(spec, shape, trial)
         for want, got in zip(spec.shape or (), shape):
             if isinstance(want, str):
                 prev = bound.setdefault(want, (got, spec.name))
@@ -167,21 +190,128 @@ def resolve_shapes(
 
     result: Dict[str, Tuple[int, ...]] = {}
     for spec in specs:
-        if spec.name in overrides:
-            result[spec.name] = tuple(int(d) for d in overrides[spec.name])
+        if spec.name in given:
+            result[spec.name] = given[spec.name]
             continue
         if spec.shape is None:
             raise InputError(f"input '{spec.name}' has unknown rank; give its shape explicitly (NAME:D1,D2,...)")
         shape = []
+        scale = scales.get(spec.name, 1)
         for axis, d in enumerate(spec.shape):
             if isinstance(d, int):
                 shape.append(d)
             elif isinstance(d, str):
-                shape.append(bound.setdefault(d, (_default_dim(axis, trial), spec.name))[0])
+                shape.append(bound.setdefault(d, (_default_dim(axis, trial, scale), spec.name))[0])
             else:
-                shape.append(_default_dim(axis, trial))
+                shape.append(_default_dim(axis, trial, scale))
         result[spec.name] = tuple(shape)
     return result
+
+
+def symbolic_dim_values(specs: Iterable[TensorSpec], shapes: Mapping[str, Tuple[int, ...]],
+                        overrides: Optional[Mapping[str, Tuple[int, ...]]] = None
+                        ) -> Dict[str, int]:
+    """``{label: value in shapes}`` of the input dims that are neither fixed nor given in
+    ``overrides``: the label is the ``dim_param`` name, or ``input[axis]`` for an unnamed dim; each
+    name once, in input order."""
+    values: Dict[str, int] = {}
+    for spec in specs:
+        if spec.name in (overrides or {}) or spec.shape is None:
+            continue
+        for axis, d in enumerate(spec.shape):
+            label = d if isinstance(d, str) else (f"{spec.name}[{axis}]" if d is None else None)
+            if label is not None:
+                values.setdefault(label, int(shapes[spec.name][axis]))
+    return values
+
+
+def _scale_groups(specs: Sequence[TensorSpec],
+                  overrides: Mapping[str, Tuple[int, ...]]) -> List[List[str]]:
+    """Inputs whose non-batch symbolic dims are scaled together: an input with such dims and not
+    given by the user is one group, merged with every other input that shares a dim name with it."""
+    groups: List[Tuple[set, List[str]]] = []  # (dim names, input names)
+    for spec in specs:
+        if spec.name in overrides or spec.shape is None:
+            continue
+        free = [d for d in spec.shape[1:] if not isinstance(d, int)]
+        if not free:
+            continue
+        names = {d for d in free if isinstance(d, str)}
+        merged = [g for g in groups if g[0] & names]
+        for g in merged:
+            groups.remove(g)
+        groups.append((names.union(*[g[0] for g in merged]),
+                       [n for g in merged for n in g[1]] + [spec.name]))
+    return [g[1] for g in groups]
+
+
+#: Scale factors :func:`trial_shape_candidates` tries per group of inputs (16 * 0.5 is still an
+#: integer), and how many sets at most.
+TRIAL_SCALES = (1, 0.5, 2, 4, 8)
+MAX_TRIAL_CANDIDATES = 16
+#: A scaled candidate with an input of more elements than this is not tried (3-D inputs grow fast).
+MAX_TRIAL_ELEMENTS = 1 << 24
+
+
+def trial_shape_candidates(
+    specs: Sequence[TensorSpec], overrides: Mapping[str, Tuple[int, ...]], trial: int = 0
+) -> List[Dict[str, Tuple[int, ...]]]:
+    """Input shapes to try for trial ``trial``, the plain :func:`resolve_shapes` first.
+
+    The graph may tie the sizes of different inputs in ways their dim names do not say (a U-Net's
+    skip input is twice the size of the tensor it is concatenated with), so when the model fails at
+    the plain shapes, verification tries these next: every group of inputs (:func:`_scale_groups`)
+    has its non-batch symbolic dims scaled by one of ``TRIAL_SCALES``, fewest elements first (at
+    most ``MAX_TRIAL_CANDIDATES`` sets in all, none with an input above ``MAX_TRIAL_ELEMENTS``).
+    A single group scaled up covers models that need sizes divisible by more than 16.
+    """
+    specs = list(specs)
+    groups = _scale_groups(specs, overrides)
+    plain = resolve_shapes(specs, overrides, trial)
+    combos = itertools.islice(itertools.product(TRIAL_SCALES, repeat=len(groups)), 4096)
+    scaled = []
+    for combo in combos:
+        scales = {n: f for f, group in zip(combo, groups) for n in group}
+        shapes = resolve_shapes(specs, overrides, trial, scales)
+        sizes = [int(np.prod(v)) for v in shapes.values()]
+        if max(sizes, default=0) <= MAX_TRIAL_ELEMENTS:
+            scaled.append((sum(sizes), len(scaled), shapes))
+    out = [plain]
+    for _, _, shapes in sorted(scaled, key=lambda t: t[:2]):
+        if shapes not in out:
+            out.append(shapes)
+        if len(out) >= MAX_TRIAL_CANDIDATES:
+            break
+    return out
+
+
+def check_input_shapes(model: onnx.ModelProto, overrides: Mapping[str, Sequence[int]]) -> None:
+    """InputError when ``overrides`` name an input the model lacks or contradict its rank or its
+    fixed dims."""
+    specs = {s.name: s for s in model_input_specs(model)}
+    unknown = [n for n in overrides if n not in specs]
+    if unknown:
+        raise InputError(f"shape given for '{unknown[0]}', which is not a model input "
+                         f"(inputs: {', '.join(sorted(specs)) or 'none'})")
+    for name, shape in overrides.items():
+        check_shape(specs[name], tuple(shape), "the given shape")
+
+
+def with_input_shapes(model: onnx.ModelProto,
+                      overrides: Mapping[str, Sequence[int]]) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph inputs have the given concrete shapes (checked with
+    :func:`check_input_shapes`). It copies the weights too: for shape inference of a big model, pass
+    a skeleton (see :func:`deconv2sub.api.infer_shapes`)."""
+    check_input_shapes(model, overrides)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for vi in out.graph.input:
+        if vi.name in overrides:
+            dims = vi.type.tensor_type.shape.dim
+            del dims[:]
+            for d in overrides[vi.name]:
+                dims.add().dim_value = int(d)
+    return out
 
 
 def make_feeds(

@@ -27,8 +27,6 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from .api import infer_shapes
-from .errors import InputError
-from .inputs import check_shape, model_input_specs
 from .progress import ProgressFn, step
 from .rewrite import ConvertOptions, convert_graph, iter_graphs
 
@@ -275,26 +273,6 @@ def _opset(model: onnx.ModelProto) -> Optional[int]:
     return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def _with_input_shapes(model: onnx.ModelProto, overrides: Mapping[str, Sequence[int]]) -> onnx.ModelProto:
-    """A copy of ``model`` whose graph inputs have the given concrete shapes (checked against the model)."""
-    specs = {s.name: s for s in model_input_specs(model)}
-    unknown = [n for n in overrides if n not in specs]
-    if unknown:
-        raise InputError(f"shape given for '{unknown[0]}', which is not a model input "
-                         f"(inputs: {', '.join(sorted(specs)) or 'none'})")
-    for name, shape in overrides.items():
-        check_shape(specs[name], tuple(shape), "the given shape")
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    for vi in out.graph.input:
-        if vi.name in overrides:
-            dims = vi.type.tensor_type.shape.dim
-            del dims[:]
-            for d in overrides[vi.name]:
-                dims.add().dim_value = int(d)
-    return out
-
-
 # ---- the inspection ------------------------------------------------------------------------------
 def inspect_model(
     model: onnx.ModelProto,
@@ -303,15 +281,17 @@ def inspect_model(
     path: Optional[str] = None,
     progress: Optional[ProgressFn] = None,
 ) -> InspectionReport:
-    """Inspect every ConvTranspose of ``model`` (not modified). ``input_shapes`` fixes symbolic input
-    dims for the size-dependent numbers (MACs, output shapes); the planned emission is what ``convert``
-    (with the same ``options``) would emit for the model as it is."""
+    """Inspect every ConvTranspose of ``model`` (not modified). ``input_shapes`` (default:
+    ``options.input_shapes``) fixes symbolic input dims for the size-dependent numbers (MACs, output
+    shapes) and for ``strategy="auto"``'s measurements; the planned emission is what ``convert``
+    (with the same options and input shapes) would emit for the model as it is."""
     options = options or ConvertOptions()
+    input_shapes = input_shapes or options.input_shapes
     step(progress, "inferring shapes")
     plan_shapes = infer_shapes(model)
     size_shapes = plan_shapes
     if input_shapes:
-        size_shapes = infer_shapes(_with_input_shapes(model, input_shapes))
+        size_shapes = infer_shapes(model, input_shapes)
 
     step(progress, "reading ConvTranspose nodes")
     graph = gs.import_onnx(model)
@@ -323,7 +303,8 @@ def inspect_model(
             before.append((gpath, node, _snapshot(node, size_shapes)))
 
     step(progress, "planning the rewrite")
-    report = convert_graph(graph, options, shapes=plan_shapes)
+    sizes = size_shapes if input_shapes else None
+    report = convert_graph(graph, options, shapes=plan_shapes, sizes=sizes)
     entries = {(e.graph, e.output): e for e in report.nodes}
     graphs = {gpath: g for g, gpath in iter_graphs(graph)}
 

@@ -15,6 +15,7 @@ once by the runtime, never several times over.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = Non
 
     t = time.perf_counter()
     say("rewriting ConvTranspose nodes")
-    converted, report, detached = convert_for_save(original, job.convert_options, base_dir)
+    converted, report, detached = convert_for_save(original, _convert_options(job), base_dir)
     del original
     timings["convert"] = time.perf_counter() - t
     result = ConvertResult(job, report, timings=timings)
@@ -145,6 +146,15 @@ def _check_output(path: str, input_complaint: Optional[str], report: ConversionR
     if input_complaint is None:
         raise InputError(f"the rewritten model is not a valid ONNX model: {complaint}")
     report.warnings.append(f"the rewritten model does not pass the ONNX checker: {complaint}")
+
+
+def _convert_options(job: ConvertJob) -> ConvertOptions:
+    """The job's ConvertOptions; the input shapes verification runs at are also the sizes the
+    emission choice assumes, unless the options name their own (``ConvertOptions.input_shapes``)."""
+    options = job.convert_options
+    if not options.input_shapes and job.verify_options.input_shapes:
+        options = dataclasses.replace(options, input_shapes=dict(job.verify_options.input_shapes))
+    return options
 
 
 def save_model_precheck(job: ConvertJob) -> None:

@@ -70,6 +70,10 @@ class ConvertOptions:
     dynamic_shapes: whether the target runs graphs whose shapes depend on the run-time input sizes
         (the target profile's ``dynamic_shapes`` must allow it too). ``output_shape`` with a symbolic
         input size needs a crop computed at run time; with False such nodes are left alone with the reason.
+    input_shapes: ``{graph input: shape}`` to assume where the model's dims are symbolic (the CLI's
+        ``--input-shape``), for the decisions that stay exact at every size: the sizes ``"auto"``
+        measures at. They never make the rewrite bake a size the model leaves symbolic (the row
+        Gather, the Gemm): the model stays dynamic.
     """
 
     shuffle: str = "auto"
@@ -82,6 +86,7 @@ class ConvertOptions:
     target: object = "portable"
     toolchains: tuple = ()
     dynamic_shapes: bool = True
+    input_shapes: Dict[str, Tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,6 +104,19 @@ class _Material:
     emit_inputs: Optional[Callable] = None  # (emitter, plan) -> [weight tensor, bias tensor?]
     after: Optional[Callable] = None  # (graph, unique, base) -> names of nodes added after the rewrite
     consumers: Tuple[str, ...] = ()  # op types reading the node's output (the default rule looks for BN)
+    # The input's sizes at the user's --input-shape (ConvertOptions.input_shapes): where
+    # ``in_spatial`` / ``batch`` are known these equal them, else only speed decisions may use them
+    # (nothing is baked from them).
+    size_hint: Optional[List[Optional[int]]] = None
+    batch_hint: Optional[int] = None
+
+    def sizes(self) -> Tuple[Optional[int], Optional[List[Optional[int]]]]:
+        """(batch, spatial sizes) to decide speed by: what the model fixes, else the size hint."""
+        spatial = self.in_spatial
+        if self.size_hint is not None and (spatial is None or None in spatial):
+            declared = spatial or [None] * len(self.size_hint)
+            spatial = [h if v is None else v for v, h in zip(declared, self.size_hint)]
+        return (self.batch if self.batch is not None else self.batch_hint), spatial
 
 
 def iter_graphs(graph: gs.Graph, path: str = "main", functions: bool = True) -> Iterator[Tuple[gs.Graph, str]]:
@@ -185,8 +203,12 @@ def check(
     graph: Optional[gs.Graph] = None,
     opset: int = 13,
     cache: Optional[dict] = None,
+    sizes: Optional[Dict[str, Sequence]] = None,
 ) -> Tuple[Optional[_Material], Optional[str]]:
     """Return (material, None) when the node can be rewritten, else (None, reason).
+
+    ``sizes``: tensor shapes at the user's input shapes (``ConvertOptions.input_shapes``), kept
+    apart from ``shapes`` as the material's size hint (see ``_Material.size_hint``).
 
     Weight and bias may be initializers, Constant node outputs, tensors computed from constants only
     (folded first), or DequantizeLinear of such constants (quantized QDQ weights: rewritten quantized).
@@ -276,9 +298,20 @@ def check(
     material = _Material(weight, bias, attrs, in_spatial, notes=notes, sources=sources)
     if shape is not None and isinstance(shape[0], (int, np.integer)) and shape[0] > 0:
         material.batch = int(shape[0])
+    _size_hint(material, (sizes or {}).get(x.name), n)
     if quant_w is not None or quant_b is not None:
         _quantized_emission(material, node, quant_w, quant_b)
     return material, None
+
+
+def _size_hint(material: _Material, shape: Optional[Sequence], rank: int) -> None:
+    """Set the material's size hint from ``shape`` (the input at the user's input shapes) when it
+    has the node's rank."""
+    known = [int(v) if isinstance(v, (int, np.integer)) and v > 0 else None for v in (shape or [])]
+    if len(known) != rank + 2:
+        return
+    material.batch_hint = known[0]
+    material.size_hint = known[2:]
 
 
 def _quantized_emission(material: _Material, node: gs.Node, quant_w, quant_b) -> None:
@@ -617,12 +650,14 @@ def convert_graph(
     graph: gs.Graph,
     options: Optional[ConvertOptions] = None,
     shapes: Optional[Dict[str, Sequence]] = None,
+    sizes: Optional[Dict[str, Sequence]] = None,
 ) -> ConversionReport:
     """Rewrite every ConvTranspose of ``graph`` (and its subgraphs/functions) in place.
 
     ``shapes`` optionally maps tensor names to shapes (ints, or strings/None for symbolic sizes), e.g.
-    from ONNX shape inference; the graph's own tensor shapes are used otherwise. Returns the per-node
-    report; nodes that cannot be rewritten stay as they are, with a reason.
+    from ONNX shape inference; the graph's own tensor shapes are used otherwise. ``sizes``: the same
+    at the user's input shapes (``ConvertOptions.input_shapes``), for speed decisions only. Returns
+    the per-node report; nodes that cannot be rewritten stay as they are, with a reason.
     """
     options = options or ConvertOptions()
     unique = _unique_namer(graph)
@@ -635,7 +670,7 @@ def convert_graph(
             if node.op != "ConvTranspose" or node.domain not in (None, "", "ai.onnx"):
                 continue
             label = node.name or (node.outputs[0].name if node.outputs else "<unnamed>")
-            material, reason = check(node, shapes, graph=g, opset=opset, cache=cache)
+            material, reason = check(node, shapes, graph=g, opset=opset, cache=cache, sizes=sizes)
             if material is not None:
                 try:
                     entry = rewrite(g, node, material, unique, opset, options)

@@ -137,6 +137,11 @@ def _source(model: ModelArg) -> _Source:
 
 _ort_module = None
 
+#: ONNX Runtime log severity that prints nothing: FATAL. A node that fails to run logs its error at
+#: ERROR (3) on stderr, in colour, before the same text comes back as the exception we report; both
+#: the default logger and every session logger are set to this.
+ORT_QUIET = 4
+
 
 def _ort():
     """Import onnxruntime once and quieten its default logger (CUDA fallback noise)."""
@@ -146,7 +151,7 @@ def _ort():
             import onnxruntime
         except ImportError:
             raise RuntimeUnavailableError("ONNX Runtime is not installed: pip install onnxruntime") from None
-        onnxruntime.set_default_logger_severity(4)
+        onnxruntime.set_default_logger_severity(ORT_QUIET)
         _ort_module = onnxruntime
     return _ort_module
 
@@ -293,7 +298,7 @@ class OrtRunner(Runner):
 def _create_ort(source: _Source, what: str, provider: str, require_cuda: bool, optimize: bool, threads: Optional[int]):
     ort = _ort()
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = ORT_QUIET  # a failing node logs at ERROR (3) before raising
     options.graph_optimization_level = (
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )

@@ -32,7 +32,8 @@ import onnx
 from .compare import (ComparisonResult, OutputComparison, compare_arrays, compare_outputs, format_comparison_table,
                       tolerances_for)
 from .errors import InputError, NoKernelError, OutputError, RuntimeUnavailableError
-from .inputs import TensorSpec, load_npz, make_feeds, model_input_specs, resolve_shapes, save_npz
+from .inputs import (TensorSpec, load_npz, make_feeds, model_input_specs, resolve_shapes, save_npz,
+                     symbolic_dim_values, trial_shape_candidates)
 from .progress import ProgressFn, step
 from .report import ConversionReport
 from .runtimes import TOOLCHAINS, RuntimeInfo, create_runner
@@ -169,6 +170,7 @@ class VerificationResult:
     optimize: bool = False
     outputs_ref: List[Dict[str, np.ndarray]] = field(default_factory=list, repr=False)
     outputs_cand: List[Dict[str, np.ndarray]] = field(default_factory=list, repr=False)
+    notes: List[str] = field(default_factory=list)  # e.g. a trial dropped: the original fails there
 
     @property
     def verified(self) -> bool:
@@ -219,6 +221,7 @@ class VerificationResult:
             "trials": [t.to_dict() for t in self.trials],
             "culprits": [c.to_dict() for c in self.culprits],
             "localisation": None if self.localisation is None else self.localisation.to_dict(),
+            "notes": list(self.notes),
         }
 
     def format_text(self, width: int = 80, show_worst: bool = False, verdict: bool = True) -> str:
@@ -248,6 +251,8 @@ class VerificationResult:
             origin = " (from file)" if t.seed is None else f" (seed {t.seed})"
             wrap(f"trial {t.index + 1}: {shapes}{origin}")
             lines.append(format_comparison_table(t.comparison, width, show_worst=show_worst))
+        for note in self.notes:
+            wrap(f"note: {note}")
         for c in self.culprits:
             tag = "first divergence" if c.first else "diverges"
             wrap(f"  {tag}: node '{c.node}' (tensor '{c.tensor}'): max abs err {c.max_abs_err:.3g}")
@@ -331,6 +336,84 @@ def merge_input_specs(reference: Sequence[TensorSpec], candidate: Sequence[Tenso
 
 
 # ---- running -------------------------------------------------------------------------------------
+@dataclass
+class _Reference:
+    """The original's run over every trial: feeds, shapes and seeds used, outputs, where it ran."""
+
+    feeds: List[Dict[str, np.ndarray]]
+    shapes: List[Dict[str, Tuple[int, ...]]]
+    seeds: List[Optional[int]]
+    outputs: List[Dict[str, np.ndarray]]
+    info: RuntimeInfo
+    notes: List[str] = field(default_factory=list)
+
+
+def _shapes_text(shapes: Mapping[str, Tuple[int, ...]], sep: str = "x") -> str:
+    return ", ".join(f"{k}:{sep.join(map(str, v))}" for k, v in shapes.items())
+
+
+def _shape_failure(specs: Sequence[TensorSpec], options: VerifyOptions, shapes, tried: int,
+                   err: InputError) -> InputError:
+    """The error for an original that runs at none of the trial shapes: which symbolic dims were set
+    to what, and the ``--input-shape`` options that would set them."""
+    free = symbolic_dim_values(specs, shapes, options.input_shapes)
+    if not free:
+        return err
+    values = [f"{label}={value}" for label, value in free.items()]
+    others = f"; {tried - 1} other size(s) tried too" if tried > 1 else ""
+    fix = " ".join(f"--input-shape {name}:{','.join(map(str, v))}" for name, v in shapes.items())
+    return InputError(f"the original model fails at the trial input shapes {_shapes_text(shapes)} "
+                      f"(symbolic dims {', '.join(values)}{others}): {err}; give sizes it accepts, "
+                      f"e.g. {fix} with the symbolic dims changed")
+
+
+def _run_reference(model, specs: Sequence[TensorSpec], options: VerifyOptions, what: str,
+                   progress=None, runtime: Optional[str] = None) -> _Reference:
+    """Run the original on every trial (:func:`plan_trials`). Where it fails at a trial's shapes and
+    dims are symbolic, the next of :func:`deconv2sub.inputs.trial_shape_candidates` is tried (the
+    graph may tie input sizes that the dim names do not); trial 1 failing at all of them is an
+    InputError that names the symbolic dims, a later trial is dropped with a note."""
+    if options.inputs_npz:
+        feeds_list, shapes_list, seeds = make_trial_feeds(specs, options)
+        outputs, info = _run_all(model, feeds_list, options, what, progress=progress, runtime=runtime)
+        return _Reference(feeds_list, shapes_list, seeds, outputs, info)
+    runner = _load(model, options, what, progress, runtime)
+    ref = _Reference([], [], [], [], runner.info)
+    count = len(plan_trials(specs, options))
+    explicit = options.trials is not None
+    for i in range(count):
+        step(progress, f"running {what}", i, count)
+        candidates = [c for c in trial_shape_candidates(specs, options.input_shapes, trial=i)
+                      if explicit or c not in ref.shapes]
+        first_err = None
+        for shapes in candidates:
+            feeds = make_feeds(specs, shapes, seed=options.seed + i, val_range=options.val_range)
+            try:
+                outputs = runner.run(feeds)
+            except NoKernelError:
+                raise
+            except InputError as err:
+                first_err = first_err or err
+                continue
+            ref.feeds.append(feeds)
+            ref.shapes.append(shapes)
+            ref.seeds.append(options.seed + i)
+            ref.outputs.append(outputs)
+            break
+        else:
+            if not candidates:
+                continue
+            if i == 0:
+                raise _shape_failure(specs, options, candidates[0], len(candidates), first_err)
+            ref.notes.append(f"trial {i + 1} skipped: {what} fails at every other input size "
+                             f"tried ({len(candidates)}, e.g. {_shapes_text(candidates[0])}): "
+                             f"{first_err}")
+    step(progress, f"running {what}", count, count)
+    del runner
+    gc.collect()
+    return ref
+
+
 def reference_runtime(options: VerifyOptions) -> str:
     """The runtime that runs the original (see :class:`VerifyOptions`)."""
     if options.reference_runtime:
@@ -338,20 +421,26 @@ def reference_runtime(options: VerifyOptions) -> str:
     return "onnxruntime" if options.runtime in TOOLCHAINS else options.runtime
 
 
-def _run_all(model, feeds_list, options: VerifyOptions, what: str, output_names=None, progress=None,
-             runtime: Optional[str] = None):
-    """Run ``model`` on every feed (on ``runtime``, default ``options.runtime``). A failure to load (not
-    to run) is marked ``err.stage = "load"``."""
+def _load(model, options: VerifyOptions, what: str, progress=None, runtime: Optional[str] = None):
+    """The runner of ``model`` on ``runtime`` (default ``options.runtime``); a failure to load is
+    marked ``err.stage = "load"``."""
     runtime = runtime or options.runtime
     step(progress, f"loading {what} on {runtime}")
     provider = options.provider if runtime in ("onnxruntime", "openvino") else "cpu"
     try:
-        runner = create_runner(model, runtime=runtime, provider=provider,
-                               require_cuda=options.require_cuda and runtime == options.runtime,
-                               optimize=options.optimize, what=what)
+        return create_runner(model, runtime=runtime, provider=provider,
+                             require_cuda=options.require_cuda and runtime == options.runtime,
+                             optimize=options.optimize, what=what)
     except InputError as err:
         err.stage = "load"
         raise
+
+
+def _run_all(model, feeds_list, options: VerifyOptions, what: str, output_names=None,
+             progress=None, runtime: Optional[str] = None):
+    """Run ``model`` on every feed (on ``runtime``, default ``options.runtime``). A failure to load
+    (not to run) is marked ``err.stage = "load"``."""
+    runner = _load(model, options, what, progress, runtime)
     results = []
     for i, feeds in enumerate(feeds_list):
         step(progress, f"running {what}", i, len(feeds_list))
@@ -411,15 +500,17 @@ def verify_models(
     """
     options = options or VerifyOptions()
     specs = model_input_specs(_model_proto(original))
-    feeds_list, shapes_list, seeds = make_trial_feeds(specs, options)
-    result = VerificationResult(inputs=feeds_list, optimize=options.optimize)
+    result = VerificationResult(optimize=options.optimize)
     try:
-        ref, info = _run_all(original, feeds_list, options, "the original model", progress=progress,
-                             runtime=reference_runtime(options))
+        reference = _run_reference(original, specs, options, "the original model", progress,
+                                   runtime=reference_runtime(options))
     except NoKernelError as err:
         result.unavailable = str(err)
         return result
-    result.runtime = info
+    feeds_list, shapes_list, seeds = reference.feeds, reference.shapes, reference.seeds
+    ref = reference.outputs
+    result.inputs, result.runtime, result.notes = feeds_list, reference.info, reference.notes
+    del reference
     try:
         cand, result.candidate_runtime = _run_all(candidate, feeds_list, options, "the rewritten model",
                                                   progress=progress)
@@ -470,13 +561,16 @@ def validate_models(
     """
     options = options or VerifyOptions()
     specs = merge_input_specs(model_input_specs(original), model_input_specs(candidate))
-    feeds_list, shapes_list, seeds = make_trial_feeds(specs, options)
-    result = VerificationResult(inputs=feeds_list, optimize=options.optimize)
+    result = VerificationResult(optimize=options.optimize)
     try:
-        ref, result.runtime = _run_all(original, feeds_list, options, "the original model", progress=progress,
-                                       runtime=reference_runtime(options))
+        reference = _run_reference(original, specs, options, "the original model", progress,
+                                   runtime=reference_runtime(options))
     except NoKernelError as err:
         raise RuntimeUnavailableError(f"cannot validate on this runtime: {err}") from None
+    feeds_list, shapes_list, seeds = reference.feeds, reference.shapes, reference.seeds
+    ref = reference.outputs
+    result.inputs, result.runtime, result.notes = feeds_list, reference.info, reference.notes
+    del reference
     if options.keep_outputs:
         result.outputs_ref = list(ref)  # kept even if the candidate then fails to run
     try:
