@@ -29,7 +29,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import onnx
 
-from .compare import (ComparisonResult, OutputComparison, compare_arrays, compare_outputs, format_comparison_table,
+from .compare import (CRITERION, ComparisonResult, OutputComparison, applied_tolerances,
+                      compare_arrays, compare_outputs, criterion_lines, format_comparison_table,
                       tolerances_for)
 from .errors import InputError, NoKernelError, OutputError, RuntimeUnavailableError
 from .inputs import TensorSpec, load_npz, make_feeds, model_input_specs, resolve_shapes, save_npz
@@ -184,6 +185,10 @@ class VerificationResult:
         rel_e = [o.max_rel_err for t in self.trials for o in t.comparison.outputs if o.max_rel_err is not None]
         return (max(abs_e, default=0.0), max(rel_e, default=0.0))
 
+    def criterion_lines(self) -> List[str]:
+        """The element-wise pass test with the atol/rtol each compared dtype used (all trials)."""
+        return criterion_lines(o for t in self.trials for o in t.comparison.outputs)
+
     def failing_outputs(self) -> List[str]:
         """Names of outputs that fail (or are unpaired) in some trial, in first-seen order."""
         names: List[str] = []
@@ -211,6 +216,8 @@ class VerificationResult:
             "max_abs_err": abs_e,
             "max_rel_err": rel_e,
             "failing_outputs": self.failing_outputs(),
+            "criterion": {"element_wise": CRITERION, "tolerances": applied_tolerances(
+                o for t in self.trials for o in t.comparison.outputs)},
             "trials": [t.to_dict() for t in self.trials],
             "culprits": [c.to_dict() for c in self.culprits],
             "localisation": None if self.localisation is None else self.localisation.to_dict(),
@@ -251,6 +258,7 @@ class VerificationResult:
                 wrap(line)
         if verdict:
             abs_e, rel_e = self.max_errors()
+            lines.extend(self.criterion_lines())
             lines.append(f"{self.status()}: max abs err {abs_e:.3g}, max rel err {rel_e:.3g}")
         return "\n".join(lines)
 
