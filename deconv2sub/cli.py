@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 from typing import List, Optional
@@ -121,17 +122,34 @@ def output_options(f):
 
 def _verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range, trials, atol, rtol,
                     optimize=False, keep_outputs=False):
-    from .inputs import parse_input_shapes
-    from .verify import VerifyOptions
-
+    _check_tolerances(atol, rtol)
     if require_cuda and provider == "cpu":
         raise InputError("--require-cuda contradicts --provider cpu")
     if inputs_npz and not os.path.isfile(inputs_npz):
         raise InputError(f"{inputs_npz}: no such file")
+    from .inputs import parse_input_shapes
+    from .verify import VerifyOptions
+
     return VerifyOptions(runtime=runtime, provider="cuda" if require_cuda else provider, require_cuda=require_cuda,
                          optimize=optimize, rtol=rtol, atol=atol, seed=seed, val_range=val_range,
                          input_shapes=parse_input_shapes(input_shapes), inputs_npz=inputs_npz, trials=trials,
                          keep_outputs=keep_outputs)
+
+
+def _check_tolerances(atol: Optional[float], rtol: Optional[float]) -> None:
+    """Refuse a tolerance that makes the check meaningless: a negative one fails every element (so
+    verification would blame every rewritten node), NaN compares false with everything, and an
+    infinite one passes anything."""
+    for name, value in (("--atol", atol), ("--rtol", rtol)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise InputError(f"bad {name} {value:g}: a tolerance must be a finite number >= 0")
+
+
+def _require_model_file(path: str) -> None:
+    """Fail fast on a missing model, before the heavy modules (onnx, onnxruntime) are imported;
+    every other problem with the file is found when it is loaded."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
 
 
 class _Printer:
@@ -203,7 +221,8 @@ def main():
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=True))
-@click.option("-o", "--output", required=True, type=click.Path(), help="Where to save the rewritten model.")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="Where to save the rewritten model [default: MODEL_subpixel.onnx beside MODEL].")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never the input).")
 @click.option("--no-verify", is_flag=True, help="Skip the numerical check against the original.")
 @emission_options
@@ -221,25 +240,32 @@ def convert(model, output, force, no_verify, shuffle, order, strategy, target, t
             input_shapes, inputs_npz, seed, val_range, trials, atol, rtol, as_json, quiet):
     """Rewrite every ConvTranspose of MODEL, verify against the original, save to OUTPUT.
 
+    OUTPUT defaults to MODEL's name with _subpixel before the extension, in MODEL's folder
+    (model.onnx -> model_subpixel.onnx); an existing file is kept unless --force.
+
     \b
     Example:
-      deconv2sub convert samples/dcgan_generator.onnx -o dcgan_subpixel.onnx
+      deconv2sub convert model.onnx
+      deconv2sub convert samples/dcgan_generator.onnx -o out/dcgan_subpixel.onnx
       deconv2sub convert model.onnx -o out.onnx --input-shape x:1,3,256,256
       deconv2sub convert model.onnx -o out.onnx --provider cuda --json
     """
-    from .pipeline import ConvertJob, run_convert
+    _require_model_file(model)
+    verify_options = _verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed,
+                                     val_range, trials, atol, rtol, optimize=ort_opt)
+    from .pipeline import ConvertJob, default_output_path, run_convert
     from .rewrite import ConvertOptions
 
     p = _Printer(as_json, quiet)
     job = ConvertJob(
-        model=model, output=output, force=force, verify=not no_verify,
+        model=model, output=output or default_output_path(model), force=force, verify=not no_verify,
         convert_options=ConvertOptions(shuffle=shuffle, order=order, strategy=strategy,
                                        tune_runtime=runtime if runtime in ("onnxruntime", "openvino") else "onnxruntime",
                                        tune_provider=provider, target=target, toolchains=toolchains),
-        verify_options=_verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range,
-                                       trials, atol, rtol, optimize=ort_opt),
+        verify_options=verify_options,
         external_data=external_data,
     )
+    output = job.output
     try:
         result = run_convert(job, progress=p.progress)
     except VerificationError as err:
@@ -313,11 +339,13 @@ def validate(original, candidate, runtime, provider, require_cuda, ort_opt, inpu
       deconv2sub validate a.onnx b.onnx --save-inputs fail.npz --json >r.json
       deconv2sub validate a.onnx b.onnx --inputs fail.npz --runtime openvino
     """
+    for path in (original, candidate):
+        _require_model_file(path)
+    options = _verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range,
+                              trials, atol, rtol, optimize=ort_opt, keep_outputs=bool(save_outputs))
     from .verify import load_for_comparison, save_repro_inputs, save_repro_outputs, validate_models
 
     p = _Printer(as_json, quiet)
-    options = _verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range, trials,
-                              atol, rtol, optimize=ort_opt, keep_outputs=bool(save_outputs))
     for path in (save_inputs, save_outputs):
         if path:
             _check_output_path(path)
@@ -346,6 +374,9 @@ def validate(original, candidate, runtime, provider, require_cuda, ort_opt, inpu
     if as_json:
         p.json({"original": original, "candidate": candidate, "saved": saved, **result.to_dict()})
     line = _validate_line(result)
+    if result.trials and not result.candidate_error:
+        for text in result.criterion_lines():  # what PASSED/FAILED means, with the values applied
+            p.info(text)
     p.final(line)
     if not result.passed:
         err = VerificationError(line)
@@ -400,6 +431,7 @@ def inspect_cmd(model, input_shapes, shuffle, order, strategy, target, as_json, 
       deconv2sub inspect model.onnx --input-shape x:1,3,512,512
       deconv2sub inspect model.onnx --json | jq '.totals'
     """
+    _require_model_file(model)
     from .inputs import parse_input_shapes
     from .inspection import inspect_model
     from .model_io import load_model
@@ -450,6 +482,8 @@ def bench(model, candidate, runtime, provider, require_cuda, input_shapes, input
       deconv2sub bench model.onnx --runs 100 --warmup 10 --threads 4
       deconv2sub bench model.onnx --provider cuda --json
     """
+    for path in (model, candidate) if candidate else (model,):
+        _require_model_file(path)
     from .api import convert_model
     from .bench import bench_models
     from .inputs import load_npz, make_feeds, model_input_specs, parse_input_shapes, resolve_shapes

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import textwrap
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -202,6 +202,27 @@ def compare_outputs(
         unpaired_ref=[n for n in ref if n not in cand],
         unpaired_cand=[n for n in cand if n not in ref],
     )
+
+
+CRITERION = "|cand - ref| <= atol + rtol * |ref|"  # per element, numpy.allclose's test
+
+
+def applied_tolerances(outputs: Iterable[OutputComparison]) -> List[Dict[str, Any]]:
+    """The distinct (dtype, atol, rtol) the comparisons applied, sorted: the criterion's data."""
+    tols = sorted({(o.dtype, o.atol, o.rtol) for o in outputs})
+    return [{"dtype": d, "atol": a, "rtol": r} for d, a, r in tols]
+
+
+def criterion_lines(outputs: Iterable[OutputComparison]) -> List[str]:
+    """The pass test and the tolerances it applied (one line per dtype), for a summary.
+
+    Stating it keeps "PASSED" next to a max rel err above rtol from reading as a contradiction:
+    rel err is |cand - ref| / |ref|, and near zero it is atol that lets an element pass.
+    """
+    lines = [f"criterion (every element): {CRITERION}"]
+    for t in applied_tolerances(outputs):
+        lines.append(f"  {t['dtype']}: atol={t['atol']:g} rtol={t['rtol']:g}")
+    return lines
 
 
 def _num(x: Optional[float]) -> str:

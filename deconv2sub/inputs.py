@@ -90,7 +90,7 @@ def parse_input_shapes(values: Iterable[str]) -> Dict[str, Tuple[int, ...]]:
     """Parse ``NAME:1,3,224,224`` (or ``NAME:1x3x224x224``) strings into ``{name: shape}``.
 
     Tensor names may themselves contain ':' (TensorFlow exports: ``input:0``), so the name ends
-    at the *last* colon.
+    at the *last* colon. Every dimension must be >= 1 (InputError otherwise).
     """
     shapes: Dict[str, Tuple[int, ...]] = {}
     for value in values:
@@ -100,7 +100,13 @@ def parse_input_shapes(values: Iterable[str]) -> Dict[str, Tuple[int, ...]]:
             raise InputError(f"bad input shape '{value}': {_SHAPE_SYNTAX}")
         parts = [p.strip() for p in re.split(r"[,xX]", dims)]
         if not all(p.isdigit() for p in parts):
-            raise InputError(f"bad input shape '{value}': dimensions must be non-negative integers; {_SHAPE_SYNTAX}")
+            raise InputError(f"bad input shape '{value}': dimensions must be positive integers; "
+                             f"{_SHAPE_SYNTAX}")
+        if any(int(p) == 0 for p in parts):
+            # An empty tensor runs through any graph without computing anything: a comparison on it
+            # passes whatever the rewrite did, so it must not count as a verification.
+            raise InputError(f"bad input shape '{value}': a dimension of 0 makes an empty tensor, "
+                             "on which a comparison proves nothing; give sizes >= 1")
         if name in shapes:
             raise InputError(f"input shape for '{name}' given more than once")
         shapes[name] = tuple(int(p) for p in parts)

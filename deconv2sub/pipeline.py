@@ -19,7 +19,7 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import onnx
 
@@ -31,7 +31,7 @@ from .rewrite import ConvertOptions
 from .runtimes import create_runner
 from .verify import VerificationResult, VerifyOptions, verify_models
 
-__all__ = ["ConvertJob", "ConvertResult", "run_convert"]
+__all__ = ["ConvertJob", "ConvertResult", "default_output_path", "run_convert"]
 
 
 @dataclass
@@ -71,7 +71,7 @@ def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = Non
     timings: Dict[str, float] = {}
     protect = model_files(job.model) if os.path.exists(job.model) else []
     # Refuse a bad output path before doing any work (save_model checks again, atomically).
-    save_model_precheck(job)
+    save_model_precheck(job, protect)
 
     t = time.perf_counter()
     say(f"loading {job.model}")
@@ -157,10 +157,27 @@ def _convert_options(job: ConvertJob) -> ConvertOptions:
     return options
 
 
-def save_model_precheck(job: ConvertJob) -> None:
+def default_output_path(model: str) -> str:
+    """Where ``convert`` saves when no output is given: beside the input, ``_subpixel`` before the
+    extension (``dir/model.onnx`` -> ``dir/model_subpixel.onnx``). Never the input itself."""
+    folder, name = os.path.split(os.path.normpath(model))
+    stem, ext = os.path.splitext(name)
+    return os.path.join(folder, f"{stem}_subpixel{ext or '.onnx'}")
+
+
+def save_model_precheck(job: ConvertJob, protect: Sequence[os.PathLike] = ()) -> None:
+    """Refuse a bad output path before any work: the input model (or one of its external data
+    files) under any spelling, symlink or hard link first, since ``--force`` cannot change that
+    answer; then a directory, an existing file without ``force``, a missing folder.
+    ``protect``: the input's files (``model_io.model_files``; the model path alone when empty)."""
     from .errors import OutputError
 
     out = os.path.abspath(job.output)
+    if os.path.exists(out):
+        inputs = list(protect) or [job.model]
+        if any(os.path.exists(p) and os.path.samefile(p, out) for p in inputs):
+            raise OutputError(f"refusing to overwrite the input model {job.model}"
+                              f" (output {job.output} is the same file)")
     if os.path.isdir(out):
         raise OutputError(f"{job.output} is a directory; give a file name for the output model")
     if os.path.exists(out) and not job.force:
@@ -168,8 +185,6 @@ def save_model_precheck(job: ConvertJob) -> None:
     parent = os.path.dirname(out)
     if not os.path.isdir(parent):
         raise OutputError(f"cannot write {job.output}: folder {parent} does not exist")
-    if os.path.exists(job.model) and os.path.exists(out) and os.path.samefile(job.model, out):
-        raise OutputError(f"refusing to overwrite the input model {job.model}")
 
 
 def _mismatch_line(v: VerificationResult) -> str:

@@ -29,7 +29,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import onnx
 
-from .compare import (ComparisonResult, OutputComparison, compare_arrays, compare_outputs, format_comparison_table,
+from .compare import (CRITERION, ComparisonResult, OutputComparison, applied_tolerances,
+                      compare_arrays, compare_outputs, criterion_lines, format_comparison_table,
                       tolerances_for)
 from .errors import InputError, NoKernelError, OutputError, RuntimeUnavailableError
 from .inputs import (TensorSpec, load_npz, make_feeds, model_input_specs, resolve_shapes, save_npz,
@@ -191,6 +192,10 @@ class VerificationResult:
         rel_e = [o.max_rel_err for t in self.trials for o in t.comparison.outputs if o.max_rel_err is not None]
         return (max(abs_e, default=0.0), max(rel_e, default=0.0))
 
+    def criterion_lines(self) -> List[str]:
+        """The element-wise pass test with the atol/rtol each compared dtype used (all trials)."""
+        return criterion_lines(o for t in self.trials for o in t.comparison.outputs)
+
     def failing_outputs(self) -> List[str]:
         """Names of outputs that fail (or are unpaired) in some trial, in first-seen order."""
         names: List[str] = []
@@ -218,6 +223,8 @@ class VerificationResult:
             "max_abs_err": abs_e,
             "max_rel_err": rel_e,
             "failing_outputs": self.failing_outputs(),
+            "criterion": {"element_wise": CRITERION, "tolerances": applied_tolerances(
+                o for t in self.trials for o in t.comparison.outputs)},
             "trials": [t.to_dict() for t in self.trials],
             "culprits": [c.to_dict() for c in self.culprits],
             "localisation": None if self.localisation is None else self.localisation.to_dict(),
@@ -261,6 +268,7 @@ class VerificationResult:
                 wrap(line)
         if verdict:
             abs_e, rel_e = self.max_errors()
+            lines.extend(self.criterion_lines())
             lines.append(f"{self.status()}: max abs err {abs_e:.3g}, max rel err {rel_e:.3g}")
         return "\n".join(lines)
 
@@ -421,6 +429,14 @@ def reference_runtime(options: VerifyOptions) -> str:
     return "onnxruntime" if options.runtime in TOOLCHAINS else options.runtime
 
 
+def _require_nonempty(outputs: Sequence[Mapping[str, np.ndarray]]) -> None:
+    """Refuse a comparison of nothing: when every output of every trial is empty (zero-size inputs
+    from ``--inputs``, say), equal outputs prove nothing about the rewrite."""
+    if outputs and all(np.size(v) == 0 for trial in outputs for v in trial.values()):
+        raise InputError("every output of the original is empty at these inputs, so comparing them "
+                         "proves nothing; give inputs whose outputs are not empty")
+
+
 def _load(model, options: VerifyOptions, what: str, progress=None, runtime: Optional[str] = None):
     """The runner of ``model`` on ``runtime`` (default ``options.runtime``); a failure to load is
     marked ``err.stage = "load"``."""
@@ -509,6 +525,7 @@ def verify_models(
         return result
     feeds_list, shapes_list, seeds = reference.feeds, reference.shapes, reference.seeds
     ref = reference.outputs
+    _require_nonempty(ref)
     result.inputs, result.runtime, result.notes = feeds_list, reference.info, reference.notes
     del reference
     try:
@@ -569,6 +586,7 @@ def validate_models(
         raise RuntimeUnavailableError(f"cannot validate on this runtime: {err}") from None
     feeds_list, shapes_list, seeds = reference.feeds, reference.shapes, reference.seeds
     ref = reference.outputs
+    _require_nonempty(ref)
     result.inputs, result.runtime, result.notes = feeds_list, reference.info, reference.notes
     del reference
     if options.keep_outputs:

@@ -8,9 +8,10 @@ matches. A hit is a warning, not a refusal: the model is exact; the named toolch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence
 
-import onnx
+if TYPE_CHECKING:  # onnx is imported where a model is scanned: the CLI's option parsing stays light
+    import onnx
 
 from .profile import KnownBug
 
@@ -34,7 +35,9 @@ class BugHit:
         return dict(self.__dict__)
 
 
-def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+def _nodes(graph: "onnx.GraphProto") -> Iterator["onnx.NodeProto"]:
+    import onnx
+
     for node in graph.node:
         yield node
         for attr in node.attribute:
@@ -45,7 +48,9 @@ def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
                     yield from _nodes(g)
 
 
-def _shapes(model: onnx.ModelProto) -> Dict[str, List[Optional[int]]]:
+def _shapes(model: "onnx.ModelProto") -> Dict[str, List[Optional[int]]]:
+    import onnx
+
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except (
@@ -61,14 +66,16 @@ def _shapes(model: onnx.ModelProto) -> Dict[str, List[Optional[int]]]:
     return out
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
+def _attr(node: "onnx.NodeProto", name: str, default=None):
+    import onnx
+
     for a in node.attribute:
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
     return default
 
 
-def _matches(bug: KnownBug, node: onnx.NodeProto, shapes, opset: int) -> Optional[str]:
+def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int) -> Optional[str]:
     """Why ``node`` hits ``bug`` (a short detail), or None."""
     if node.op_type != bug.op:
         return None
