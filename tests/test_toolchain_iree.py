@@ -14,6 +14,8 @@ import numpy as np
 import onnx
 import pytest
 
+import deconv2sub
+from deconv2sub import ConvertOptions
 from deconv2sub.toolchains import ToolchainError
 from deconv2sub.toolchains import iree as toolchain
 from toolchain_cases import (FORMS, SAMPLE_SHAPES, all_cases, close, ort_outputs,
@@ -25,20 +27,24 @@ pytestmark = pytest.mark.skipif(REASON is not None, reason=f"IREE unavailable: {
 REPROS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toolchain_repros", "iree")
 
 #: compiled in the default run; the other samples take 10-60 s per form on 2 cores
-QUICK = ["seed_example", "dcgan_generator"]
+QUICK = ["seed_example"]
+QUICK_FORMS = ("original", "dcr", "default")
 CRD_BUG = ("IREE DepthToSpace CRD miscompiled when C/b^2 != b (iree-org/iree#24179, "
            "tests/toolchain_repros/iree/depth_to_space_crd.onnx)")
 #: (sample, form) -> why IREE fails it, as measured with IREE 3.13
 KNOWN_BAD = {
-    ("grouped_upsampler", "original"): "IREE cannot compile the depthwise ConvTranspose",
+    ("grouped_upsampler", "original"): "iree-compile rejects the depthwise ConvTranspose "
+                                       "('tensor.collapse_shape' op expected reassociation map)",
 }
-#: samples whose CRD DepthToSpace has C/b^2 == b everywhere (IREE gets those right)
-CRD_OK = set()
+#: samples whose "crd" form has no 2-D DepthToSpace (1-D/3-D shuffles are Reshape/Transpose)
+CRD_OK = {"hifigan_upsampler", "unet3d_upblock"}
+#: grouped Convs keep the CRD order whatever --order says (DCR would split the groups' channels)
+DCR_IS_CRD = {"grouped_upsampler"}
 
 
 def _param(sample, form):
-    marks = [] if sample in QUICK else [pytest.mark.slow]
-    if form == "crd" and sample not in CRD_OK:
+    marks = [] if sample in QUICK and form in QUICK_FORMS else [pytest.mark.slow]
+    if (form == "crd" and sample not in CRD_OK) or (form == "dcr" and sample in DCR_IS_CRD):
         marks.append(pytest.mark.xfail(strict=True, reason=CRD_BUG))
     if (sample, form) in KNOWN_BAD:
         marks.append(pytest.mark.xfail(strict=True, raises=ToolchainError,
@@ -56,8 +62,8 @@ def test_sample_matches_ort_on_iree(sample, form, tmp_path):
 
 
 def _case_param(name):
-    marks = [] if name.startswith(("d2s_CRD_b2", "d2s_DCR_b2", "shuffle", "gather", "slice")) \
-        else [pytest.mark.slow]
+    quick = ("d2s_CRD_b2_c1", "d2s_DCR_b2_c1", "shuffle3d")
+    marks = [] if name.startswith(quick) else [pytest.mark.slow]
     if name.startswith("d2s_CRD") and name.endswith("_ne"):
         marks.append(pytest.mark.xfail(strict=True, reason=CRD_BUG))
     return pytest.param(name, marks=marks)
@@ -83,6 +89,31 @@ def test_repro_depth_to_space_crd(tmp_path):
     x = np.arange(8, dtype=np.float32).reshape(1, 4, 1, 2)
     out = toolchain.compile(path, {"X": [1, 4, 1, 2]}, str(tmp_path)).run({"X": x})["Y"]
     np.testing.assert_array_equal(out, ort_outputs(onnx.load(path), {"X": x})["Y"])
+
+
+@pytest.mark.xfail(strict=True, raises=ToolchainError,
+                   reason="IREE 3.13 cannot compile a depthwise ConvTranspose")
+def test_repro_depthwise_convtranspose(tmp_path):
+    """Depthwise ConvTranspose k3 s2 p1 op1 (grouped_upsampler's second layer) of [1, 4, 3, 3]:
+    iree-compile fails ('tensor.collapse_shape' op expected reassociation map ...)."""
+    path = os.path.join(REPROS, "depthwise_convtranspose.onnx")
+    x = np.random.default_rng(0).standard_normal((1, 4, 3, 3)).astype(np.float32)
+    out = toolchain.compile(path, {"X": [1, 4, 3, 3]}, str(tmp_path)).run({"X": x})
+    err, ok = close(out, ort_outputs(onnx.load(path), {"X": x}))
+    assert ok, f"max abs error {err}"
+
+
+def test_depthwise_convtranspose_rewrite_compiles(tmp_path):
+    """The same layer rewritten (depthwise Conv + Reshape/Transpose shuffle) compiles and is
+    exact on IREE: the rewrite is the way to deploy it there."""
+    src = os.path.join(REPROS, "depthwise_convtranspose.onnx")
+    model, _ = deconv2sub.convert_model(src, ConvertOptions(**FORMS["reshape"]))
+    path = str(tmp_path / "rewritten.onnx")
+    onnx.save(model, path)
+    x = np.random.default_rng(0).standard_normal((1, 4, 3, 3)).astype(np.float32)
+    out = toolchain.compile(path, {"X": [1, 4, 3, 3]}, str(tmp_path / "iree")).run({"X": x})
+    err, ok = close(out, ort_outputs(onnx.load(src), {"X": x}))
+    assert ok, f"max abs error {err}"
 
 
 def test_converter_failure_is_one_line_toolchain_error(tmp_path):

@@ -13,6 +13,9 @@ import numpy as np
 import onnx
 import pytest
 
+import deconv2sub
+from builders import convtranspose_model
+from deconv2sub import ConvertOptions
 from deconv2sub.toolchains import ToolchainError
 from deconv2sub.toolchains import tvm as toolchain
 from toolchain_cases import (FORMS, SAMPLE_SHAPES, all_cases, close, ort_outputs,
@@ -24,7 +27,9 @@ pytestmark = pytest.mark.skipif(REASON is not None, reason=f"TVM unavailable: {R
 REPROS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toolchain_repros", "tvm")
 
 #: compiled in the default run (seconds each); the other samples take 5-60 s per form on 2 cores
-QUICK = ["seed_example", "autoencoder"]
+QUICK = ["seed_example"]
+#: op cases in the default run (about a second each); the rest are marked slow
+QUICK_CASES = ("d2s_CRD_b2", "d2s_DCR_b3", "shuffle1d", "shuffle3d", "gather_axis0", "gemm")
 
 
 def _params(samples):
@@ -44,7 +49,9 @@ def test_sample_matches_ort_on_tvm(sample, form, tmp_path):
     assert ok, f"{sample} {form}: max abs error {err} against ORT on the original"
 
 
-@pytest.mark.parametrize("name", list(all_cases()))
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=[] if n.startswith(QUICK_CASES) else [pytest.mark.slow])
+    for n in all_cases()])
 def test_op_case_matches_ort_on_tvm(name, tmp_path):
     """DepthToSpace (both modes, b 2-8), Reshape/Transpose up to rank 8, Slice, Concat, Gather,
     Gemm and a 1x1-input ConvTranspose are all exact on TVM."""
@@ -56,17 +63,38 @@ def test_op_case_matches_ort_on_tvm(name, tmp_path):
     assert ok, f"{name}: max abs error {err}"
 
 
-@pytest.mark.parametrize("form", ["crd", "dcr", "reshape", "transpose"])
-def test_symbolic_dims_import_for_shape_free_forms(form, tmp_path):
-    """With the batch left symbolic, the DepthToSpace/Reshape forms import and run at two batches
-    (their Reshapes use 0 / -1, no run-time shape arithmetic on the batch)."""
-    path = convert_sample("autoencoder", form, tmp_path)
+SHAPE_EXPR = ("TVM 0.27 Relax ONNX frontend: the rewrite's run-time shape arithmetic on symbolic "
+              "spatial dims -> 'cannot handle ShapeExpr inputs' (tests/toolchain_repros/tvm)")
+
+
+def _symbolic_model(tmp_path, form):
+    """A ConvTranspose k4 s2 p1 of X [N, 2, H, W] (all dims symbolic), converted in ``form``."""
+    w = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    original = convtranspose_model(["N", 2, "H", "W"], w, strides=[2, 2], pads=[1, 1, 1, 1])
+    model, _ = deconv2sub.convert_model(original, ConvertOptions(**FORMS[form]))
+    path = str(tmp_path / f"symbolic_{form}.onnx")
+    onnx.save(model, path)
+    return original, path
+
+
+@pytest.mark.parametrize("form", [
+    "crd", "dcr",
+    pytest.param("reshape", marks=pytest.mark.xfail(strict=True, raises=ToolchainError,
+                                                    reason=SHAPE_EXPR)),
+    pytest.param("default", marks=pytest.mark.xfail(strict=True, raises=ToolchainError,
+                                                    reason=SHAPE_EXPR)),
+    pytest.param("transpose", marks=pytest.mark.xfail(strict=True, raises=ToolchainError,
+                                                      reason=SHAPE_EXPR)),
+])
+def test_symbolic_dims(form, tmp_path):
+    """Imported with every dim symbolic (no shape_dict), the DepthToSpace forms build once and are
+    exact at two shapes; the forms that compute shapes at run time do not import on TVM."""
+    original, path = _symbolic_model(tmp_path, form)
     compiled = toolchain.compile_here(path, None, str(tmp_path / "tvm"))
-    ref_model = onnx.load(sample_path("autoencoder"))
-    for batch in (1, 3):
-        x = np.random.default_rng(batch).standard_normal((batch, 1, 28, 28)).astype(np.float32)
-        err, ok = close(compiled.run({"x": x}), ort_outputs(ref_model, {"x": x}))
-        assert ok, f"batch {batch}: max abs error {err}"
+    for shape in ((1, 2, 3, 5), (2, 2, 4, 4)):
+        x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+        err, ok = close(compiled.run({"X": x}), ort_outputs(original, {"X": x}))
+        assert ok, f"shape {shape}: max abs error {err}"
 
 
 @pytest.mark.xfail(strict=True, raises=ToolchainError,
