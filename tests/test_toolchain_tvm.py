@@ -90,7 +90,7 @@ def test_symbolic_dims(form, tmp_path):
     """Imported with every dim symbolic (no shape_dict), the DepthToSpace forms build once and are
     exact at two shapes; the forms that compute shapes at run time do not import on TVM."""
     original, path = _symbolic_model(tmp_path, form)
-    compiled = toolchain.compile_here(path, None, str(tmp_path / "tvm"))
+    compiled = toolchain.compile(path, None, str(tmp_path / "tvm"))
     for shape in ((1, 2, 3, 5), (2, 2, 4, 4)):
         x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
         err, ok = close(compiled.run({"X": x}), ort_outputs(original, {"X": x}))
@@ -104,7 +104,7 @@ def test_repro_shape_arithmetic_with_symbolic_dims(tmp_path):
     """Shape -> Slice -> Mul -> Reshape on symbolic H, W (what the rewrites emit when spatial dims
     are symbolic) does not import; when upstream fixes it, this XPASSes and fails strict."""
     path = os.path.join(REPROS, "shape_arithmetic.onnx")
-    compiled = toolchain.compile_here(path, None, str(tmp_path))
+    compiled = toolchain.compile(path, None, str(tmp_path))
     x = np.random.default_rng(0).standard_normal((1, 4, 3, 5)).astype(np.float32)
     err, ok = close(compiled.run({"X": x}), ort_outputs(onnx.load(path), {"X": x}))
     assert ok, f"max abs error {err}"

@@ -130,8 +130,12 @@ def compile_here(model_path: str, input_shapes: Optional[Mapping[str, List[int]]
     return TvmCompiled(vm, inputs, outputs, [ir_path])
 
 
-def compile(model_path: str, input_shapes: Mapping[str, List[int]], workdir: str) -> Compiled:
-    """Compile with TVM here, or in ``DECONV2SUB_TVM_PYTHON``'s environment when not importable."""
+def compile(model_path: str, input_shapes: Optional[Mapping[str, List[int]]],
+            workdir: str) -> Compiled:
+    """Compile with TVM here, or in ``DECONV2SUB_TVM_PYTHON``'s environment when not importable.
+
+    Beyond the common interface: ``input_shapes=None`` keeps the model's symbolic dims (Relax
+    symbolic shapes; one executable for every shape)."""
     if _local_reason() is None:
         return compile_here(model_path, input_shapes, workdir)
     python = os.environ.get(PYTHON_ENV)

@@ -135,7 +135,8 @@ class WorkerCompiled(Compiled):
                  input_shapes: Mapping[str, List[int]], workdir: str):
         self.workdir = workdir
         self._worker = WorkerProcess(python, module)
-        shapes = {k: [int(d) for d in v] for k, v in input_shapes.items()}
+        shapes = (None if input_shapes is None
+                  else {k: [int(d) for d in v] for k, v in input_shapes.items()})
         answer = self._worker.request(op="compile", model=os.path.abspath(model_path),
                                       shapes=shapes, workdir=os.path.abspath(workdir))
         self.input_names = answer["input_names"]
