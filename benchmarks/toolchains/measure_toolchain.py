@@ -10,7 +10,8 @@ For each (model, form): compile time, whether it compiles and runs, the max abs 
 Runtime running the ORIGINAL model (ORT_DISABLE_ALL), pass at 1e-3 abs + 1e-3 rel, and the latency
 of the original and the converted model on the toolchain (median of ``--runs`` samples, each the
 mean of back-to-back runs >= 5 ms, the two models interleaved in one process after a warm-up).
-``--symbolic`` (TVM only): also import each converted model with its symbolic dims kept
+``--blocks 0,4`` adds benchmark blocks (``benchmarks/bench_blocks.py``), built and converted
+into every form here (``--samples ''`` for blocks only). ``--symbolic`` (TVM only): also import each converted model with its symbolic dims kept
 (``from_onnx`` without ``shape_dict``) and run it at two shapes.
 Threads: set ``TVM_NUM_THREADS=2`` / ``DECONV2SUB_IREE_THREADS=2`` in the environment.
 """
@@ -134,13 +135,49 @@ def iree_dispatches(mlir, workdir):
     return {"dispatches": len(names), "kinds": dict(kinds), "flow_tensor_ops": copies}
 
 
+#: model name -> original ONNX path (the samples; --blocks adds the benchmark blocks)
+ORIGINALS = {s: os.path.join(ROOT, "samples", s + ".onnx") for s in SHAPES}
+#: ConvertOptions per form, as the CLI sets them (for --blocks, converted here)
+FORM_OPTIONS = {
+    "crd": dict(strategy="depth_to_space", order="CRD"),
+    "dcr": dict(strategy="depth_to_space", order="DCR"),
+    "reshape": dict(strategy="depth_to_space", shuffle="reshape"),
+    "default": dict(target="onnxruntime"),
+    "transpose": dict(strategy="transpose"),
+}
+
+
+def prepare_blocks(indices, conv_dir):
+    """Build benchmark blocks (bench_blocks.all_blocks()[i]) and convert them into every form."""
+    import onnx
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import bench_blocks
+
+    import deconv2sub
+
+    names = []
+    for i in indices:
+        spec = bench_blocks.all_blocks()[i]
+        name = "block%d_" % i + "".join(c if c.isalnum() else "_" for c in spec.label)
+        model = bench_blocks.build_block(spec)
+        ORIGINALS[name] = os.path.join(conv_dir, name + ".onnx")
+        onnx.save(model, ORIGINALS[name])
+        SHAPES[name] = [{"X": [1, spec.c_in, *spec.spatial]}]
+        for form, opts in FORM_OPTIONS.items():
+            conv, _ = deconv2sub.convert_model(model, deconv2sub.ConvertOptions(**opts))
+            onnx.save(conv, os.path.join(conv_dir, f"{name}__{form}.onnx"))
+        names.append(name)
+    return names
+
+
 def measure_one(tc, tc_name, sample, form, conv_dir, runs, orig_compiled, do_time):
     shapes = SHAPES[sample][0]
-    path = (os.path.join(ROOT, "samples", sample + ".onnx") if form == "original"
+    path = (ORIGINALS[sample] if form == "original"
             else os.path.join(conv_dir, f"{sample}__{form}.onnx"))
     row = {"sample": sample, "form": form}
     feeds = feeds_for(shapes)
-    ref = ort_reference(os.path.join(ROOT, "samples", sample + ".onnx"), feeds)
+    ref = ort_reference(ORIGINALS[sample], feeds)
     work = tempfile.mkdtemp(prefix=f"{tc_name}-{sample}-{form}-")
     t0 = time.perf_counter()
     try:
@@ -207,15 +244,19 @@ def main():
     ap.add_argument("--no-time", action="store_true")
     ap.add_argument("--symbolic", action="store_true")
     ap.add_argument("--json")
+    ap.add_argument("--blocks", default="", help="indices into bench_blocks.all_blocks()")
     ap.add_argument("--flow-for", default="", help="IREE: samples whose dispatches to list")
     args = ap.parse_args()
     FLOW_FOR.update(s for s in args.flow_for.split(",") if s)
+    samples = args.samples.split(",") if args.samples else []
+    if args.blocks:
+        samples += prepare_blocks([int(i) for i in args.blocks.split(",")], args.conv_dir)
     tc = importlib.import_module("deconv2sub.toolchains." + args.toolchain)
     reason = tc.unavailable_reason()
     if reason:
         sys.exit(reason)
     rows = []
-    for sample in args.samples.split(","):
+    for sample in samples:
         orig = None
         for form in args.forms.split(","):
             row, compiled = measure_one(tc, args.toolchain, sample, form, args.conv_dir, args.runs,
