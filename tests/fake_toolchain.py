@@ -1,0 +1,33 @@
+"""A stand-in toolchain for tests of :mod:`deconv2sub.toolchains.worker` (no real toolchain needed).
+
+``compile_here`` "compiles" any path: its Compiled doubles input ``X`` into output ``Y``; a path
+ending in ``bad.onnx`` fails like a converter would, with chatter on stdout first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deconv2sub.toolchains import Compiled, ToolchainError
+
+
+def unavailable_reason():
+    return None
+
+
+class _Doubler(Compiled):
+    input_names = ["X"]
+    output_names = ["Y"]
+
+    def __init__(self, artifacts):
+        self.artifacts = artifacts
+
+    def run(self, feeds):
+        return {"Y": np.asarray(feeds["X"]) * 2}
+
+
+def compile_here(model_path, input_shapes, workdir):
+    print("converter chatter that must not reach the protocol")
+    if model_path.endswith("bad.onnx"):
+        raise ToolchainError("fake: unsupported op Foo\nsecond line of detail")
+    return _Doubler([model_path, str(input_shapes)])
