@@ -41,7 +41,7 @@ REPORT_FIELDS = ("status", "reason", "strategy", "strategy_reason", "shuffle", "
 def fixed_strategies() -> Tuple[str, ...]:
     """The fixed strategies of this version of the package (the registry's names)."""
     try:
-        from deconv2sub.targets.chooser import FIXED
+        from deconv2sub.strategy import FIXED
     except ImportError:
         from deconv2sub.strategy import FIXED
     return tuple(FIXED)

@@ -9,7 +9,8 @@ Library API::
 
 from .api import convert_model, infer_shapes
 from .report import ConversionReport, NodeReport
-from .rewrite import ConvertOptions, convert_graph
+from .rewrite.graph_pass import convert_graph
+from .rewrite.options import ConvertOptions
 
 __version__ = "0.1.0"
 

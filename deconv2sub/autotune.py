@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import strategy as _strategy
+from .targets import chooser as _strategy
 
 __all__ = ["tune", "candidates", "clear_cache"]
 
@@ -94,8 +94,8 @@ def candidates(material, opset: int) -> list:
     """The fixed strategies worth measuring for this node."""
     names = ["two_stage", "transpose_gather", "transpose", "depth_to_space", "channels_last"]
     if material.emit_inputs is None:  # per-phase convs and Gemm take float weights only
-        from .perphase import macs_ratio, phase_split
-        from .plan import PlanError, make_plan
+        from .plan.phases import macs_ratio, phase_split
+        from .plan.subpixel import PlanError, make_plan
 
         try:
             single = make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD", True)
@@ -115,7 +115,7 @@ def _one_node_model(material, opset: int) -> Tuple[onnx.ModelProto, np.ndarray]:
 
     The input declares what the node's model declares (a symbolic size stays symbolic, so every
     candidate is emitted as it would be there: no Gather baked for a size the model leaves open) and
-    the data has the sizes to measure at (:meth:`deconv2sub.rewrite._Material.sizes`)."""
+    the data has the sizes to measure at (:meth:`deconv2sub.rewrite.graph_pass._Material.sizes`)."""
     attrs = material.attrs
     dtype = np.dtype(material.dtype or material.weight.dtype)
     if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
@@ -238,7 +238,7 @@ def _measure(material, opset: int, options) -> Optional[dict]:
     import time
 
     from .api import convert_model
-    from .rewrite import ConvertOptions
+    from .rewrite.options import ConvertOptions
 
     try:
         model, x = _one_node_model(material, opset)

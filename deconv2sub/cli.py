@@ -228,7 +228,7 @@ def convert(model, output, force, no_verify, shuffle, order, strategy, target, t
       deconv2sub convert model.onnx -o out.onnx --provider cuda --json
     """
     from .pipeline import ConvertJob, run_convert
-    from .rewrite import ConvertOptions
+    from .rewrite.options import ConvertOptions
 
     p = _Printer(as_json, quiet)
     job = ConvertJob(
@@ -403,7 +403,7 @@ def inspect_cmd(model, input_shapes, shuffle, order, strategy, target, as_json, 
     from .inputs import parse_input_shapes
     from .inspection import inspect_model
     from .model_io import load_model
-    from .rewrite import ConvertOptions
+    from .rewrite.options import ConvertOptions
 
     p = _Printer(as_json, quiet)
     shapes = parse_input_shapes(input_shapes)
@@ -454,7 +454,7 @@ def bench(model, candidate, runtime, provider, require_cuda, input_shapes, input
     from .bench import bench_models
     from .inputs import load_npz, make_feeds, model_input_specs, parse_input_shapes, resolve_shapes
     from .model_io import load_model
-    from .rewrite import ConvertOptions
+    from .rewrite.options import ConvertOptions
 
     p = _Printer(as_json, quiet)
     if require_cuda and provider == "cpu":

@@ -5,7 +5,7 @@ whether it can be rewritten (and why not), the planned emission (Conv kernel and
 crop), multiply-accumulates and weight bytes before and after. Nothing is written.
 
 The planned emission is obtained by running the very pass ``convert`` runs
-(:func:`deconv2sub.rewrite.convert_graph`) on a private onnx-graphsurgeon copy of the graph, so the two
+(:func:`deconv2sub.rewrite.graph_pass.convert_graph`) on a private onnx-graphsurgeon copy of the graph, so the two
 can never disagree; the caller's model is not modified.
 
 Cost model (per sample, i.e. batch 1):
@@ -28,7 +28,8 @@ import onnx_graphsurgeon as gs
 
 from .api import infer_shapes
 from .progress import ProgressFn, step
-from .rewrite import ConvertOptions, convert_graph, iter_graphs
+from .rewrite.graph_pass import convert_graph, iter_graphs
+from .rewrite.options import ConvertOptions
 
 __all__ = ["NodeInspection", "InspectionReport", "inspect_model", "format_count", "format_bytes"]
 

@@ -147,8 +147,8 @@ def test_inputs_npz(model_path, tmp_path):
 
 def test_mismatch_exit_1_names_node_and_writes_nothing(model_path, tmp_path, monkeypatch):
     """A planted fault in the plan (one weight off by 1%) must be caught, localised, and nothing written."""
-    import deconv2sub.plan as plan_mod
-    import deconv2sub.rewrite as rewrite_mod
+    import deconv2sub.plan.subpixel as plan_mod
+    import deconv2sub.rewrite.graph_pass as rewrite_mod
 
     real = plan_mod.make_plan
 
@@ -186,8 +186,8 @@ def test_mismatch_is_localised_past_sunk_consumers(tmp_path, monkeypatch):
     converted model; the fault is still localised to the node, at the tensor where the rewrite rejoins."""
     from onnx import TensorProto, helper, numpy_helper
 
-    import deconv2sub.plan as plan_mod
-    import deconv2sub.rewrite as rewrite_mod
+    import deconv2sub.plan.subpixel as plan_mod
+    import deconv2sub.rewrite.graph_pass as rewrite_mod
 
     rng = np.random.default_rng(3)
     inits = [numpy_helper.from_array(rng.standard_normal((3, 2, 4, 4)).astype(np.float32), "W")]

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 import deconv2sub
 from deconv2sub.errors import InputError
 from deconv2sub.inspection import format_bytes, format_count, inspect_model
-from deconv2sub.rewrite import ConvertOptions
+from deconv2sub.rewrite.options import ConvertOptions
 
 from builders import convtranspose_model
 from surface_builders import two_deconv_model

@@ -10,7 +10,8 @@ import onnx
 import pytest
 
 import deconv2sub
-from deconv2sub import ConvertOptions, autotune, strategy
+from deconv2sub import ConvertOptions, autotune
+from deconv2sub.targets import chooser as strategy
 
 from builders import assert_equivalent, convtranspose_model, op_types
 
@@ -93,7 +94,7 @@ def test_auto_without_input_size_falls_back(cache_dir):
 
 
 def test_auto_candidates():
-    from deconv2sub.rewrite import check
+    from deconv2sub.rewrite.graph_pass import check
     import onnx_graphsurgeon as gs
 
     def material(model):

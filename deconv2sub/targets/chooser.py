@@ -13,13 +13,13 @@ depends on the runtime. Fixed strategies give reproducible output:
   free. The two transposes are the fast paths of ONNX Runtime's and OpenVINO's CPU Transpose.
 * ``"transpose_gather"``: Conv in "LCR" order + one ``[s, L] -> [L, s]`` Transpose + one Gather of whole
   rows that writes the output (2-D/3-D with known sizes; else ``two_stage``), see
-  :func:`deconv2sub.shuffle.emit_gather_shuffle`.
+  :func:`deconv2sub.rewrite.shuffle.emit_gather_shuffle`.
 * ``"pointwise_gemm"``: ``transpose_gather`` with the Conv as one Gemm when it is 1x1 without pads
   (kernel = stride, e.g. U-Net's k2 s2), batch 1, group 1: ONNX Runtime's Conv would convert to and from
   its blocked layout around it. Else ``transpose_gather``.
 * ``"per_phase"``: one Conv per group of output phases that use the same kernel span, each with only
   its own taps (fewer MACs when the kernel is not a multiple of the stride, e.g. k3 s2) and the crop
-  always folded away, Concat, then the two-stage shuffle (:mod:`deconv2sub.perphase`).
+  always folded away, Concat, then the two-stage shuffle (:mod:`deconv2sub.plan.phases`).
 * ``"channels_last"``: Conv ("LCR" order; CRD with groups) + a Transpose of the Conv output to
   ``[N, spatial..., C]`` + one Transpose into place, crop folded where free. Made for runtimes whose
   convolutions compute channels-last (OpenVINO's CPU plugin), where the first Transpose is free.
@@ -36,10 +36,11 @@ from dataclasses import replace as dc_replace
 
 import numpy as np
 
-from .plan import ConvTransposeAttrs, PlanError, resolve_pads
-from .shuffle import block_factors, gather_shuffle_ok
-from .targets import TargetProfile
-from .targets import resolve as resolve_target
+from ..plan.blocks import block_factors
+from ..plan.subpixel import ConvTransposeAttrs, PlanError, resolve_pads
+from ..rewrite.shuffle import gather_shuffle_ok
+from . import resolve as resolve_target
+from .profile import TargetProfile
 
 STRATEGIES = ("default", "auto", "depth_to_space", "low_rank_transpose", "transpose", "two_stage",
               "transpose_gather", "pointwise_gemm", "per_phase", "channels_last", "per_phase_channels_last")
@@ -59,7 +60,7 @@ class Emission:
 
     strategy: str  # one of FIXED
     order: str  # plan channel order: "CRD", "DCR" or "LCR"
-    fold_crop: object  # False, True (where free) or "always" (see deconv2sub.plan.make_plan)
+    fold_crop: object  # False, True (where free) or "always" (see deconv2sub.plan.subpixel.make_plan)
     reason: str = ""
     # "depth_to_space" chosen by a target profile: the DepthToSpace cascade (block sizes and modes,
     # e.g. (4, 2) and ("CRD", "CRD") for stride 8 with at most 4 per block); empty: the classic emission
@@ -101,7 +102,7 @@ def fixed(name: str, *, group: int, rank: int, strides, opset: int, order: str =
 def plan_for(material, order: str, fold_crop, bias: bool = True):
     """``make_plan`` for the node of ``material``, memoised on it (the choice and the emission of a node
     need the same plans; planning copies the weight, so big models should not plan twice)."""
-    from . import rewrite  # its make_plan: the planner the pass uses (tests plant faults there)
+    from ..rewrite import graph_pass as rewrite  # its make_plan: the planner the pass uses (tests plant faults there)
 
     cache = material.__dict__.setdefault("_plans", {})
     key = (order, fold_crop, bias)
@@ -147,8 +148,8 @@ def effective_attrs(material) -> ConvTransposeAttrs:
 
 
 def split_for(plan):
-    """:func:`deconv2sub.perphase.phase_split` of ``plan``, memoised on it."""
-    from .perphase import phase_split
+    """:func:`deconv2sub.plan.phases.phase_split` of ``plan``, memoised on it."""
+    from ..plan.phases import phase_split
 
     if "_split" not in plan.__dict__:
         plan.__dict__["_split"] = phase_split(plan)
@@ -208,7 +209,7 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None,
 
     OpenVINO (``target="openvino"``): its CPU convolutions compute channels-last, so the shuffle starts
     with a Transpose to ``[N, spatial..., C]`` that costs nothing there, and one Transpose from that layout
-    does the rest (:func:`deconv2sub.shuffle.emit_permuted_shuffle` with ``channels_last``):
+    does the rest (:func:`deconv2sub.rewrite.shuffle.emit_permuted_shuffle` with ``channels_last``):
 
     * ``per_phase_channels_last`` when at most 4 phase Convs do and they save taps or fold a crop away;
     * ``channels_last`` otherwise, with the Conv channels in "LCR" order (the lead phase first: +10-25 %
@@ -225,7 +226,7 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None,
     reason = ("default: channels-last transpose (OpenVINO)" if openvino
               else "default: transpose + row Gather (two-stage transpose where the Gather does not apply)")
     if material is not None and material.emit_inputs is None and opset >= 5:
-        from .perphase import macs_ratio
+        from ..plan.phases import macs_ratio
     
         try:
             single = plan_for(material, "CRD", True)
@@ -263,13 +264,13 @@ def choose_default(*, group: int, rank: int, strides, opset: int, material=None,
 
 def needs_runtime_crop(material) -> bool:
     """Whether the node's crop is computed at run time: ``output_shape`` with a symbolic input size
-    (its pads depend on the run-time size, see :func:`deconv2sub.shuffle.emit_runtime_crop`)."""
+    (its pads depend on the run-time size, see :func:`deconv2sub.rewrite.shuffle.emit_runtime_crop`)."""
     return bool(material.attrs.output_shape) and (material.in_spatial is None
                                                   or any(v is None for v in material.in_spatial))
 
 
 def select(material, opset: int, options) -> Emission:
-    """The Emission for one node (``material`` from :func:`deconv2sub.rewrite.check`)."""
+    """The Emission for one node (``material`` from :func:`deconv2sub.rewrite.graph_pass.check`)."""
     attrs = material.attrs
     rank = material.weight.ndim - 2
     strides = list(attrs.strides or [1] * rank)
@@ -290,7 +291,7 @@ def select(material, opset: int, options) -> Emission:
         return choose_default(group=attrs.group, rank=rank, strides=strides, opset=opset, material=material,
                               target=profile.rule)
     if name == "auto":
-        from .autotune import tune
+        from ..autotune import tune
 
         return tune(material, opset, options)
     if name not in FIXED:

@@ -4,7 +4,7 @@ After the rewrite a ConvTranspose output ``y`` is ``crop(shuffle(z))`` with ``z`
 output. An elementwise op ``f`` commutes with any permutation and crop of its input, and a per-channel op
 (BatchNormalization, PRelu, Add/Sub/Mul/Div with a per-channel constant) does too once its parameters are
 repeated for every Conv output row (each row belongs to one output channel, see
-:meth:`deconv2sub.plan.SubPixelPlan.row_channels`):
+:meth:`deconv2sub.plan.subpixel.SubPixelPlan.row_channels`):
 
     f(crop(shuffle(z))) == crop(shuffle(f'(z)))
 
@@ -23,7 +23,7 @@ from typing import Callable, List, Optional
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .constants import _known_values
+from .operands import _known_values
 from .fold import drop_dead
 
 __all__ = ["SinkContext", "sink_consumers", "UNARY_OPS", "PER_CHANNEL_OPS"]

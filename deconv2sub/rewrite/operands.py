@@ -1,7 +1,7 @@
 """Values of tensors known before run time: initializers and Constant node outputs.
 
-Shared by the graph pass (:mod:`deconv2sub.rewrite`), the consumer sinking (:mod:`deconv2sub.optimize`)
-and the QDQ handling (:mod:`deconv2sub.qdq`). External data that was not loaded is read lazily from the
+Shared by the graph pass (:mod:`deconv2sub.rewrite.graph_pass`), the consumer sinking (:mod:`deconv2sub.rewrite.sinking`)
+and the QDQ handling (:mod:`deconv2sub.rewrite.qdq`). External data that was not loaded is read lazily from the
 folder set with :func:`external_data_dir`, and values are never cached on the graph's constants.
 """
 

@@ -5,7 +5,7 @@ When the kernel is not a multiple of the stride, the shared sub-pixel kernel is 
 of its output (pads), the shared kernel either keeps a Slice after the shuffle or, folded, grows by a tap
 (DCGAN's k4 s2 p1: 3x3 instead of 2x2). Phase Convs avoid both: on every axis the output phases are
 grouped by the span of kernel positions they use (after folding the crop, see
-:func:`deconv2sub.plan.make_plan` with ``fold_crop="always"``); the phases of a group share one Conv whose
+:func:`deconv2sub.plan.subpixel.make_plan` with ``fold_crop="always"``); the phases of a group share one Conv whose
 kernel is trimmed to that span and whose pads shrink by the same amount, so every group keeps the same
 output size and no crop is left. A group is a run of consecutive phases; when the runs of an axis differ
 in length the axis falls back to one group per phase.
@@ -13,7 +13,7 @@ in length the axis falls back to one group per phase.
 ENet's k3 s2 p1 op1: 4 Convs (2x2, 2x1, 1x2, 1x1 taps, 9 in all); DCGAN's k4 s2 p1: 4 Convs of 2x2 and no
 Slice; FCN's k16 s8 p4: 2 groups of 4 phases per axis, 4 Convs of 2x2 and no Slice. The group outputs are
 concatenated and shuffled by the same two-stage transpose as a single Conv (see
-:func:`deconv2sub.shuffle.two_stage_labels`); the channel layout of the concatenation is
+:func:`deconv2sub.rewrite.shuffle.two_stage_labels`); the channel layout of the concatenation is
 ``[G_lead, G_other..., M, I_1, ..., I_n]`` (group index per axis, output channel, index within the group).
 """
 
@@ -25,9 +25,9 @@ from typing import List, Optional
 
 import numpy as np
 
-from .plan import SubPixelPlan
+from .subpixel import SubPixelPlan
 
-__all__ = ["PhaseConv", "PhaseSplit", "phase_split", "phase_convs", "macs_ratio"]
+__all__ = ["PhaseConv", "PhaseSplit", "phase_split", "macs_ratio"]
 
 
 @dataclass
@@ -122,11 +122,6 @@ def phase_split(plan: SubPixelPlan) -> Optional[PhaseSplit]:
     split = PhaseSplit(convs, groups)
     split.rows = rows_layout + split.conv_rows(m)
     return split
-
-
-def phase_convs(plan: SubPixelPlan) -> Optional[List[PhaseConv]]:
-    split = phase_split(plan)
-    return None if split is None else split.convs
 
 
 def macs_ratio(plan: SubPixelPlan) -> float:

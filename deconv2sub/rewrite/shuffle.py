@@ -24,7 +24,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .plan import SubPixelPlan
+from ..plan.subpixel import SubPixelPlan
 
 INT64_MAX = np.iinfo(np.int64).max
 
@@ -370,7 +370,7 @@ def two_stage_labels(plan: SubPixelPlan) -> list:
 
 
 def split_labels(plan: SubPixelPlan, two_stage: bool) -> list:
-    """Label orders for phase-group Convs (:mod:`deconv2sub.perphase`): the phase of axis ``a`` is
+    """Label orders for phase-group Convs (:mod:`deconv2sub.plan.phases`): the phase of axis ``a`` is
     ``(G<a>, I<a>)`` (group, index within the group). Returns the output order, or with ``two_stage`` the
     intermediate order of :func:`two_stage_labels`."""
     lead = plan.lead_axis
@@ -539,57 +539,6 @@ def gather_crop(plan: SubPixelPlan) -> List[List[int]]:
 #   ``[outer, phases, Q_a, inner]``, perm ``(0, 2, 1, 3)``; a final Reshape merges ``Q_a * S_a``.
 #   With a symbolic batch the batch stays its own axis (Reshape ``0``) where the rank allows, so that a
 #   1-D shuffle needs no run-time shape arithmetic even when the length is symbolic too.
-
-
-def block_factors(stride: int, max_block: int) -> Optional[List[int]]:
-    """Block sizes, largest first, whose product is ``stride`` and each at most ``max_block`` (0: any);
-    None when a prime factor of ``stride`` exceeds ``max_block``."""
-    if max_block == 0 or stride <= max_block:
-        return [stride]
-    primes, rest, p = [], stride, 2
-    while rest > 1:
-        while rest % p == 0:
-            primes.append(p)
-            rest //= p
-        p += 1
-    if max(primes) > max_block:
-        return None
-    blocks: List[int] = []
-    for f in sorted(primes, reverse=True):  # first fit: fewest blocks for small inputs like 8 = 2*4
-        for i, b in enumerate(blocks):
-            if b * f <= max_block:
-                blocks[i] = b * f
-                break
-        else:
-            blocks.append(f)
-    return sorted(blocks, reverse=True)
-
-
-def _depth_to_space_np(x: np.ndarray, b: int, mode: str) -> np.ndarray:
-    n, c, h, w = x.shape
-    if mode == "DCR":
-        t = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
-    else:
-        t = x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
-    return t.reshape(n, c // (b * b), h * b, w * b)
-
-
-def d2s_cascade_rows(plan: SubPixelPlan, blocks: Sequence[int], modes: Sequence[str]) -> Optional[np.ndarray]:
-    """For a 2-D equal-stride CRD ``plan``: ``order`` such that a Conv whose row ``r`` holds CRD row
-    ``order[r]`` is shuffled into place by DepthToSpace(``blocks[i]``, ``modes[i]``) in turn; None when
-    the order would split a group's channels (a grouped Conv needs each group's rows in one block)."""
-    s, m_out, phases = plan.strides[0], plan.out_channels, plan.phases
-    rows = np.arange(m_out * phases, dtype=np.int64).reshape(1, -1, 1, 1)
-    for b, mode in zip(blocks, modes):
-        rows = _depth_to_space_np(rows, b, mode)
-    landed = rows.reshape(m_out, s, s)  # landed[m, i, j] = the Conv row that ends at channel m, phase (i, j)
-    order = np.empty(m_out * phases, dtype=np.int64)
-    order[landed.ravel()] = np.arange(m_out * phases)  # CRD row of (m, i, j) is m*P + i*s + j
-    if plan.group > 1:
-        per_group = m_out // plan.group * phases
-        if np.any(order // per_group != np.arange(order.size) // per_group):
-            return None
-    return order
 
 
 def cascade_stages(plan: SubPixelPlan) -> List[List[str]]:

@@ -3,7 +3,7 @@
 Works on an onnx-graphsurgeon ``Graph`` in place (subgraphs of If/Loop/Scan and model-local functions
 included). For each node, :func:`check` either returns the material for the rewrite or a one-line reason
 to leave the node alone (weight known only at run time, unsupported attributes, ...); :func:`rewrite`
-applies the plan from :mod:`deconv2sub.plan`.
+applies the plan from :mod:`deconv2sub.plan.subpixel`.
 
 Invariants the pass keeps:
 
@@ -11,7 +11,7 @@ Invariants the pass keeps:
   untouched; new nodes/tensors get unique names derived from the node's name;
 * the original weight/bias tensors are not modified (a weight shared with other nodes stays valid);
   unused ones simply drop out on export;
-* no size that the original left symbolic is baked in (see :mod:`deconv2sub.shuffle`).
+* no size that the original left symbolic is baked in (see :mod:`deconv2sub.rewrite.shuffle`).
 """
 
 from __future__ import annotations
@@ -23,16 +23,17 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from . import fold, qdq
-from .constants import _NoSource, _constant_values
-
-from .plan import ConvTransposeAttrs, PlanError, SubPixelPlan, layout_row_channels, make_plan
-from .report import REWRITTEN, SKIPPED, ConversionReport, NodeReport
-from . import strategy as _strategy
-from .optimize import SinkContext, sink_consumers
-from .shuffle import (Emitter, cascade_plan, d2s_cascade_rows, emit_cascade_shuffle, emit_crop, emit_d2s_cascade,
+from ..plan.blocks import d2s_cascade_rows
+from ..plan.subpixel import ConvTransposeAttrs, PlanError, SubPixelPlan, layout_row_channels, make_plan
+from ..report import REWRITTEN, SKIPPED, ConversionReport, NodeReport
+from ..targets import chooser as _strategy
+from ..targets import resolve as resolve_target
+from .operands import _NoSource, _constant_values
+from .options import ConvertOptions
+from .sinking import SinkContext, sink_consumers
+from .shuffle import (Emitter, cascade_plan, emit_cascade_shuffle, emit_crop, emit_d2s_cascade,
                       emit_gather_shuffle, emit_permuted_shuffle, emit_runtime_crop, emit_shuffle, gather_crop,
                       gather_shuffle_ok, output_labels, shuffle_kind, split_labels, two_stage_labels)
-from .targets import resolve as resolve_target
 
 __all__ = ["ConvertOptions", "convert_graph", "iter_graphs"]
 
@@ -43,50 +44,6 @@ try:  # onnx >= 1.15 reads bfloat16 tensors as ml_dtypes.bfloat16
     _FLOAT_DTYPES.add(np.dtype(ml_dtypes.bfloat16))
 except ImportError:  # pragma: no cover
     pass
-
-
-@dataclass
-class ConvertOptions:
-    """Knobs of the rewrite.
-
-    strategy: how each node is emitted (all exact; they differ in speed), see :mod:`deconv2sub.strategy`:
-        "default" (the measured best fixed emission), "auto" (measured per node on ``tune_runtime``),
-        or a fixed "depth_to_space", "transpose", "two_stage".
-    shuffle: for "depth_to_space": "auto" (DepthToSpace where it can express the shuffle), "reshape"
-        (always Reshape/Transpose).
-    order: for "depth_to_space": "auto" (CRD when the opset has DepthToSpace CRD or group > 1, else DCR),
-        "CRD" or "DCR".
-    sink: move per-channel/elementwise consumers (BatchNormalization, Relu, ...) above the shuffle so
-        that runtimes fuse them into the Conv (see :mod:`deconv2sub.optimize`).
-    fold_crop: fold begin crops into the phase choice where that costs no tap (strategies other than
-        "depth_to_space"; see :mod:`deconv2sub.plan`).
-    tune_runtime / tune_provider: where "auto" measures ("onnxruntime"/"openvino", "cpu"/"cuda").
-    target: the deployment target, a built-in profile name ("portable", "onnxruntime", "openvino",
-        "ncnn", "tflite", ...), a ``.toml`` profile path or a :class:`deconv2sub.targets.TargetProfile`:
-        what ``strategy="default"`` may emit and prefers (see :mod:`deconv2sub.targets`). Every emission
-        is exact on every runtime.
-    toolchains: names of deployment toolchains ("ncnn", "iree", ...) whose known bugs the output is
-        checked against (the report's ``toolchain_warnings``; see :mod:`deconv2sub.targets.bugs`).
-    dynamic_shapes: whether the target runs graphs whose shapes depend on the run-time input sizes
-        (the target profile's ``dynamic_shapes`` must allow it too). ``output_shape`` with a symbolic
-        input size needs a crop computed at run time; with False such nodes are left alone with the reason.
-    input_shapes: ``{graph input: shape}`` to assume where the model's dims are symbolic (the CLI's
-        ``--input-shape``), for the decisions that stay exact at every size: the sizes ``"auto"``
-        measures at. They never make the rewrite bake a size the model leaves symbolic (the row
-        Gather, the Gemm): the model stays dynamic.
-    """
-
-    shuffle: str = "auto"
-    order: str = "auto"
-    strategy: str = "default"
-    sink: bool = True
-    tune_runtime: str = "onnxruntime"
-    tune_provider: str = "cpu"
-    fold_crop: bool = True
-    target: object = "portable"
-    toolchains: tuple = ()
-    dynamic_shapes: bool = True
-    input_shapes: Dict[str, Tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,7 +95,7 @@ def iter_graphs(graph: gs.Graph, path: str = "main", functions: bool = True) -> 
             yield from iter_graphs(func, f"function:{func.domain}.{func.name}", functions=False)
 
 
-# ---- weight sources (read by deconv2sub.constants) ---------------------------------------------------
+# ---- weight sources (read by deconv2sub.rewrite.operands) ---------------------------------------------------
 def _describe_source(tensor, graph: Optional[gs.Graph] = None) -> str:
     if isinstance(tensor, gs.Variable) and not tensor.inputs:
         if isinstance(graph, gs.Function) and any(t is tensor for t in graph.inputs):
@@ -153,7 +110,7 @@ def _source_values(tensor, graph, opset: int, cache: Optional[dict]) -> Tuple[np
     """(values, producer nodes, fold note) of a weight/bias known before run time, else raise _NoSource.
 
     An initializer or Constant node is read directly; a tensor computed from constants only is folded
-    (see :mod:`deconv2sub.fold`), once per tensor per pass when ``cache`` is given.
+    (see :mod:`deconv2sub.rewrite.fold`), once per tensor per pass when ``cache`` is given.
     """
     values = _constant_values(tensor)
     if values is not None:
@@ -380,7 +337,7 @@ def rewrite(
 ) -> NodeReport:
     """Replace ``node`` in ``graph`` by Conv + shuffle (+ crop). Raises PlanError if it cannot be planned.
 
-    ``emission`` (default: chosen from ``options.strategy``) says how: see :mod:`deconv2sub.strategy`."""
+    ``emission`` (default: chosen from ``options.strategy``) says how: see :mod:`deconv2sub.targets.chooser`."""
     _check_runtime_crop(material, opset, options)
     if emission is None:
         material.consumers = tuple(c.op for c in node.outputs[0].outputs) if node.outputs else ()

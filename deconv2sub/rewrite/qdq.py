@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .constants import _known_values
+from .operands import _known_values
 
 __all__ = ["QdqError", "Quantized", "read_dequantize", "weight_for_plan", "requantize_conv_output"]
 
