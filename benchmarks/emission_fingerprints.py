@@ -41,10 +41,10 @@ REPORT_FIELDS = ("status", "reason", "strategy", "strategy_reason", "shuffle", "
 def fixed_strategies() -> Tuple[str, ...]:
     """The fixed strategies of this version of the package (the registry's names)."""
     try:
-        from deconv2sub.strategy import FIXED
-    except ImportError:
-        from deconv2sub.strategy import FIXED
-    return tuple(FIXED)
+        from deconv2sub.rewrite.emissions.registry import NAMES
+    except ImportError:  # before the registry (the baseline of the restructuring)
+        from deconv2sub.strategy import FIXED as NAMES
+    return tuple(NAMES)
 
 
 def models() -> Iterator[Tuple[str, onnx.ModelProto]]:

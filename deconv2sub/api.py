@@ -11,6 +11,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from .rewrite.operands import external_data_dir as _external_data_dir
+from .autotune import measurer
 from .errors import InputError
 from .model_io import DETACHED_LOCATION as _DETACHED
 from .report import ConversionReport
@@ -348,7 +349,8 @@ def _convert(
             _lazy_external_values(graph, os.fspath(external_data_dir))
         given = options.input_shapes if options is not None else None
         sizes = infer_shapes(model, given) if given else None
-        report = convert_graph(graph, options, shapes=infer_shapes(model), sizes=sizes)
+        measure = measurer(convert_model) if options is not None and options.strategy == "auto" else None
+        report = convert_graph(graph, options, shapes=infer_shapes(model), sizes=sizes, measure=measure)
         detached: Dict[str, object] = {}
         if report.rewritten:
             try:

@@ -26,7 +26,8 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .api import infer_shapes
+from .api import convert_model, infer_shapes
+from .autotune import measurer
 from .progress import ProgressFn, step
 from .rewrite.graph_pass import convert_graph, iter_graphs
 from .rewrite.options import ConvertOptions
@@ -305,7 +306,8 @@ def inspect_model(
 
     step(progress, "planning the rewrite")
     sizes = size_shapes if input_shapes else None
-    report = convert_graph(graph, options, shapes=plan_shapes, sizes=sizes)
+    measure = measurer(convert_model) if options.strategy == "auto" else None
+    report = convert_graph(graph, options, shapes=plan_shapes, sizes=sizes, measure=measure)
     entries = {(e.graph, e.output): e for e in report.nodes}
     graphs = {gpath: g for g, gpath in iter_graphs(graph)}
 

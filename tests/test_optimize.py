@@ -11,12 +11,12 @@ from onnx import TensorProto, helper, numpy_helper
 import deconv2sub
 from deconv2sub import ConvertOptions
 from deconv2sub.plan.subpixel import ConvTransposeAttrs, make_plan
+from deconv2sub.rewrite.emissions import registry
 
 from builders import assert_equivalent, convtranspose_model, op_types, run
 
 RNG = np.random.default_rng(99)
-STRATEGIES = ["default", "two_stage", "transpose", "depth_to_space", "per_phase", "transpose_gather", "pointwise_gemm",
-              "channels_last", "per_phase_channels_last"]
+STRATEGIES = ["default", *registry.NAMES]  # every registered emission
 
 
 def _x(shape, dtype=np.float32):

@@ -27,7 +27,7 @@ import numpy as np
 
 from .subpixel import SubPixelPlan
 
-__all__ = ["PhaseConv", "PhaseSplit", "phase_split", "macs_ratio"]
+__all__ = ["PhaseConv", "PhaseSplit", "macs_ratio", "phase_split", "split_of"]
 
 
 @dataclass
@@ -124,11 +124,16 @@ def phase_split(plan: SubPixelPlan) -> Optional[PhaseSplit]:
     return split
 
 
-def macs_ratio(plan: SubPixelPlan) -> float:
-    """Stored taps of the group Convs / stored taps of the single Conv of ``plan`` (< 1: fewer MACs)."""
+def split_of(plan: SubPixelPlan) -> Optional[PhaseSplit]:
+    """:func:`phase_split` of ``plan``, memoised on it (the chooser and the emission ask alike)."""
     if "_split" not in plan.__dict__:
         plan.__dict__["_split"] = phase_split(plan)
-    split = plan.__dict__["_split"]
+    return plan.__dict__["_split"]
+
+
+def macs_ratio(plan: SubPixelPlan) -> float:
+    """Stored taps of the group Convs / stored taps of the single Conv of ``plan`` (< 1: fewer MACs)."""
+    split = split_of(plan)
     if split is None:
         return 1.0
     per_row = [int(np.prod(c.weight.shape[2:])) * c.weight.shape[0] for c in split.convs]

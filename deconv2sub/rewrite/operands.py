@@ -1,6 +1,7 @@
-"""Values of tensors known before run time: initializers and Constant node outputs.
+"""Values of tensors known before run time: initializers, Constant node outputs and folded tensors.
 
-Shared by the graph pass (:mod:`deconv2sub.rewrite.graph_pass`), the consumer sinking (:mod:`deconv2sub.rewrite.sinking`)
+:func:`source_values` reads a ConvTranspose's weight or bias (folding it when it is computed from
+constants, see :mod:`deconv2sub.rewrite.fold`) or raises :class:`NoSource` with the reason. Shared by the graph pass (:mod:`deconv2sub.rewrite.graph_pass`), the consumer sinking (:mod:`deconv2sub.rewrite.sinking`)
 and the QDQ handling (:mod:`deconv2sub.rewrite.qdq`). External data that was not loaded is read lazily from the
 folder set with :func:`external_data_dir`, and values are never cached on the graph's constants.
 """
@@ -10,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 from onnx import external_data_helper, numpy_helper
+
+from . import fold
 
 # Folder against which the external-data locations of tensors not loaded into memory are resolved
 # (set by the model-level API for models loaded without their external data).
@@ -34,7 +37,7 @@ def external_data_dir(path: Optional[str]):
         _EXTERNAL_DATA_DIR.reset(token)
 
 
-class _NoSource(Exception):
+class NoSource(Exception):
     """A weight/bias whose values are not known before run time; ``str()`` is the reason."""
 
 
@@ -43,16 +46,16 @@ def _proto_values(proto: onnx.TensorProto) -> np.ndarray:
     if external_data_helper.uses_external_data(proto) and not proto.HasField("raw_data"):
         base = _EXTERNAL_DATA_DIR.get()
         if base is None:
-            raise _NoSource(f"'{proto.name}' is stored in an external data file that was not loaded")
+            raise NoSource(f"'{proto.name}' is stored in an external data file that was not loaded")
         try:
             return numpy_helper.to_array(proto, base)
         except Exception as exc:  # noqa: BLE001
             first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-            raise _NoSource(f"'{proto.name}': cannot read its external data: {first.strip()}") from None
+            raise NoSource(f"'{proto.name}': cannot read its external data: {first.strip()}") from None
     return numpy_helper.to_array(proto)
 
 
-def _gs_constant_values(const: gs.Constant) -> np.ndarray:
+def _gsconstant_values(const: gs.Constant) -> np.ndarray:
     """Values of a gs.Constant without caching them on the Constant (big weights are read once, used
     for the plan and dropped; a Constant that is exported again keeps its original TensorProto)."""
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
@@ -65,16 +68,16 @@ def _gs_constant_values(const: gs.Constant) -> np.ndarray:
     return np.asarray(values)
 
 
-def _constant_values(tensor) -> Optional[np.ndarray]:
+def constant_values(tensor) -> Optional[np.ndarray]:
     """Values of a tensor known before run time: an initializer or the output of a Constant node."""
     if isinstance(tensor, gs.Constant):
-        return _gs_constant_values(tensor)
+        return _gsconstant_values(tensor)
     if isinstance(tensor, gs.Variable) and len(tensor.inputs) == 1:
         producer = tensor.inputs[0]
         if producer.op == "Constant" and producer.domain in (None, "", "ai.onnx"):
             value = producer.attrs.get("value")
             if isinstance(value, gs.Constant):
-                return _gs_constant_values(value)
+                return _gsconstant_values(value)
             for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
                                ("value_int", np.int64), ("value_ints", np.int64)):
                 if key in producer.attrs and not isinstance(producer.attrs[key], gs.Node.AttributeRef):
@@ -82,10 +85,52 @@ def _constant_values(tensor) -> Optional[np.ndarray]:
     return None
 
 
-def _known_values(tensor) -> Optional[np.ndarray]:
-    """:func:`_constant_values`, or None where the values cannot be read (external data not loaded or
+def known_values(tensor) -> Optional[np.ndarray]:
+    """:func:`constant_values`, or None where the values cannot be read (external data not loaded or
     unreadable): for optional optimisations, which then leave the node alone."""
     try:
-        return _constant_values(tensor)
-    except _NoSource:
+        return constant_values(tensor)
+    except NoSource:
         return None
+
+
+def describe_source(tensor, graph: Optional[gs.Graph] = None) -> str:
+    """Why ``tensor`` is not known before run time (one clause of a skip reason)."""
+    if isinstance(tensor, gs.Variable) and not tensor.inputs:
+        if isinstance(graph, gs.Function) and any(t is tensor for t in graph.inputs):
+            return f"'{tensor.name}' is an input of function '{graph.name}' (known only per call)"
+        return f"'{tensor.name}' is a graph input (known only at run time)"
+    if isinstance(tensor, gs.Variable) and tensor.inputs:
+        return f"'{tensor.name}' is computed at run time by {tensor.inputs[0].op} node '{tensor.inputs[0].name}'"
+    return f"'{tensor.name}' is not a constant"
+
+
+def source_values(tensor, graph, opset: int, cache: Optional[dict]) -> Tuple[np.ndarray, List[gs.Node], Optional[str]]:
+    """(values, producer nodes, fold note) of a weight/bias known before run time, else raise NoSource.
+
+    An initializer or Constant node is read directly; a tensor computed from constants only is folded
+    (see :mod:`deconv2sub.rewrite.fold`), once per tensor per pass when ``cache`` is given.
+    """
+    values = constant_values(tensor)
+    if values is not None:
+        producers = list(tensor.inputs) if isinstance(tensor, gs.Variable) else []
+        return values, producers, None
+    if isinstance(tensor, gs.Variable) and not tensor.inputs:
+        raise NoSource(describe_source(tensor, graph))
+    key = id(tensor)
+    if cache is not None and key in cache:
+        _, result = cache[key]
+    else:
+        try:
+            result = fold.fold_tensor(tensor, constant_values, opset)
+        except fold.FoldError as err:
+            result = err
+        except NoSource as err:
+            result = fold.FoldError(str(err))
+        if cache is not None:
+            cache[key] = (tensor, result)  # the tensor is kept alive so that its id stays unique
+    if isinstance(result, fold.FoldError):
+        producer = tensor.inputs[0]
+        raise NoSource(f"'{tensor.name}' is computed at run time by {producer.op} node '{producer.name}' "
+                        f"and cannot be folded: it {result}")
+    return result.values, list(result.nodes), result.note()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 __all__ = ["ConvertOptions"]
 
@@ -37,6 +37,8 @@ class ConvertOptions:
         ``--input-shape``), for the decisions that stay exact at every size: the sizes ``"auto"``
         measures at. They never make the rewrite bake a size the model leaves symbolic (the row
         Gather, the Gemm): the model stays dynamic.
+    planner: what plans each node (default :func:`deconv2sub.plan.subpixel.make_plan`); tests pass
+        one that plants a fault to check that verification catches it.
     """
 
     shuffle: str = "auto"
@@ -50,3 +52,4 @@ class ConvertOptions:
     toolchains: tuple = ()
     dynamic_shapes: bool = True
     input_shapes: Dict[str, Tuple[int, ...]] = field(default_factory=dict)
+    planner: Optional[Callable] = None

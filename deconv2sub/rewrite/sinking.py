@@ -23,7 +23,7 @@ from typing import Callable, List, Optional
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .operands import _known_values
+from .operands import known_values
 from .fold import drop_dead
 
 __all__ = ["SinkContext", "sink_consumers", "UNARY_OPS", "PER_CHANNEL_OPS"]
@@ -92,7 +92,7 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
             if t is None or t.name == "":
                 new.append(t)
                 continue
-            v = _known_values(t)
+            v = known_values(t)
             if v is None or v.size != 1:
                 return None
             new.append(t if isinstance(t, gs.Constant) else gs.Constant(ctx.unique(f"{ctx.base}_{op}_bound"), v))
@@ -100,7 +100,7 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
     if op == "BatchNormalization":
         if ctx.matrix or node.inputs[0] is not y or len(node.inputs) != 5 or int(node.attrs.get("training_mode", 0)):
             return None
-        params = [_known_values(t) for t in node.inputs[1:]]
+        params = [known_values(t) for t in node.inputs[1:]]
         if any(p is None or p.ndim != 1 or p.shape[0] != channels for p in params):
             return None
         return [None] + [gs.Constant(ctx.unique(f"{ctx.base}_{node.name or op}_{i}"), np.ascontiguousarray(p[rows]))
@@ -108,7 +108,7 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
     if op == "PRelu":
         if node.inputs[0] is not y or len(node.inputs) != 2:
             return None
-        slope = _known_values(node.inputs[1])
+        slope = known_values(node.inputs[1])
         if slope is None:
             return None
         pc = _per_channel(slope, ctx.rank, channels)
@@ -120,7 +120,7 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
             return None
         i_y = 0 if node.inputs[0] is y else 1
         other = node.inputs[1 - i_y]
-        values = _known_values(other)
+        values = known_values(other)
         if values is None:
             return None
         pc = _per_channel(values, ctx.rank, channels)
