@@ -50,6 +50,7 @@ class NodeInspection:
     attributes: Dict[str, object] = field(default_factory=dict)
     rewritable: bool = False
     reason: Optional[str] = None  # why not, when not rewritable
+    code: Optional[str] = None  # the refusal's machine-readable code, when not rewritable
     # Which emission strategy was chosen ("keep" when not rewritable) and why.
     choice: str = "keep"
     why: Optional[str] = None
@@ -371,6 +372,7 @@ def _inspect_node(gpath: str, snap: dict, entry, g: Optional[gs.Graph], shapes: 
     if entry is None or not entry.rewritten:
         n.rewritable, n.choice = False, "keep"
         n.reason = n.why = (entry.reason if entry is not None else "not reached by the rewrite pass")
+        n.code = entry.code if entry is not None else "not_reached"
         n.macs_after, n.macs_per_input_pixel_after = n.macs_before, n.macs_per_input_pixel_before
         n.weight_bytes_after = n.weight_bytes_before
         return n
