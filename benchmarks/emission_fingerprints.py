@@ -7,10 +7,10 @@ Converts every sample (``samples/*.onnx``) and every benchmark block
 (:func:`bench_blocks.all_blocks` / :func:`bench_blocks.build_block`) with every fixed strategy plus
 ``"default"`` under a set of targets, and stores per case the sha256 of the converted model's
 ``SerializeToString()`` and of the per-node report fields that say what was emitted and why (status,
-reason, strategy, strategy reason, shuffle, crop). A case that raises stores the exception's type and
-message. With ``--compare`` the run is checked against an earlier one: exit 1 and the differing cases
-listed when any model or report fingerprint differs. Nothing is verified numerically here: the test
-suite does that; this only proves that a change of code left the output alone.
+reason, strategy, strategy reason, shuffle, crop). A case that raises stores the exception's type
+and message. With ``--compare`` the run is checked against an earlier one: exit 1 and the differing
+cases listed when any model or report fingerprint differs. Nothing is verified numerically here:
+the test suite does that; this only proves that a change of code left the output alone.
 """
 
 from __future__ import annotations
@@ -67,8 +67,10 @@ def fingerprint(model: onnx.ModelProto, options: ConvertOptions) -> Dict[str, st
     except Exception as err:  # noqa: BLE001 - a refusal is a fingerprint too
         return {"error": f"{type(err).__name__}: {err}"}
     fields = [{k: getattr(n, k) for k in REPORT_FIELDS} for n in report.nodes]
-    return {"model": sha(converted.SerializeToString()),
-            "report": sha(json.dumps(fields, sort_keys=True, default=str).encode())}
+    return {
+        "model": sha(converted.SerializeToString()),
+        "report": sha(json.dumps(fields, sort_keys=True, default=str).encode()),
+    }
 
 
 def run() -> Dict[str, Dict[str, str]]:

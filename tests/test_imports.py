@@ -1,4 +1,6 @@
-"""The package's import structure: every module imports alone, no import cycle, no private name
+"""The package's import structure.
+
+The package's import structure: every module imports alone, no import cycle, no private name
 imported from another module.
 
 The graph is read statically (ast) from every ``import`` of the package's modules, those inside
@@ -59,8 +61,10 @@ def _imports(mod: str, path: str, mods: Dict[str, str]) -> List[Tuple[str, List[
 def import_graph(root: str, package: str = "deconv2sub") -> Dict[str, Set[str]]:
     """``{module: modules it imports}`` within ``package``."""
     mods = package_modules(root, package)
-    return {mod: {t for t, _ in _imports(mod, path, mods) if t in mods and t != mod}
-            for mod, path in mods.items()}
+    return {
+        mod: {t for t, _ in _imports(mod, path, mods) if t in mods and t != mod}
+        for mod, path in mods.items()
+    }
 
 
 def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
@@ -73,7 +77,7 @@ def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
         path.append(mod)
         for dep in sorted(graph.get(mod, ())):
             if state.get(dep) == 1:
-                return path[path.index(dep):] + [dep]
+                return path[path.index(dep) :] + [dep]
             if dep not in state:
                 cycle = visit(dep)
                 if cycle:
@@ -91,6 +95,7 @@ def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
 
 
 def test_no_import_cycle():
+    """The static import graph of the package has no cycle."""
     assert find_cycle(import_graph(ROOT)) == []
 
 
@@ -104,11 +109,14 @@ def test_the_cycle_finder_finds_a_planted_cycle(tmp_path):
     (pkg / "sub" / "b.py").write_text("def f():\n    from .. import a\n")
     (pkg / "c.py").write_text("from . import a\n")
     cycle = find_cycle(import_graph(str(tmp_path)))
-    assert cycle in (["deconv2sub.a", "deconv2sub.sub.b", "deconv2sub.a"],
-                     ["deconv2sub.sub.b", "deconv2sub.a", "deconv2sub.sub.b"])
+    assert cycle in (
+        ["deconv2sub.a", "deconv2sub.sub.b", "deconv2sub.a"],
+        ["deconv2sub.sub.b", "deconv2sub.a", "deconv2sub.sub.b"],
+    )
 
 
 def test_no_private_name_imported_from_another_module():
+    """No module takes a private name from another one."""
     mods = package_modules(ROOT)
     found = set()
     for mod, path in mods.items():
@@ -120,15 +128,19 @@ def test_no_private_name_imported_from_another_module():
 
 @pytest.mark.slow  # ~1 s per module: each import re-runs the package's own imports
 def test_every_module_imports_alone():
-    """Each module imported first, in a process where no other module of the package was imported
-    before it (the package's modules are dropped from sys.modules between two imports)."""
+    """Every module imports on its own.
+
+    Each module imported first, in a process where no other module of the package was imported
+    before it (the package's modules are dropped from sys.modules between two imports).
+    """
     names = sorted(package_modules(ROOT))
     script = (
         "import importlib, sys\n"
         "failed = []\n"
         f"for name in {names!r}:\n"
-        "    for loaded in [m for m in sys.modules if m == 'deconv2sub' or m.startswith('deconv2sub.')]:\n"
-        "        del sys.modules[loaded]\n"
+        "    loaded = [m for m in sys.modules if m.split('.')[0] == 'deconv2sub']\n"
+        "    for m in loaded:\n"
+        "        del sys.modules[m]\n"
         "    try:\n"
         "        importlib.import_module(name)\n"
         "    except ImportError as err:\n"
@@ -137,14 +149,23 @@ def test_every_module_imports_alone():
         "sys.exit(1 if failed else 0)\n"
     )
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_plan_imports_only_numpy_and_itself():
-    """plan/ is pure arithmetic: its modules import numpy, the standard library and each other,
-    never onnx, onnx_graphsurgeon or the rest of the package."""
+    """plan/ imports no graph library.
+
+    plan/ is pure arithmetic: its modules import numpy, the standard library and each other,
+    never onnx, onnx_graphsurgeon or the rest of the package.
+    """
     allowed_top = {"numpy", "__future__", "math", "itertools", "dataclasses", "typing", "functools"}
     found = set()
     for mod, path in package_modules(ROOT).items():
@@ -153,7 +174,9 @@ def test_plan_imports_only_numpy_and_itself():
         tree = ast.parse(open(path, encoding="utf-8").read())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                found |= {(mod, a.name) for a in node.names if a.name.split(".")[0] not in allowed_top}
+                found |= {
+                    (mod, a.name) for a in node.names if a.name.split(".")[0] not in allowed_top
+                }
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 if node.module.split(".")[0] not in allowed_top:
                     found.add((mod, node.module))

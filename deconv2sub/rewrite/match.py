@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover
 
 
 def quantized_values(graph, opset: int, cache: Optional[dict]):
-    """A reader of a DequantizeLinear's constant inputs, for :func:`deconv2sub.rewrite.qdq.read_dequantize`."""
+    """A reader of a DequantizeLinear's constant inputs (for ``qdq.read_dequantize``)."""
 
     def values_of(tensor):
         try:
@@ -50,13 +50,22 @@ class _Operand:
 
 
 def _read_operand(tensor, what: str, graph, opset: int, cache) -> Union[_Operand, Refusal]:
-    """The values of the weight (``what="weight"``) or bias ``tensor``: a DequantizeLinear of
-    constants (quantized), or a tensor known before run time (folded if need be)."""
+    """Read a weight or bias.
+
+    The values of the weight (``what="weight"``) or bias ``tensor``: a DequantizeLinear of
+    constants (quantized), or a tensor known before run time (folded if need be).
+    """
     types = qdq.WEIGHT_TYPES if what == "weight" else qdq.BIAS_TYPES
     try:
-        producer = tensor.inputs[0] if isinstance(tensor, gs.Variable) and len(tensor.inputs) == 1 else None
+        producer = (
+            tensor.inputs[0]
+            if isinstance(tensor, gs.Variable) and len(tensor.inputs) == 1
+            else None
+        )
         if qdq.is_dequantize(producer):
-            quant = qdq.read_dequantize(producer, quantized_values(graph, opset, cache), types, what)
+            quant = qdq.read_dequantize(
+                producer, quantized_values(graph, opset, cache), types, what
+            )
             return _Operand(quant.values, quant, list(quant.sources), None)
         values, producers, note = source_values(tensor, graph, opset, cache)
         return _Operand(values, None, list(producers), note)
@@ -94,8 +103,10 @@ def _node_refusal(node: gs.Node) -> Optional[Refusal]:
         return Refusal("ConvTranspose has no output", "no_output")
     for key, value in node.attrs.items():
         if isinstance(value, gs.Node.AttributeRef):
-            return Refusal(f"attribute '{key}' refers to a function attribute (known only per call)",
-                           "attribute_reference")
+            return Refusal(
+                f"attribute '{key}' refers to a function attribute (known only per call)",
+                "attribute_reference",
+            )
     return None
 
 
@@ -108,13 +119,18 @@ def _weight_refusal(weight: _Operand, group: int) -> Optional[Refusal]:
             return Refusal(str(err), "quantization")
         return None
     if weight.values.dtype not in FLOAT_DTYPES:
-        return Refusal(f"weight dtype {weight.values.dtype} is not supported "
-                       "(float16/bfloat16/float32/float64)", "weight_dtype")
+        return Refusal(
+            f"weight dtype {weight.values.dtype} is not supported "
+            "(float16/bfloat16/float32/float64)",
+            "weight_dtype",
+        )
     if not np.isfinite(weight.values).all():
         # The Conv multiplies its zero taps and zero padding too: 0 * inf = NaN would appear in
         # cells that the ConvTranspose computes without touching the infinite tap.
-        return Refusal("weight contains inf or NaN (the sub-pixel Conv would spread NaN into other "
-                       "cells)", "weight_not_finite")
+        return Refusal(
+            "weight contains inf or NaN (the sub-pixel Conv would spread NaN into other cells)",
+            "weight_not_finite",
+        )
     return None
 
 
@@ -160,7 +176,11 @@ def check(
     refusal = _weight_refusal(weight, int(node.attrs.get("group", 1) or 1))
     if refusal is not None:
         return refusal
-    notes = [f"quantized weight ({weight.quantized.describe()})"] if weight.quantized is not None else []
+    notes = (
+        [f"quantized weight ({weight.quantized.describe()})"]
+        if weight.quantized is not None
+        else []
+    )
     notes += [weight.note] if weight.note else []
     sources = list(weight.sources)
     bias = None
@@ -170,7 +190,9 @@ def check(
             return bias
         quant_b = bias.quantized
         if quant_b is not None and (quant_b.axis not in (None, 0) or quant_b.values.ndim != 1):
-            return Refusal("quantized bias must be 1-D, per-tensor or per-channel on axis 0", "quantization")
+            return Refusal(
+                "quantized bias must be 1-D, per-tensor or per-channel on axis 0", "quantization"
+            )
         sources += bias.sources
         notes += [bias.note.replace("weight", "bias", 1)] if bias.note else []
     n = weight.values.ndim - 2
@@ -180,13 +202,23 @@ def check(
         in_spatial = [_positive(v) for v in shape[2:]]
         c = shape[1]
         if isinstance(c, (int, np.integer)) and c > 0 and int(c) != weight.values.shape[0]:
-            return Refusal(f"input has {c} channels but the weight expects {weight.values.shape[0]}",
-                           "channel_mismatch")
+            return Refusal(
+                f"input has {c} channels but the weight expects {weight.values.shape[0]}",
+                "channel_mismatch",
+            )
     elif shape is not None:
-        return Refusal(f"input rank {len(shape)} does not match the weight rank {weight.values.ndim}",
-                       "rank_mismatch")
-    material = NodeMaterial(weight.values, None if bias is None else bias.values, _attrs(node), in_spatial,
-                            notes=notes, sources=sources)
+        return Refusal(
+            f"input rank {len(shape)} does not match the weight rank {weight.values.ndim}",
+            "rank_mismatch",
+        )
+    material = NodeMaterial(
+        weight.values,
+        None if bias is None else bias.values,
+        _attrs(node),
+        in_spatial,
+        notes=notes,
+        sources=sources,
+    )
     if planner is not None:
         material.planner = planner
     material.consumers = tuple(c.op for c in node.outputs[0].outputs)
@@ -201,8 +233,11 @@ def check(
 
 
 def _size_hint(material: NodeMaterial, shape: Optional[Sequence], rank: int) -> None:
-    """Set the material's size hint from ``shape`` (the input at the user's input shapes) when it
-    has the node's rank."""
+    """Set the material's size hint.
+
+    Set the material's size hint from ``shape`` (the input at the user's input shapes) when it
+    has the node's rank.
+    """
     known = [_positive(v) for v in (shape or [])]
     if len(known) != rank + 2:
         return
@@ -233,4 +268,6 @@ def _quantized_emission(material: NodeMaterial, node: gs.Node, quant_w, quant_b)
 
     material.emit_inputs = emit_inputs
     if quant_w is not None:
-        material.after = lambda graph, unique, base: qdq.requantize_conv_output(graph, y, unique, base)
+        material.after = lambda graph, unique, base: qdq.requantize_conv_output(
+            graph, y, unique, base
+        )

@@ -3,8 +3,8 @@
 Built by :func:`deconv2sub.rewrite.match.check` and read by the chooser
 (:mod:`deconv2sub.targets.chooser`), the emissions (:mod:`deconv2sub.rewrite.emissions`) and
 the auto-tuner. It also carries the planner (:func:`deconv2sub.plan.subpixel.make_plan` unless one
-is passed into the pass, e.g. by a test that plants a fault) and memoises the plans, since the choice
-and the emission of a node need the same plans and planning copies the weight.
+is passed into the pass, e.g. by a test that plants a fault) and memoises the plans, since the
+choice and the emission of a node need the same plans and planning copies the weight.
 """
 
 from __future__ import annotations
@@ -39,8 +39,12 @@ class NodeMaterial:
     sources: list = field(default_factory=list)
     dtype: Optional[np.dtype] = None  # element type of the Conv output when it is not plan.weight's
     emit_inputs: Optional[Callable] = None  # (emitter, plan) -> [weight tensor, bias tensor?]
-    after: Optional[Callable] = None  # (graph, unique, base) -> names of nodes added after the rewrite
-    consumers: Tuple[str, ...] = ()  # op types reading the node's output (the default rule looks for BN)
+    after: Optional[Callable] = (
+        None  # (graph, unique, base) -> names of nodes added after the rewrite
+    )
+    consumers: Tuple[
+        str, ...
+    ] = ()  # op types reading the node's output (the default rule looks for BN)
     # The input's sizes at the user's --input-shape (ConvertOptions.input_shapes): where
     # ``in_spatial`` / ``batch`` are known these equal them, else only speed decisions may use them
     # (nothing is baked from them).
@@ -64,18 +68,28 @@ class NodeMaterial:
         return (self.batch if self.batch is not None else self.batch_hint), spatial
 
     def needs_runtime_crop(self) -> bool:
-        """Whether the node's crop is computed at run time: ``output_shape`` with a symbolic input
+        """Whether the crop is computed at run time.
+
+        Whether the node's crop is computed at run time: ``output_shape`` with a symbolic input
         size (its pads depend on the run-time size, see
-        :func:`deconv2sub.rewrite.shuffle.emit_runtime_crop`)."""
-        return bool(self.attrs.output_shape) and (self.in_spatial is None
-                                                  or any(v is None for v in self.in_spatial))
+        :func:`deconv2sub.rewrite.shuffle.emit_runtime_crop`).
+        """
+        return bool(self.attrs.output_shape) and (
+            self.in_spatial is None or any(v is None for v in self.in_spatial)
+        )
 
     def plan(self, order: str, fold_crop, bias: bool = True) -> SubPixelPlan:
         """The planner's plan of this node (with :meth:`effective_attrs`), memoised."""
         key = (order, fold_crop, bias)
         if key not in self.plans:
-            self.plans[key] = self.planner(self.weight, self.bias if bias else None, self.effective_attrs(),
-                                           self.in_spatial, order, fold_crop)
+            self.plans[key] = self.planner(
+                self.weight,
+                self.bias if bias else None,
+                self.effective_attrs(),
+                self.in_spatial,
+                order,
+                fold_crop,
+            )
         return self.plans[key]
 
     def effective_attrs(self) -> ConvTransposeAttrs:
@@ -89,7 +103,9 @@ class NodeMaterial:
         ``output_shape``) with the original stride; memoised.
         """
         if self.planned_attrs is None:
-            self.planned_attrs = _one_position_attrs(self.attrs, list(self.weight.shape[2:]), self.in_spatial)
+            self.planned_attrs = _one_position_attrs(
+                self.attrs, list(self.weight.shape[2:]), self.in_spatial
+            )
         return self.planned_attrs
 
 
@@ -100,8 +116,13 @@ def _one_position_attrs(attrs: ConvTransposeAttrs, kernel: list, spatial) -> Con
     dil = [int(v) for v in (attrs.dilations or [1] * rank)]
     opad = [int(v) for v in (attrs.output_padding or [0] * rank)]
     wanted = list(strides)
-    if spatial is not None and len(spatial) == rank and len(strides) == rank and len(dil) == rank \
-            and len(opad) == rank:
+    if (
+        spatial is not None
+        and len(spatial) == rank
+        and len(strides) == rank
+        and len(dil) == rank
+        and len(opad) == rank
+    ):
         for a in range(rank):
             if spatial[a] == 1:
                 wanted[a] = max(strides[a], dil[a] * (kernel[a] - 1) + 1 + opad[a])
@@ -113,5 +134,6 @@ def _one_position_attrs(attrs: ConvTransposeAttrs, kernel: list, spatial) -> Con
         return attrs
     if min(begins + ends, default=0) < 0:
         return attrs
-    return dc_replace(attrs, strides=wanted, pads=list(begins) + list(ends), auto_pad="NOTSET",
-                      output_shape=None)
+    return dc_replace(
+        attrs, strides=wanted, pads=list(begins) + list(ends), auto_pad="NOTSET", output_shape=None
+    )

@@ -1,9 +1,11 @@
 """Values of tensors known before run time: initializers, Constant node outputs and folded tensors.
 
 :func:`source_values` reads a ConvTranspose's weight or bias (folding it when it is computed from
-constants, see :mod:`deconv2sub.rewrite.fold`) or raises :class:`NoSource` with the reason. Shared by the graph pass (:mod:`deconv2sub.rewrite.graph_pass`), the consumer sinking (:mod:`deconv2sub.rewrite.sinking`)
-and the QDQ handling (:mod:`deconv2sub.rewrite.qdq`). External data that was not loaded is read lazily from the
-folder set with :func:`external_data_dir`, and values are never cached on the graph's constants.
+constants, see :mod:`deconv2sub.rewrite.fold`) or raises :class:`NoSource` with the reason. Shared
+by the graph pass (:mod:`deconv2sub.rewrite.graph_pass`), the consumer sinking
+(:mod:`deconv2sub.rewrite.sinking`) and the QDQ handling (:mod:`deconv2sub.rewrite.qdq`). External
+data that was not loaded is read lazily from the folder set with :func:`external_data_dir`, and
+values are never cached on the graph's constants.
 """
 
 from __future__ import annotations
@@ -51,13 +53,18 @@ def _proto_values(proto: onnx.TensorProto) -> np.ndarray:
             return numpy_helper.to_array(proto, base)
         except Exception as exc:  # noqa: BLE001
             first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-            raise NoSource(f"'{proto.name}': cannot read its external data: {first.strip()}") from None
+            raise NoSource(
+                f"'{proto.name}': cannot read its external data: {first.strip()}"
+            ) from None
     return numpy_helper.to_array(proto)
 
 
 def _gsconstant_values(const: gs.Constant) -> np.ndarray:
-    """Values of a gs.Constant without caching them on the Constant (big weights are read once, used
-    for the plan and dropped; a Constant that is exported again keeps its original TensorProto)."""
+    """Values of a gs.Constant, not cached on it.
+
+    Values of a gs.Constant without caching them on the Constant (big weights are read once, used
+    for the plan and dropped; a Constant that is exported again keeps its original TensorProto).
+    """
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
 
     values = const._values
@@ -78,16 +85,25 @@ def constant_values(tensor) -> Optional[np.ndarray]:
             value = producer.attrs.get("value")
             if isinstance(value, gs.Constant):
                 return _gsconstant_values(value)
-            for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
-                               ("value_int", np.int64), ("value_ints", np.int64)):
-                if key in producer.attrs and not isinstance(producer.attrs[key], gs.Node.AttributeRef):
+            for key, dtype in (
+                ("value_float", np.float32),
+                ("value_floats", np.float32),
+                ("value_int", np.int64),
+                ("value_ints", np.int64),
+            ):
+                if key in producer.attrs and not isinstance(
+                    producer.attrs[key], gs.Node.AttributeRef
+                ):
                     return np.asarray(producer.attrs[key], dtype=dtype)
     return None
 
 
 def known_values(tensor) -> Optional[np.ndarray]:
-    """:func:`constant_values`, or None where the values cannot be read (external data not loaded or
-    unreadable): for optional optimisations, which then leave the node alone."""
+    """The values of a constant, or None where they cannot be read.
+
+    :func:`constant_values`, or None where the values cannot be read (external data not loaded or
+    unreadable): for optional optimisations, which then leave the node alone.
+    """
     try:
         return constant_values(tensor)
     except NoSource:
@@ -101,15 +117,20 @@ def describe_source(tensor, graph: Optional[gs.Graph] = None) -> str:
             return f"'{tensor.name}' is an input of function '{graph.name}' (known only per call)"
         return f"'{tensor.name}' is a graph input (known only at run time)"
     if isinstance(tensor, gs.Variable) and tensor.inputs:
-        return f"'{tensor.name}' is computed at run time by {tensor.inputs[0].op} node '{tensor.inputs[0].name}'"
+        producer = tensor.inputs[0]
+        return f"'{tensor.name}' is computed at run time by {producer.op} node '{producer.name}'"
     return f"'{tensor.name}' is not a constant"
 
 
-def source_values(tensor, graph, opset: int, cache: Optional[dict]) -> Tuple[np.ndarray, List[gs.Node], Optional[str]]:
-    """(values, producer nodes, fold note) of a weight/bias known before run time, else raise NoSource.
+def source_values(
+    tensor, graph, opset: int, cache: Optional[dict]
+) -> Tuple[np.ndarray, List[gs.Node], Optional[str]]:
+    """(values, producer nodes, fold note) of a weight/bias known before run time.
 
-    An initializer or Constant node is read directly; a tensor computed from constants only is folded
-    (see :mod:`deconv2sub.rewrite.fold`), once per tensor per pass when ``cache`` is given.
+    Raises NoSource when it is not.
+
+    An initializer or Constant node is read directly; a tensor computed from constants only is
+    folded (see :mod:`deconv2sub.rewrite.fold`), once per tensor per pass when ``cache`` is given.
     """
     values = constant_values(tensor)
     if values is not None:
@@ -131,6 +152,8 @@ def source_values(tensor, graph, opset: int, cache: Optional[dict]) -> Tuple[np.
             cache[key] = (tensor, result)  # the tensor is kept alive so that its id stays unique
     if isinstance(result, fold.FoldError):
         producer = tensor.inputs[0]
-        raise NoSource(f"'{tensor.name}' is computed at run time by {producer.op} node '{producer.name}' "
-                        f"and cannot be folded: it {result}")
+        raise NoSource(
+            f"'{tensor.name}' is computed at run time by {producer.op} node '{producer.name}' "
+            f"and cannot be folded: it {result}"
+        )
     return result.values, list(result.nodes), result.note()

@@ -36,8 +36,17 @@ from ..rewrite.shuffle import gather_shuffle_ok
 from . import resolve as resolve_target
 from .profile import TargetProfile
 
-__all__ = ["DEFAULT_RULES", "FIXED", "STRATEGIES", "Choice", "RuleRow", "choose", "choose_default",
-           "choose_portable", "fixed"]
+__all__ = [
+    "DEFAULT_RULES",
+    "FIXED",
+    "STRATEGIES",
+    "Choice",
+    "RuleRow",
+    "choose",
+    "choose_default",
+    "choose_portable",
+    "fixed",
+]
 
 FIXED = registry.NAMES
 STRATEGIES = ("default", "auto") + FIXED  # the --strategy choices
@@ -49,8 +58,11 @@ Measurer = Callable[[NodeMaterial, int, ConvertOptions], Choice]
 
 
 def fixed(name: str, *, group: int, opset: int, order: str = "auto", reason: str = "") -> Choice:
-    """The Choice of fixed emission ``name`` for a node with ``group`` groups. Before opset 5 (no
-    Reshape with a shape input) every name becomes ``depth_to_space``."""
+    """The Choice of a fixed emission.
+
+    The Choice of fixed emission ``name`` for a node with ``group`` groups. Before opset 5 (no
+    Reshape with a shape input) every name becomes ``depth_to_space``.
+    """
     if name not in registry.EMISSIONS:
         raise ValueError(f"unknown strategy {name!r} (choose from: {', '.join(STRATEGIES)})")
     if opset < 5:
@@ -60,9 +72,12 @@ def fixed(name: str, *, group: int, opset: int, order: str = "auto", reason: str
 
 @dataclass(frozen=True)
 class RuleRow:
-    """One row of a default rule: when fact ``when`` holds, emit ``emission`` with ``reason``
+    """One row of a default rule.
+
+    One row of a default rule: when fact ``when`` holds, emit ``emission`` with ``reason``
     (formatted with the facts). A row without an emission is a note: it adds ``reason`` to the
-    reason of the rule's last row (the one that holds ``"always"``) when that row is reached."""
+    reason of the rule's last row (the one that holds ``"always"``) when that row is reached.
+    """
 
     when: str
     emission: Optional[str]
@@ -72,24 +87,49 @@ class RuleRow:
 _PHASES = "default: {convs} phase Convs"
 DEFAULT_RULES: Dict[str, Tuple[RuleRow, ...]] = {
     "onnxruntime": (
-        RuleRow("phase_convs_save_taps", "per_phase", _PHASES + " ({ratio:.0%} of the shared kernel's taps)"),
-        RuleRow("phase_convs_fold_crop_with_gather", "per_phase",
-                _PHASES + " (the crop folded away) + transpose + row Gather"),
-        RuleRow("phase_convs_fold_crop", None,
-                " (phase Convs that only save the crop measured slower on ONNX Runtime when their "
-                "shuffle needs more than one 2-D Transpose and a Gather)"),
+        RuleRow(
+            "phase_convs_save_taps",
+            "per_phase",
+            _PHASES + " ({ratio:.0%} of the shared kernel's taps)",
+        ),
+        RuleRow(
+            "phase_convs_fold_crop_with_gather",
+            "per_phase",
+            _PHASES + " (the crop folded away) + transpose + row Gather",
+        ),
+        RuleRow(
+            "phase_convs_fold_crop",
+            None,
+            " (phase Convs that only save the crop measured slower on ONNX Runtime when their "
+            "shuffle needs more than one 2-D Transpose and a Gather)",
+        ),
         RuleRow("too_many_phase_convs", None, " ({convs} phase Convs would be too many)"),
-        RuleRow("gemm_before_batch_norm", None,
-                " (a 1x1 Conv, kept so that the BatchNormalization after it fuses into it)"),
-        RuleRow("gemm", "pointwise_gemm", "default: Gemm (1x1 kernel, batch 1) + transpose + row Gather"),
-        RuleRow("always", "transpose_gather",
-                "default: transpose + row Gather (two-stage transpose where the Gather does not apply)"),
+        RuleRow(
+            "gemm_before_batch_norm",
+            None,
+            " (a 1x1 Conv, kept so that the BatchNormalization after it fuses into it)",
+        ),
+        RuleRow(
+            "gemm", "pointwise_gemm", "default: Gemm (1x1 kernel, batch 1) + transpose + row Gather"
+        ),
+        RuleRow(
+            "always",
+            "transpose_gather",
+            "default: transpose + row Gather (two-stage transpose where the Gather does not apply)",
+        ),
     ),
     "openvino": (
-        RuleRow("phase_convs_save_taps", "per_phase_channels_last",
-                _PHASES + " ({ratio:.0%} of the shared kernel's taps), channels-last shuffle (OpenVINO)"),
-        RuleRow("phase_convs_fold_crop", "per_phase_channels_last",
-                _PHASES + " (the crop folded away), channels-last shuffle (OpenVINO)"),
+        RuleRow(
+            "phase_convs_save_taps",
+            "per_phase_channels_last",
+            _PHASES
+            + " ({ratio:.0%} of the shared kernel's taps), channels-last shuffle (OpenVINO)",
+        ),
+        RuleRow(
+            "phase_convs_fold_crop",
+            "per_phase_channels_last",
+            _PHASES + " (the crop folded away), channels-last shuffle (OpenVINO)",
+        ),
         RuleRow("too_many_phase_convs", None, " ({convs} phase Convs would be too many)"),
         RuleRow("always", "channels_last", "default: channels-last transpose (OpenVINO)"),
     ),
@@ -132,20 +172,28 @@ class _Facts:
             return few and not saves and self.single.needs_crop
         if when == "phase_convs_fold_crop_with_gather":
             m = self.material
-            return (self.holds("phase_convs_fold_crop")
-                    and gather_shuffle_ok(self.split_plan, m.in_spatial, self.split, m.batch))
+            return self.holds("phase_convs_fold_crop") and gather_shuffle_ok(
+                self.split_plan, m.in_spatial, self.split, m.batch
+            )
         if when == "too_many_phase_convs":
             return self.split is not None and len(self.split.convs) > PER_PHASE_MAX_CONVS
         if when in ("gemm", "gemm_before_batch_norm"):
-            if not (self.float and self.single is not None and gemm_applies(self.material, self.opset)):
+            if not (
+                self.float and self.single is not None and gemm_applies(self.material, self.opset)
+            ):
                 return False
-            return ("BatchNormalization" in self.material.consumers) == (when == "gemm_before_batch_norm")
+            return ("BatchNormalization" in self.material.consumers) == (
+                when == "gemm_before_batch_norm"
+            )
         raise ValueError(f"unknown fact {when!r} in a default rule")
 
 
 def choose_default(material: NodeMaterial, opset: int, target: str = "onnxruntime") -> Choice:
-    """The fixed choice of ``strategy="default"`` for the ``target`` runtime's rule: the first row of
-    :data:`DEFAULT_RULES` whose fact holds (see :class:`RuleRow`)."""
+    """The choice of a measured default rule.
+
+    The fixed choice of ``strategy="default"`` for the ``target`` runtime's rule: the first row of
+    :data:`DEFAULT_RULES` whose fact holds (see :class:`RuleRow`).
+    """
     if target not in DEFAULT_RULES:
         raise ValueError(f"unknown target {target!r} (choose from: {', '.join(TARGETS)})")
     facts = _Facts(material, opset)
@@ -162,51 +210,75 @@ def choose_default(material: NodeMaterial, opset: int, target: str = "onnxruntim
     raise ValueError(f"the default rule of {target!r} has no 'always' row")
 
 
-def _runtime_crop_refusal(material: NodeMaterial, opset: int, options: ConvertOptions) -> Optional[Refusal]:
-    """The node needs a run-time crop (``output_shape`` with a symbolic input size: its pads depend
-    on the run-time size) that the target or the opset cannot have."""
+def _runtime_crop_refusal(
+    material: NodeMaterial, opset: int, options: ConvertOptions
+) -> Optional[Refusal]:
+    """Refuse a run-time crop the target or the opset cannot have.
+
+    The node needs a run-time crop (``output_shape`` with a symbolic input size: its pads depend
+    on the run-time size) that the target or the opset cannot have.
+    """
     if not material.needs_runtime_crop():
         return None
-    what = ("output_shape with a symbolic input spatial size needs a run-time crop (its pads "
-            "depend on the run-time size)")
+    what = (
+        "output_shape with a symbolic input spatial size needs a run-time crop (its pads "
+        "depend on the run-time size)"
+    )
     if not options.dynamic_shapes or not resolve_target(options.target).dynamic_shapes:
         return Refusal(f"{what}, and the target does not allow dynamic shapes", "runtime_crop")
     if opset < 10:
-        return Refusal(f"{what}, which needs Slice with run-time starts (opset >= 10); the model "
-                       f"has opset {opset}", "runtime_crop")
+        return Refusal(
+            f"{what}, which needs Slice with run-time starts (opset >= 10); the model "
+            f"has opset {opset}",
+            "runtime_crop",
+        )
     return None
 
 
-def _pick(material: NodeMaterial, opset: int, options: ConvertOptions,
-          measure: Optional[Measurer]) -> Union[Choice, Refusal]:
+def _pick(
+    material: NodeMaterial, opset: int, options: ConvertOptions, measure: Optional[Measurer]
+) -> Union[Choice, Refusal]:
     """The first choice for the node, before the emission is asked whether it applies."""
     group = material.attrs.group
     strides = list(material.attrs.strides or [1] * material.rank)
     name = options.strategy
     if name == "default" and (options.shuffle != "auto" or options.order != "auto"):
-        name = "depth_to_space"  # the DepthToSpace knobs were set explicitly: they ask for that emission
+        # The DepthToSpace knobs were set explicitly: they ask for that emission.
+        name = "depth_to_space"
     if name == "default":
         profile = resolve_target(options.target)
         if profile.keeps(strides):
-            return Refusal(f"target '{profile.name}' keeps ConvTranspose for strides {strides}", "target_keeps")
+            return Refusal(
+                f"target '{profile.name}' keeps ConvTranspose for strides {strides}", "target_keeps"
+            )
         if profile.rule == "portable":
             return choose_portable(material, opset, profile)
         if material.needs_runtime_crop():
-            # The smallest graph: one Conv, DepthToSpace (or one Reshape/Transpose), the run-time Slice.
-            return fixed("depth_to_space", group=group, opset=opset,
-                         reason="default: DepthToSpace/Reshape shuffle (crop computed at run time: "
-                                "output_shape with a symbolic input size)")
+            # The smallest graph: one Conv, DepthToSpace (or one Reshape/Transpose), the
+            # run-time Slice.
+            return fixed(
+                "depth_to_space",
+                group=group,
+                opset=opset,
+                reason="default: DepthToSpace/Reshape shuffle (crop computed at run time: "
+                "output_shape with a symbolic input size)",
+            )
         return choose_default(material, opset, target=profile.rule)
     if name == "auto":
         if measure is None:
-            raise ValueError("strategy 'auto' measures the candidates: pass measure= (see "
-                             "deconv2sub.autotune.measurer; deconv2sub.convert_model does)")
+            raise ValueError(
+                "strategy 'auto' measures the candidates: pass measure= (see "
+                "deconv2sub.autotune.measurer; deconv2sub.convert_model does)"
+            )
         return measure(material, opset, options)
-    return fixed(name, group=group, opset=opset, order=options.order, reason=f"fixed strategy '{name}'")
+    return fixed(
+        name, group=group, opset=opset, order=options.order, reason=f"fixed strategy '{name}'"
+    )
 
 
-def choose(material: NodeMaterial, opset: int, options: ConvertOptions,
-           measure: Optional[Measurer] = None) -> Union[Choice, Refusal]:
+def choose(
+    material: NodeMaterial, opset: int, options: ConvertOptions, measure: Optional[Measurer] = None
+) -> Union[Choice, Refusal]:
     """The Choice for one node, or the Refusal that leaves it alone.
 
     The first choice (fixed, the target's default rule, or measured by ``measure`` for "auto",
@@ -227,17 +299,26 @@ def choose(material: NodeMaterial, opset: int, options: ConvertOptions,
             return choice
         if emission.fallback is None:
             return refusal
-        choice = fixed(emission.fallback, group=material.attrs.group, opset=opset,
-                       reason=f"{choice.reason}; {refusal.reason}: {emission.fallback}")
+        choice = fixed(
+            emission.fallback,
+            group=material.attrs.group,
+            opset=opset,
+            reason=f"{choice.reason}; {refusal.reason}: {emission.fallback}",
+        )
     return choice
 
 
-def choose_portable(material: NodeMaterial, opset: int, profile: TargetProfile) -> Union[Choice, Refusal]:
-    """The emission of a profile with the "portable" rule: one Conv + DepthToSpace where the target's
+def choose_portable(
+    material: NodeMaterial, opset: int, profile: TargetProfile
+) -> Union[Choice, Refusal]:
+    """The choice of the portable rule.
+
+    The emission of a profile with the "portable" rule: one Conv + DepthToSpace where the target's
     DepthToSpace can express the shuffle (2-D, equal strides; a cascade of smaller blocks above
     ``max_block``; the first of the profile's modes that the opset and the groups allow), else the
-    block-swap cascade of Reshape/Transpose of at most ``max_rank`` axes; the crop folded where free.
-    The reason names the profile and every form it refused, with why."""
+    block-swap cascade of Reshape/Transpose of at most ``max_rank`` axes; the crop folded where
+    free. The reason names the profile and every form it refused, with why.
+    """
     attrs = material.effective_attrs()
     rank = material.weight.ndim - 2
     strides = [int(v) for v in (attrs.strides or [1] * rank)]
@@ -253,7 +334,9 @@ def choose_portable(material: NodeMaterial, opset: int, profile: TargetProfile) 
     else:
         blocks = block_factors(strides[0], profile.max_block)
         if blocks is None:
-            refused.append(f"DepthToSpace: stride {strides[0]} is no product of blocks <= {profile.max_block}")
+            refused.append(
+                f"DepthToSpace: stride {strides[0]} is no product of blocks <= {profile.max_block}"
+            )
         else:
             for mode in profile.depth_to_space:
                 if mode == "CRD" and opset < 11:
@@ -263,18 +346,31 @@ def choose_portable(material: NodeMaterial, opset: int, profile: TargetProfile) 
                     refused.append("DepthToSpace(DCR): would split the groups of the grouped Conv")
                     continue
                 if len(blocks) > 1 and material.emit_inputs is not None:
-                    refused.append(f"DepthToSpace({mode}) cascade: would reorder a quantized weight")
+                    refused.append(
+                        f"DepthToSpace({mode}) cascade: would reorder a quantized weight"
+                    )
                     continue
                 cascade = "" if len(blocks) == 1 else " cascade " + "x".join(str(b) for b in blocks)
-                return Choice("depth_to_space", "DCR" if (mode == "DCR" and len(blocks) == 1) else "CRD",
-                                fold, f"{label}: Conv + DepthToSpace({mode}){cascade}" + _refusals(refused),
-                                blocks=tuple(blocks), modes=(mode,) * len(blocks))
+                return Choice(
+                    "depth_to_space",
+                    "DCR" if (mode == "DCR" and len(blocks) == 1) else "CRD",
+                    fold,
+                    f"{label}: Conv + DepthToSpace({mode}){cascade}" + _refusals(refused),
+                    blocks=tuple(blocks),
+                    modes=(mode,) * len(blocks),
+                )
     if opset < 5:
-        return Refusal(f"opset {opset} has no Reshape with a shape input (needs >= 5); " + "; ".join(refused),
-                       "opset")
-    return Choice("low_rank_transpose", "CRD", fold,
-                    f"{label}: Reshape/Transpose of rank <= {profile.max_rank}" + _refusals(refused),
-                    max_rank=profile.max_rank)
+        return Refusal(
+            f"opset {opset} has no Reshape with a shape input (needs >= 5); " + "; ".join(refused),
+            "opset",
+        )
+    return Choice(
+        "low_rank_transpose",
+        "CRD",
+        fold,
+        f"{label}: Reshape/Transpose of rank <= {profile.max_rank}" + _refusals(refused),
+        max_rank=profile.max_rank,
+    )
 
 
 def _refusals(refused) -> str:

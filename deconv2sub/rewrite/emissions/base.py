@@ -38,10 +38,13 @@ class Choice:
 
     strategy: str  # the emission's name (a key of the registry)
     order: str  # plan channel order: "CRD", "DCR" or "LCR"
-    fold_crop: object  # False, True (where free) or "always" (see deconv2sub.plan.subpixel.make_plan)
+    fold_crop: (
+        object  # False, True (where free) or "always" (see deconv2sub.plan.subpixel.make_plan)
+    )
     reason: str = ""
     # "depth_to_space" chosen by a target profile: the DepthToSpace cascade (block sizes and modes,
-    # e.g. (4, 2) and ("CRD", "CRD") for stride 8 with at most 4 per block); empty: the classic emission
+    # e.g. (4, 2) and ("CRD", "CRD") for stride 8 with at most 4 per block); empty: the classic
+    # emission
     blocks: tuple = ()
     modes: tuple = ()
     # "low_rank_transpose": the largest Transpose rank allowed
@@ -70,7 +73,9 @@ class Emitted:
     conv_node: gs.Node  # the node that writes conv_out (Conv, Gemm, or the phase Convs' Concat)
     conv_out: gs.Variable
     crop: Optional[list] = None  # per axis [begin, end] sliced off, None without a Slice
-    rows_layout: Optional[list] = None  # channel layout of conv_out when it is not plan.row_layout()
+    rows_layout: Optional[list] = (
+        None  # channel layout of conv_out when it is not plan.row_layout()
+    )
     split: Optional[PhaseSplit] = None  # the phase-group Convs, if any
     row_order: Optional[np.ndarray] = None  # Conv row r holds CRD row row_order[r]
     matrix: bool = False  # the Conv is a Gemm on [C, L]
@@ -86,8 +91,9 @@ class Emission(Protocol):
     def choice(self, *, group: int, opset: int, order: str = "auto", reason: str = "") -> Choice:
         """The fixed Choice of this emission for a node with ``group`` groups."""
 
-    def applies(self, material: NodeMaterial, choice: Choice, opset: int,
-                options: ConvertOptions) -> Optional[Refusal]:
+    def applies(
+        self, material: NodeMaterial, choice: Choice, opset: int, options: ConvertOptions
+    ) -> Optional[Refusal]:
         """None when the emission can write the node, else why not."""
 
     def emit(self, request: EmitRequest) -> Emitted:
@@ -95,7 +101,7 @@ class Emission(Protocol):
 
 
 def plan_of(material: NodeMaterial, choice: Choice, options: ConvertOptions) -> SubPixelPlan:
-    """The plan of ``choice`` (crop folding off when the options say so), memoised on ``material``."""
+    """The plan of ``choice`` (no crop folding when the options say so), memoised."""
     return material.plan(choice.order, choice.fold_crop if options.fold_crop else False)
 
 
@@ -105,28 +111,43 @@ def conv_dtype(request: EmitRequest, plan: SubPixelPlan):
 
 
 def emit_conv(em: Emitter, plan: SubPixelPlan, x, out, material: NodeMaterial) -> gs.Node:
-    """The single sub-pixel Conv of ``plan`` from ``x`` into ``out`` (quantized weights through
-    their DequantizeLinear nodes, see :mod:`deconv2sub.rewrite.match`)."""
+    """Write the single sub-pixel Conv.
+
+    The single sub-pixel Conv of ``plan`` from ``x`` into ``out`` (quantized weights through
+    their DequantizeLinear nodes, see :mod:`deconv2sub.rewrite.match`).
+    """
     if material.emit_inputs is not None:
         conv_inputs = [x, *material.emit_inputs(em, plan)]
     else:
         conv_inputs = [x, em.const("subpixel_weight", plan.weight)]
         if plan.bias is not None:
             conv_inputs.append(em.const("subpixel_bias", plan.bias))
-    return em.node("Conv", "subpixel_conv", conv_inputs, [out], {
-        "kernel_shape": list(plan.conv_kernel),
-        "strides": [1] * plan.rank,
-        "dilations": plan.conv_dilations,
-        "pads": plan.conv_pads,
-        "group": plan.group,
-    })
+    return em.node(
+        "Conv",
+        "subpixel_conv",
+        conv_inputs,
+        [out],
+        {
+            "kernel_shape": list(plan.conv_kernel),
+            "strides": [1] * plan.rank,
+            "dilations": plan.conv_dilations,
+            "pads": plan.conv_pads,
+            "group": plan.group,
+        },
+    )
 
 
-def emit_chain(request: EmitRequest, plan: SubPixelPlan, kind: str,
-               conv: Callable[[gs.Variable], gs.Node],
-               shuffle: Callable[[gs.Variable, gs.Variable], None],
-               crop_left: Optional[list] = None) -> tuple:
-    """Conv -> shuffle -> crop from the node's input to its output; returns
+def emit_chain(
+    request: EmitRequest,
+    plan: SubPixelPlan,
+    kind: str,
+    conv: Callable[[gs.Variable], gs.Node],
+    shuffle: Callable[[gs.Variable, gs.Variable], None],
+    crop_left: Optional[list] = None,
+) -> tuple:
+    """Write Conv -> shuffle -> crop.
+
+    Conv -> shuffle -> crop from the node's input to its output; returns
     ``(conv node, conv output, crop)``.
 
     ``conv(out)`` writes the Conv(s) into ``out``; ``shuffle(x, y)`` the shuffle (skipped when
@@ -135,8 +156,11 @@ def emit_chain(request: EmitRequest, plan: SubPixelPlan, kind: str,
     """
     em, x, y = request.em, request.node.inputs[0], request.node.outputs[0]
     dtype = conv_dtype(request, plan)
-    needs_crop = plan.needs_crop if crop_left is None else (any(any(c) for c in crop_left)
-                                                            or bool(plan.runtime_axes))
+    needs_crop = (
+        plan.needs_crop
+        if crop_left is None
+        else (any(any(c) for c in crop_left) or bool(plan.runtime_axes))
+    )
     conv_out = y if not (kind != "none" or needs_crop) else em.var("subpixel_conv_out", dtype)
     conv_node = conv(conv_out)
     current = conv_out

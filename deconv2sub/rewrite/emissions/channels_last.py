@@ -1,6 +1,9 @@
-"""``channels_last``: Conv ("LCR" order; CRD with groups) + a Transpose of the Conv output to
-``[N, spatial..., C]`` + one Transpose into place, the crop folded where free. Made for runtimes whose
-convolutions compute channels-last (OpenVINO's CPU plugin), where the first Transpose is free."""
+"""Emission ``channels_last``: the channels-last shuffle.
+
+``channels_last``: Conv ("LCR" order; CRD with groups) + a Transpose of the Conv output to
+``[N, spatial..., C]`` + one Transpose into place, the crop folded where free. Made for runtimes
+whose convolutions compute channels-last (OpenVINO's CPU plugin), where the first Transpose is free.
+"""
 
 from __future__ import annotations
 

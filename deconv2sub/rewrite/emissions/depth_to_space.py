@@ -1,4 +1,6 @@
-"""``depth_to_space``: Conv + DepthToSpace where it can express the shuffle, else one
+"""Emission ``depth_to_space``: Conv + DepthToSpace (or one Reshape/Transpose).
+
+``depth_to_space``: Conv + DepthToSpace where it can express the shuffle, else one
 Reshape/Transpose/Reshape; begin crops sliced.
 
 Two forms. The classic one (no ``blocks`` in the Choice, honours ``ConvertOptions.shuffle`` /
@@ -37,7 +39,7 @@ class DepthToSpace:
     fallback = None
 
     def choice(self, *, group, opset, order="auto", reason=""):
-        """The asked order; "auto": CRD when the opset has DepthToSpace CRD or with groups, else DCR."""
+        """The asked order; "auto": CRD with groups or DepthToSpace CRD (opset 11), else DCR."""
         if order == "auto":
             order = "CRD" if (group != 1 or opset >= 11) else "DCR"
         if order in ("DCR", "LCR") and group != 1:
@@ -47,15 +49,23 @@ class DepthToSpace:
         return Choice(self.name, order, False, reason)
 
     def applies(self, material, choice, opset, options):
-        """Refused when the cascade would split a grouped Conv's groups, or the Reshape shuffle
-        needs an opset without Reshape's shape input."""
+        """Whether the DepthToSpace form can be emitted.
+
+        Refused when the cascade would split a grouped Conv's groups, or the Reshape shuffle
+        needs an opset without Reshape's shape input.
+        """
         plan = plan_of(material, choice, options)
         if not plan.needs_shuffle:
             return None
         if choice.blocks:
-            if _reorders(plan, choice) and d2s_cascade_rows(plan, choice.blocks, choice.modes) is None:
-                return Refusal("the DepthToSpace cascade would split the groups of the grouped Conv",
-                               "d2s_cascade_groups")
+            if (
+                _reorders(plan, choice)
+                and d2s_cascade_rows(plan, choice.blocks, choice.modes) is None
+            ):
+                return Refusal(
+                    "the DepthToSpace cascade would split the groups of the grouped Conv",
+                    "d2s_cascade_groups",
+                )
             return None
         if shuffle_kind(plan, opset, options.shuffle) == RESHAPE and opset < 5:
             return Refusal(f"opset {opset} has no Reshape with a shape input (needs >= 5)", "opset")
@@ -70,8 +80,11 @@ class DepthToSpace:
         elif choice.blocks:
             if _reorders(plan, choice):
                 row_order = d2s_cascade_rows(plan, choice.blocks, choice.modes)
-                plan = replace(plan, weight=np.ascontiguousarray(plan.weight[row_order]),
-                               bias=None if plan.bias is None else np.ascontiguousarray(plan.bias[row_order]))
+                plan = replace(
+                    plan,
+                    weight=np.ascontiguousarray(plan.weight[row_order]),
+                    bias=None if plan.bias is None else np.ascontiguousarray(plan.bias[row_order]),
+                )
             kind = f"DepthToSpace({choice.modes[0]})"
             if len(choice.blocks) > 1:
                 kind += " cascade " + "x".join(str(b) for b in choice.blocks)

@@ -1,6 +1,9 @@
-"""``low_rank_transpose``: Conv (CRD) + the block-swap cascade of Reshape/Transpose whose every
+"""Emission ``low_rank_transpose``: a cascade of low-rank Transposes.
+
+``low_rank_transpose``: Conv (CRD) + the block-swap cascade of Reshape/Transpose whose every
 Transpose has at most the Choice's ``max_rank`` axes (ncnn's Permute and LiteRT's XNNPACK stop at
-4-D), see :func:`deconv2sub.rewrite.shuffle.emit_cascade_shuffle`; the crop folded where free."""
+4-D), see :func:`deconv2sub.rewrite.shuffle.emit_cascade_shuffle`; the crop folded where free.
+"""
 
 from __future__ import annotations
 
@@ -23,25 +26,36 @@ class LowRankTranspose:
         return Choice(self.name, "CRD", True, reason)
 
     def applies(self, material, choice, opset, options):
-        """Refused when a stage needs a Transpose above ``max_rank``, or run-time shape arithmetic
-        that the target does not allow."""
+        """Whether every Transpose stays within the rank limit.
+
+        Refused when a stage needs a Transpose above ``max_rank``, or run-time shape arithmetic
+        that the target does not allow.
+        """
         plan = plan_of(material, choice, options)
         if not plan.needs_shuffle:
             return None
         try:
-            _, _, shape_ops = cascade_plan(plan, material.in_spatial, material.batch, choice.max_rank)
+            _, _, shape_ops = cascade_plan(
+                plan, material.in_spatial, material.batch, choice.max_rank
+            )
         except ValueError as err:
             return Refusal(str(err), "shuffle_rank")
         if shape_ops and not getattr(resolve_target(options.target), "dynamic_shapes", True):
-            return Refusal("its Reshape/Transpose shuffle needs run-time shape arithmetic (two or more "
-                           "symbolic sizes), which the target does not allow: give --input-shape",
-                           "shape_arithmetic")
+            return Refusal(
+                "its Reshape/Transpose shuffle needs run-time shape arithmetic (two or more "
+                "symbolic sizes), which the target does not allow: give --input-shape",
+                "shape_arithmetic",
+            )
         return None
 
     def emit(self, request):
         """Conv + the block-swap cascade."""
         plan, m, em = request.plan, request.material, request.em
-        kind = "none" if not plan.needs_shuffle else f"Reshape/Transpose (rank <= {request.choice.max_rank})"
+        kind = (
+            "none"
+            if not plan.needs_shuffle
+            else f"Reshape/Transpose (rank <= {request.choice.max_rank})"
+        )
 
         def conv(out):
             return emit_conv(em, plan, request.node.inputs[0], out, m)

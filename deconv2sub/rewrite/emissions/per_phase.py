@@ -1,7 +1,10 @@
-"""``per_phase``: one Conv per group of output phases that use the same kernel span, each with only
+"""Emission ``per_phase``: one Conv per group of phases.
+
+``per_phase``: one Conv per group of output phases that use the same kernel span, each with only
 its own taps (fewer MACs when the kernel is not a multiple of the stride, e.g. k3 s2) and the crop
 always folded away, Concat, then the row Gather where it applies, else the two-stage shuffle
-(:mod:`deconv2sub.plan.phases`). Quantized weights, or a phase without taps: ``two_stage``."""
+(:mod:`deconv2sub.plan.phases`). Quantized weights, or a phase without taps: ``two_stage``.
+"""
 
 from __future__ import annotations
 
@@ -33,29 +36,44 @@ def phase_note(plan: SubPixelPlan, split) -> str:
     kernels = ", ".join("x".join(map(str, c.weight.shape[2:])) for c in split.convs)
     phases_per_conv = plan.phases // len(split.convs)
     taps = sum(int(np.prod(c.weight.shape[2:])) for c in split.convs) * phases_per_conv
-    shared = plan.phases * int(np.prod([(a.dilation * (a.kernel - 1)) // a.stride + 1 for a in plan.axes]))
-    what = ("per-phase Convs" if phases_per_conv == 1
-            else f"phase-group Convs ({phases_per_conv} phases each)")
-    return (f"{len(split.convs)} {what} ({kernels}), no begin crop: {taps} taps where one Conv "
-            f"would store {shared}")
+    shared = plan.phases * int(
+        np.prod([(a.dilation * (a.kernel - 1)) // a.stride + 1 for a in plan.axes])
+    )
+    what = (
+        "per-phase Convs"
+        if phases_per_conv == 1
+        else f"phase-group Convs ({phases_per_conv} phases each)"
+    )
+    return (
+        f"{len(split.convs)} {what} ({kernels}), no begin crop: {taps} taps where one Conv "
+        f"would store {shared}"
+    )
 
 
 def emit_phase_convs(em: Emitter, plan: SubPixelPlan, split, x, out, dtype):
-    """One Conv per phase group (only its own taps) + Concat into ``out``; returns the Concat node."""
+    """One Conv per phase group (only its own taps) + Concat into ``out``; returns the Concat."""
     outs = []
     for i, pc in enumerate(split.convs):
-        tag = "" if i == 0 else f"_p{i}"  # the first keeps the single-Conv names (subpixel_conv, ...)
+        tag = (
+            "" if i == 0 else f"_p{i}"
+        )  # the first keeps the single-Conv names (subpixel_conv, ...)
         inputs = [x, em.const(f"subpixel_weight{tag}", pc.weight)]
         if pc.bias is not None:
             inputs.append(em.const(f"subpixel_bias{tag}", pc.bias))
         z = em.var(f"subpixel_phase{i}", dtype)
-        em.node("Conv", f"subpixel_conv{tag}", inputs, [z], {
-            "kernel_shape": list(pc.weight.shape[2:]),
-            "strides": [1] * plan.rank,
-            "dilations": pc.dilations,
-            "pads": pc.pads,
-            "group": plan.group,
-        })
+        em.node(
+            "Conv",
+            f"subpixel_conv{tag}",
+            inputs,
+            [z],
+            {
+                "kernel_shape": list(pc.weight.shape[2:]),
+                "strides": [1] * plan.rank,
+                "dilations": pc.dilations,
+                "pads": pc.pads,
+                "group": plan.group,
+            },
+        )
         outs.append(z)
     if len(outs) == 1:
         return em.node("Identity", "subpixel_phases", outs, [out])
@@ -70,8 +88,16 @@ def emit_split(request, kind: str, stages):
     def convs(out):
         return emit_phase_convs(request.em, plan, split, x, out, conv_dtype(request, plan))
 
-    return emit_permuted(request, plan, shuffled(plan, kind), stages, conv=convs, split=split,
-                         rows_layout=split.rows, note=f"; {phase_note(plan, split)}")
+    return emit_permuted(
+        request,
+        plan,
+        shuffled(plan, kind),
+        stages,
+        conv=convs,
+        split=split,
+        rows_layout=split.rows,
+        note=f"; {phase_note(plan, split)}",
+    )
 
 
 class PerPhase:

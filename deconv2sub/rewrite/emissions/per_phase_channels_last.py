@@ -1,5 +1,8 @@
-"""``per_phase_channels_last``: the phase Convs of ``per_phase`` with the channels-last shuffle of
-``channels_last``. Quantized weights, or a phase without taps: ``channels_last``."""
+"""Emission ``per_phase_channels_last``: phase Convs, channels-last shuffle.
+
+``per_phase_channels_last``: the phase Convs of ``per_phase`` with the channels-last shuffle of
+``channels_last``. Quantized weights, or a phase without taps: ``channels_last``.
+"""
 
 from __future__ import annotations
 

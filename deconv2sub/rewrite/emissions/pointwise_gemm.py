@@ -1,9 +1,12 @@
-"""``pointwise_gemm``: ``transpose_gather`` with the Conv as one Gemm ``[rows, C] x [C, L]`` when it
-is 1x1 without pads (kernel = stride, e.g. U-Net's k2 s2), batch 1, group 1, float weights, all sizes
-known and the row Gather applies: ONNX Runtime's Conv would convert to and from its blocked layout
-around it. Where the Gemm does not apply the Conv stays a Conv (the emission keeps its name in the
-report): with the row Gather where that applies, else one Transpose (reported as "two-stage
-Transpose", as before the emission registry; ``transpose_gather`` would give two)."""
+"""Emission ``pointwise_gemm``: the 1x1 Conv as one Gemm.
+
+``pointwise_gemm``: ``transpose_gather`` with the Conv as one Gemm ``[rows, C] x [C, L]`` when it
+is 1x1 without pads (kernel = stride, e.g. U-Net's k2 s2), batch 1, group 1, float weights, all
+sizes known and the row Gather applies: ONNX Runtime's Conv would convert to and from its blocked
+layout around it. Where the Gemm does not apply the Conv stays a Conv (the emission keeps its name
+in the report): with the row Gather where that applies, else one Transpose (reported as "two-stage
+Transpose", as before the emission registry; ``transpose_gather`` would give two).
+"""
 
 from __future__ import annotations
 
@@ -21,13 +24,23 @@ GEMM_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
 def pointwise_gemm_ok(plan, material, opset: int) -> bool:
-    """Whether the Conv of ``plan`` ("LCR" order) can be one Gemm (see the module docstring;
-    Gemm's optional C needs opset 11)."""
-    return (opset >= 11 and plan.group == 1 and material.batch == 1 and material.emit_inputs is None
-            and np.dtype(material.dtype or plan.weight.dtype) in GEMM_DTYPES
-            and all(k == 1 for k in plan.conv_kernel) and not any(plan.conv_pads)
-            and material.in_spatial is not None and all(v is not None for v in material.in_spatial)
-            and gather_shuffle_ok(plan, material.in_spatial))
+    """Whether the Conv of ``plan`` can be one Gemm.
+
+    Whether the Conv of ``plan`` ("LCR" order) can be one Gemm (see the module docstring;
+    Gemm's optional C needs opset 11).
+    """
+    return (
+        opset >= 11
+        and plan.group == 1
+        and material.batch == 1
+        and material.emit_inputs is None
+        and np.dtype(material.dtype or plan.weight.dtype) in GEMM_DTYPES
+        and all(k == 1 for k in plan.conv_kernel)
+        and not any(plan.conv_pads)
+        and material.in_spatial is not None
+        and all(v is not None for v in material.in_spatial)
+        and gather_shuffle_ok(plan, material.in_spatial)
+    )
 
 
 def gemm_applies(material, opset: int) -> bool:
@@ -61,7 +74,12 @@ class PointwiseGemm:
         def gemm(out):
             rows, channels = int(plan.weight.shape[0]), int(plan.weight.shape[1])
             flat = em.var("subpixel_matrix", conv_dtype(request, plan))
-            em.node("Reshape", "subpixel_flatten", [x, em.int64s("flatten_shape", [channels, -1])], [flat])
+            em.node(
+                "Reshape",
+                "subpixel_flatten",
+                [x, em.int64s("flatten_shape", [channels, -1])],
+                [flat],
+            )
             inputs = [em.const("subpixel_weight", plan.weight.reshape(rows, channels)), flat]
             if plan.bias is not None:
                 inputs.append(em.const("subpixel_bias", plan.bias.reshape(rows, 1)))
@@ -69,8 +87,15 @@ class PointwiseGemm:
 
         m = request.material
         if pointwise_gemm_ok(plan, m, request.opset):
-            return emit_permuted(request, plan, shuffled(plan, GATHER), [], conv=gemm, matrix=True,
-                                 note=f"; {GEMM_NOTE}")
+            return emit_permuted(
+                request,
+                plan,
+                shuffled(plan, GATHER),
+                [],
+                conv=gemm,
+                matrix=True,
+                note=f"; {GEMM_NOTE}",
+            )
         kind = GATHER if gather_shuffle_ok(plan, m.in_spatial) else TWO_STAGE
         return emit_permuted(request, plan, shuffled(plan, kind), [output_labels(plan)])
 

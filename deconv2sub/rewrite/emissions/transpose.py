@@ -1,5 +1,8 @@
-"""``transpose``: Conv (CRD) + one Transpose of the smallest rank (adjacent axes merged), the crop
-folded into the phases where that costs no tap."""
+"""Emission ``transpose``: Conv + one Transpose.
+
+``transpose``: Conv (CRD) + one Transpose of the smallest rank (adjacent axes merged), the crop
+folded into the phases where that costs no tap.
+"""
 
 from __future__ import annotations
 

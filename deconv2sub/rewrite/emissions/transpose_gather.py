@@ -1,6 +1,9 @@
-"""``transpose_gather``: Conv in "LCR" order + one ``[s, L] -> [L, s]`` Transpose + one Gather of
+"""Emission ``transpose_gather``: Conv + one 2-D Transpose + a row Gather.
+
+``transpose_gather``: Conv in "LCR" order + one ``[s, L] -> [L, s]`` Transpose + one Gather of
 whole rows that writes the output (2-D/3-D with known sizes; else the two-stage shuffle), see
-:func:`deconv2sub.rewrite.shuffle.emit_gather_shuffle`."""
+:func:`deconv2sub.rewrite.shuffle.emit_gather_shuffle`.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +32,9 @@ class TransposeGather:
         """Conv + Transpose + row Gather (the two-stage shuffle where the Gather does not apply)."""
         plan, m = request.plan, request.material
         kind = GATHER if gather_shuffle_ok(plan, m.in_spatial) else TWO_STAGE
-        return emit_permuted(request, plan, shuffled(plan, kind), [two_stage_labels(plan), output_labels(plan)])
+        return emit_permuted(
+            request, plan, shuffled(plan, kind), [two_stage_labels(plan), output_labels(plan)]
+        )
 
 
 TRANSPOSE_GATHER_EMISSION = TransposeGather()
