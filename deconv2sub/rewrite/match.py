@@ -147,6 +147,21 @@ def _positive(v) -> Optional[int]:
     return int(v) if isinstance(v, (int, np.integer)) and v > 0 else None
 
 
+def _read_bias(node: gs.Node, graph, opset: int, cache) -> Union[_Operand, Refusal, None]:
+    """The node's bias (None without one), or why it cannot be used."""
+    if len(node.inputs) <= 2 or node.inputs[2] is None or node.inputs[2].name == "":
+        return None
+    bias = _read_operand(node.inputs[2], "bias", graph, opset, cache)
+    if isinstance(bias, Refusal):
+        return bias
+    quant_b = bias.quantized
+    if quant_b is not None and (quant_b.axis not in (None, 0) or quant_b.values.ndim != 1):
+        return Refusal(
+            "quantized bias must be 1-D, per-tensor or per-channel on axis 0", "quantization"
+        )
+    return bias
+
+
 def check(
     node: gs.Node,
     shapes: Optional[Dict[str, Sequence]] = None,
@@ -183,16 +198,10 @@ def check(
     )
     notes += [weight.note] if weight.note else []
     sources = list(weight.sources)
-    bias = None
-    if len(node.inputs) > 2 and node.inputs[2] is not None and node.inputs[2].name != "":
-        bias = _read_operand(node.inputs[2], "bias", graph, opset, cache)
-        if isinstance(bias, Refusal):
-            return bias
-        quant_b = bias.quantized
-        if quant_b is not None and (quant_b.axis not in (None, 0) or quant_b.values.ndim != 1):
-            return Refusal(
-                "quantized bias must be 1-D, per-tensor or per-channel on axis 0", "quantization"
-            )
+    bias = _read_bias(node, graph, opset, cache)
+    if isinstance(bias, Refusal):
+        return bias
+    if bias is not None:
         sources += bias.sources
         notes += [bias.note.replace("weight", "bias", 1)] if bias.note else []
     n = weight.values.ndim - 2
