@@ -29,6 +29,7 @@ import onnx_graphsurgeon as gs
 from .api import convert_model, infer_shapes
 from .autotune import measurer
 from .progress import ProgressFn, step
+from .rewrite.domains import is_default_op
 from .rewrite.graph_pass import convert_graph, iter_graphs
 from .rewrite.options import ConvertOptions
 
@@ -301,7 +302,7 @@ def inspect_model(
     before: List[Tuple[str, gs.Node, dict]] = []
     for g, gpath in list(iter_graphs(graph)):
         for node in g.nodes:
-            if node.op != "ConvTranspose" or node.domain not in (None, "", "ai.onnx"):
+            if not is_default_op(node, "ConvTranspose"):
                 continue
             before.append((gpath, node, _snapshot(node, size_shapes)))
 

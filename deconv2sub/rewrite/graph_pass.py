@@ -29,6 +29,7 @@ from ..report import REWRITTEN, SKIPPED, ConversionReport, NodeReport
 from ..targets import resolve as resolve_target
 from ..targets.chooser import Measurer, choose
 from . import fold
+from .domains import is_default_op
 from .emissions import registry
 from .emissions.base import Choice, EmitRequest, Emitted, plan_of
 from .match import check
@@ -341,7 +342,7 @@ def convert_graph(
     for g, path in list(iter_graphs(graph)):
         opset = _graph_opset(g) if getattr(g, "opset", None) is not None else top_opset
         for node in list(g.nodes):
-            if node.op != "ConvTranspose" or node.domain not in (None, "", "ai.onnx"):
+            if not is_default_op(node, "ConvTranspose"):
                 continue
             entry = _node_entry(g, node, options, opset, state, shapes, sizes)
             entry.graph = path

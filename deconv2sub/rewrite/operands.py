@@ -21,6 +21,7 @@ import onnx_graphsurgeon as gs
 from onnx import external_data_helper, numpy_helper
 
 from . import fold
+from .domains import is_default_op
 
 # Folder against which the external-data locations of tensors not loaded into memory are resolved
 # (set by the model-level API for models loaded without their external data).
@@ -81,7 +82,7 @@ def constant_values(tensor) -> Optional[np.ndarray]:
         return _gsconstant_values(tensor)
     if isinstance(tensor, gs.Variable) and len(tensor.inputs) == 1:
         producer = tensor.inputs[0]
-        if producer.op == "Constant" and producer.domain in (None, "", "ai.onnx"):
+        if is_default_op(producer, "Constant"):
             value = producer.attrs.get("value")
             if isinstance(value, gs.Constant):
                 return _gsconstant_values(value)

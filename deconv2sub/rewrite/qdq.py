@@ -30,11 +30,11 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from .domains import is_default_op
 from .operands import known_values
 
 __all__ = ["QdqError", "Quantized", "read_dequantize", "weight_for_plan", "requantize_conv_output"]
 
-_DEFAULT_DOMAINS = (None, "", "ai.onnx")
 WEIGHT_TYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}
 BIAS_TYPES = WEIGHT_TYPES | {"int32"}
 # Ops the shuffle and crop are made of: they only move values, so re-quantizing before them is exact.
@@ -75,7 +75,7 @@ class Quantized:
 
 
 def is_dequantize(node: Optional[gs.Node]) -> bool:
-    return node is not None and node.op == "DequantizeLinear" and node.domain in _DEFAULT_DOMAINS
+    return is_default_op(node, "DequantizeLinear")
 
 
 def read_dequantize(
@@ -207,7 +207,7 @@ def requantize_conv_output(graph: gs.Graph, y: gs.Tensor, unique: Callable[[str]
     if len(y.outputs) != 1 or any(o is y for o in graph.outputs):
         return []
     q_node = y.outputs[0]
-    if q_node.op != "QuantizeLinear" or q_node.domain not in _DEFAULT_DOMAINS or len(q_node.inputs) < 2:
+    if not is_default_op(q_node, "QuantizeLinear") or len(q_node.inputs) < 2:
         return []
     scale_t = q_node.inputs[1]
     scale = known_values(scale_t)

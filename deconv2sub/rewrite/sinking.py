@@ -23,6 +23,7 @@ from typing import Callable, List, Optional
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from .domains import DEFAULT_DOMAINS
 from .operands import known_values
 from .fold import drop_dead
 
@@ -34,7 +35,6 @@ UNARY_OPS = {
     "Softsign", "Gelu", "Mish", "ThresholdedRelu", "Abs", "Neg", "Erf",
 }
 PER_CHANNEL_OPS = {"BatchNormalization", "PRelu", "Add", "Sub", "Mul", "Div", "Clip"}
-_DEFAULT_DOMAINS = (None, "", "ai.onnx")
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _per_channel(values: np.ndarray, rank: int, channels: int) -> Optional[np.nd
 
 def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
     """New input list of ``node`` operating on the Conv output rows instead of ``y`` (None: cannot move)."""
-    if node.domain not in _DEFAULT_DOMAINS or len(node.outputs) != 1:
+    if node.domain not in DEFAULT_DOMAINS or len(node.outputs) != 1:
         return None
     rows = ctx.row_channels
     channels = int(rows.max()) + 1 if rows.size else 0
