@@ -399,9 +399,9 @@ def test_gather_emissions_run_on_openvino():
 
 
 def test_gather_falls_back_when_its_indices_would_be_big(monkeypatch):
-    import deconv2sub.rewrite.shuffle as shuffle
+    import deconv2sub.plan.layout as layout
 
-    monkeypatch.setattr(shuffle, "MAX_GATHER_INDICES", 8)
+    monkeypatch.setattr(layout, "MAX_GATHER_INDICES", 8)
     m = convtranspose_model([1, 4, 5, 6], _x((4, 3, 3, 3)), _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1])
     converted, report = _check(m, [{"X": _x((1, 4, 5, 6))}], ORT_RULE)
     assert "Gather" not in op_types(converted) and report.nodes[0].shuffle == "two-stage Transpose"

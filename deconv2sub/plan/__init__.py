@@ -4,5 +4,7 @@
   Conv's kernel, pads and channel order, the crop);
 * :mod:`deconv2sub.plan.phases`: the split into phase-group Convs (each with only its own taps);
 * :mod:`deconv2sub.plan.blocks`: block factors of a stride and the Conv row order a cascade of
-  DepthToSpace ops needs.
+  DepthToSpace ops needs;
+* :mod:`deconv2sub.plan.layout`: the shuffles' labelled axes and sizes, and the plans of the row
+  Gather and of the block-swap cascade.
 """

@@ -14,7 +14,7 @@ when the runs of an axis differ in length the axis falls back to one group per p
 ENet's k3 s2 p1 op1: 4 Convs (2x2, 2x1, 1x2, 1x1 taps, 9 in all); DCGAN's k4 s2 p1: 4 Convs of 2x2
 and no Slice; FCN's k16 s8 p4: 2 groups of 4 phases per axis, 4 Convs of 2x2 and no Slice. The
 group outputs are concatenated and shuffled by the same two-stage transpose as a single Conv (see
-:func:`deconv2sub.rewrite.shuffle.two_stage_labels`); the channel layout of the concatenation is
+:func:`deconv2sub.plan.layout.two_stage_labels`); the channel layout of the concatenation is
 ``[G_lead, G_other..., M, I_1, ..., I_n]`` (group index per axis, output channel, index within the
 group).
 """

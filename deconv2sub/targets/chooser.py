@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple, Union
 
 from ..plan.blocks import block_factors
+from ..plan.layout import gather_shuffle_ok
 from ..plan.phases import macs_ratio, split_of
 from ..plan.subpixel import PlanError
 from ..rewrite.emissions import registry
@@ -32,7 +33,6 @@ from ..rewrite.emissions.pointwise_gemm import gemm_applies
 from ..rewrite.material import NodeMaterial
 from ..rewrite.options import ConvertOptions
 from ..rewrite.refusal import Refusal
-from ..rewrite.shuffle import gather_shuffle_ok
 from . import resolve as resolve_target
 from .profile import TargetProfile
 

@@ -7,7 +7,7 @@ whose convolutions compute channels-last (OpenVINO's CPU plugin), where the firs
 
 from __future__ import annotations
 
-from ..shuffle import output_labels
+from ...plan.layout import output_labels
 from .base import Choice
 from .permuted import CHANNELS_LAST, emit_permuted, shuffled
 

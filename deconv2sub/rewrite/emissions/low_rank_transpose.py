@@ -7,9 +7,10 @@ Transpose has at most the Choice's ``max_rank`` axes (ncnn's Permute and LiteRT'
 
 from __future__ import annotations
 
+from ...plan.layout import cascade_plan
 from ...targets import resolve as resolve_target
 from ..refusal import Refusal
-from ..shuffle import cascade_plan, emit_cascade_shuffle
+from ..shuffle import emit_cascade_shuffle
 from .base import Choice, Emitted, emit_chain, emit_conv, plan_of
 
 __all__ = ["LOW_RANK_TRANSPOSE_EMISSION"]

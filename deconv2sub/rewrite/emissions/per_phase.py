@@ -12,10 +12,11 @@ from typing import Optional
 
 import numpy as np
 
+from ...plan.layout import gather_shuffle_ok, split_labels
 from ...plan.phases import split_of
 from ...plan.subpixel import SubPixelPlan
 from ..refusal import Refusal
-from ..shuffle import Emitter, gather_shuffle_ok, split_labels
+from ..shuffle import Emitter
 from .base import Choice, conv_dtype, plan_of
 from .permuted import GATHER, TWO_STAGE, emit_permuted, shuffled
 

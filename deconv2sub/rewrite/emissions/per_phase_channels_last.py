@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ..shuffle import split_labels
+from ...plan.layout import split_labels
 from .base import Choice
 from .per_phase import emit_split, phase_refusal
 from .permuted import CHANNELS_LAST

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
+from ...plan.layout import gather_crop
 from ...plan.subpixel import SubPixelPlan
-from ..shuffle import emit_gather_shuffle, emit_permuted_shuffle, gather_crop
+from ..shuffle import emit_gather_shuffle, emit_permuted_shuffle
 from .base import EmitRequest, Emitted, emit_chain, emit_conv
 
 __all__ = [

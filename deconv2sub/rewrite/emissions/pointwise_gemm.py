@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...plan.layout import gather_shuffle_ok, output_labels
 from ...plan.subpixel import PlanError
-from ..shuffle import gather_shuffle_ok, output_labels
 from .base import Choice, conv_dtype
 from .permuted import GATHER, TWO_STAGE, emit_permuted, group_order, shuffled
 

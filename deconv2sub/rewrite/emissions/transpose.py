@@ -6,7 +6,7 @@ folded into the phases where that costs no tap.
 
 from __future__ import annotations
 
-from ..shuffle import output_labels
+from ...plan.layout import output_labels
 from .base import Choice
 from .permuted import TRANSPOSE, emit_permuted, shuffled
 

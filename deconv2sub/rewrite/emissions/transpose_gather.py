@@ -7,7 +7,7 @@ whole rows that writes the output (2-D/3-D with known sizes; else the two-stage 
 
 from __future__ import annotations
 
-from ..shuffle import gather_shuffle_ok, output_labels, two_stage_labels
+from ...plan.layout import gather_shuffle_ok, output_labels, two_stage_labels
 from .base import Choice
 from .permuted import GATHER, TWO_STAGE, emit_permuted, group_order, shuffled
 

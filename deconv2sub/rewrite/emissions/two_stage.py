@@ -7,7 +7,7 @@ where free. The two transposes are the fast paths of ONNX Runtime's and OpenVINO
 
 from __future__ import annotations
 
-from ..shuffle import output_labels, two_stage_labels
+from ...plan.layout import output_labels, two_stage_labels
 from .base import Choice
 from .permuted import TWO_STAGE, emit_permuted, group_order, shuffled
 
