@@ -24,8 +24,8 @@ _LAZY = {
     "infer_shapes": "api",
     "ConversionReport": "report",
     "NodeReport": "report",
-    "ConvertOptions": "rewrite",
-    "convert_graph": "rewrite",
+    "ConvertOptions": "rewrite.options",
+    "convert_graph": "rewrite.graph_pass",
 }
 
 __all__ = [
@@ -41,7 +41,8 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .api import convert_model, infer_shapes
     from .report import ConversionReport, NodeReport
-    from .rewrite import ConvertOptions, convert_graph
+    from .rewrite.graph_pass import convert_graph
+    from .rewrite.options import ConvertOptions
 
 
 def __getattr__(name: str):

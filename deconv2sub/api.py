@@ -10,11 +10,13 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .constants import external_data_dir as _external_data_dir
+from .rewrite.operands import external_data_dir as _external_data_dir
+from .autotune import measurer
 from .errors import InputError
 from .model_io import DETACHED_LOCATION as _DETACHED
 from .report import ConversionReport
-from .rewrite import ConvertOptions, convert_graph
+from .rewrite.graph_pass import convert_graph
+from .rewrite.options import ConvertOptions
 
 #: Above this in-memory size, shape inference runs on a skeleton without the big tensors' data.
 _SKELETON_BYTES = 64 << 20
@@ -186,7 +188,7 @@ def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto,
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
 
     from .model_io import _iter_tensors, _point_to, _tensor_nbytes, _uses_external_data
-    from .rewrite import iter_graphs
+    from .rewrite.graph_pass import iter_graphs
 
     found: Dict[str, list] = {}
     for g, _ in iter_graphs(graph):
@@ -252,7 +254,7 @@ def _lazy_external_values(graph: gs.Graph, base_dir: str) -> None:
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
 
     from .model_io import _uses_external_data
-    from .rewrite import iter_graphs
+    from .rewrite.graph_pass import iter_graphs
 
     class ExternalLazyValues(LazyValues):
         def load(self):
@@ -347,7 +349,8 @@ def _convert(
             _lazy_external_values(graph, os.fspath(external_data_dir))
         given = options.input_shapes if options is not None else None
         sizes = infer_shapes(model, given) if given else None
-        report = convert_graph(graph, options, shapes=infer_shapes(model), sizes=sizes)
+        measure = measurer(convert_model) if options is not None and options.strategy == "auto" else None
+        report = convert_graph(graph, options, shapes=infer_shapes(model), sizes=sizes, measure=measure)
         detached: Dict[str, object] = {}
         if report.rewritten:
             try:

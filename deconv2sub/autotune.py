@@ -17,15 +17,23 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import strategy as _strategy
+from .plan.phases import macs_ratio, phase_split
+from .plan.subpixel import PlanError
+from .rewrite.emissions.base import Choice
+from .rewrite.emissions.pointwise_gemm import gemm_applies
+from .rewrite.options import ConvertOptions
+from .targets.chooser import choose_default, fixed
 
-__all__ = ["tune", "candidates", "clear_cache"]
+__all__ = ["Converter", "candidates", "clear_cache", "measurer", "tune"]
+
+# (model, options) -> (converted model, report): deconv2sub.api.convert_model
+Converter = Callable[[onnx.ModelProto, ConvertOptions], tuple]
 
 _LOCK = threading.Lock()
 _MEMORY: Dict[str, dict] = {}
@@ -94,14 +102,12 @@ def candidates(material, opset: int) -> list:
     """The fixed strategies worth measuring for this node."""
     names = ["two_stage", "transpose_gather", "transpose", "depth_to_space", "channels_last"]
     if material.emit_inputs is None:  # per-phase convs and Gemm take float weights only
-        from .perphase import macs_ratio, phase_split
-        from .plan import PlanError, make_plan
-
+        plan = material.planner
         try:
-            single = make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD", True)
-            if _strategy.gemm_applies(material, opset):
+            single = plan(material.weight, None, material.attrs, material.in_spatial, "CRD", True)
+            if gemm_applies(material, opset):
                 names.append("pointwise_gemm")
-            split = phase_split(make_plan(material.weight, None, material.attrs, material.in_spatial, "CRD", "always"))
+            split = phase_split(plan(material.weight, None, material.attrs, material.in_spatial, "CRD", "always"))
             if (split is not None and 1 < len(split.convs) <= 16
                     and (macs_ratio(single) < 1.0 or single.needs_crop)):
                 names += ["per_phase", "per_phase_channels_last"]  # fewer taps, or a crop folded away
@@ -115,7 +121,7 @@ def _one_node_model(material, opset: int) -> Tuple[onnx.ModelProto, np.ndarray]:
 
     The input declares what the node's model declares (a symbolic size stays symbolic, so every
     candidate is emitted as it would be there: no Gather baked for a size the model leaves open) and
-    the data has the sizes to measure at (:meth:`deconv2sub.rewrite._Material.sizes`)."""
+    the data has the sizes to measure at (:meth:`deconv2sub.rewrite.material.NodeMaterial.sizes`)."""
     attrs = material.attrs
     dtype = np.dtype(material.dtype or material.weight.dtype)
     if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
@@ -167,16 +173,24 @@ def _sizes_key(material) -> str:
     return str([f"{v}" if d is not None else f"{v}?" for v, d in zip(measured, declared)])
 
 
-def tune(material, opset: int, options) -> "_strategy.Emission":
-    """The measured-best Emission for the node (see the module docstring)."""
-    attrs = material.attrs
-    rank = material.weight.ndim - 2
-    strides = list(attrs.strides or [1] * rank)
-    default = _strategy.choose_default(group=attrs.group, rank=rank, strides=strides, opset=opset, material=material,
-                                       target="openvino" if options.tune_runtime == "openvino" else "onnxruntime")
+def measurer(convert: Converter) -> Callable[..., Choice]:
+    """The measuring chooser for ``strategy="auto"`` (see :func:`deconv2sub.targets.chooser.choose`),
+    converting the candidates with ``convert``."""
 
-    def fallback(why: str) -> "_strategy.Emission":
-        return _strategy.Emission(default.strategy, default.order, default.fold_crop, f"auto: {why}; {default.reason}")
+    def measure(material, opset: int, options) -> Choice:
+        return tune(material, opset, options, convert)
+
+    return measure
+
+
+def tune(material, opset: int, options, convert: Converter) -> Choice:
+    """The measured-best Choice for the node (see the module docstring); candidates converted with
+    ``convert`` (:func:`deconv2sub.api.convert_model`)."""
+    default = choose_default(material, opset,
+                             target="openvino" if options.tune_runtime == "openvino" else "onnxruntime")
+
+    def fallback(why: str) -> Choice:
+        return Choice(default.strategy, default.order, default.fold_crop, f"auto: {why}; {default.reason}")
 
     _, spatial = material.sizes()
     if spatial is None or any(v is None for v in spatial):
@@ -188,7 +202,7 @@ def tune(material, opset: int, options) -> "_strategy.Emission":
         entry = _load_disk().get(key)
         cached = entry is not None
         if entry is None:
-            entry = _measure(material, opset, options)
+            entry = _measure(material, opset, options, convert)
             if entry is None:
                 return fallback(f"could not measure on {options.tune_runtime} ({options.tune_provider})")
             _save_disk(key, entry)
@@ -199,8 +213,7 @@ def tune(material, opset: int, options) -> "_strategy.Emission":
     choice = entry["choice"]
     timings = ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in sorted(entry["median_s"].items(), key=lambda kv: kv[1]))
     reason = f"auto: fastest measured on {entry['runtime']}: {timings}" + (" (cached)" if cached else "")
-    emission = _strategy.fixed(choice, group=attrs.group, rank=rank, strides=strides, opset=opset, reason=reason)
-    return emission
+    return fixed(choice, group=material.attrs.group, opset=opset, reason=reason)
 
 
 def _session(model: onnx.ModelProto, runtime: str, provider: str):
@@ -233,12 +246,9 @@ def _session(model: onnx.ModelProto, runtime: str, provider: str):
     return (lambda feeds: sess.run(None, feeds)), f"onnxruntime {ort.__version__} on {device}"
 
 
-def _measure(material, opset: int, options) -> Optional[dict]:
+def _measure(material, opset: int, options, convert: Converter) -> Optional[dict]:
     import statistics
     import time
-
-    from .api import convert_model
-    from .rewrite import ConvertOptions
 
     try:
         model, x = _one_node_model(material, opset)
@@ -248,7 +258,7 @@ def _measure(material, opset: int, options) -> Optional[dict]:
     emitted = set()  # graphs already measured: at symbolic sizes transpose_gather is two_stage's
     for name in candidates(material, opset):
         try:
-            converted, report = convert_model(model, ConvertOptions(strategy=name, sink=False))
+            converted, report = convert(model, ConvertOptions(strategy=name, sink=False))
             if not report.rewritten or report.rewritten[0].strategy != name:
                 continue
             graph = converted.graph.SerializeToString()

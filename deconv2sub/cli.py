@@ -139,7 +139,8 @@ def _verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, s
 def _check_tolerances(atol: Optional[float], rtol: Optional[float]) -> None:
     """Refuse a tolerance that makes the check meaningless: a negative one fails every element (so
     verification would blame every rewritten node), NaN compares false with everything, and an
-    infinite one passes anything."""
+    infinite one passes anything.
+    """
     for name, value in (("--atol", atol), ("--rtol", rtol)):
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise InputError(f"bad {name} {value:g}: a tolerance must be a finite number >= 0")
@@ -147,7 +148,8 @@ def _check_tolerances(atol: Optional[float], rtol: Optional[float]) -> None:
 
 def _require_model_file(path: str) -> None:
     """Fail fast on a missing model, before the heavy modules (onnx, onnxruntime) are imported;
-    every other problem with the file is found when it is loaded."""
+    every other problem with the file is found when it is loaded.
+    """
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
 
@@ -254,7 +256,7 @@ def convert(model, output, force, no_verify, shuffle, order, strategy, target, t
     verify_options = _verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed,
                                      val_range, trials, atol, rtol, optimize=ort_opt)
     from .pipeline import ConvertJob, default_output_path, run_convert
-    from .rewrite import ConvertOptions
+    from .rewrite.options import ConvertOptions
 
     p = _Printer(as_json, quiet)
     job = ConvertJob(
@@ -435,7 +437,7 @@ def inspect_cmd(model, input_shapes, shuffle, order, strategy, target, as_json, 
     from .inputs import parse_input_shapes
     from .inspection import inspect_model
     from .model_io import load_model
-    from .rewrite import ConvertOptions
+    from .rewrite.options import ConvertOptions
 
     p = _Printer(as_json, quiet)
     shapes = parse_input_shapes(input_shapes)
@@ -488,7 +490,7 @@ def bench(model, candidate, runtime, provider, require_cuda, input_shapes, input
     from .bench import bench_models
     from .inputs import load_npz, make_feeds, model_input_specs, parse_input_shapes, resolve_shapes
     from .model_io import load_model
-    from .rewrite import ConvertOptions
+    from .rewrite.options import ConvertOptions
 
     p = _Printer(as_json, quiet)
     if require_cuda and provider == "cpu":

@@ -5,7 +5,7 @@ whether it can be rewritten (and why not), the planned emission (Conv kernel and
 crop), multiply-accumulates and weight bytes before and after. Nothing is written.
 
 The planned emission is obtained by running the very pass ``convert`` runs
-(:func:`deconv2sub.rewrite.convert_graph`) on a private onnx-graphsurgeon copy of the graph, so the two
+(:func:`deconv2sub.rewrite.graph_pass.convert_graph`) on a private onnx-graphsurgeon copy of the graph, so the two
 can never disagree; the caller's model is not modified.
 
 Cost model (per sample, i.e. batch 1):
@@ -26,9 +26,12 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .api import infer_shapes
+from .api import convert_model, infer_shapes
+from .autotune import measurer
 from .progress import ProgressFn, step
-from .rewrite import ConvertOptions, convert_graph, iter_graphs
+from .rewrite.domains import is_default_op
+from .rewrite.graph_pass import convert_graph, iter_graphs
+from .rewrite.options import ConvertOptions
 
 __all__ = ["NodeInspection", "InspectionReport", "inspect_model", "format_count", "format_bytes"]
 
@@ -48,6 +51,7 @@ class NodeInspection:
     attributes: Dict[str, object] = field(default_factory=dict)
     rewritable: bool = False
     reason: Optional[str] = None  # why not, when not rewritable
+    code: Optional[str] = None  # the refusal's machine-readable code, when not rewritable
     # Which emission strategy was chosen ("keep" when not rewritable) and why.
     choice: str = "keep"
     why: Optional[str] = None
@@ -298,13 +302,14 @@ def inspect_model(
     before: List[Tuple[str, gs.Node, dict]] = []
     for g, gpath in list(iter_graphs(graph)):
         for node in g.nodes:
-            if node.op != "ConvTranspose" or node.domain not in (None, "", "ai.onnx"):
+            if not is_default_op(node, "ConvTranspose"):
                 continue
             before.append((gpath, node, _snapshot(node, size_shapes)))
 
     step(progress, "planning the rewrite")
     sizes = size_shapes if input_shapes else None
-    report = convert_graph(graph, options, shapes=plan_shapes, sizes=sizes)
+    measure = measurer(convert_model) if options.strategy == "auto" else None
+    report = convert_graph(graph, options, shapes=plan_shapes, sizes=sizes, measure=measure)
     entries = {(e.graph, e.output): e for e in report.nodes}
     graphs = {gpath: g for g, gpath in iter_graphs(graph)}
 
@@ -368,6 +373,7 @@ def _inspect_node(gpath: str, snap: dict, entry, g: Optional[gs.Graph], shapes: 
     if entry is None or not entry.rewritten:
         n.rewritable, n.choice = False, "keep"
         n.reason = n.why = (entry.reason if entry is not None else "not reached by the rewrite pass")
+        n.code = entry.code if entry is not None else "not_reached"
         n.macs_after, n.macs_per_input_pixel_after = n.macs_before, n.macs_per_input_pixel_before
         n.weight_bytes_after = n.weight_bytes_before
         return n

@@ -27,7 +27,7 @@ from .api import convert_for_save
 from .errors import InputError, NoKernelError, VerificationError
 from .model_io import checker_complaint, load_model, model_files, stage_model, verify_external_data
 from .report import ConversionReport
-from .rewrite import ConvertOptions
+from .rewrite.options import ConvertOptions
 from .runtimes import create_runner
 from .verify import VerificationResult, VerifyOptions, verify_models
 

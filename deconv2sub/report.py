@@ -17,6 +17,7 @@ class NodeReport:
     graph: str  # "main", or a path like "main/If_3.then_branch"
     status: str  # REWRITTEN or SKIPPED
     reason: Optional[str] = None  # why it was skipped (one line)
+    code: Optional[str] = None  # the refusal's machine-readable code (deconv2sub.rewrite.refusal.Refusal)
     output: Optional[str] = None  # the tensor the node produced (kept by the rewrite)
     rank: Optional[int] = None
     strides: Optional[List[int]] = None

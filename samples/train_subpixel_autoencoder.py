@@ -6,7 +6,7 @@
 
 Data: scikit-learn's bundled 8x8 handwritten digits (``sklearn.datasets.load_digits``, offline, 1797
 images), scaled to [0, 1] and upscaled bilinearly to 16x16 (or 32x32). The decoder uses
-:class:`deconv2sub.torch.SubPixelConv2d` (Conv → pixel shuffle) instead of ConvTranspose, so the exported
+:class:`deconv2sub.torch_bridge.SubPixelConv2d` (Conv → pixel shuffle) instead of ConvTranspose, so the exported
 ONNX has Conv + DepthToSpace and no ConvTranspose; ICNR makes the untrained decoder checkerboard-free.
 
 Prints the reconstruction loss per epoch, saves a PNG (top rows: held-out inputs, bottom rows: their
@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 try:
-    import deconv2sub.torch as d2s
+    import deconv2sub.torch_bridge as d2s
 except ImportError:  # running from a checkout without installing
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import deconv2sub.torch as d2s
+    import deconv2sub.torch_bridge as d2s
 
 
 def load_digits_tensor(size: int) -> torch.Tensor:

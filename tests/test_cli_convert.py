@@ -145,25 +145,34 @@ def test_inputs_npz(model_path, tmp_path):
     assert r.exit_code == 0 and data["verification"]["trials"][0]["input_shapes"] == {"X": [1, 3, 5, 6]}
 
 
-def test_mismatch_exit_1_names_node_and_writes_nothing(model_path, tmp_path, monkeypatch):
-    """A planted fault in the plan (one weight off by 1%) must be caught, localised, and nothing written."""
-    import deconv2sub.plan as plan_mod
-    import deconv2sub.rewrite as rewrite_mod
+def _convert_with_planner(model, out, planner):
+    """``convert``'s job with ``planner`` passed into the pass; the VerificationError it raises."""
+    from deconv2sub.errors import VerificationError
+    from deconv2sub.pipeline import ConvertJob, run_convert
+    from deconv2sub.rewrite.options import ConvertOptions
 
-    real = plan_mod.make_plan
+    with pytest.raises(VerificationError) as caught:
+        run_convert(ConvertJob(str(model), str(out), convert_options=ConvertOptions(planner=planner)))
+    assert caught.value.exit_code == 1  # the CLI's exit code for a mismatch
+    return caught.value
+
+
+def test_mismatch_exit_1_names_node_and_writes_nothing(model_path, tmp_path):
+    """A planted fault in the plan (one weight off by 1%) must be caught, localised, and nothing written."""
+    from deconv2sub.plan.subpixel import make_plan
 
     def faulty(*args, **kwargs):
-        plan = real(*args, **kwargs)
+        plan = make_plan(*args, **kwargs)
         plan.weight = plan.weight.copy()
         plan.weight.flat[0] *= 1.01
         plan.weight.flat[0] += 0.05
         return plan
 
-    monkeypatch.setattr(rewrite_mod, "make_plan", faulty)
     out = tmp_path / "o.onnx"
-    r = invoke("convert", model_path, "-o", out)
-    assert r.exit_code == 1, r.output
-    assert "FAILED" in r.output and "'deconv'" in r.output
+    err = _convert_with_planner(model_path, out, faulty)
+    data = err.result.to_dict()
+    assert data["verification"]["status"] == "FAILED" and not data["saved"]
+    assert [c["node"] for c in data["verification"]["culprits"]] == ["deconv"]
     assert not out.exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
 
@@ -181,13 +190,12 @@ def test_float64_is_converted_but_reported_unverified(tmp_path):
     assert "ConvTranspose" not in op_types(onnx.load(out))
 
 
-def test_mismatch_is_localised_past_sunk_consumers(tmp_path, monkeypatch):
+def test_mismatch_is_localised_past_sunk_consumers(tmp_path):
     """With BN + Relu sunk above the shuffle (the default) the ConvTranspose output no longer exists in the
     converted model; the fault is still localised to the node, at the tensor where the rewrite rejoins."""
     from onnx import TensorProto, helper, numpy_helper
 
-    import deconv2sub.plan as plan_mod
-    import deconv2sub.rewrite as rewrite_mod
+    from deconv2sub.plan.subpixel import make_plan
 
     rng = np.random.default_rng(3)
     inits = [numpy_helper.from_array(rng.standard_normal((3, 2, 4, 4)).astype(np.float32), "W")]
@@ -200,19 +208,14 @@ def test_mismatch_is_localised_past_sunk_consumers(tmp_path, monkeypatch):
                               [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 2, 10, 10])], inits)
     p = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), p)
-    real = plan_mod.make_plan
-
     def faulty(*args, **kwargs):
-        plan = real(*args, **kwargs)
+        plan = make_plan(*args, **kwargs)
         plan.weight = plan.weight.copy()
         plan.weight *= 1.05
         return plan
 
-    monkeypatch.setattr(rewrite_mod, "make_plan", faulty)
     out = tmp_path / "o.onnx"
-    r = invoke("convert", p, "-o", out, "--json")
-    assert r.exit_code == 1, r.output
-    data = json.loads(r.stdout)
+    data = _convert_with_planner(p, out, faulty).result.to_dict()
     culprits = data["verification"]["culprits"]
     assert culprits and culprits[0]["node"] == "up" and culprits[0]["tensor"] == "Y"
     node = data["conversion"]["nodes"][0]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import deconv2sub
 from deconv2sub.cli import main
-from deconv2sub.rewrite import ConvertOptions
+from deconv2sub.rewrite.options import ConvertOptions
 
 from builders import convtranspose_model
 from surface_builders import save, two_deconv_model

@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import deconv2sub
-from deconv2sub import fold
+from deconv2sub.rewrite import fold
 
 from builders import assert_equivalent, op_types, run
 

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 import deconv2sub
 from deconv2sub.errors import InputError
 from deconv2sub.inspection import format_bytes, format_count, inspect_model
-from deconv2sub.rewrite import ConvertOptions
+from deconv2sub.rewrite.options import ConvertOptions
 
 from builders import convtranspose_model
 from surface_builders import two_deconv_model
@@ -94,6 +94,7 @@ def test_skipped_node_reason_and_unchanged_costs():
     model = convtranspose_model([1, 4, 5, 5], w, None, weight_as="input", strides=[2, 2])
     (node,) = inspect_model(model).nodes
     assert not node.rewritable and node.choice == "keep" and "graph input" in node.reason
+    assert node.code == "weight_not_constant" and node.to_dict()["code"] == "weight_not_constant"
     assert node.why == node.reason and node.emission is None
     assert node.macs_before == node.macs_after == w.size * 25
     assert node.weight_bytes_before is None  # the weight is data fed at run time

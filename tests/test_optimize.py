@@ -10,13 +10,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 import deconv2sub
 from deconv2sub import ConvertOptions
-from deconv2sub.plan import ConvTransposeAttrs, make_plan
+from deconv2sub.plan.subpixel import ConvTransposeAttrs, make_plan
+from deconv2sub.rewrite.emissions import registry
 
 from builders import assert_equivalent, convtranspose_model, op_types, run
 
 RNG = np.random.default_rng(99)
-STRATEGIES = ["default", "two_stage", "transpose", "depth_to_space", "per_phase", "transpose_gather", "pointwise_gemm",
-              "channels_last", "per_phase_channels_last"]
+STRATEGIES = ["default", *registry.NAMES]  # every registered emission
 
 
 def _x(shape, dtype=np.float32):
@@ -241,7 +241,7 @@ def test_row_channels_match_bias(order):
 
 def test_per_phase_stores_only_real_taps():
     """ENet k3 s2: 4 Convs with 2x2, 2x1, 1x2 and 1x1 kernels (9 taps instead of 16)."""
-    from deconv2sub.perphase import macs_ratio
+    from deconv2sub.plan.phases import macs_ratio
 
     w = _x((4, 3, 3, 3))
     m = convtranspose_model([1, 4, 6, 6], w, _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])
@@ -399,9 +399,9 @@ def test_gather_emissions_run_on_openvino():
 
 
 def test_gather_falls_back_when_its_indices_would_be_big(monkeypatch):
-    import deconv2sub.shuffle as shuffle
+    import deconv2sub.plan.layout as layout
 
-    monkeypatch.setattr(shuffle, "MAX_GATHER_INDICES", 8)
+    monkeypatch.setattr(layout, "MAX_GATHER_INDICES", 8)
     m = convtranspose_model([1, 4, 5, 6], _x((4, 3, 3, 3)), _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1])
     converted, report = _check(m, [{"X": _x((1, 4, 5, 6))}], ORT_RULE)
     assert "Gather" not in op_types(converted) and report.nodes[0].shuffle == "two-stage Transpose"

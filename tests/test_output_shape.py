@@ -20,7 +20,7 @@ from builders import assert_equivalent, convtranspose_model, op_types, run
 
 import deconv2sub
 from deconv2sub import ConvertOptions
-from deconv2sub.strategy import FIXED
+from deconv2sub.rewrite.emissions.registry import NAMES as FIXED
 
 RNG = np.random.default_rng(4321)
 AUTO_PADS = ["NOTSET", "SAME_UPPER", "SAME_LOWER"]

@@ -10,7 +10,8 @@ import onnx
 import pytest
 
 import deconv2sub
-from deconv2sub import ConvertOptions, autotune, strategy
+from deconv2sub import ConvertOptions, autotune
+from deconv2sub.targets import chooser as strategy
 
 from builders import assert_equivalent, convtranspose_model, op_types
 
@@ -93,12 +94,12 @@ def test_auto_without_input_size_falls_back(cache_dir):
 
 
 def test_auto_candidates():
-    from deconv2sub.rewrite import check
+    from deconv2sub.rewrite.match import check
     import onnx_graphsurgeon as gs
 
     def material(model):
         g = gs.import_onnx(model)
-        return check(g.nodes[0], graph=g)[0]
+        return check(g.nodes[0], graph=g)
 
     assert "per_phase" in autotune.candidates(material(_enet()), 17)  # k3 s2: 9 of 16 taps
     dcgan = convtranspose_model([1, 4, 6, 6], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1])

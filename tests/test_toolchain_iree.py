@@ -13,14 +13,13 @@ import os
 import numpy as np
 import onnx
 import pytest
+from toolchain_cases import FORMS, SAMPLE_SHAPES, all_cases, close, ort_outputs, unknown_op_model
+from toolchain_checks import convert_sample, sample_path, toolchain_error
 
 import deconv2sub
 from deconv2sub import ConvertOptions
 from deconv2sub.toolchains import ToolchainError
 from deconv2sub.toolchains import iree as toolchain
-from toolchain_cases import (FORMS, SAMPLE_SHAPES, all_cases, close, ort_outputs,
-                             unknown_op_model)
-from toolchain_checks import convert_sample, sample_path, toolchain_error
 
 REASON = toolchain.unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"IREE unavailable: {REASON}")
@@ -73,7 +72,8 @@ def _case_param(name):
 def test_op_case_matches_ort_on_iree(name, tmp_path):
     """DCR at every block size, CRD where C/b^2 == b, Reshape/Transpose up to rank 8, Slice,
     Concat, Gather, Gemm and a 1x1-input ConvTranspose are exact on IREE; CRD with C/b^2 != b
-    is not (strict xfail)."""
+    is not (strict xfail).
+    """
     model, feeds = all_cases()[name]()
     path = str(tmp_path / "case.onnx")
     onnx.save(model, path)
@@ -95,7 +95,8 @@ def test_repro_depth_to_space_crd(tmp_path):
                    reason="IREE 3.13 cannot compile a depthwise ConvTranspose")
 def test_repro_depthwise_convtranspose(tmp_path):
     """Depthwise ConvTranspose k3 s2 p1 op1 (grouped_upsampler's second layer) of [1, 4, 3, 3]:
-    iree-compile fails ('tensor.collapse_shape' op expected reassociation map ...)."""
+    iree-compile fails ('tensor.collapse_shape' op expected reassociation map ...).
+    """
     path = os.path.join(REPROS, "depthwise_convtranspose.onnx")
     x = np.random.default_rng(0).standard_normal((1, 4, 3, 3)).astype(np.float32)
     out = toolchain.compile(path, {"X": [1, 4, 3, 3]}, str(tmp_path)).run({"X": x})
@@ -105,7 +106,8 @@ def test_repro_depthwise_convtranspose(tmp_path):
 
 def test_depthwise_convtranspose_rewrite_compiles(tmp_path):
     """The same layer rewritten (depthwise Conv + Reshape/Transpose shuffle) compiles and is
-    exact on IREE: the rewrite is the way to deploy it there."""
+    exact on IREE: the rewrite is the way to deploy it there.
+    """
     src = os.path.join(REPROS, "depthwise_convtranspose.onnx")
     model, _ = deconv2sub.convert_model(src, ConvertOptions(**FORMS["reshape"]))
     path = str(tmp_path / "rewritten.onnx")

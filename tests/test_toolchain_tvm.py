@@ -12,15 +12,14 @@ import os
 import numpy as np
 import onnx
 import pytest
+from builders import convtranspose_model
+from toolchain_cases import FORMS, SAMPLE_SHAPES, all_cases, close, ort_outputs, unknown_op_model
+from toolchain_checks import convert_sample, sample_path, toolchain_error
 
 import deconv2sub
-from builders import convtranspose_model
 from deconv2sub import ConvertOptions
 from deconv2sub.toolchains import ToolchainError
 from deconv2sub.toolchains import tvm as toolchain
-from toolchain_cases import (FORMS, SAMPLE_SHAPES, all_cases, close, ort_outputs,
-                             unknown_op_model)
-from toolchain_checks import convert_sample, sample_path, toolchain_error
 
 REASON = toolchain.unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"TVM unavailable: {REASON}")
@@ -54,7 +53,8 @@ def test_sample_matches_ort_on_tvm(sample, form, tmp_path):
     for n in all_cases()])
 def test_op_case_matches_ort_on_tvm(name, tmp_path):
     """DepthToSpace (both modes, b 2-8), Reshape/Transpose up to rank 8, Slice, Concat, Gather,
-    Gemm and a 1x1-input ConvTranspose are all exact on TVM."""
+    Gemm and a 1x1-input ConvTranspose are all exact on TVM.
+    """
     model, feeds = all_cases()[name]()
     path = str(tmp_path / "case.onnx")
     onnx.save(model, path)
@@ -88,7 +88,8 @@ def _symbolic_model(tmp_path, form):
 ])
 def test_symbolic_dims(form, tmp_path):
     """Imported with every dim symbolic (no shape_dict), the DepthToSpace forms build once and are
-    exact at two shapes; the forms that compute shapes at run time do not import on TVM."""
+    exact at two shapes; the forms that compute shapes at run time do not import on TVM.
+    """
     original, path = _symbolic_model(tmp_path, form)
     compiled = toolchain.compile(path, None, str(tmp_path / "tvm"))
     for shape in ((1, 2, 3, 5), (2, 2, 4, 4)):
@@ -102,7 +103,8 @@ def test_symbolic_dims(form, tmp_path):
                           "dims -> 'cannot handle ShapeExpr inputs'")
 def test_repro_shape_arithmetic_with_symbolic_dims(tmp_path):
     """Shape -> Slice -> Mul -> Reshape on symbolic H, W (what the rewrites emit when spatial dims
-    are symbolic) does not import; when upstream fixes it, this XPASSes and fails strict."""
+    are symbolic) does not import; when upstream fixes it, this XPASSes and fails strict.
+    """
     path = os.path.join(REPROS, "shape_arithmetic.onnx")
     compiled = toolchain.compile(path, None, str(tmp_path))
     x = np.random.default_rng(0).standard_normal((1, 4, 3, 5)).astype(np.float32)

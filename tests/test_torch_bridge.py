@@ -17,7 +17,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from torch import nn  # noqa: E402
 
-import deconv2sub.torch as d2s  # noqa: E402
+import deconv2sub.torch_bridge as d2s  # noqa: E402
 
 ort.set_default_logger_severity(3)
 TRANSPOSED = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
@@ -313,11 +313,11 @@ assert [n.status for n in report.nodes] == ['rewritten'], report.nodes
 assert 'ConvTranspose' not in [n.op_type for n in out.graph.node]
 assert sys.modules['torch'] is None
 try:
-    import deconv2sub.torch
+    import deconv2sub.torch_bridge
 except ImportError:
     pass
 else:
-    raise SystemExit('deconv2sub.torch imported without torch')
+    raise SystemExit('deconv2sub.torch_bridge imported without torch')
 print('ok')
 """
     env = dict(os.environ)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 
 import onnx
+from toolchain_cases import FORMS, SAMPLE_SHAPES, close, ort_outputs, random_feeds
 
 import deconv2sub
 from deconv2sub import ConvertOptions
-from toolchain_cases import FORMS, SAMPLE_SHAPES, close, ort_outputs, random_feeds
 
 SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "samples")
 

@@ -54,7 +54,7 @@ weight is ``V[M*P, C/g, L...]``. In "CRD" order output channel ``m``'s phases ar
 ``g = 1``. The bias is repeated per phase in the same order. "LCR" order (lead phase, channel, rest; ``g = 1``)
 puts the phase of the *lead* axis (the last axis with ``s > 1``) first: ``V[(p_lead, m, other phases)]``.
 It lets the shuffle run as a cheap block move plus one ``[s_lead, L] -> [L, s_lead]`` transpose (see
-:mod:`deconv2sub.shuffle`). :meth:`SubPixelPlan.row_channels` maps every Conv output row back to ``m``.
+:mod:`deconv2sub.rewrite.shuffle`). :meth:`SubPixelPlan.row_channels` maps every Conv output row back to ``m``.
 
 Folding the begin crop into the phases (``fold_crop``). The crop ``y[o] = Y[o + c0]`` reads output phase
 ``p'`` (``o = s*v + p'``) from Conv phase ``p = (p' + c0) mod s`` at ``v + δ``, ``δ = (p' + c0) div s``:
@@ -84,7 +84,7 @@ on the run-time ``I``. The plan takes the longest output ONNX Runtime accepts, `
 -(s - 1 - op)`` (so ``c0 = 0`` and ``O = s*(I - 1) + op + d*(K - 1) + 1 + s - 1 - op``; ``Q - I``
 and ``e`` stay independent of ``I``), and marks the axis ``runtime_out = out``: after the shuffle it
 is cut at run time to ``[pb_rt, pb_rt + out)`` with ``pb_rt`` the begin pad above computed from
-``max(total, 0)`` (:func:`deconv2sub.shuffle.emit_runtime_crop`). That window lies inside the
+``max(total, 0)`` (:func:`deconv2sub.rewrite.shuffle.emit_runtime_crop`). That window lies inside the
 planned output for every size ONNX Runtime accepts: ``pb_rt + out <= full`` when ``total >= 0``, and
 ``out = full - total <= full + s - 1 - op`` when ``total < 0``.
 """

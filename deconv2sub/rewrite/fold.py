@@ -25,6 +25,8 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from .domains import DEFAULT_DOMAINS
+
 __all__ = ["FoldResult", "FoldError", "fold_tensor", "drop_dead", "producer_nodes", "MAX_NODES", "MAX_BYTES"]
 
 #: Most nodes a folded producer subgraph may have.
@@ -32,7 +34,6 @@ MAX_NODES = 256
 #: Largest intermediate (or result) tensor, in bytes.
 MAX_BYTES = 2 << 30
 
-_DEFAULT_DOMAINS = (None, "", "ai.onnx")
 _NONDETERMINISTIC = {
     "RandomNormal",
     "RandomUniform",
@@ -64,7 +65,7 @@ class FoldResult:
 
 
 def _is_default(node: gs.Node) -> bool:
-    return node.domain in _DEFAULT_DOMAINS
+    return node.domain in DEFAULT_DOMAINS
 
 
 def _has_subgraph_or_ref(node: gs.Node) -> Optional[str]:

@@ -4,7 +4,7 @@ This module needs PyTorch (the optional ``torch`` extra); ``import deconv2sub`` 
 
 * :func:`convert_module` replaces every ``nn.ConvTranspose{1,2,3}d`` of a model by a
   :class:`SubPixelFromTransposed` that computes exactly the same function (Conv with the re-arranged
-  kernel → periodic shuffle → crop). The kernel comes from :func:`deconv2sub.plan.make_plan`, the same
+  kernel → periodic shuffle → crop). The kernel comes from :func:`deconv2sub.plan.subpixel.make_plan`, the same
   arithmetic the ONNX pass uses, so ``torch.onnx.export`` of the converted model has no ConvTranspose.
 * :class:`SubPixelConv` (aliases :class:`SubPixelConv1d`, :class:`SubPixelConv2d`,
   :class:`SubPixelConv3d`) is a trainable sub-pixel upsampling layer (Shi et al. 2016) with ICNR
@@ -13,7 +13,7 @@ This module needs PyTorch (the optional ``torch`` extra); ``import deconv2sub`` 
 
 Example::
 
-    import deconv2sub.torch as d2s
+    import deconv2sub.torch_bridge as d2s
     model = d2s.convert_module(model)            # a copy; inplace=True edits the model itself
     up = d2s.SubPixelConv2d(64, 32, kernel_size=3, scale=2)
 """
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .plan import ConvTransposeAttrs, SubPixelPlan, make_plan
+from .plan.subpixel import ConvTransposeAttrs, SubPixelPlan, make_plan
 
 __all__ = [
     "convert_module",
@@ -112,7 +112,7 @@ class SubPixelFromTransposed(nn.Module):
 
     The Conv's weight holds the original kernel's values (taps are copied, never computed), with zeros
     where a phase receives no tap; training the converted module does not keep those zeros, so it is meant
-    for inference and export. ``plan`` (a :class:`deconv2sub.plan.SubPixelPlan`) records the geometry.
+    for inference and export. ``plan`` (a :class:`deconv2sub.plan.subpixel.SubPixelPlan`) records the geometry.
     """
 
     def __init__(

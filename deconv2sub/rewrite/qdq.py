@@ -30,13 +30,13 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .constants import _known_values
+from .domains import is_default_op
+from .operands import known_values
 
 __all__ = ["QdqError", "Quantized", "read_dequantize", "weight_for_plan", "requantize_conv_output"]
 
-_DEFAULT_DOMAINS = (None, "", "ai.onnx")
-_WEIGHT_TYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}
-_BIAS_TYPES = _WEIGHT_TYPES | {"int32"}
+WEIGHT_TYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}
+BIAS_TYPES = WEIGHT_TYPES | {"int32"}
 # Ops the shuffle and crop are made of: they only move values, so re-quantizing before them is exact.
 _DATA_MOVEMENT = {"Gather", "DepthToSpace", "Reshape", "Transpose", "Slice", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
 
@@ -75,7 +75,7 @@ class Quantized:
 
 
 def is_dequantize(node: Optional[gs.Node]) -> bool:
-    return node is not None and node.op == "DequantizeLinear" and node.domain in _DEFAULT_DOMAINS
+    return is_default_op(node, "DequantizeLinear")
 
 
 def read_dequantize(
@@ -207,14 +207,14 @@ def requantize_conv_output(graph: gs.Graph, y: gs.Tensor, unique: Callable[[str]
     if len(y.outputs) != 1 or any(o is y for o in graph.outputs):
         return []
     q_node = y.outputs[0]
-    if q_node.op != "QuantizeLinear" or q_node.domain not in _DEFAULT_DOMAINS or len(q_node.inputs) < 2:
+    if not is_default_op(q_node, "QuantizeLinear") or len(q_node.inputs) < 2:
         return []
     scale_t = q_node.inputs[1]
-    scale = _known_values(scale_t)
+    scale = known_values(scale_t)
     if scale is None or scale.size != 1:
         return []
     zp_t = q_node.inputs[2] if len(q_node.inputs) > 2 and q_node.inputs[2].name != "" else None
-    if zp_t is not None and _known_values(zp_t) is None:
+    if zp_t is not None and known_values(zp_t) is None:
         return []
     if any(isinstance(v, gs.Node.AttributeRef) for v in q_node.attrs.values()):
         return []

@@ -24,7 +24,16 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .plan import SubPixelPlan
+from ..plan.layout import (
+    cascade_plan,
+    conv_output_layout,
+    gather_indices,
+    gather_plan,
+    known,
+    merge_axes,
+    size_mul,
+)
+from ..plan.subpixel import SubPixelPlan
 
 INT64_MAX = np.iinfo(np.int64).max
 
@@ -203,30 +212,6 @@ def emit_runtime_crop(em: Emitter, plan: SubPixelPlan, x_in: gs.Tensor, x: gs.Va
             for a in range(plan.rank)]
 
 
-# ---- shuffles as labelled permutations ---------------------------------------------------------------
-# A tensor is described by its logical axes, outermost first, each a label and a size. A size is
-# ``(factor, dims)``: ``factor`` times the product of the Conv output's dims ``dims`` (indices into
-# ``[N, C', Q1, ..., Qn]``), so unknown (symbolic) sizes stay symbolic. A shuffle is then a permutation
-# of labels, emitted as Reshape → Transpose → ... → Reshape. Axes of size 1 are dropped and runs of
-# axes that stay adjacent are merged first, so every Transpose has the smallest possible rank: runtimes
-# have fast paths for low-rank transposes (ONNX Runtime's 2-D float transpose is several times faster
-# than its generic n-D one).
-
-Size = tuple  # (factor: int, dims: tuple of Conv output dim indices)
-
-
-def _size_mul(sizes) -> Size:
-    factor, dims = 1, ()
-    for f, d in sizes:
-        factor *= f
-        dims += tuple(d)
-    return factor, tuple(sorted(dims))
-
-
-def _known(size: Size) -> bool:
-    return not size[1]
-
-
 class _Shapes:
     """Emits shape tensors for Reshape, from the Conv output's run-time shape only when needed."""
 
@@ -247,9 +232,9 @@ class _Shapes:
         return self._dims[i]
 
     def tensor(self, suffix: str, sizes) -> gs.Tensor:
-        unknown = [s for s in sizes if not _known(s)]
+        unknown = [s for s in sizes if not known(s)]
         if len(unknown) <= 1:
-            return self.em.int64s(suffix, [f if _known((f, d)) else -1 for f, d in sizes])
+            return self.em.int64s(suffix, [f if known((f, d)) else -1 for f, d in sizes])
         parts = []
         for i, (factor, dims) in enumerate(sizes):
             if not dims:
@@ -270,27 +255,10 @@ class _Shapes:
         return out
 
 
-def _merge_axes(src: list, dst_labels: list) -> tuple:
-    """Drop size-1 axes, merge runs that stay adjacent. Returns (merged src sizes, perm, merged dst sizes)."""
-    src = [(label, size) for label, size in src if size != (1, ())]
-    keep = {label for label, _ in src}
-    dst = [label for label in dst_labels if label in keep]
-    pos = {label: i for i, label in enumerate(dst)}
-    groups: list = []  # runs of src axes consecutive in both orders
-    for label, size in src:
-        if groups and pos[label] == pos[groups[-1][-1][0]] + 1:
-            groups[-1].append((label, size))
-        else:
-            groups.append([(label, size)])
-    order = sorted(range(len(groups)), key=lambda g: pos[groups[g][0][0]])
-    merged = [_size_mul(s for _, s in g) for g in groups]
-    return merged, order, [merged[g] for g in order]
-
-
 def _permute(em: Emitter, shapes: _Shapes, x: gs.Variable, src: list, dst_labels: list, suffix: str) -> gs.Variable:
     """Transpose ``x`` (logical axes ``src``) into the label order ``dst_labels``; returns the result
     (or ``x`` itself when the permutation only merges/splits axes)."""
-    merged, perm, _ = _merge_axes(src, dst_labels)
+    merged, perm, _ = merge_axes(src, dst_labels)
     if perm == list(range(len(perm))):
         return x
     r = em.var(f"{suffix}_in")
@@ -298,24 +266,6 @@ def _permute(em: Emitter, shapes: _Shapes, x: gs.Variable, src: list, dst_labels
     t = em.var(f"{suffix}_out")
     em.node("Transpose", f"subpixel_{suffix}", [r], [t], {"perm": perm})
     return t
-
-
-def conv_output_layout(plan: SubPixelPlan, in_spatial: Optional[Sequence[Optional[int]]], batch: Optional[int],
-                       rows: Optional[list] = None) -> list:
-    """Logical axes of the Conv output ``[N, rows..., Q1, ..., Qn]`` (``rows``: default plan.row_layout())."""
-    n = plan.rank
-    q = [None] * n if in_spatial is None else [None if i is None else i + a.growth for i, a in zip(in_spatial, plan.axes)]
-    layout = [("N", (batch, ()) if batch else (1, (0,)))]
-    layout += [(name, (size, ())) for name, size in (plan.row_layout() if rows is None else rows)]
-    layout += [(f"Q{a}", (v, ()) if v is not None else (1, (2 + a,))) for a, v in enumerate(q)]
-    return layout
-
-
-def output_labels(plan: SubPixelPlan) -> list:
-    labels = ["N", "M"]
-    for a, ax in enumerate(plan.axes):
-        labels += [f"Q{a}", f"S{a}"]
-    return labels
 
 
 def emit_permuted_shuffle(
@@ -352,138 +302,8 @@ def emit_permuted_shuffle(
         src = [(label, sizes.get(label, (1, ()))) for label in labels]
     final = [sizes["N"], (plan.out_channels, ())]
     for a, ax in enumerate(plan.axes):
-        final.append(_size_mul([sizes[f"Q{a}"], (ax.stride, ())]))
+        final.append(size_mul([sizes[f"Q{a}"], (ax.stride, ())]))
     em.node("Reshape", "subpixel_merge", [current, shapes.tensor("merge_shape", final)], [y])
-
-
-def two_stage_labels(plan: SubPixelPlan) -> list:
-    """The intermediate order of the two-stage shuffle: ``[N, S_lead, M, Q1, S1, ..., Q_lead, ...]``:
-    every phase but the lead one moved into place by block moves (contiguous runs of at least ``Q_n``),
-    so that the second stage is a single ``[S_lead, L(, B)] -> [L, S_lead(, B)]`` transpose."""
-    lead = plan.lead_axis
-    labels = ["N", f"S{lead}", "M"]
-    for a in range(plan.rank):
-        labels.append(f"Q{a}")
-        if a != lead:
-            labels.append(f"S{a}")
-    return labels
-
-
-def split_labels(plan: SubPixelPlan, two_stage: bool) -> list:
-    """Label orders for phase-group Convs (:mod:`deconv2sub.perphase`): the phase of axis ``a`` is
-    ``(G<a>, I<a>)`` (group, index within the group). Returns the output order, or with ``two_stage`` the
-    intermediate order of :func:`two_stage_labels`."""
-    lead = plan.lead_axis
-    if not two_stage:
-        labels = ["N", "M"]
-        for a in range(plan.rank):
-            labels += [f"Q{a}", f"G{a}", f"I{a}"]
-        return labels
-    labels = ["N", f"G{lead}", f"I{lead}", "M"]
-    for a in range(plan.rank):
-        labels.append(f"Q{a}")
-        if a != lead:
-            labels += [f"G{a}", f"I{a}"]
-    return labels
-
-
-# ---- transpose + row gather ---------------------------------------------------------------------------
-# ONNX Runtime's CPU provider has two fast ways to move floats: its 2-D transpose (MLAS) and Gather,
-# which copies whole rows with memcpy. The rest of the shuffle then costs one 2-D transpose and one
-# Gather, and the Gather writes the final ``[N, M, out_1, ..., out_n]`` tensor itself (a Reshape that
-# produces a graph output is a copy in ONNX Runtime; an intermediate one is free):
-#
-#   Conv, rows "LCR" [S_n, M, S_1..S_{n-1}]  ->  Transpose [S_n, L] -> [L, S_n]
-#   = [N, M, S_1..S_{n-1}, Q_1..Q_{n-1}, (Q_n S_n)]  ->  Reshape [N, M, R, Q_n*S_n]   (free)
-#   ->  Gather(axis 2, indices [out_1, ..., out_{n-1}])  =  [N, M, out_1, ..., out_{n-1}, Q_n*S_n]
-#
-# where the index of output position ``o_a = q_a * S_a + p_a`` on every axis but the last is the flat
-# position of ``(p_1..p_{n-1}, q_1..q_{n-1})`` in R. The crop of those axes is folded into the indices
-# (only the kept rows are gathered); the last axis keeps its Slice when it has a crop.
-
-
-def gather_shuffle_ok(plan: SubPixelPlan, in_spatial: Optional[Sequence[Optional[int]]], split=None,
-                      batch: Optional[int] = None) -> bool:
-    """Whether :func:`emit_gather_shuffle` applies: 2-D or 3-D, the last axis strided (its phase leads the
-    rows: "LCR" order, or phase-group Convs ``split`` whose last-axis groups lead), and every
-    low-resolution size but the last one known (the indices are constants); phase-group Convs whose rows
-    do not start with the channel also need the batch size (their Gather runs on axis 0)."""
-    n = plan.rank
-    if n < 2 or plan.lead_axis != n - 1 or in_spatial is None:
-        return False
-    if split is None and plan.order != "LCR":
-        return False
-    if not all(v is not None for v in in_spatial[:-1]):
-        return False
-    entries = int(np.prod([(i + a.growth) * a.stride - a.crop_begin - a.crop_end
-                           for i, a in zip(in_spatial[: n - 1], plan.axes[: n - 1])]))
-    if split is not None:  # the last axis' phase must lead the rows: then the Transpose is 2-D
-        layout, stage, _, others = _gather_plan(plan, in_spatial, 1, split.rows, split)
-        _, perm, _ = _merge_axes(layout, stage)
-        if len(perm) > 2 or (others[0] != "M" and batch is None):
-            return False
-        if others[0] != "M":
-            entries *= batch * plan.out_channels
-    return entries <= MAX_GATHER_INDICES
-
-
-MAX_GATHER_INDICES = 1 << 18  # int32 indices: at most 1 MiB of constants per node
-
-
-def _phase_labels(plan: SubPixelPlan, split, axis: int) -> list:
-    """The labels of axis ``axis``'s phase, major first, with sizes: ``[("S<a>", s)]`` for one Conv,
-    ``[("G<a>", groups), ("I<a>", per group)]`` for phase-group Convs."""
-    if split is None:
-        return [(f"S{axis}", plan.axes[axis].stride)]
-    n_groups, per_group = split.groups[axis]
-    return [(f"G{axis}", n_groups), (f"I{axis}", per_group)]
-
-
-def _gather_plan(plan: SubPixelPlan, in_spatial, batch, rows, split):
-    """(source layout, stage labels, sizes, the labels between N and the last axis' block)."""
-    n = plan.rank
-    layout = conv_output_layout(plan, in_spatial, batch, rows)
-    sizes = dict(layout)
-    lead = [label for label, _ in _phase_labels(plan, split, n - 1)]
-    for a in range(n):
-        for label, size in _phase_labels(plan, split, a):
-            sizes.setdefault(label, (size, ()))
-    present = [label for label, _ in layout]
-    others = [label for label in present if label not in ("N", f"Q{n - 1}") and label not in lead]
-    stage = ["N"] + others + [f"Q{n - 1}"] + [label for label in lead if label in present]
-    return layout, stage, sizes, others
-
-
-def gather_indices(plan: SubPixelPlan, in_spatial: Sequence[int], rows=None, split=None,
-                   batch: Optional[int] = None) -> tuple:
-    """The Gather of :func:`emit_gather_shuffle`: ``(axis, indices)`` over the kept (cropped) output
-    positions. When the channel leads the gathered rows: axis 2 of ``[N, M, R, inner]``, indices
-    ``[out_1, ..., out_{n-1}]``; otherwise axis 0 of ``[N*R', inner]``, indices
-    ``[N, M, out_1, ..., out_{n-1}]`` (the batch must be known)."""
-    n = plan.rank
-    _, _, sizes, others = _gather_plan(plan, in_spatial, 1, rows, split)
-    axes = plan.axes[: n - 1]
-    q = [i + a.growth for i, a in zip(in_spatial[: n - 1], axes)]
-    ranges = [np.arange(a.crop_begin, qa * a.stride - a.crop_end) for a, qa in zip(axes, q)]
-    leading_m = others[0] == "M"
-    lead_ranges = [] if leading_m else [np.arange(batch), np.arange(plan.out_channels)]
-    grids = np.meshgrid(*lead_ranges, *ranges, indexing="ij")
-    values = {"M": 0 if leading_m else grids[1]}
-    for a, grid in enumerate(grids[len(lead_ranges):]):
-        st = plan.axes[a].stride
-        values[f"Q{a}"] = grid // st
-        phase = grid % st
-        labels = _phase_labels(plan, split, a)
-        if len(labels) == 1:
-            values[labels[0][0]] = phase
-        else:
-            values[labels[0][0]], values[labels[1][0]] = np.divmod(phase, labels[1][1])
-    index = np.zeros(grids[0].shape, dtype=np.int64) if leading_m else grids[0].astype(np.int64)
-    for label in others:
-        index = index * sizes[label][0] + np.asarray(values.get(label, 0), dtype=np.int64)
-    if index.size and int(index.max()) < np.iinfo(np.int32).max:
-        index = index.astype(np.int32)  # half the size; Gather takes int32 or int64 indices
-    return (2 if leading_m else 0), index
 
 
 def emit_gather_shuffle(
@@ -502,11 +322,11 @@ def emit_gather_shuffle(
     n = plan.rank
     last = plan.axes[n - 1]
     shapes = _Shapes(em, x)
-    layout, stage, sizes, others = _gather_plan(plan, in_spatial, batch, rows, split)
+    layout, stage, sizes, others = gather_plan(plan, in_spatial, batch, rows, split)
     moved = _permute(em, shapes, x, layout, stage, "shuffle1")
     axis, indices = gather_indices(plan, in_spatial, rows, split, batch)
     gathered = int(np.prod([sizes[label][0] for label in others]))
-    inner = _size_mul([sizes[f"Q{n - 1}"], (last.stride, ())])
+    inner = size_mul([sizes[f"Q{n - 1}"], (last.stride, ())])
     if axis == 2:
         data_shape = [sizes["N"], (plan.out_channels, ()), (gathered // plan.out_channels, ()), inner]
     else:  # a Gather on axis 1 with 2-D indices breaks OpenVINO's CPU plugin when a Conv follows: axis 0
@@ -516,136 +336,10 @@ def emit_gather_shuffle(
     em.node("Gather", "subpixel_gather", [data, em.const("gather_indices", indices)], [y], {"axis": axis})
 
 
-def gather_crop(plan: SubPixelPlan) -> List[List[int]]:
-    """The crop left after :func:`emit_gather_shuffle` (its indices drop the cropped rows of every axis
-    but the last): ``[[0, 0], ..., [c0, e]]``."""
-    last = plan.axes[-1]
-    return [[0, 0]] * (plan.rank - 1) + [[last.crop_begin, last.crop_end]]
-
-
-# ---- shuffles within a target's limits ---------------------------------------------------------------
-# Targets bound what a shuffle may use: DepthToSpace in some modes and block sizes only, Reshape/Transpose
-# up to some rank (ncnn's Permute and LiteRT's XNNPACK stop at 4-D). Two forms stay within such limits:
-#
-# * A cascade of DepthToSpace ops whose block sizes multiply to the stride: block ``b1`` then ``b2`` puts
-#   phase ``p = p1*b2 + p2`` (the first block's phase is the major digit) on every axis. The Conv's
-#   channels are then ordered so that the cascade lands every (channel, phase) in place: the order is
-#   found by running the cascade on the row indices themselves (:func:`d2s_cascade_rows`), which is exact
-#   whatever the modes, since DepthToSpace moves every low-resolution position alike.
-# * A cascade of block swaps for 1-D, 3-D and unequal strides: from the Conv output (CRD rows)
-#   ``[N, M, S0, ..., S_{n-1}, Q0, ..., Q_{n-1}]``, step ``a`` swaps the block of remaining phases
-#   ``(S_a .. S_{n-1})`` with ``Q_a``, giving ``[N, M, Q0, S0, ..., Q_a, S_a, S_{a+1}.., Q_{a+1}..]``.
-#   After merging the axes that stay adjacent, every step is one Transpose of at most four axes
-#   ``[outer, phases, Q_a, inner]``, perm ``(0, 2, 1, 3)``; a final Reshape merges ``Q_a * S_a``.
-#   With a symbolic batch the batch stays its own axis (Reshape ``0``) where the rank allows, so that a
-#   1-D shuffle needs no run-time shape arithmetic even when the length is symbolic too.
-
-
-def block_factors(stride: int, max_block: int) -> Optional[List[int]]:
-    """Block sizes, largest first, whose product is ``stride`` and each at most ``max_block`` (0: any);
-    None when a prime factor of ``stride`` exceeds ``max_block``."""
-    if max_block == 0 or stride <= max_block:
-        return [stride]
-    primes, rest, p = [], stride, 2
-    while rest > 1:
-        while rest % p == 0:
-            primes.append(p)
-            rest //= p
-        p += 1
-    if max(primes) > max_block:
-        return None
-    blocks: List[int] = []
-    for f in sorted(primes, reverse=True):  # first fit: fewest blocks for small inputs like 8 = 2*4
-        for i, b in enumerate(blocks):
-            if b * f <= max_block:
-                blocks[i] = b * f
-                break
-        else:
-            blocks.append(f)
-    return sorted(blocks, reverse=True)
-
-
-def _depth_to_space_np(x: np.ndarray, b: int, mode: str) -> np.ndarray:
-    n, c, h, w = x.shape
-    if mode == "DCR":
-        t = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
-    else:
-        t = x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
-    return t.reshape(n, c // (b * b), h * b, w * b)
-
-
-def d2s_cascade_rows(plan: SubPixelPlan, blocks: Sequence[int], modes: Sequence[str]) -> Optional[np.ndarray]:
-    """For a 2-D equal-stride CRD ``plan``: ``order`` such that a Conv whose row ``r`` holds CRD row
-    ``order[r]`` is shuffled into place by DepthToSpace(``blocks[i]``, ``modes[i]``) in turn; None when
-    the order would split a group's channels (a grouped Conv needs each group's rows in one block)."""
-    s, m_out, phases = plan.strides[0], plan.out_channels, plan.phases
-    rows = np.arange(m_out * phases, dtype=np.int64).reshape(1, -1, 1, 1)
-    for b, mode in zip(blocks, modes):
-        rows = _depth_to_space_np(rows, b, mode)
-    landed = rows.reshape(m_out, s, s)  # landed[m, i, j] = the Conv row that ends at channel m, phase (i, j)
-    order = np.empty(m_out * phases, dtype=np.int64)
-    order[landed.ravel()] = np.arange(m_out * phases)  # CRD row of (m, i, j) is m*P + i*s + j
-    if plan.group > 1:
-        per_group = m_out // plan.group * phases
-        if np.any(order // per_group != np.arange(order.size) // per_group):
-            return None
-    return order
-
-
-def cascade_stages(plan: SubPixelPlan) -> List[List[str]]:
-    """The label orders of the block-swap cascade (see above), one per strided axis."""
-    n = plan.rank
-    stages = []
-    for a in range(n):
-        if plan.axes[a].stride == 1:
-            continue
-        labels = ["N", "M"]
-        for b in range(a + 1):
-            labels += [f"Q{b}", f"S{b}"]
-        labels += [f"S{b}" for b in range(a + 1, n)] + [f"Q{b}" for b in range(a + 1, n)]
-        stages.append(labels)
-    return stages
-
-
-def cascade_plan(plan: SubPixelPlan, in_spatial, batch: Optional[int], max_rank: int) -> tuple:
-    """Check the block-swap cascade of ``plan`` (CRD rows) against ``max_rank``: returns
-    ``(steps, keep_batch, shape_ops)``: the stages, per stage whether the batch stays its own axis, and
-    whether some Reshape needs run-time shape arithmetic (two or more unknown sizes). Raises ValueError
-    when a stage needs a Transpose of more than ``max_rank`` axes."""
-    layout = conv_output_layout(plan, in_spatial, batch)
-    sizes = dict(layout)
-    for a, ax in enumerate(plan.axes):
-        sizes[f"S{a}"] = (ax.stride, ())
-    batch_unknown = not _known(sizes["N"])
-    src = layout
-    steps, keep, shape_ops = cascade_stages(plan), [], False
-    kept = True  # the Conv output has the batch as axis 0
-    for labels in steps:
-        merged, perm, _ = _merge_axes(src, labels)
-        split = None
-        if batch_unknown and kept:
-            split = _merge_axes([(lbl, sz) for lbl, sz in src if lbl != "N"], [lb for lb in labels if lb != "N"])
-        if split is not None and len(split[1]) + 1 <= max_rank:
-            keep.append(True)
-            shape_ops |= sum(not _known(sz) for sz in split[0]) > 1
-        elif len(perm) <= max_rank:
-            keep.append(False)
-            kept = False
-            shape_ops |= sum(not _known(sz) for sz in merged) > 1
-        else:
-            raise ValueError(f"its shuffle needs a Transpose of {len(perm)} axes (target allows {max_rank})")
-        src = [(label, sizes.get(label, (1, ()))) for label in labels]
-    final = [sizes["N"], (plan.out_channels, ())] + [
-        _size_mul([sizes[f"Q{a}"], (ax.stride, ())]) for a, ax in enumerate(plan.axes)]
-    unknown_final = sum(not _known(sz) for sz in (final[1:] if (batch_unknown and kept) else final))
-    shape_ops |= unknown_final > 1
-    return steps, keep, shape_ops
-
-
 def _batch_reshape_shape(shapes: "_Shapes", suffix: str, rest: list) -> gs.Tensor:
     """A Reshape target ``[0, rest...]``: the batch copied from the input (its axis 0), ``rest`` sizes."""
-    if sum(not _known(sz) for sz in rest) <= 1:
-        return shapes.em.int64s(suffix, [0] + [f if _known((f, d)) else -1 for f, d in rest])
+    if sum(not known(sz) for sz in rest) <= 1:
+        return shapes.em.int64s(suffix, [0] + [f if known((f, d)) else -1 for f, d in rest])
     batch_dim = (1, (0,))
     return shapes.tensor(suffix, [batch_dim] + list(rest))
 
@@ -664,7 +358,7 @@ def emit_cascade_shuffle(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.
     for i, (labels, keep_batch) in enumerate(zip(steps, keep)):
         suffix = f"shuffle{i + 1}" if len(steps) > 1 else "shuffle"
         if keep_batch:
-            merged, perm, _ = _merge_axes([(lb, sz) for lb, sz in src if lb != "N"],
+            merged, perm, _ = merge_axes([(lb, sz) for lb, sz in src if lb != "N"],
                                           [lb for lb in labels if lb != "N"])
             if perm != list(range(len(perm))):
                 r = em.var(f"{suffix}_in")
@@ -678,9 +372,9 @@ def emit_cascade_shuffle(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.
             transposes += out is not current
             current = out
         src = [(label, sizes.get(label, (1, ()))) for label in labels]
-    rest = [(plan.out_channels, ())] + [_size_mul([sizes[f"Q{a}"], (ax.stride, ())])
+    rest = [(plan.out_channels, ())] + [size_mul([sizes[f"Q{a}"], (ax.stride, ())])
                                         for a, ax in enumerate(plan.axes)]
-    if keep and keep[-1] and not _known(sizes["N"]):
+    if keep and keep[-1] and not known(sizes["N"]):
         target = _batch_reshape_shape(shapes, "merge_shape", rest)
     else:
         target = shapes.tensor("merge_shape", [sizes["N"]] + rest)

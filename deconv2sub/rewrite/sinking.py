@@ -4,7 +4,7 @@ After the rewrite a ConvTranspose output ``y`` is ``crop(shuffle(z))`` with ``z`
 output. An elementwise op ``f`` commutes with any permutation and crop of its input, and a per-channel op
 (BatchNormalization, PRelu, Add/Sub/Mul/Div with a per-channel constant) does too once its parameters are
 repeated for every Conv output row (each row belongs to one output channel, see
-:meth:`deconv2sub.plan.SubPixelPlan.row_channels`):
+:meth:`deconv2sub.plan.subpixel.SubPixelPlan.row_channels`):
 
     f(crop(shuffle(z))) == crop(shuffle(f'(z)))
 
@@ -23,7 +23,8 @@ from typing import Callable, List, Optional
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .constants import _known_values
+from .domains import DEFAULT_DOMAINS
+from .operands import known_values
 from .fold import drop_dead
 
 __all__ = ["SinkContext", "sink_consumers", "UNARY_OPS", "PER_CHANNEL_OPS"]
@@ -34,7 +35,6 @@ UNARY_OPS = {
     "Softsign", "Gelu", "Mish", "ThresholdedRelu", "Abs", "Neg", "Erf",
 }
 PER_CHANNEL_OPS = {"BatchNormalization", "PRelu", "Add", "Sub", "Mul", "Div", "Clip"}
-_DEFAULT_DOMAINS = (None, "", "ai.onnx")
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _per_channel(values: np.ndarray, rank: int, channels: int) -> Optional[np.nd
 
 def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
     """New input list of ``node`` operating on the Conv output rows instead of ``y`` (None: cannot move)."""
-    if node.domain not in _DEFAULT_DOMAINS or len(node.outputs) != 1:
+    if node.domain not in DEFAULT_DOMAINS or len(node.outputs) != 1:
         return None
     rows = ctx.row_channels
     channels = int(rows.max()) + 1 if rows.size else 0
@@ -92,7 +92,7 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
             if t is None or t.name == "":
                 new.append(t)
                 continue
-            v = _known_values(t)
+            v = known_values(t)
             if v is None or v.size != 1:
                 return None
             new.append(t if isinstance(t, gs.Constant) else gs.Constant(ctx.unique(f"{ctx.base}_{op}_bound"), v))
@@ -100,7 +100,7 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
     if op == "BatchNormalization":
         if ctx.matrix or node.inputs[0] is not y or len(node.inputs) != 5 or int(node.attrs.get("training_mode", 0)):
             return None
-        params = [_known_values(t) for t in node.inputs[1:]]
+        params = [known_values(t) for t in node.inputs[1:]]
         if any(p is None or p.ndim != 1 or p.shape[0] != channels for p in params):
             return None
         return [None] + [gs.Constant(ctx.unique(f"{ctx.base}_{node.name or op}_{i}"), np.ascontiguousarray(p[rows]))
@@ -108,7 +108,7 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
     if op == "PRelu":
         if node.inputs[0] is not y or len(node.inputs) != 2:
             return None
-        slope = _known_values(node.inputs[1])
+        slope = known_values(node.inputs[1])
         if slope is None:
             return None
         pc = _per_channel(slope, ctx.rank, channels)
@@ -120,7 +120,7 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
             return None
         i_y = 0 if node.inputs[0] is y else 1
         other = node.inputs[1 - i_y]
-        values = _known_values(other)
+        values = known_values(other)
         if values is None:
             return None
         pc = _per_channel(values, ctx.rank, channels)
