@@ -1,0 +1,102 @@
+"""ncnn through pnnx: the rewrite forms that ncnn accepts match ONNX Runtime on the ORIGINAL
+sample; the forms and ops it rejects or computes wrong are kept as repros (xfail strict, so an
+upstream fix shows). Skipped when pnnx/ncnn are not installed (.ci/toolchains/ncnn.sh installs
+them). Measured table and findings: benchmarks/toolchains/ncnn.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from toolchain_cases import (
+    SAMPLE_SHAPES,
+    feeds_for,
+    form_file,
+    matches,
+    max_errors,
+    ort_outputs,
+    sample_path,
+)
+from toolchain_repro_cases import repro_paths, static_input_shapes
+
+from deconv2sub.toolchains import ToolchainError
+from deconv2sub.toolchains import ncnn as tc
+
+pytestmark = pytest.mark.skipif(tc.unavailable_reason() is not None,
+                                reason=str(tc.unavailable_reason()))
+
+#: forms ncnn takes for every sample (b DCR: no DepthToSpace DCR layer; d default: Gather)
+ACCEPTED = {
+    name: ["original", "crd", "reshape"] for name in SAMPLE_SHAPES
+}
+
+#: the quick default run: one per kind of shuffle (2-D DepthToSpace, 2-D and 1-D Reshape)
+FAST = [("seed_example", "crd"), ("dcgan_generator", "reshape"), ("hifigan_upsampler", "reshape")]
+
+
+def run_on_ncnn(path: str, shapes, workdir: str):
+    feeds = feeds_for(shapes)
+    return tc.compile(path, shapes, workdir).run(feeds), feeds
+
+
+def check_sample(name: str, form: str, tmp_path) -> None:
+    shapes = SAMPLE_SHAPES[name]
+    got, feeds = run_on_ncnn(form_file(name, form, str(tmp_path)), shapes, str(tmp_path / "w"))
+    want = ort_outputs(sample_path(name), feeds)
+    assert matches(got, want), max_errors(got, want)
+
+
+@pytest.mark.parametrize("name,form", FAST)
+def test_form_matches_ort_on_the_original(name, form, tmp_path):
+    check_sample(name, form, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,form", [(n, f) for n, forms in ACCEPTED.items() for f in forms
+                                       if (n, f) not in FAST])
+def test_every_accepted_form_matches_ort(name, form, tmp_path):
+    check_sample(name, form, tmp_path)
+
+
+def test_depth_to_space_crd_maps_to_pixelshuffle(tmp_path):
+    path = form_file("seed_example", "crd", str(tmp_path))
+    ops = tc.compile(path, SAMPLE_SHAPES["seed_example"], str(tmp_path / "w")).ops
+    assert ops == ["Input", "Convolution", "PixelShuffle", "Crop"]
+
+
+def test_batch_above_one_is_refused(tmp_path):
+    with pytest.raises(ToolchainError, match="batch 1"):
+        tc.compile(sample_path("dcgan_generator"), {"z": [2, 16, 1, 1]}, str(tmp_path))
+
+
+def test_missing_input_shape_is_refused(tmp_path):
+    with pytest.raises(ToolchainError, match="static shape for input 'z'"):
+        tc.compile(sample_path("dcgan_generator"), {}, str(tmp_path))
+
+
+def test_not_an_onnx_file_is_one_line_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ToolchainError) as info:
+        tc.compile(str(bad), {"x": [1, 1, 4, 4]}, str(tmp_path / "w"))
+    assert "\n" not in str(info.value)
+
+
+def test_model_folder_is_left_alone(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(sample_path("seed_example"), src / "m.onnx")
+    compiled = tc.compile(str(src / "m.onnx"), SAMPLE_SHAPES["seed_example"], str(tmp_path / "w"))
+    assert sorted(os.listdir(src)) == ["m.onnx"]
+    assert all(os.path.isfile(p) for p in compiled.artifacts)
+
+
+@pytest.mark.parametrize("path", repro_paths("ncnn"), ids=os.path.basename)
+@pytest.mark.xfail(strict=True, raises=(ToolchainError, AssertionError),
+                   reason="ncnn bug/limitation kept as a repro (tests/toolchain_repros/ncnn)")
+def test_repro_still_fails_on_ncnn(path, tmp_path):
+    got, feeds = run_on_ncnn(path, static_input_shapes(path), str(tmp_path))
+    want = ort_outputs(path, feeds)
+    assert matches(got, want), max_errors(got, want)
