@@ -114,9 +114,9 @@ def load(mnn_path: str, inputs: List[str], outputs: List[str], ops: List[str]) -
             module, error = None, str(exc)
         else:
             error = ""
-    if module is None:
+    if module is None:  # MNN's own line (e.g. "Can't find output y") beats the Python wrapper's
         raise ToolchainError("MNN could not load the converted model: "
-                             + (error or key_message(log.text, "no module")))
+                             + key_message(log.text, error or "no module"))
     return MnnModel(module, mnn_path, inputs, outputs, ops)
 
 
