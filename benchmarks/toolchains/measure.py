@@ -184,19 +184,37 @@ def measure(toolchain: str, name: str, src: str, shapes: dict, folder: str) -> D
     return {form: rows[form] for form in FORMS}
 
 
+def short_error(text: str) -> str:
+    """The toolchain's key words of an error, without our wrapping."""
+    for prefix in ("ncnn could not load the converted model: ",
+                   "MNN could not load the converted model: ", "run: "):
+        text = text.replace(prefix, "")
+    text = text.replace(" not exists or registered", " missing")
+    return text[:110]
+
+
 def cell(row: dict) -> str:
     """One table cell: err and timing, or why not."""
     if not row.get("converts"):
-        return "no convert: " + row.get("error", "")[:120]
+        return "rejected: " + short_error(row.get("error", ""))
     if not row.get("runs"):
-        return "no run: " + row.get("error", "")[:120]
+        return "no run: " + short_error(row.get("error", ""))
     if "max_err" not in row:
-        return "WRONG: " + row.get("error", "")[:120]
+        return "**WRONG** " + short_error(row.get("error", ""))
     verdict = "ok" if row["matches"] else "**WRONG**"
-    text = f"{verdict} {row['max_err']:.1e}"
+    text = f"{verdict} {row['max_err']:.0e}"
     if "ms_form" in row:
         text += f"; {row['ms_original']:.3g}->{row['ms_form']:.3g} ms"
     return text
+
+
+def render(results: Dict[str, Dict[str, Dict[str, dict]]]) -> None:
+    """The markdown table per toolchain: model x form."""
+    for tc, table in results.items():
+        print(f"\n### {tc}\n\n| model | " + " | ".join(FORMS) + " |")
+        print("|---" * (len(FORMS) + 1) + "|")
+        for name, rows in table.items():
+            print(f"| {name} | " + " | ".join(cell(rows[f]) for f in FORMS if f in rows) + " |")
 
 
 def block_models(folder: str, small: bool) -> Dict[str, tuple]:
@@ -225,6 +243,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv and argv[0] == "--worker":
         worker(argv[1], argv[2], argv[3], argv[4:])
         return 0
+    if argv and argv[0] == "--render":  # tables from saved --json files
+        for path in argv[1:]:
+            with open(path) as f:
+                render(json.load(f))
+        return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("toolchains", nargs="+")
     p.add_argument("--only", action="append", help="model names (repeatable)")
@@ -248,11 +271,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump(results, f, indent=1)
-    for tc, table in results.items():
-        print(f"\n### {tc}\n\n| model | " + " | ".join(FORMS) + " |")
-        print("|---" * (len(FORMS) + 1) + "|")
-        for name, rows in table.items():
-            print(f"| {name} | " + " | ".join(cell(rows[f]) for f in FORMS) + " |")
+    render(results)
     return 0
 
 
