@@ -100,3 +100,20 @@ def test_repro_still_fails_on_ncnn(path, tmp_path):
     got, feeds = run_on_ncnn(path, static_input_shapes(path), str(tmp_path))
     want = ort_outputs(path, feeds)
     assert matches(got, want), max_errors(got, want)
+
+
+def test_model_with_external_data_converts(tmp_path):
+    # pnnx is handed a copy in its workdir: the weights must travel with it (pnnx crashed with
+    # "External data path validation failed" when only the .onnx file was copied)
+    import onnx
+
+    model = onnx.load(form_file("seed_example", "crd", str(tmp_path)))
+    path = tmp_path / "ext" / "m.onnx"
+    path.parent.mkdir()
+    onnx.save(model, str(path), save_as_external_data=True, location="m.onnx.data",
+              size_threshold=0)
+    assert (path.parent / "m.onnx.data").is_file()
+    shapes = SAMPLE_SHAPES["seed_example"]
+    got, feeds = run_on_ncnn(str(path), shapes, str(tmp_path / "w"))
+    want = ort_outputs(sample_path("seed_example"), feeds)
+    assert matches(got, want), max_errors(got, want)

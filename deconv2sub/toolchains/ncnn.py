@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import onnx
 
 from . import Compiled, ToolchainError
 from .native import captured_fds, graph_io, key_message, run_converter
@@ -33,6 +33,9 @@ NAME = "ncnn"
 
 #: threads ncnn runs with (the project measures at 2 threads)
 THREADS = 2
+
+#: protobuf's limit on one serialised message
+PROTOBUF_LIMIT = 2**31 - 1
 
 #: how to install what is missing
 INSTALL_HINT = "pip install pnnx ncnn (or .ci/toolchains/ncnn.sh VENV)"
@@ -92,12 +95,26 @@ def param_layers(param_path: str) -> List[Tuple[str, str, List[str], List[str]]]
     return layers
 
 
+def self_contained_copy(model_path: str, dest: str) -> None:
+    """Copy the model to ``dest`` with its external data (if any) pulled in, so that pnnx finds
+    every weight; a model past protobuf's 2 GB limit keeps one data file beside ``dest``."""
+    try:
+        model = onnx.load(model_path)  # reads external data relative to the model's folder
+    except Exception as exc:  # protobuf's DecodeError, a missing data file, ...
+        raise ToolchainError(f"cannot read ONNX model {model_path}: {exc}") from exc
+    if model.ByteSize() < PROTOBUF_LIMIT:
+        onnx.save(model, dest)
+    else:
+        onnx.save(model, dest, save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=os.path.basename(dest) + ".data")
+
+
 def convert(model_path: str, input_shapes: Mapping[str, Sequence[int]],
             workdir: str) -> Tuple[str, str]:
     """Run pnnx on a copy of the model in ``workdir``; return the .ncnn.param and .ncnn.bin paths.
 
     pnnx writes its side files next to its input, so it gets a copy: the user's folder is left
-    alone.
+    alone. The copy is self-contained (pnnx does not find external data beside the original).
     """
     binary = pnnx_binary()
     if binary is None:
@@ -106,7 +123,7 @@ def convert(model_path: str, input_shapes: Mapping[str, Sequence[int]],
     shape_arg = inputshape_arg(inputs, input_shapes)
     os.makedirs(workdir, exist_ok=True)
     local = os.path.join(workdir, "model.onnx")
-    shutil.copyfile(model_path, local)
+    self_contained_copy(model_path, local)
     out = {key: os.path.join(workdir, "model" + suffix) for key, suffix in [
         ("ncnnparam", ".ncnn.param"), ("ncnnbin", ".ncnn.bin"), ("ncnnpy", "_ncnn.py"),
         ("pnnxparam", ".pnnx.param"), ("pnnxbin", ".pnnx.bin"), ("pnnxpy", "_pnnx.py"),
