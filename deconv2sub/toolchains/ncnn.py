@@ -128,6 +128,9 @@ def convert(model_path: str, input_shapes: Mapping[str, Sequence[int]],
         ("ncnnparam", ".ncnn.param"), ("ncnnbin", ".ncnn.bin"), ("ncnnpy", "_ncnn.py"),
         ("pnnxparam", ".pnnx.param"), ("pnnxbin", ".pnnx.bin"), ("pnnxpy", "_pnnx.py"),
         ("pnnxonnx", ".pnnx.onnx")]}
+    for stale in out.values():  # a reused workdir must not pass off an old model as new
+        if os.path.exists(stale):
+            os.remove(stale)
     argv = [binary, local, shape_arg, "fp16=0"] + [f"{k}={v}" for k, v in out.items()]
     text = run_converter(argv, "pnnx", cwd=workdir)
     with open(os.path.join(workdir, "pnnx.log"), "w") as f:
