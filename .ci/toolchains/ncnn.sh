@@ -23,7 +23,5 @@ if have "$PNNX" "$NCNN"; then
 fi
 "$VENV/bin/pip" install -q --no-deps "pnnx==$PNNX"
 "$VENV/bin/pip" install -q "ncnn==$NCNN"   # + portalocker, requests, tqdm
-"$VENV/bin/python" -c 'import ncnn; from deconv2sub.toolchains import ncnn as t; \
-r = t.unavailable_reason(); assert r is None, r' 2>/dev/null \
-    || "$VENV/bin/python" -c 'import ncnn'
+"$VENV/bin/python" -c 'import ncnn'      # the wheel loads on this machine
 echo "ncnn toolchain installed in $VENV (pnnx $PNNX, ncnn $NCNN)"
