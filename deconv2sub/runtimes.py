@@ -426,9 +426,19 @@ class ToolchainRunner(Runner):
         return self._compiled[key]
 
     def run(self, feeds, output_names=None):
+        names = self._wanted(output_names)
+        batches = {int(np.shape(v)[0]) for v in feeds.values() if np.ndim(v) > 0}
+        max_batch = getattr(self._module, "MAX_BATCH", None)
+        if max_batch == 1 and len(batches) == 1 and batches != {1}:
+            # a toolchain without a batch axis (ncnn): one sample at a time, outputs stacked
+            (n,) = batches
+            parts = [self._run_once({k: v[i:i + 1] for k, v in feeds.items()}, names) for i in range(n)]
+            return {name: np.concatenate([p[name] for p in parts], axis=0) for name in names}
+        return self._run_once(feeds, names)
+
+    def _run_once(self, feeds, names):
         from .toolchains import ToolchainError
 
-        names = self._wanted(output_names)
         compiled = self._compile({k: tuple(np.shape(v)) for k, v in feeds.items()})
         try:
             out = compiled.run(feeds)

@@ -30,6 +30,8 @@ from . import Compiled, ToolchainError
 from .native import captured_fds, graph_io, key_message, run_converter
 
 NAME = "ncnn"
+#: ncnn blobs have no batch axis: the runner feeds a batch one sample at a time
+MAX_BATCH = 1
 
 #: threads ncnn runs with (the project measures at 2 threads)
 THREADS = 2
