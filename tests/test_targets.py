@@ -396,3 +396,45 @@ def test_benchmark_blocks_default_form():
         converted, report = deconv2sub.convert_model(original)
         assert len(report.rewritten) == 1, spec.label
         _portable_ops_only(original, converted)
+
+
+def test_mnn_profile_folds_the_crop_into_a_3x3_conv():
+    """MNN's wide 2x2 Conv is inexact: --target mnn gives DCGAN's k4 s2 p1 a 3x3 Conv without a Slice
+    (exact on ORT, more MACs, said in the report); portable's 2x2 Conv warns for --toolchain mnn."""
+    m = convtranspose_model([1, 64, 32, 32], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1])
+    converted, report = deconv2sub.convert_model(m, ConvertOptions(target="mnn", toolchains=("mnn",)))
+    entry = report.nodes[0]
+    assert entry.conv_kernel == [3, 3] and op_types(converted) == ["Conv", "DepthToSpace"]
+    assert report.toolchain_warnings == [] and "larger kernel" in entry.warnings[0]
+    assert_equivalent(m, converted, {"X": _x((1, 64, 32, 32))})
+    _, report = deconv2sub.convert_model(m, ConvertOptions(toolchains=("mnn",)))
+    assert [h["op"] for h in report.toolchain_warnings] == ["Conv"]
+
+
+def test_fold_crop_always_in_toml(tmp_path):
+    f = tmp_path / "t.toml"
+    f.write_text('fold_crop = "always"\n')
+    assert load_profile_file(str(f)).fold_crop == "always"
+    f.write_text('fold_crop = "sometimes"\n')
+    with pytest.raises(ProfileError, match="fold_crop must be"):
+        load_profile_file(str(f))
+
+
+def test_square_tensor_before_a_padded_conv_warns_for_tflite():
+    """onnx2tf guesses layouts by shape: a Reshape result [N, C, C, C] into a padded Conv is flagged."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = numpy_helper.from_array(np.array([1, 8, 8, 8], np.int64), "shape")
+    w = numpy_helper.from_array(_x((4, 8, 3, 3)), "W")
+    nodes = [helper.make_node("Reshape", ["X", "shape"], ["r"], name="square"),
+             helper.make_node("Conv", ["r", "W"], ["Y"], pads=[1, 1, 1, 1], name="conv")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 512])],
+                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], [shape, w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    from deconv2sub.targets import ALL_BUGS
+    from deconv2sub.targets.bugs import find_hits
+
+    (hit,) = find_hits(model, ["tflite"], ALL_BUGS)
+    assert hit.node == "square" and "[1, 8, 8, 8]" in hit.detail
+    model.graph.node[1].ClearField("attribute")  # no pads: not the pattern
+    assert find_hits(model, ["tflite"], ALL_BUGS) == []

@@ -330,7 +330,10 @@ def cascade_plan(plan: SubPixelPlan, in_spatial, batch: Optional[int], max_rank:
     for labels in steps:
         merged, perm, _ = merge_axes(src, labels)
         split = None
-        if batch_unknown and kept:
+        # The batch stays axis 0 wherever the rank allows, also when it is known: a symbolic batch
+        # then needs no shape arithmetic, and runtimes without a batch axis (ncnn) read the leading
+        # 1 as the batch ([1, M, s, L] is their 3-D tensor; [M, s, L] would not be).
+        if kept:
             split = merge_axes(
                 [(lbl, sz) for lbl, sz in src if lbl != "N"], [lb for lb in labels if lb != "N"]
             )

@@ -374,7 +374,7 @@ def emit_cascade_shuffle(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.
         src = [(label, sizes.get(label, (1, ()))) for label in labels]
     rest = [(plan.out_channels, ())] + [size_mul([sizes[f"Q{a}"], (ax.stride, ())])
                                         for a, ax in enumerate(plan.axes)]
-    if keep and keep[-1] and not known(sizes["N"]):
+    if keep and keep[-1]:
         target = _batch_reshape_shape(shapes, "merge_shape", rest)
     else:
         target = shapes.tensor("merge_shape", [sizes["N"]] + rest)

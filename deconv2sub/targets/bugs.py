@@ -75,10 +75,11 @@ def _attr(node: "onnx.NodeProto", name: str, default=None):
     return default
 
 
-def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int) -> Optional[str]:
+def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumers=None) -> Optional[str]:
     """Why ``node`` hits ``bug`` (a short detail), or None."""
     if node.op_type != bug.op:
         return None
+    consumers = consumers or {}
     detail = []
     if bug.op == "DepthToSpace":
         mode = _attr(node, "mode", b"DCR")
@@ -94,6 +95,24 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int) -> Optio
             if c is not None and c // (b * b) == b:
                 return None
             detail.append(f"C/b^2 = {'?' if c is None else c // (b * b)}, b = {b}")
+    if bug.condition == "conv_kernel2_wide":
+        kernel = list(_attr(node, "kernel_shape", []) or [])
+        x = shapes.get(node.input[0]) or []
+        if kernel != [2, 2] or len(x) != 4 or x[1] is None or x[1] < 64:
+            return None
+        pads = list(_attr(node, "pads", [0, 0, 0, 0]) or [0, 0, 0, 0])
+        padded = [None if v is None else v + pads[i] + pads[i + 2] for i, v in enumerate(x[2:])]
+        if all(v is not None and v < 33 for v in padded):
+            return None
+        detail.append(f"k2x2, {x[1]} input channels, padded input {padded[0]}x{padded[1]}")
+    if bug.condition == "square_before_conv":
+        y = shapes.get(node.output[0]) if node.output else None
+        square = y is not None and None not in y and (
+            (len(y) == 4 and y[1] == y[2] == y[3]) or (len(y) == 3 and y[1] == y[2]))
+        padded = any(c.op_type == "Conv" and any(_attr(c, "pads", []) or []) for c in consumers.get(node.output[0], ()))
+        if not (square and padded):
+            return None
+        detail.append(f"shape {y} into a padded Conv")
     if bug.min_rank:
         rank = None
         if node.op_type == "Transpose" and _attr(node, "perm") is not None:
@@ -117,10 +136,15 @@ def find_hits(
         return []
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     shapes = _shapes(model)
+    nodes = list(_nodes(model.graph))
+    consumers: Dict[str, list] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
     hits = []
-    for node in _nodes(model.graph):
+    for node in nodes:
         for bug in wanted:
-            detail = _matches(bug, node, shapes, opset)
+            detail = _matches(bug, node, shapes, opset, consumers)
             if detail is not None:
                 hits.append(
                     BugHit(

@@ -52,6 +52,16 @@ _TFLITE_GATHER = KnownBug(
     note="onnx2tf's layout guessing around Gather gives wrong outputs on decoder blocks",
     reference="measured here (onnx2tf 1.29)",
 )
+_MNN_CONV2 = KnownBug(
+    toolchain="mnn", op="Conv", condition="conv_kernel2_wide",
+    note="MNN's fp32 2x2 Conv with 64 or more input channels loses ~1e-2 on inputs of 33x33 and more "
+         "(3x3 and 1x1 Convs are exact): the k4 s2 sub-pixel Conv; --target mnn folds the crop into a 3x3 Conv",
+    reference="measured here (MNN 3.6.1); tests/toolchain_repros/mnn/conv2d_k2_64to128_33x33_inexact.onnx")
+_TFLITE_SQUARE = KnownBug(
+    toolchain="tflite", op="Reshape", condition="square_before_conv",
+    note="onnx2tf guesses NCHW vs NHWC by shape: a Reshape/Transpose result of shape [N, C, C, C] or "
+         "[N, C, C] feeding a padded Conv loses its layout transpose (wrong numbers)",
+    reference="measured here (onnx2tf 1.29); tests/toolchain_repros/tflite/conv_after_square_reshape.onnx")
 _TVM_SHAPE = KnownBug(
     toolchain="tvm",
     op="Shape",
@@ -68,7 +78,7 @@ ALL_BUGS = (
     _NCNN_RANK,
     _TFLITE_RANK,
     _TFLITE_GATHER,
-    _TVM_SHAPE,
+    _TVM_SHAPE, _TFLITE_SQUARE, _MNN_CONV2,
 )
 
 _PROFILES = [
@@ -105,7 +115,7 @@ _PROFILES = [
         source="measured here (onnx2tf 1.29 -> ai-edge-litert, XNNPACK)",
         depth_to_space=("DCR", "CRD"),
         max_rank=4,
-        bugs=(_TFLITE_RANK, _TFLITE_GATHER),
+        bugs=(_TFLITE_RANK, _TFLITE_GATHER, _TFLITE_SQUARE),
     ),
     TargetProfile(
         name="ncnn",
@@ -117,10 +127,14 @@ _PROFILES = [
     ),
     TargetProfile(
         name="mnn",
-        description="MNN: DepthToSpace in both modes; rank <= 4 Reshape/Transpose",
-        source="measured here (MNN from PyPI)",
+        description="MNN: DepthToSpace in both modes (native), Reshape/Transpose of any rank (kept <= 4); "
+        "the begin crop always folded into a 3x3 Conv (MNN's wide 2x2 Conv is inexact); MNN's own 1-D "
+        "and 3-D (bias) ConvTranspose are wrong, so the rewrite rescues them",
+        source="measured here (MNN 3.6.1): benchmarks/toolchains/mnn.md",
         depth_to_space=("CRD", "DCR"),
         max_rank=4,
+        fold_crop="always",
+        bugs=(_MNN_CONV2,),
     ),
     TargetProfile(
         name="tvm",

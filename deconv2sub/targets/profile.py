@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from typing import Optional, Tuple
+from typing import Union, Optional, Tuple
 
 RULES = ("portable", "onnxruntime", "openvino")
 D2S_MODES = ("CRD", "DCR")
@@ -80,7 +80,9 @@ class TargetProfile:
     #: sizes are symbolic; without it only the constant 0/-1 forms of Reshape are used
     dynamic_shapes: bool = True
     #: fold the begin crop into the phase choice where it costs no tap (fewer Slices)
-    fold_crop: bool = True
+    #: (``"always"``: also where the folded kernel grows, e.g. DCGAN's k4 s2 p1 becomes a 3x3 Conv
+    #: without a Slice: more MACs, for targets whose 2x2 Conv or Slice is the problem)
+    fold_crop: Union[bool, str] = True
     #: strides for which the ConvTranspose stays as it is (the node is reported as kept, with the reason)
     keep_strides: Tuple[Tuple[int, ...], ...] = ()
     #: the speed rule that chooses among the allowed emissions: "portable" (Conv + DepthToSpace, or
@@ -151,7 +153,9 @@ def profile_from_dict(data: dict, origin: str) -> TargetProfile:
             values["bugs"] = tuple(bugs)
     except TypeError as e:
         raise ProfileError(f"{origin}: {e}") from None
-    for key in ("gather", "gemm", "phase_convs", "dynamic_shapes", "fold_crop"):
+    if "fold_crop" in values and values["fold_crop"] not in (True, False, "always"):
+        raise ProfileError(f"{origin}: fold_crop must be true, false or \"always\", not {values['fold_crop']!r}")
+    for key in ("gather", "gemm", "phase_convs", "dynamic_shapes"):
         if key in values and not isinstance(values[key], bool):
             raise ProfileError(f"{origin}: {key} must be true or false, not {values[key]!r}")
     values.setdefault("name", os.path.splitext(os.path.basename(origin))[0])
