@@ -269,7 +269,8 @@ def _macs_cause(plan: SubPixelPlan, split) -> str:
         return "zero taps (" + "; ".join(dict.fromkeys(odd)) + ")"
     if plan.empty_phases:
         return f"{plan.empty_phases} phase(s) without taps"
-    grown = [a for a in plan.axes if a.taps * a.conv_dilation > (a.dilation * (a.kernel - 1)) // a.stride + 1]
+    grown = [a for a in plan.axes
+             if a.taps * a.conv_dilation > (a.dilation * (a.kernel - 1)) // a.stride + 1]
     if grown:
         return "the crop folded into a larger kernel (fold_crop \"always\")"
     return "the Conv's padding (output larger than the input by the kernel span)"

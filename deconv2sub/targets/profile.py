@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from typing import Union, Optional, Tuple
+from typing import Optional, Tuple, Union
 
 RULES = ("portable", "onnxruntime", "openvino")
 D2S_MODES = ("CRD", "DCR")
