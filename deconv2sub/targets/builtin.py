@@ -119,10 +119,12 @@ _PROFILES = [
     ),
     TargetProfile(
         name="ncnn",
-        description="ncnn via pnnx: CRD DepthToSpace is PixelShuffle; no DCR, no Gather, Permute <= 4-D",
+        description="ncnn via pnnx: CRD DepthToSpace is PixelShuffle; no DCR, no Gather, Reshape/Permute "
+        "<= 4-D with the batch first; 3-D ConvTranspose kept (native, exact; no 3-D shuffle converts)",
         source="measured here (pnnx 20261020, ncnn 1.0.20261020)",
         depth_to_space=("CRD",),
         max_rank=4,
+        keep_ranks=(3,),
         bugs=(_NCNN_DCR, _NCNN_GATHER, _NCNN_RANK),
     ),
     TargetProfile(

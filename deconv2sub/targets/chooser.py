@@ -247,10 +247,9 @@ def _pick(
         name = "depth_to_space"
     if name == "default":
         profile = resolve_target(options.target)
-        if profile.keeps(strides):
-            return Refusal(
-                f"target '{profile.name}' keeps ConvTranspose for strides {strides}", "target_keeps"
-            )
+        kept = profile.keeps(strides)
+        if kept:
+            return Refusal(kept, "target_keeps")
         if profile.rule == "portable":
             return choose_portable(material, opset, profile)
         if material.needs_runtime_crop():

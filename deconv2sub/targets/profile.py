@@ -85,6 +85,9 @@ class TargetProfile:
     fold_crop: Union[bool, str] = True
     #: strides for which the ConvTranspose stays as it is (the node is reported as kept, with the reason)
     keep_strides: Tuple[Tuple[int, ...], ...] = ()
+    #: spatial ranks (1, 2, 3) whose ConvTranspose stays (e.g. ncnn's native 3-D deconvolution, where
+    #: no rank-limited shuffle converts)
+    keep_ranks: Tuple[int, ...] = ()
     #: the speed rule that chooses among the allowed emissions: "portable" (Conv + DepthToSpace, or
     #: low-rank Reshape/Transpose), or the measured CPU rules "onnxruntime" / "openvino"
     rule: str = "portable"
@@ -111,10 +114,15 @@ class TargetProfile:
         if problems:
             raise ProfileError(f"target profile {self.name!r}: bad " + "; bad ".join(problems))
 
-    def keeps(self, strides) -> bool:
-        """Whether a ConvTranspose with these strides stays (``keep_strides``)."""
+    def keeps(self, strides) -> Optional[str]:
+        """Why a ConvTranspose with these strides stays (``keep_strides``, ``keep_ranks``), or None."""
         strides = tuple(int(s) for s in strides)
-        return any(tuple(k) == strides for k in self.keep_strides)
+        if any(tuple(k) == strides for k in self.keep_strides):
+            return f"target '{self.name}' keeps ConvTranspose for strides {list(strides)}"
+        if len(strides) in self.keep_ranks:
+            return (f"target '{self.name}' keeps {len(strides)}-D ConvTranspose (it runs them natively "
+                    "and cannot run their rewrite)")
+        return None
 
     def bugs_for(self, toolchain: str):
         return [b for b in self.bugs if b.toolchain == toolchain]
@@ -140,6 +148,8 @@ def profile_from_dict(data: dict, origin: str) -> TargetProfile:
     try:
         if "depth_to_space" in values:
             values["depth_to_space"] = tuple(str(m).upper() for m in values["depth_to_space"])
+        if "keep_ranks" in values:
+            values["keep_ranks"] = tuple(int(r) for r in values["keep_ranks"])
         if "keep_strides" in values:
             values["keep_strides"] = tuple(tuple(s) for s in values["keep_strides"])
         if "bugs" in values:
