@@ -155,6 +155,28 @@ def delegation(interp) -> Tuple[int, List[str]]:
     return len(delegates), list(reversed(outside))
 
 
+class PlainRunner:
+    """The signature runner's interface over the interpreter's own input/output tensors, for a
+    ``.tflite`` that onnx2tf wrote without a signature."""
+
+    def __init__(self, interp):
+        self.interp = interp
+        self.inputs = {d["name"]: d for d in interp.get_input_details()}
+        self.outputs = {d["name"]: d for d in interp.get_output_details()}
+
+    def get_input_details(self) -> Dict:
+        return self.inputs
+
+    def get_output_details(self) -> Dict:
+        return self.outputs
+
+    def __call__(self, **feeds) -> Dict[str, np.ndarray]:
+        for name, arr in feeds.items():
+            self.interp.set_tensor(self.inputs[name]["index"], arr)
+        self.interp.invoke()
+        return {n: self.interp.get_tensor(d["index"]).copy() for n, d in self.outputs.items()}
+
+
 class Loaded:
     """One converted model loaded in the LiteRT Interpreter, with its layout maps."""
 
@@ -170,10 +192,14 @@ class Loaded:
         self.ops = [o["op_name"] for o in plain._get_ops_details()]
         self.partitions, self.outside = delegation(self.interp)
         self.in_names, self.out_names = in_names, out_names
-        sig = self.interp.get_signature_list()["serving_default"]
-        self.runner = self.interp.get_signature_runner("serving_default")
-        self.sig_in = self._match(in_names, sig["inputs"])
-        self.sig_out = self._match(out_names, sig["outputs"])
+        sigs = self.interp.get_signature_list()
+        if sigs:  # onnx2tf usually writes serving_default, keyed by the ONNX names
+            key = "serving_default" if "serving_default" in sigs else next(iter(sigs))
+            self.runner = self.interp.get_signature_runner(key)
+        else:  # some models get no signature at all (outputs named Identity, ...)
+            self.runner = PlainRunner(self.interp)
+        self.sig_in = self._match(in_names, list(self.runner.get_input_details()))
+        self.sig_out = self._match(out_names, list(self.runner.get_output_details()))
         in_det = self.runner.get_input_details()
         self.in_perm, self.in_ambiguous = {}, []
         for name in in_names:
@@ -301,9 +327,9 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001
             with open(log_path, errors="replace") as f:
                 log = f.read()
-            first = str(exc).splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            return {"ok": False, "error": f"LiteRT: {first} ({last_error_line(log)})",
-                    "log": log_path}
+            text = " ".join(str(exc).split())[:400]
+            why = text if text else f"{type(exc).__name__} ({last_error_line(log)})"
+            return {"ok": False, "error": f"LiteRT: {why}", "log": log_path}
         handle = len(self.models) + 1
         self.models[handle] = loaded
         return {"ok": True, "handle": handle, "tflite": tflite, "ops": loaded.ops,
