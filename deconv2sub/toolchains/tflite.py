@@ -4,10 +4,11 @@ ai-edge-litert's Interpreter (XNNPACK delegate, 2 threads, fp32).
 onnx2tf 1.29 pins TensorFlow 2.19, onnx 1.19, numpy 1.26 and protobuf 4, which the project's venv
 does not have, so the converter and the runtime live in their own interpreter (installed by
 ``.ci/toolchains/tflite.sh VENV``): this module starts ``tflite_worker.py`` there as a subprocess
-and talks to it over a pipe. The interpreter is ``$DECONV2SUB_TFLITE_PYTHON``, else the current one when
-it has the packages. One worker process serves every model of this Python process (TensorFlow is
-imported once), so that two compiled models can be timed interleaved in one process
-(:func:`benchmark`).
+and talks to it over a pipe. The interpreter is ``$DECONV2SUB_TFLITE_PYTHON``, else the current
+one when it has the packages. One worker process serves every model of this Python process
+(TensorFlow is imported once), so that two compiled models can be timed interleaved in one
+process (:func:`benchmark`). The input model is never touched: onnx2tf runs onnxsim in place on
+the file it is given, so the worker converts a private copy in ``workdir``.
 
 Layouts: onnx2tf turns NCHW into NHWC (channel last for any rank >= 3), inputs and outputs included.
 The worker maps each ONNX tensor by shape; where both readings fit (e.g. C == W), it decides an
