@@ -142,6 +142,20 @@ def measure_model(name: str, src: str, shapes: Dict, tmp: str, out, samples: int
               flush=True)
 
 
+def with_output_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The block with its outputs' static shapes filled in (from one ORT run): build_block leaves
+    them out, and the CLI's loader then refuses the file ("Field 'shape' of 'type' is required")."""
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
+             for i in sess.get_inputs()}
+    for out, arr in zip(model.graph.output, sess.run(None, feeds)):
+        dims = out.type.tensor_type.shape.dim
+        del dims[:]
+        for size in arr.shape:
+            dims.add().dim_value = int(size)
+    return model
+
+
 def block_models(tmp: str, which: str) -> List:
     import bench_blocks
 
@@ -149,7 +163,7 @@ def block_models(tmp: str, which: str) -> List:
     for spec in bench_blocks.all_blocks():
         if which == "plain" and spec.bn_relu:
             continue
-        model = bench_blocks.build_block(spec)
+        model = with_output_shapes(bench_blocks.build_block(spec))
         name = spec.name + (" +BN+ReLU" if spec.bn_relu else "")
         path = os.path.join(tmp, "block_" + "".join(c if c.isalnum() else "_" for c in name)
                             + ".onnx")
