@@ -144,7 +144,8 @@ def measure_model(name: str, src: str, shapes: Dict, tmp: str, out, samples: int
 
 def with_output_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     """The block with its outputs' static shapes filled in (from one ORT run): build_block leaves
-    them out, and the CLI's loader then refuses the file ("Field 'shape' of 'type' is required")."""
+    them out, and the CLI's loader then refuses the file ("Field 'shape' of 'type' is required").
+    """
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
              for i in sess.get_inputs()}
