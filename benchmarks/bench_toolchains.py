@@ -83,7 +83,7 @@ def close(got, ref):
     return err, ok
 
 
-def _time(run, feeds, runs):
+def _time(run, feeds):
     t = time.perf_counter()
     run(feeds)
     return time.perf_counter() - t
@@ -106,7 +106,7 @@ def measure(toolchain, name, original, converted, feeds, ref, runs):
         times = {"original": [], "converted": []}
         for _ in range(runs):
             for what in ("original", "converted"):
-                times[what].append(_time(runners[what].run, feeds, runs))
+                times[what].append(_time(runners[what].run, feeds))
         for what in times:
             row[what]["ms"] = 1e3 * statistics.median(times[what])
         row["speedup"] = row["original"]["ms"] / row["converted"]["ms"]
