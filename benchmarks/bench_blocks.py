@@ -5,7 +5,7 @@
 
 Each block is ``X -> ConvTranspose [-> BatchNormalization -> Relu] -> Y`` with realistic channel counts
 and sizes. It is converted with the default options (or ``--strategy``) for the runtime being measured
-(``target`` = that runtime, as ``deconv2sub convert --runtime <it>`` does; ``--option target=...`` to
+(``target`` = that runtime, as ``deconv2sub convert --target <it>`` does; ``--option target=...`` to
 measure one target's model on another runtime), every ConvTranspose must be
 rewritten, and the two models are checked equal on the runtime before timing. Both models are timed in
 the same process, interleaved (original, converted, converted, original, ...), after a warm-up; each
