@@ -10,7 +10,6 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_MISMATCH = 1
 EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 3

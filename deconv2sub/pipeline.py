@@ -67,7 +67,7 @@ class ConvertResult:
 def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = None) -> ConvertResult:
     """Run the job. Raises InputError/OutputError for bad input, VerificationError (carrying the result
     as ``err.result``) on a mismatch; in both cases nothing is written."""
-    say = progress or (lambda _msg: None)
+    say = progress or (lambda *_args: None)
     timings: Dict[str, float] = {}
     protect = model_files(job.model) if os.path.exists(job.model) else []
     # Refuse a bad output path before doing any work (save_model checks again, atomically).

@@ -13,28 +13,20 @@ import sys
 import time
 from typing import Callable, Optional, TextIO
 
-__all__ = ["ProgressFn", "Progress", "no_progress", "step"]
+__all__ = ["ProgressFn", "Progress", "step"]
 
 #: The callable library functions accept: ``progress("running the original", 2, 5)``.
 ProgressFn = Callable[..., None]
 
 
-def no_progress(text: str, done: Optional[int] = None, total: Optional[int] = None) -> None:
-    """A progress callback that does nothing."""
-
-
 def step(progress: Optional[ProgressFn], text: str, done: Optional[int] = None, total: Optional[int] = None) -> None:
-    """Report to ``progress`` if there is one (keeps call sites short). A callback that takes only the
-    text (the older one-argument form) gets only the text."""
+    """Report to ``progress`` if there is one (keeps call sites short)."""
     if progress is None:
         return
     if done is None and total is None:
         progress(text)
         return
-    try:
-        progress(text, done, total)
-    except TypeError:
-        progress(text)
+    progress(text, done, total)
 
 
 class Progress:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from deconv2sub.progress import Progress, step
 
 
@@ -47,9 +49,15 @@ def test_silent_when_piped_or_quiet():
     assert tty.getvalue() == ""
 
 
-def test_step_accepts_one_argument_callbacks():
+def test_step_passes_counts_and_never_swallows_a_callbacks_error():
     seen = []
-    step(seen.append, "plain")
-    step(seen.append, "with counts", 1, 2)  # a one-argument callback still gets the text
+    step(lambda *a: seen.append(a), "plain")
+    step(lambda *a: seen.append(a), "with counts", 1, 2)
     step(None, "nobody listens", 1, 2)
-    assert seen == ["plain", "with counts"]
+    assert seen == [("plain",), ("with counts", 1, 2)]
+
+    def broken(text, done=None, total=None):
+        raise TypeError("a bug inside the callback")
+
+    with pytest.raises(TypeError, match="inside the callback"):
+        step(broken, "x", 1, 2)  # the old one-argument shim retried and hid this

@@ -399,17 +399,31 @@ def test_benchmark_blocks_default_form():
         _portable_ops_only(original, converted)
 
 
-def test_mnn_profile_folds_the_crop_into_a_3x3_conv():
-    """MNN's wide 2x2 Conv is inexact: --target mnn gives DCGAN's k4 s2 p1 a 3x3 Conv without a Slice
-    (exact on ORT, more MACs, said in the report); portable's 2x2 Conv warns for --toolchain mnn."""
+def test_mnn_keeps_2d_and_rewrites_1d():
+    """MNN's 2-D Deconvolution is exact (its wide 2x2 Conv is not): --target mnn keeps 2-D nodes and
+    rewrites 1-D ones (MNN's own 1-D ConvTranspose gives the wrong output rank); portable's 2x2 Conv
+    warns for --toolchain mnn."""
     m = convtranspose_model([1, 64, 32, 32], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1])
-    converted, report = deconv2sub.convert_model(m, ConvertOptions(target="mnn", toolchains=("mnn",)))
+    converted, report = deconv2sub.convert_model(m, ConvertOptions(target="mnn"))
+    assert report.nodes[0].code == "target_keeps" and op_types(converted) == ["ConvTranspose"]
+    _, report = deconv2sub.convert_model(m, ConvertOptions(toolchains=("mnn",)))
+    assert [h["op"] for h in report.toolchain_warnings] == ["Conv"]
+    m1 = convtranspose_model([1, 4, 9], _x((4, 2, 4)), None, strides=[2], pads=[1, 1])
+    converted, report = deconv2sub.convert_model(m1, ConvertOptions(target="mnn"))
+    assert report.nodes[0].rewritten
+    assert_equivalent(m1, converted, {"X": _x((1, 4, 9))})
+
+
+def test_fold_crop_always_gives_a_3x3_conv_without_a_slice():
+    """fold_crop "always": DCGAN's k4 s2 p1 becomes a 3x3 Conv + DepthToSpace, no Slice (exact, more
+    MACs, said in the report): the form that survives MNN's inexact wide 2x2 Conv."""
+    prof = TargetProfile(name="grow", fold_crop="always")
+    m = convtranspose_model([1, 64, 32, 32], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1])
+    converted, report = deconv2sub.convert_model(m, ConvertOptions(target=prof, toolchains=("mnn",)))
     entry = report.nodes[0]
     assert entry.conv_kernel == [3, 3] and op_types(converted) == ["Conv", "DepthToSpace"]
     assert report.toolchain_warnings == [] and "larger kernel" in entry.warnings[0]
     assert_equivalent(m, converted, {"X": _x((1, 64, 32, 32))})
-    _, report = deconv2sub.convert_model(m, ConvertOptions(toolchains=("mnn",)))
-    assert [h["op"] for h in report.toolchain_warnings] == ["Conv"]
 
 
 def test_fold_crop_always_in_toml(tmp_path):

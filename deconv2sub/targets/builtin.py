@@ -55,7 +55,8 @@ _TFLITE_GATHER = KnownBug(
 _MNN_CONV2 = KnownBug(
     toolchain="mnn", op="Conv", condition="conv_kernel2_wide",
     note="MNN's fp32 2x2 Conv with 64 or more input channels loses ~1e-2 on inputs of 33x33 and more "
-         "(3x3 and 1x1 Convs are exact): the k4 s2 sub-pixel Conv; --target mnn folds the crop into a 3x3 Conv",
+         "(3x3 and 1x1 Convs are exact): the k4 s2 sub-pixel Conv; --target mnn keeps 2-D ConvTranspose "
+    "(a profile with fold_crop = \"always\" gets a 3x3 Conv instead)",
     reference="measured here (MNN 3.6.1); tests/toolchain_repros/mnn/conv2d_k2_64to128_33x33_inexact.onnx")
 _TFLITE_SQUARE = KnownBug(
     toolchain="tflite", op="Reshape", condition="square_before_conv",
@@ -129,13 +130,13 @@ _PROFILES = [
     ),
     TargetProfile(
         name="mnn",
-        description="MNN: DepthToSpace in both modes (native), Reshape/Transpose of any rank (kept <= 4); "
-        "the begin crop always folded into a 3x3 Conv (MNN's wide 2x2 Conv is inexact); MNN's own 1-D "
-        "and 3-D (bias) ConvTranspose are wrong, so the rewrite rescues them",
-        source="measured here (MNN 3.6.1): benchmarks/toolchains/mnn.md",
+        description="MNN: keeps 2-D ConvTranspose (its Deconvolution is native, exact and faster than "
+        "the rewrite; its wide 2x2 Conv is inexact); rewrites 1-D and 3-D, where MNN's own "
+        "ConvTranspose is wrong (1-D: output rank; 3-D: bias), with DepthToSpace/Reshape/Transpose <= 4-D",
+        source="measured here (MNN 3.6.1): benchmarks/toolchains/mnn.md, proof_ncnn_mnn.md",
         depth_to_space=("CRD", "DCR"),
         max_rank=4,
-        fold_crop="always",
+        keep_ranks=(2,),
         bugs=(_MNN_CONV2,),
     ),
     TargetProfile(
