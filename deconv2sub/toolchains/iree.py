@@ -30,7 +30,7 @@ from typing import Dict, List, Mapping, Optional
 import numpy as np
 
 from . import Compiled, ToolchainError
-from .worker import WorkerCompiled, probe
+from .worker import WorkerCompiled, unavailable_here_or_in
 
 NAME = "iree"
 #: an interpreter whose environment has iree-base-compiler and iree-base-runtime
@@ -65,13 +65,7 @@ def _local_reason() -> Optional[str]:
 
 def unavailable_reason() -> Optional[str]:
     """``None`` when IREE can be used here or through ``DECONV2SUB_IREE_PYTHON``, else why not."""
-    local = _local_reason()
-    if local is None:
-        return None
-    python = os.environ.get(PYTHON_ENV)
-    if python:
-        return probe(python, __name__)
-    return local
+    return unavailable_here_or_in(_local_reason(), PYTHON_ENV, __name__)
 
 
 def static_model(model_path: str, input_shapes: Mapping[str, List[int]], out_path: str):

@@ -22,7 +22,7 @@ from typing import Dict, List, Mapping, Optional
 import numpy as np
 
 from . import Compiled, ToolchainError
-from .worker import WorkerCompiled, probe
+from .worker import WorkerCompiled, unavailable_here_or_in
 
 NAME = "tvm"
 #: an interpreter whose environment has apache-tvm (used when this one has not)
@@ -43,13 +43,7 @@ def _local_reason() -> Optional[str]:
 
 def unavailable_reason() -> Optional[str]:
     """``None`` when TVM can be used here or through ``DECONV2SUB_TVM_PYTHON``, else why not."""
-    local = _local_reason()
-    if local is None:
-        return None
-    python = os.environ.get(PYTHON_ENV)
-    if python:
-        return probe(python, __name__)
-    return local
+    return unavailable_here_or_in(_local_reason(), PYTHON_ENV, __name__)
 
 
 def host_target():

@@ -112,6 +112,16 @@ class WorkerProcess:
             pass
 
 
+def unavailable_here_or_in(local_reason: Optional[str], python_env: str, module: str) -> Optional[str]:
+    """A toolchain module's ``unavailable_reason``: ``None`` when it is usable in this interpreter
+    (``local_reason`` is None) or in the one named by the environment variable ``python_env``, else
+    why not (the other interpreter's answer when one is named)."""
+    if local_reason is None:
+        return None
+    python = os.environ.get(python_env)
+    return probe(python, module) if python else local_reason
+
+
 def probe(python: str, module: str) -> Optional[str]:
     """``None`` when ``module`` is usable in ``python``'s environment, else why not (one line)."""
     try:
