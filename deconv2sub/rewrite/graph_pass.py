@@ -19,6 +19,7 @@ Invariants the pass keeps:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -334,6 +335,8 @@ def convert_graph(
     the per-node report; nodes that cannot be rewritten stay as they are, with the refusal.
     """
     options = options or ConvertOptions()
+    # The profile once, not per node (a TOML path would be read again for every ConvTranspose).
+    options = replace(options, target=resolve_target(options.target))
     state = {
         "unique": _unique_namer(graph),
         "cache": {},
@@ -341,7 +344,7 @@ def convert_graph(
         "measure": measure,
         "planner": planner or options.planner,
     }  # cache: folded weights, shared by their nodes
-    report = ConversionReport(target=resolve_target(options.target).name)
+    report = ConversionReport(target=options.target.name)
     top_opset = _graph_opset(graph)
     for g, path in list(iter_graphs(graph)):
         opset = _graph_opset(g) if getattr(g, "opset", None) is not None else top_opset
