@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import deconv2sub  # noqa: E402
 from deconv2sub import ConvertOptions  # noqa: E402
 from deconv2sub.errors import Deconv2SubError  # noqa: E402
-from deconv2sub.runtimes import TOOLCHAINS, create_runner  # noqa: E402
+from deconv2sub.runtime.runners import TOOLCHAINS, create_runner  # noqa: E402
 
 SAMPLE_SHAPES = {
     "seed_example": {"x": (1, 1, 4, 4)},

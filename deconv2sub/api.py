@@ -11,9 +11,9 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from .rewrite.operands import external_data_dir as _external_data_dir
-from .autotune import measurer
+from .targets.autotune import measurer
 from .errors import InputError
-from .model_io import DETACHED_LOCATION as _DETACHED
+from .io.model_io import DETACHED_LOCATION as _DETACHED
 from .report import ConversionReport
 from .rewrite.graph_pass import convert_graph
 from .rewrite.options import ConvertOptions
@@ -36,14 +36,14 @@ def infer_shapes(model: onnx.ModelProto,
     ``input_shapes`` (``{graph input: shape}``, checked: InputError) replaces the inputs' declared
     shapes.
     """
-    from .inputs import check_input_shapes, with_input_shapes
+    from .verify.inputs import check_input_shapes, with_input_shapes
 
     if input_shapes:
         check_input_shapes(model, input_shapes)
     try:
         source = model
         if model.ByteSize() > _SKELETON_BYTES:
-            from .model_io import skeleton
+            from .io.model_io import skeleton
 
             source, _ = skeleton(model, min_bytes=1 << 16)
         if input_shapes:
@@ -187,7 +187,7 @@ def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto,
     """
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
 
-    from .model_io import _iter_tensors, _point_to, _tensor_nbytes, _uses_external_data
+    from .io.model_io import _iter_tensors, _point_to, _tensor_nbytes, _uses_external_data
     from .rewrite.graph_pass import iter_graphs
 
     found: Dict[str, list] = {}
@@ -253,7 +253,7 @@ def _lazy_external_values(graph: gs.Graph, base_dir: str) -> None:
     file against the current directory. Exported untouched, such a constant keeps pointing to the file."""
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
 
-    from .model_io import _uses_external_data
+    from .io.model_io import _uses_external_data
     from .rewrite.graph_pass import iter_graphs
 
     class ExternalLazyValues(LazyValues):
@@ -274,7 +274,7 @@ def _lazy_external_values(graph: gs.Graph, base_dir: str) -> None:
 
 
 def _has_unloaded_external_data(model: onnx.ModelProto) -> bool:
-    from .model_io import _iter_tensors, _uses_external_data
+    from .io.model_io import _iter_tensors, _uses_external_data
 
     return any(_uses_external_data(t) and not t.HasField("raw_data") for t in _iter_tensors(model))
 
@@ -333,7 +333,7 @@ def _convert(
 ):
     """:func:`convert_model`; with ``_detach``, see :func:`convert_for_save`."""
     if not isinstance(model, onnx.ModelProto):
-        from .model_io import load_model, verify_external_data
+        from .io.model_io import load_model, verify_external_data
 
         path = model
         model = load_model(path, load_external_data=False)
@@ -366,7 +366,7 @@ def _convert(
             out.CopyFrom(model)
         del graph
     if load_external_data and external_data_dir is not None and _has_unloaded_external_data(out):
-        from .model_io import load_external_data_into
+        from .io.model_io import load_external_data_into
 
         load_external_data_into(out, external_data_dir)
     return (out, report, detached) if _detach else (out, report)

@@ -127,8 +127,8 @@ def _verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, s
         raise InputError("--require-cuda contradicts --provider cpu")
     if inputs_npz and not os.path.isfile(inputs_npz):
         raise InputError(f"{inputs_npz}: no such file")
-    from .inputs import parse_input_shapes
-    from .verify import VerifyOptions
+    from .verify.inputs import parse_input_shapes
+    from .verify.verification import VerifyOptions
 
     return VerifyOptions(runtime=runtime, provider="cuda" if require_cuda else provider, require_cuda=require_cuda,
                          optimize=optimize, rtol=rtol, atol=atol, seed=seed, val_range=val_range,
@@ -345,7 +345,12 @@ def validate(original, candidate, runtime, provider, require_cuda, ort_opt, inpu
         _require_model_file(path)
     options = _verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range,
                               trials, atol, rtol, optimize=ort_opt, keep_outputs=bool(save_outputs))
-    from .verify import load_for_comparison, save_repro_inputs, save_repro_outputs, validate_models
+    from .verify.verification import (
+        load_for_comparison,
+        save_repro_inputs,
+        save_repro_outputs,
+        validate_models,
+    )
 
     p = _Printer(as_json, quiet)
     for path in (save_inputs, save_outputs):
@@ -434,10 +439,10 @@ def inspect_cmd(model, input_shapes, shuffle, order, strategy, target, as_json, 
       deconv2sub inspect model.onnx --json | jq '.totals'
     """
     _require_model_file(model)
-    from .inputs import parse_input_shapes
     from .inspection import inspect_model
-    from .model_io import load_model
+    from .io.model_io import load_model
     from .rewrite.options import ConvertOptions
+    from .verify.inputs import parse_input_shapes
 
     p = _Printer(as_json, quiet)
     shapes = parse_input_shapes(input_shapes)
@@ -487,10 +492,16 @@ def bench(model, candidate, runtime, provider, require_cuda, input_shapes, input
     for path in (model, candidate) if candidate else (model,):
         _require_model_file(path)
     from .api import convert_model
-    from .bench import bench_models
-    from .inputs import load_npz, make_feeds, model_input_specs, parse_input_shapes, resolve_shapes
-    from .model_io import load_model
+    from .io.model_io import load_model
     from .rewrite.options import ConvertOptions
+    from .runtime.timing import bench_models
+    from .verify.inputs import (
+        load_npz,
+        make_feeds,
+        model_input_specs,
+        parse_input_shapes,
+        resolve_shapes,
+    )
 
     p = _Printer(as_json, quiet)
     if require_cuda and provider == "cpu":

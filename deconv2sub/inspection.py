@@ -27,11 +27,11 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from .api import convert_model, infer_shapes
-from .autotune import measurer
 from .progress import ProgressFn, step
 from .rewrite.domains import is_default_op
 from .rewrite.graph_pass import convert_graph, iter_graphs
 from .rewrite.options import ConvertOptions
+from .targets.autotune import measurer
 
 __all__ = ["NodeInspection", "InspectionReport", "inspect_model", "format_count", "format_bytes"]
 

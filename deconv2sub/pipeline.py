@@ -25,11 +25,17 @@ import onnx
 
 from .api import convert_for_save
 from .errors import InputError, NoKernelError, VerificationError
-from .model_io import checker_complaint, load_model, model_files, stage_model, verify_external_data
+from .io.model_io import (
+    checker_complaint,
+    load_model,
+    model_files,
+    stage_model,
+    verify_external_data,
+)
 from .report import ConversionReport
 from .rewrite.options import ConvertOptions
-from .runtimes import create_runner
-from .verify import VerificationResult, VerifyOptions, verify_models
+from .runtime.runners import create_runner
+from .verify.verification import VerificationResult, VerifyOptions, verify_models
 
 __all__ = ["ConvertJob", "ConvertResult", "default_output_path", "run_convert"]
 

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import deconv2sub
 from deconv2sub.cli import main
-from deconv2sub.model_io import save_model
+from deconv2sub.io.model_io import save_model
 
 from builders import op_types, run
 
@@ -149,7 +149,7 @@ def test_300mb_round_trip_and_memory(tmp_path):
 def test_big_new_weights_go_straight_to_the_output(tmp_path, external, monkeypatch):
     """Rewritten weights of 1 MiB and more bypass the in-memory model (written straight into the output),
     for an external-data output and for an inline one."""
-    from deconv2sub import model_io
+    from deconv2sub.io import model_io
 
     written = []
     real = model_io._detached_bytes

@@ -1,4 +1,4 @@
-"""deconv2sub.bench and `deconv2sub bench`: structure of the results (never speed itself)."""
+"""deconv2sub.runtime.timing and `deconv2sub bench`: structure of the results (never speed itself)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from deconv2sub.bench import bench_models, percentile, random_feeds
+from deconv2sub.runtime.timing import bench_models, percentile, random_feeds
 from deconv2sub.cli import main
 from deconv2sub.errors import InputError
 

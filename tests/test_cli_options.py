@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from deconv2sub.cli import main
 from deconv2sub.errors import InputError
-from deconv2sub.inputs import parse_input_shapes
+from deconv2sub.verify.inputs import parse_input_shapes
 
 RNG = np.random.default_rng(12)
 

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from deconv2sub.cli import main
-from deconv2sub.verify import VerifyOptions, localise_shared, merge_input_specs
-from deconv2sub.inputs import TensorSpec
+from deconv2sub.verify.verification import VerifyOptions, localise_shared, merge_input_specs
+from deconv2sub.verify.inputs import TensorSpec
 from deconv2sub.errors import InputError
 
 from surface_builders import add_chain_model, converted, perturb_conv_weight, rename_output, save, two_deconv_model

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from deconv2sub.compare import (
+from deconv2sub.verify.compare import (
     ComparisonResult,
     compare_arrays,
     compare_outputs,

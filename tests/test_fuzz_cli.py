@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from deconv2sub import model_io
+from deconv2sub.io import model_io
 from deconv2sub.cli import main
-from deconv2sub.model_io import save_model
+from deconv2sub.io.model_io import save_model
 
 from builders import convtranspose_model
 

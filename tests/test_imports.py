@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Private names still imported across modules, each (importer, imported module): left for the
 # restructuring of the modules they live in (issue 11, the session after the core's).
-PRIVATE_IMPORTS_LEFT = {("deconv2sub.api", "deconv2sub.model_io")}
+PRIVATE_IMPORTS_LEFT = {("deconv2sub.api", "deconv2sub.io.model_io")}
 
 
 def package_modules(root: str, package: str = "deconv2sub") -> Dict[str, str]:

@@ -5,7 +5,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from deconv2sub.errors import InputError, OutputError
-from deconv2sub.inputs import (
+from deconv2sub.verify.inputs import (
     TensorSpec,
     load_npz,
     make_feeds,

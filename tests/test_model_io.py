@@ -1,4 +1,4 @@
-"""Tests for deconv2sub.model_io: loading, checking and atomic saving of ONNX models."""
+"""Tests for deconv2sub.io.model_io: loading, checking and atomic saving of ONNX models."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deconv2sub import model_io
 from deconv2sub.errors import InputError, OutputError
-from deconv2sub.model_io import (
+from deconv2sub.io import model_io
+from deconv2sub.io.model_io import (
     check_model,
     external_data_files,
     load_model,
@@ -490,7 +490,7 @@ def test_save_refuses_unloaded_external_data(tmp_path):
 
 
 def test_stage_commit_and_discard(tmp_path):
-    from deconv2sub.model_io import stage_model
+    from deconv2sub.io.model_io import stage_model
 
     staged = stage_model(make_model(32), tmp_path / "out.onnx", external_data=True)
     assert os.path.isfile(staged.model_path) and os.path.isfile(staged.data_path)
@@ -517,7 +517,7 @@ def test_stage_streams_unloaded_external_data(tmp_path):
 
 
 def test_stage_consume_drops_in_memory_data(tmp_path):
-    from deconv2sub.model_io import stage_model
+    from deconv2sub.io.model_io import stage_model
 
     model = make_model(64)
     with stage_model(model, tmp_path / "out.onnx", external_data=True, consume=True) as staged:
@@ -528,7 +528,7 @@ def test_stage_consume_drops_in_memory_data(tmp_path):
 
 
 def test_stage_detached_arrays(tmp_path):
-    from deconv2sub.model_io import DETACHED_LOCATION, _point_to, stage_model
+    from deconv2sub.io.model_io import DETACHED_LOCATION, _point_to, stage_model
 
     w = np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)
     model = make_model(64)
@@ -594,7 +594,7 @@ def test_overwrite_external_target_removes_old_model_first(tmp_path, monkeypatch
 
 
 def test_verify_external_data(tmp_path):
-    from deconv2sub.model_io import verify_external_data
+    from deconv2sub.io.model_io import verify_external_data
 
     path = save_external(tmp_path)
     skeleton = load_model(path, load_external_data=False)
@@ -622,7 +622,7 @@ def test_check_model_by_path_reads_no_external_data(tmp_path):
 
 
 def test_skeleton_keeps_dims_and_small_tensors():
-    from deconv2sub.model_io import skeleton
+    from deconv2sub.io.model_io import skeleton
 
     model = make_model(64)  # 16 KiB weight
     model.graph.initializer.append(numpy_helper.from_array(np.arange(3, dtype=np.int64), "small"))

@@ -5,10 +5,10 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from deconv2sub import runtimes
 from deconv2sub.errors import InputError, NoKernelError, RuntimeUnavailableError
-from deconv2sub.inputs import TensorSpec
-from deconv2sub.runtimes import RuntimeInfo, create_runner, cuda_status
+from deconv2sub.runtime import runners as runtimes
+from deconv2sub.runtime.runners import RuntimeInfo, create_runner, cuda_status
+from deconv2sub.verify.inputs import TensorSpec
 
 STRIDE = 2
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 import deconv2sub
 from deconv2sub.cli import main
-from deconv2sub.inputs import model_input_specs
+from deconv2sub.verify.inputs import model_input_specs
 
 from builders import op_types, run
 

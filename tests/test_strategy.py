@@ -10,7 +10,8 @@ import onnx
 import pytest
 
 import deconv2sub
-from deconv2sub import ConvertOptions, autotune
+from deconv2sub import ConvertOptions
+from deconv2sub.targets import autotune
 from deconv2sub.targets import chooser as strategy
 
 from builders import assert_equivalent, convtranspose_model, op_types

@@ -20,10 +20,10 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 import deconv2sub
-from deconv2sub import autotune
+from deconv2sub.targets import autotune
 from deconv2sub.cli import main
-from deconv2sub.inputs import model_input_specs
-from deconv2sub.verify import VerifyOptions, plan_trials
+from deconv2sub.verify.inputs import model_input_specs
+from deconv2sub.verify.verification import VerifyOptions, plan_trials
 
 from builders import convtranspose_model, op_types, run
 
@@ -82,7 +82,7 @@ def test_tied_inputs_find_sizes_the_original_accepts(tmp_path):
 
 
 def test_trial_candidates_scale_inputs_apart():
-    from deconv2sub.inputs import trial_shape_candidates
+    from deconv2sub.verify.inputs import trial_shape_candidates
 
     specs = model_input_specs(_skip_model())
     candidates = trial_shape_candidates(specs, {})

@@ -331,8 +331,9 @@ def convert_graph(
     the same at the user's input shapes (``ConvertOptions.input_shapes``), for speed decisions only.
     ``planner``: what plans each node (default ``options.planner``, else
     :func:`deconv2sub.plan.subpixel.make_plan`); ``measure``: the chooser of ``strategy="auto"``
-    (:func:`deconv2sub.autotune.measurer`; :func:`deconv2sub.api.convert_model` passes it). Returns
-    the per-node report; nodes that cannot be rewritten stay as they are, with the refusal.
+    (:func:`deconv2sub.targets.autotune.measurer`; :func:`deconv2sub.api.convert_model` passes
+    it). Returns the per-node report; nodes that cannot be rewritten stay as they are, with the
+    refusal.
     """
     options = options or ConvertOptions()
     # The profile once, not per node (a TOML path would be read again for every ConvTranspose).

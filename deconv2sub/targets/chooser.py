@@ -11,7 +11,7 @@ the choice is made:
   cascade); the "onnxruntime" and "openvino" rules are the tables of rows :data:`DEFAULT_RULES`,
   evaluated by :func:`choose_default` (measured with benchmarks/bench_blocks.py; the measurements
   behind each row are in benchmarks/README.md);
-* ``"auto"``: measured per node on a runtime (:mod:`deconv2sub.autotune`), cached.
+* ``"auto"``: measured per node on a runtime (:mod:`deconv2sub.targets.autotune`), cached.
 
 :func:`choose` then asks the chosen emission whether it ``applies``; when it refuses, its declared
 ``fallback`` is taken (the reason says so), so the pass never re-decides. A node that cannot be
@@ -53,7 +53,7 @@ STRATEGIES = ("default", "auto") + FIXED  # the --strategy choices
 
 PER_PHASE_MAX_CONVS = 4  # more: many small Convs + a Concat cost more than they save (3-D k3 s2: 8)
 
-# A chooser for "auto": (material, opset, options) -> Choice; see deconv2sub.autotune.tune
+# A chooser for "auto": (material, opset, options) -> Choice; see deconv2sub.targets.autotune.tune
 Measurer = Callable[[NodeMaterial, int, ConvertOptions], Choice]
 
 
@@ -267,7 +267,7 @@ def _pick(
         if measure is None:
             raise ValueError(
                 "strategy 'auto' measures the candidates: pass measure= (see "
-                "deconv2sub.autotune.measurer; deconv2sub.convert_model does)"
+                "deconv2sub.targets.autotune.measurer; deconv2sub.convert_model does)"
             )
         return measure(material, opset, options)
     return fixed(
@@ -281,9 +281,9 @@ def choose(
     """The Choice for one node, or the Refusal that leaves it alone.
 
     The first choice (fixed, the target's default rule, or measured by ``measure`` for "auto",
-    see :func:`deconv2sub.autotune.measurer`) is checked with its emission's ``applies``; a refused
-    emission's ``fallback`` is taken in its place, with the refusal in the reason. Raises PlanError
-    when the node cannot be planned.
+    see :func:`deconv2sub.targets.autotune.measurer`) is checked with its emission's ``applies``; a
+    refused emission's ``fallback`` is taken in its place, with the refusal in the reason. Raises
+    PlanError when the node cannot be planned.
     """
     refusal = _runtime_crop_refusal(material, opset, options)
     if refusal is not None:

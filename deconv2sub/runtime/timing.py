@@ -7,7 +7,7 @@ whichever happened to run last. Reported: median, p90, min and mean per model, a
 
 Used by ``deconv2sub bench`` and reusable from benchmark scripts::
 
-    from deconv2sub.bench import bench_models
+    from deconv2sub.runtime.timing import bench_models
     res = bench_models({"original": m0, "candidate": m1}, feeds, runs=50)
     print(res.speedup("original", "candidate"))
 """
@@ -22,10 +22,10 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .inputs import make_feeds, model_input_specs, resolve_shapes
-from .progress import ProgressFn, step
-from .runtimes import ModelArg, RuntimeInfo, create_runner
+from ..errors import InputError
+from ..progress import ProgressFn, step
+from ..verify.inputs import make_feeds, model_input_specs, resolve_shapes
+from .runners import ModelArg, RuntimeInfo, create_runner
 
 __all__ = ["BenchResult", "BenchReport", "bench_models", "percentile", "random_feeds"]
 

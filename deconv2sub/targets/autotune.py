@@ -5,7 +5,7 @@ the CLI's ``--input-shape``), every applicable fixed strategy is emitted for a o
 same shape (weight shape, attributes, input size, dtype, opset; a size the model leaves symbolic
 stays symbolic there, so each candidate is emitted as in the model, and is fed at the given size),
 the candidates are timed together on the chosen runtime and provider
-(:func:`deconv2sub.bench.bench_models`: graph optimisations on, interleaved, medians) and the
+(:func:`deconv2sub.runtime.timing.bench_models`: graph optimisations on, interleaved, medians) and the
 fastest wins. Results are cached per (runtime and version, provider, shape, attributes, dtype,
 opset): in memory for the process, and in a JSON file (``$DECONV2SUB_CACHE_DIR/strategy.json``,
 default ``~/.cache/deconv2sub``) unless ``DECONV2SUB_CACHE_DIR`` is empty. Nothing about the node's
@@ -23,12 +23,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .plan.phases import macs_ratio, phase_split
-from .plan.subpixel import PlanError
-from .rewrite.emissions.base import Choice
-from .rewrite.emissions.pointwise_gemm import gemm_applies
-from .rewrite.options import ConvertOptions
-from .targets.chooser import choose_default, fixed
+from ..plan.phases import macs_ratio, phase_split
+from ..plan.subpixel import PlanError
+from ..rewrite.emissions.base import Choice
+from ..rewrite.emissions.pointwise_gemm import gemm_applies
+from ..rewrite.options import ConvertOptions
+from .chooser import choose_default, fixed
 
 __all__ = ["Converter", "candidates", "clear_cache", "measurer", "tune"]
 
@@ -231,7 +231,7 @@ def _session(model: onnx.ModelProto, runtime: str, provider: str):
             f"openvino {ov.__version__.split('-')[0]} on CPU"
     import onnxruntime as ort
 
-    from .runtimes import ORT_QUIET, cuda_status
+    from ..runtime.runners import ORT_QUIET, cuda_status
 
     so = ort.SessionOptions()
     so.log_severity_level = ORT_QUIET

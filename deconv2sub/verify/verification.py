@@ -29,15 +29,31 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import onnx
 
-from .compare import (CRITERION, ComparisonResult, OutputComparison, applied_tolerances,
-                      compare_arrays, compare_outputs, criterion_lines, format_comparison_table,
-                      tolerances_for)
-from .errors import InputError, NoKernelError, OutputError, RuntimeUnavailableError
-from .inputs import (TensorSpec, load_npz, make_feeds, model_input_specs, resolve_shapes, save_npz,
-                     symbolic_dim_values, trial_shape_candidates)
-from .progress import ProgressFn, step
-from .report import ConversionReport
-from .runtimes import TOOLCHAINS, RuntimeInfo, create_runner
+from ..errors import InputError, NoKernelError, OutputError, RuntimeUnavailableError
+from ..progress import ProgressFn, step
+from ..report import ConversionReport
+from ..runtime.runners import TOOLCHAINS, RuntimeInfo, create_runner
+from .compare import (
+    CRITERION,
+    ComparisonResult,
+    OutputComparison,
+    applied_tolerances,
+    compare_arrays,
+    compare_outputs,
+    criterion_lines,
+    format_comparison_table,
+    tolerances_for,
+)
+from .inputs import (
+    TensorSpec,
+    load_npz,
+    make_feeds,
+    model_input_specs,
+    resolve_shapes,
+    save_npz,
+    symbolic_dim_values,
+    trial_shape_candidates,
+)
 
 __all__ = [
     "VerifyOptions",
@@ -378,7 +394,7 @@ def _shape_failure(specs: Sequence[TensorSpec], options: VerifyOptions, shapes, 
 def _run_reference(model, specs: Sequence[TensorSpec], options: VerifyOptions, what: str,
                    progress=None, runtime: Optional[str] = None) -> _Reference:
     """Run the original on every trial (:func:`plan_trials`). Where it fails at a trial's shapes and
-    dims are symbolic, the next of :func:`deconv2sub.inputs.trial_shape_candidates` is tried (the
+    dims are symbolic, the next of :func:`deconv2sub.verify.inputs.trial_shape_candidates` is tried (the
     graph may tie input sizes that the dim names do not); trial 1 failing at all of them is an
     InputError that names the symbolic dims, a later trial is dropped with a note."""
     if options.inputs_npz:
@@ -554,7 +570,7 @@ def _model_proto(model, with_data: bool = False) -> Optional[onnx.ModelProto]:
     ``with_data`` and it is small enough (else None)."""
     if isinstance(model, onnx.ModelProto):
         return model
-    from .model_io import load_model, model_size_bytes
+    from ..io.model_io import load_model, model_size_bytes
 
     if with_data and model_size_bytes(model) > LOCALISE_MAX_BYTES:
         return None
@@ -779,7 +795,7 @@ def load_for_comparison(path: str, what: str = "the model") -> onnx.ModelProto:
     """Load a model file for ``validate``: InputError (one line) when it is missing, unreadable, empty,
     truncated or not an ONNX model. The ONNX checker is not run: it rejects models that runtimes accept
     (e.g. outputs without a declared shape); whether the runtime can load the model shows next."""
-    from .model_io import load_model
+    from ..io.model_io import load_model
 
     return load_model(path)
 

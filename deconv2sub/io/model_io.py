@@ -23,7 +23,7 @@ from typing import Iterable, Iterator, List, Optional, Union
 import onnx
 from onnx import external_data_helper
 
-from .errors import InputError, OutputError
+from ..errors import InputError, OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 

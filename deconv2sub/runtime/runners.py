@@ -29,8 +29,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .errors import InputError, NoKernelError, RuntimeUnavailableError
-from .inputs import TensorSpec, model_input_specs
+from ..errors import InputError, NoKernelError, RuntimeUnavailableError
+from ..verify.inputs import TensorSpec, model_input_specs
 
 #: deployment toolchains (modules of :mod:`deconv2sub.toolchains`): the model goes through the
 #: toolchain's own converter and runs in its runtime
@@ -413,7 +413,7 @@ class ToolchainRunner(Runner):
         self._compiled: Dict[tuple, object] = {}
 
     def _compile(self, shapes: Dict[str, Tuple[int, ...]]):
-        from .toolchains import ToolchainError
+        from ..toolchains import ToolchainError
 
         key = tuple(sorted(shapes.items()))
         if key not in self._compiled:
@@ -437,7 +437,7 @@ class ToolchainRunner(Runner):
         return self._run_once(feeds, names)
 
     def _run_once(self, feeds, names):
-        from .toolchains import ToolchainError
+        from ..toolchains import ToolchainError
 
         compiled = self._compile({k: tuple(np.shape(v)) for k, v in feeds.items()})
         try:
