@@ -93,7 +93,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -401,37 +401,37 @@ def _fold_axis(table: np.ndarray, a: int, c0: int, s: int, d: int, k: int, pb: i
     return folded, new_a, b, crop_end, growth
 
 
-def make_plan(
-    weight: np.ndarray,
-    bias: Optional[np.ndarray],
-    attrs: ConvTransposeAttrs,
-    input_spatial: Optional[Sequence[Optional[int]]] = None,
-    order: str = "CRD",
-    fold_crop=False,
-) -> SubPixelPlan:
-    """Plan the sub-pixel rewrite of one ConvTranspose.
+@dataclass(frozen=True)
+class _Checked:
+    """make_plan's arguments, checked and spread per axis."""
 
-    ``weight`` is the ConvTranspose weight ``[C, M/group, k1, ..., kn]``; ``bias`` is ``[M]`` or None.
-    ``order`` is the Conv output channel order, "CRD", "DCR" or "LCR" (DCR and LCR require
-    ``group == 1``). ``fold_crop`` folds begin crops into the phases on the axes where that costs no tap;
-    ``fold_crop="always"`` also where the shared kernel grows (for per-phase Convs, which trim each
-    phase's kernel to its own taps, folding is always free).
-    The returned kernel has the weight's dtype and holds the weight's values exactly (taps are copied,
-    never computed), so the rewrite is exact up to the runtime's summation order.
-    """
-    weight = np.asarray(weight)
+    n: int
+    kernel: list
+    group: int
+    c_in: int
+    m_per_group: int
+    strides: list
+    dilations: list
+    out_pad: list
+    bias: Optional[np.ndarray]
+
+
+def _check_arguments(weight: np.ndarray, bias: Optional[np.ndarray], attrs: ConvTransposeAttrs,
+                     order: str) -> _Checked:
+    """Check the weight, bias, attributes and channel order (PlanError) and spread them per axis."""
     if weight.ndim < 3:
-        raise PlanError(f"weight has rank {weight.ndim}; ConvTranspose needs at least 3 (C, M/group, k...)")
+        raise PlanError(
+            f"weight has rank {weight.ndim}; ConvTranspose needs at least 3 (C, M/group, k...)")
     n = weight.ndim - 2
     kernel = list(weight.shape[2:])
     if attrs.kernel_shape is not None and len(attrs.kernel_shape) > 0:
         if [int(v) for v in attrs.kernel_shape] != kernel:
-            raise PlanError(f"kernel_shape {list(attrs.kernel_shape)} disagrees with the weight's {kernel}")
+            raise PlanError(
+                f"kernel_shape {list(attrs.kernel_shape)} disagrees with the weight's {kernel}")
     group = int(attrs.group or 1)
     c_in, m_per_group = int(weight.shape[0]), int(weight.shape[1])
     if group < 1 or c_in % group != 0:
         raise PlanError(f"group {group} does not divide the {c_in} input channels")
-    m_out = m_per_group * group
     strides = _per_axis(attrs.strides, n, 1, "strides")
     dilations = _per_axis(attrs.dilations, n, 1, "dilations")
     out_pad = _per_axis(attrs.output_padding, n, 0, "output_padding")
@@ -449,54 +449,53 @@ def make_plan(
         raise PlanError(f"{order} channel order needs group == 1")
     if bias is not None:
         bias = np.asarray(bias)
-        if bias.shape != (m_out,):
-            raise PlanError(f"bias has shape {list(bias.shape)}, expected [{m_out}]")
-    pads_begin, pads_end = resolve_pads(attrs, kernel, input_spatial)
-    targets = runtime_output_sizes(attrs, n)
-    runtime_out = [None] * n
-    if targets is not None:
-        runtime_out = [t if input_spatial is None or input_spatial[a] is None else None
-                       for a, t in enumerate(targets)]
-    pad_upper = (attrs.auto_pad or "NOTSET").upper() == "SAME_UPPER"
+        if bias.shape != (m_per_group * group,):
+            raise PlanError(
+                f"bias has shape {list(bias.shape)}, expected [{m_per_group * group}]")
+    return _Checked(n, kernel, group, c_in, m_per_group, strides, dilations, out_pad, bias)
 
-    axes, tables = [], []
-    for a in range(n):
-        table, t_max, ca, cb, c0, ce, growth = _axis_plan(
-            strides[a], dilations[a], kernel[a], pads_begin[a], pads_end[a], out_pad[a]
-        )
-        if fold_crop and c0:
-            folded = _fold_axis(table, ca, c0, strides[a], dilations[a], kernel[a], pads_begin[a], pads_end[a], out_pad[a],
-                                grow=fold_crop == "always")
-            if folded is not None:
-                table, ca, cb, ce, growth = folded
-                c0 = 0
-        used = np.nonzero((table >= 0).any(axis=0))[0]  # positions m that carry a tap in some phase
-        dil = 0
-        for m in used:
-            dil = math.gcd(dil, int(m))
-        dil = max(dil, 1)
-        table = table[:, ::dil]  # compress: keep positions 0, D, 2D, ... (m = 0 is always used)
-        tables.append(table)
-        axes.append(
-            AxisPlan(
-                stride=strides[a],
-                kernel=kernel[a],
-                dilation=dilations[a],
-                pad_begin=pads_begin[a],
-                pad_end=pads_end[a],
-                output_padding=out_pad[a],
-                taps=table.shape[1],
-                conv_dilation=dil,
-                conv_pad_begin=ca,
-                conv_pad_end=cb,
-                crop_begin=c0,
-                crop_end=ce,
-                growth=growth,
-                runtime_out=runtime_out[a],
-                pad_upper=pad_upper and runtime_out[a] is not None,
-            )
-        )
 
+def _plan_axis(a: int, c: _Checked, pads: tuple, runtime_out: Optional[int], pad_upper: bool,
+               fold_crop) -> Tuple[AxisPlan, np.ndarray]:
+    """Axis ``a``'s plan and its tap table ``[phase, tap position]`` (-1: no tap)."""
+    s, d, k, op = c.strides[a], c.dilations[a], c.kernel[a], c.out_pad[a]
+    pb, pe = pads[0][a], pads[1][a]
+    table, _, ca, cb, c0, ce, growth = _axis_plan(s, d, k, pb, pe, op)
+    if fold_crop and c0:
+        folded = _fold_axis(table, ca, c0, s, d, k, pb, pe, op, grow=fold_crop == "always")
+        if folded is not None:
+            table, ca, cb, ce, growth = folded
+            c0 = 0
+    used = np.nonzero((table >= 0).any(axis=0))[0]  # positions m that carry a tap in some phase
+    dil = 0
+    for m in used:
+        dil = math.gcd(dil, int(m))
+    dil = max(dil, 1)
+    table = table[:, ::dil]  # compress: keep positions 0, D, 2D, ... (m = 0 is always used)
+    axis = AxisPlan(
+        stride=s,
+        kernel=k,
+        dilation=d,
+        pad_begin=pb,
+        pad_end=pe,
+        output_padding=op,
+        taps=table.shape[1],
+        conv_dilation=dil,
+        conv_pad_begin=ca,
+        conv_pad_end=cb,
+        crop_begin=c0,
+        crop_end=ce,
+        growth=growth,
+        runtime_out=runtime_out,
+        pad_upper=pad_upper and runtime_out is not None,
+    )
+    return axis, table
+
+
+def _gather_kernel(weight: np.ndarray, tables: Sequence[np.ndarray], c: _Checked,
+                   order: str) -> np.ndarray:
+    """The Conv kernel ``[M * phases, C/group, L1, ..., Ln]``: the weight's taps copied by table."""
+    n = c.n
     # Gather the taps axis by axis: a zero slice appended at index K stands for "no tap".
     v = weight
     for a, table in enumerate(tables):
@@ -504,11 +503,11 @@ def make_plan(
         pad_width = [(0, 0)] * v.ndim
         pad_width[ax] = (0, 1)
         v = np.pad(v, pad_width)
-        idx = np.where(table >= 0, table, kernel[a])
+        idx = np.where(table >= 0, table, c.kernel[a])
         v = np.take(v, idx, axis=ax)  # axis ax becomes (s_a, L'_a)
     # v: [C, M/g, s1, L1, s2, L2, ...] -> [g, C/g, M/g, s..., L...]
-    c_per_group = c_in // group
-    v = v.reshape((group, c_per_group, m_per_group) + v.shape[2:])
+    c_per_group = c.c_in // c.group
+    v = v.reshape((c.group, c_per_group, c.m_per_group) + v.shape[2:])
     phase_axes = [3 + 2 * a for a in range(n)]
     tap_axes = [4 + 2 * a for a in range(n)]
     if order == "CRD":
@@ -516,26 +515,64 @@ def make_plan(
     elif order == "DCR":
         perm = phase_axes + [0, 2, 1] + tap_axes  # [s..., g(=1), M, C, L...]
     else:  # LCR: [s_lead, g(=1), M, other s..., C, L...]
-        lead = max((a for a in range(n) if strides[a] > 1), default=n - 1)
-        perm = [phase_axes[lead], 0, 2] + [ax for a, ax in enumerate(phase_axes) if a != lead] + [1] + tap_axes
+        lead = max((a for a in range(n) if c.strides[a] > 1), default=n - 1)
+        others = [ax for a, ax in enumerate(phase_axes) if a != lead]
+        perm = [phase_axes[lead], 0, 2] + others + [1] + tap_axes
     v = np.ascontiguousarray(v.transpose(perm))
-    phases = int(np.prod(strides, dtype=np.int64))
-    conv_weight = v.reshape((m_out * phases, c_per_group) + tuple(t.shape[1] for t in tables))
+    phases = int(np.prod(c.strides, dtype=np.int64))
+    m_out = c.m_per_group * c.group
+    return v.reshape((m_out * phases, c_per_group) + tuple(t.shape[1] for t in tables))
 
+
+def make_plan(
+    weight: np.ndarray,
+    bias: Optional[np.ndarray],
+    attrs: ConvTransposeAttrs,
+    input_spatial: Optional[Sequence[Optional[int]]] = None,
+    order: str = "CRD",
+    fold_crop=False,
+) -> SubPixelPlan:
+    """Plan the sub-pixel rewrite of one ConvTranspose.
+
+    ``weight`` is the ConvTranspose weight ``[C, M/group, k1, ..., kn]``; ``bias`` is ``[M]`` or
+    None. ``order`` is the Conv output channel order, "CRD", "DCR" or "LCR" (DCR and LCR require
+    ``group == 1``). ``fold_crop`` folds begin crops into the phases on the axes where that costs no
+    tap; ``fold_crop="always"`` also where the shared kernel grows (for per-phase Convs, which trim
+    each phase's kernel to its own taps, folding is always free).
+    The returned kernel has the weight's dtype and holds the weight's values exactly (taps are
+    copied, never computed), so the rewrite is exact up to the runtime's summation order.
+    """
+    weight = np.asarray(weight)
+    c = _check_arguments(weight, bias, attrs, order)
+    n = c.n
+    pads = resolve_pads(attrs, c.kernel, input_spatial)
+    targets = runtime_output_sizes(attrs, n)
+    runtime_out = [None] * n
+    if targets is not None:
+        runtime_out = [t if input_spatial is None or input_spatial[a] is None else None
+                       for a, t in enumerate(targets)]
+    pad_upper = (attrs.auto_pad or "NOTSET").upper() == "SAME_UPPER"
+    axes, tables = [], []
+    for a in range(n):
+        axis, table = _plan_axis(a, c, pads, runtime_out[a], pad_upper, fold_crop)
+        axes.append(axis)
+        tables.append(table)
+
+    phases = int(np.prod(c.strides, dtype=np.int64))
     empty = 1
     for t in tables:
         empty *= int((t >= 0).any(axis=1).sum())
     plan = SubPixelPlan(
         axes=tuple(axes),
-        group=group,
-        in_channels=c_in,
-        out_channels=m_out,
+        group=c.group,
+        in_channels=c.c_in,
+        out_channels=c.m_per_group * c.group,
         order=order,
-        weight=conv_weight,
+        weight=_gather_kernel(weight, tables, c, order),
         bias=None,
         empty_phases=phases - empty,
         tap_tables=tuple(tables),
     )
-    if bias is not None:
-        plan.bias = np.ascontiguousarray(bias[plan.row_channels()])
+    if c.bias is not None:
+        plan.bias = np.ascontiguousarray(c.bias[plan.row_channels()])
     return plan
