@@ -19,6 +19,12 @@ class Deconv2SubError(Exception):
     """Base class; ``str(err)`` is a single, user-facing line."""
 
     exit_code = EXIT_BAD_INPUT
+    reported = False
+
+    def __init__(self, *args, stage=None, result=None):
+        super().__init__(*args)
+        self.stage = stage
+        self.result = result
 
 
 class InputError(Deconv2SubError):
