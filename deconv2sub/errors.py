@@ -22,6 +22,7 @@ class Deconv2SubError(Exception):
     reported = False
 
     def __init__(self, *args, stage=None, result=None):
+        """``stage``: the step that failed (e.g. ``"load"``); ``result``: what was produced."""
         super().__init__(*args)
         self.stage = stage
         self.result = result
