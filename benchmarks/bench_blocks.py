@@ -408,7 +408,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.runtime == "all":
         runtimes = ["ort", "openvino"]
         try:
-            from deconv2sub.runtime.runners import cuda_status
+            from deconv2sub.runtime.ort import cuda_status
 
             if cuda_status()[0]:
                 runtimes.append("ort-cuda")

@@ -128,7 +128,7 @@ def _verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, s
     if inputs_npz and not os.path.isfile(inputs_npz):
         raise InputError(f"{inputs_npz}: no such file")
     from .verify.inputs import parse_input_shapes
-    from .verify.verification import VerifyOptions
+    from .verify.options import VerifyOptions
 
     return VerifyOptions(runtime=runtime, provider="cuda" if require_cuda else provider, require_cuda=require_cuda,
                          optimize=optimize, rtol=rtol, atol=atol, seed=seed, val_range=val_range,
@@ -345,12 +345,8 @@ def validate(original, candidate, runtime, provider, require_cuda, ort_opt, inpu
         _require_model_file(path)
     options = _verify_options(runtime, provider, require_cuda, input_shapes, inputs_npz, seed, val_range,
                               trials, atol, rtol, optimize=ort_opt, keep_outputs=bool(save_outputs))
-    from .verify.verification import (
-        load_for_comparison,
-        save_repro_inputs,
-        save_repro_outputs,
-        validate_models,
-    )
+    from .verify.repro import load_for_comparison, save_repro_inputs, save_repro_outputs
+    from .verify.verification import validate_models
 
     p = _Printer(as_json, quiet)
     for path in (save_inputs, save_outputs):

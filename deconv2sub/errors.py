@@ -19,6 +19,13 @@ class Deconv2SubError(Exception):
     """Base class; ``str(err)`` is a single, user-facing line."""
 
     exit_code = EXIT_BAD_INPUT
+    reported = False
+
+    def __init__(self, *args, stage=None, result=None):
+        """``stage``: the step that failed (e.g. ``"load"``); ``result``: what was produced."""
+        super().__init__(*args)
+        self.stage = stage
+        self.result = result
 
 
 class InputError(Deconv2SubError):

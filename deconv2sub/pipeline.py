@@ -35,7 +35,9 @@ from .io.model_io import (
 from .report import ConversionReport
 from .rewrite.options import ConvertOptions
 from .runtime.runners import create_runner
-from .verify.verification import VerificationResult, VerifyOptions, verify_models
+from .verify.options import VerifyOptions
+from .verify.results import VerificationResult
+from .verify.verification import verify_models
 
 __all__ = ["ConvertJob", "ConvertResult", "default_output_path", "run_convert"]
 

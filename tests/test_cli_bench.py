@@ -1,4 +1,4 @@
-"""deconv2sub.runtime.timing and `deconv2sub bench`: structure of the results (never speed itself)."""
+"""`deconv2sub bench`: structure of the results (never speed itself); the loop: tests/runtime/test_timing.py."""
 
 from __future__ import annotations
 
@@ -7,49 +7,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from deconv2sub.runtime.timing import bench_models, percentile, random_feeds
 from deconv2sub.cli import main
-from deconv2sub.errors import InputError
 
 from surface_builders import add_chain_model, converted, save, two_deconv_model
 
 
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-@pytest.mark.parametrize("interleave", [True, False])
-def test_bench_models_structure(interleave):
-    original = two_deconv_model()
-    feeds = random_feeds(original)
-    calls = []
-    res = bench_models({"original": original, "candidate": converted(original)}, feeds, warmup=1, runs=3,
-                       threads=1, interleave=interleave, progress=lambda *a: calls.append(a))
-    assert list(res.results) == ["original", "candidate"]
-    for r in res.results.values():
-        assert len(r.times) == 3 and r.warmup == 1 and all(t > 0 for t in r.times)
-        assert r.min <= r.median <= r.p90 <= max(r.times) and r.mean > 0
-        assert r.runtime.device in ("CPU", "CUDA")
-    assert res.speedup("original", "candidate") == res.results["original"].median / res.results["candidate"].median
-    d = json.loads(json.dumps(res.to_dict()))
-    assert d["interleaved"] is interleave and d["threads"] == 1 and d["graph_optimizations"] is True
-    assert d["speedup"] == pytest.approx(d["models"][0]["median_ms"] / d["models"][1]["median_ms"])
-    assert calls and calls[-1][1] == calls[-1][2] == 6  # progress reached the end: 2 models x 3 runs
-
-
-def test_bench_models_errors():
-    m = add_chain_model(2)
-    with pytest.raises(InputError):
-        bench_models({}, {})
-    with pytest.raises(InputError, match="runs"):
-        bench_models({"a": m}, random_feeds(m), runs=0)
-    with pytest.raises(InputError, match="needs input 'x'"):
-        bench_models({"a": m}, {})
-
-
-def test_percentile():
-    assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([5], 90) == 5
-    assert percentile(list(range(11)), 90) == pytest.approx(9)
 
 
 def test_cli_in_memory_conversion_json(tmp_path):

@@ -127,7 +127,7 @@ def test_bad_options_exit_2(model_path, tmp_path):
 
 
 def test_require_cuda(model_path, tmp_path):
-    from deconv2sub.runtime.runners import cuda_status
+    from deconv2sub.runtime.ort import cuda_status
 
     if cuda_status()[0]:
         pytest.skip("CUDA works on this machine")

@@ -12,11 +12,8 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from deconv2sub.cli import main
-from deconv2sub.verify.verification import VerifyOptions, localise_shared, merge_input_specs
-from deconv2sub.verify.inputs import TensorSpec
-from deconv2sub.errors import InputError
 
-from surface_builders import add_chain_model, converted, perturb_conv_weight, rename_output, save, two_deconv_model
+from surface_builders import converted, perturb_conv_weight, rename_output, save, two_deconv_model
 
 
 def invoke(*args):
@@ -232,34 +229,6 @@ def test_output_fits_80_columns(models):
 def test_help_has_example():
     r = invoke("validate", "--help")
     assert r.exit_code == 0 and "Example:" in r.output and "deconv2sub validate" in r.output
-
-
-# ---- library ---------------------------------------------------------------------------------------
-def test_localisation_narrows_in_rounds_to_the_exact_tensor():
-    """40 shared tensors, at most 4 exposed per round: found in several rounds, exactly."""
-    ref, cand = add_chain_model(40), add_chain_model(40, bump_at=23)
-    feeds = {"x": np.zeros((1, 4), np.float32)}
-    loc = localise_shared(ref, cand, feeds, VerifyOptions(localise_limit=4))
-    assert loc.first is not None and loc.first.tensor == "t23" and loc.first.original_node == "add23"
-    assert loc.shared == 40 and loc.rounds >= 2 and loc.compared < 40 and loc.exact
-    loc_all = localise_shared(ref, cand, feeds, VerifyOptions(localise_limit=256))
-    assert loc_all.first.tensor == "t23" and loc_all.rounds == 1 and loc_all.diverging == 40 - 23
-
-
-def test_localisation_without_shared_names():
-    ref = add_chain_model(3)
-    cand = rename_output(rename_output(add_chain_model(3, bump_at=0), "t0", "a0"), "t1", "a1")
-    loc = localise_shared(ref, cand, {"x": np.zeros((1, 4), np.float32)})
-    # Only the graph output is shared (and it diverges).
-    assert loc.shared == 1 and loc.first.tensor == "out"
-
-
-def test_merge_input_specs():
-    f32 = np.dtype(np.float32)
-    merged = merge_input_specs([TensorSpec("x", f32, ("N", 3, "H", None))], [TensorSpec("x", f32, (1, 3, "h", 8))])
-    assert merged == [TensorSpec("x", f32, (1, 3, "H", 8))]
-    with pytest.raises(InputError, match="incompatible"):
-        merge_input_specs([TensorSpec("x", f32, (1, 3))], [TensorSpec("x", f32, (1, 3, 4))])
 
 
 def test_openvino_float64_is_held_to_float32_tolerances(tmp_path):

@@ -1,9 +1,13 @@
 """Latency of models on a runtime, as deployed (graph optimisations on), measured fairly.
 
-:func:`bench_models` loads every model, warms each up, then times ``runs`` rounds. With ``interleave``
-each round runs every model once, in an order that alternates between rounds (A B, B A, ...), so that
-drift — thermal throttling, a noisy neighbour, frequency scaling — affects all models alike instead of
-whichever happened to run last. Reported: median, p90, min and mean per model, and ratios of medians.
+:func:`bench_models` loads every model, warms each up, then times ``runs`` rounds. With
+``interleave`` each round runs every model once, in an order that alternates between rounds (A B,
+B A, ...), so that drift — thermal throttling, a noisy neighbour, frequency scaling — affects all
+models alike instead of whichever happened to run last. Reported: median, p90, min and mean per
+model, and ratios of medians.
+
+:func:`time_runners` is that loop alone, over runners already loaded: ``bench_models`` and the
+measured chooser (:mod:`deconv2sub.targets.autotune`) both time through it.
 
 Used by ``deconv2sub bench`` and reusable from benchmark scripts::
 
@@ -25,9 +29,11 @@ import numpy as np
 from ..errors import InputError
 from ..progress import ProgressFn, step
 from ..verify.inputs import make_feeds, model_input_specs, resolve_shapes
-from .runners import ModelArg, RuntimeInfo, create_runner
+from .base import ModelArg, Runner, RuntimeInfo
+from .runners import create_runner
 
-__all__ = ["BenchResult", "BenchReport", "bench_models", "percentile", "random_feeds"]
+__all__ = ["BenchResult", "BenchReport", "bench_models", "percentile", "random_feeds",
+           "time_runners"]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -49,29 +55,37 @@ class BenchResult:
 
     @property
     def median(self) -> float:
+        """Median latency."""
         return float(statistics.median(self.times))
 
     @property
     def p90(self) -> float:
+        """90th percentile latency."""
         return percentile(self.times, 90)
 
     @property
     def min(self) -> float:
+        """Fastest run."""
         return float(min(self.times))
 
     @property
     def mean(self) -> float:
+        """Mean latency."""
         return float(statistics.fmean(self.times))
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "runtime": self.runtime.describe(), "device": self.runtime.device,
-                "runs": len(self.times), "warmup": self.warmup, "load_s": self.load_s,
+        """JSON-ready: latencies in milliseconds."""
+        return {"label": self.label, "runtime": self.runtime.describe(),
+                "device": self.runtime.device, "runs": len(self.times), "warmup": self.warmup,
+                "load_s": self.load_s,
                 "median_ms": self.median * 1e3, "p90_ms": self.p90 * 1e3, "min_ms": self.min * 1e3,
                 "mean_ms": self.mean * 1e3, "times_ms": [t * 1e3 for t in self.times]}
 
 
 @dataclass
 class BenchReport:
+    """The timings of every model of one :func:`bench_models` call, and how they were taken."""
+
     results: Dict[str, BenchResult]
     input_shapes: Dict[str, tuple]
     optimize: bool
@@ -84,12 +98,15 @@ class BenchReport:
 
     @property
     def runtime(self) -> RuntimeInfo:
+        """Where the first model ran."""
         return next(iter(self.results.values())).runtime
 
     def to_dict(self) -> dict:
+        """JSON-ready; with two models or more, the speedup of the second over the first."""
         labels = list(self.results)
         d = {"runtime": self.runtime.describe(), "device": self.runtime.device,
-             "graph_optimizations": self.optimize, "interleaved": self.interleave, "threads": self.threads,
+             "graph_optimizations": self.optimize, "interleaved": self.interleave,
+             "threads": self.threads,
              "input_shapes": {k: list(v) for k, v in self.input_shapes.items()},
              "models": [r.to_dict() for r in self.results.values()]}
         if len(labels) >= 2:
@@ -100,7 +117,7 @@ class BenchReport:
 
 def random_feeds(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, seed: int = 0,
                  val_range=None) -> Dict[str, np.ndarray]:
-    """Seeded random inputs for ``model`` (symbolic dims from ``input_shapes``, else small defaults)."""
+    """Seeded random inputs for ``model`` (symbolic dims from ``input_shapes``, else defaults)."""
     specs = model_input_specs(model)
     shapes = resolve_shapes(specs, {k: tuple(v) for k, v in (input_shapes or {}).items()})
     return make_feeds(specs, shapes, seed=seed, val_range=val_range)
@@ -134,34 +151,23 @@ def bench_models(
         for label, model in models.items():
             step(progress, f"loading {label}")
             t = time.perf_counter()
-            runner = create_runner(model, runtime=runtime, provider=provider, require_cuda=require_cuda,
-                                   optimize=optimize, threads=threads, what=f"the {label} model")
+            runner = create_runner(model, runtime=runtime, provider=provider,
+                                   require_cuda=require_cuda, optimize=optimize, threads=threads,
+                                   what=f"the {label} model")
             missing = [s.name for s in runner.input_specs() if s.name not in feeds]
             if missing:
-                raise InputError(f"the {label} model needs input '{missing[0]}', which the feeds lack")
+                raise InputError(
+                    f"the {label} model needs input '{missing[0]}', which the feeds lack")
             runners[label] = runner
-            results[label] = BenchResult(label, runner.info, warmup=warmup, load_s=time.perf_counter() - t)
-        # Each runner gets exactly its own inputs (a candidate may not take every input of the original).
-        own = {label: {s.name: feeds[s.name] for s in r.input_specs()} for label, r in runners.items()}
-        labels = list(runners)
-        for label in labels:
-            for i in range(warmup):
-                step(progress, f"warming up {label}", i, warmup)
-                runners[label].run(own[label])
-        total = runs * len(labels)
-        if interleave:
-            done = 0
-            for i in range(runs):
-                order = labels if i % 2 == 0 else labels[::-1]
-                for label in order:
-                    results[label].times.append(_timed(runners[label], own[label]))
-                    done += 1
-                step(progress, "timing (interleaved)", done, total)
-        else:
-            for k, label in enumerate(labels):
-                for i in range(runs):
-                    results[label].times.append(_timed(runners[label], own[label]))
-                    step(progress, f"timing {label}", k * runs + i + 1, total)
+            results[label] = BenchResult(label, runner.info, warmup=warmup,
+                                         load_s=time.perf_counter() - t)
+        # Each runner gets exactly its own inputs (a candidate may not take every input of the
+        # original).
+        own = {label: {s.name: feeds[s.name] for s in r.input_specs()}
+               for label, r in runners.items()}
+        times = time_runners(runners, own, warmup, runs, interleave, progress)
+        for label, values in times.items():
+            results[label].times.extend(values)
     finally:
         runners.clear()
         gc.collect()
@@ -169,7 +175,44 @@ def bench_models(
     return BenchReport(results, shapes, optimize, interleave, threads)
 
 
-def _timed(runner, feeds) -> float:
+def time_runners(
+    runners: Mapping[str, Runner],
+    feeds: Mapping[str, Mapping[str, np.ndarray]],
+    warmup: int,
+    runs: int,
+    interleave: bool = True,
+    progress: Optional[ProgressFn] = None,
+) -> Dict[str, List[float]]:
+    """The timing loop: seconds of each of ``runs`` calls per runner (label → runner).
+
+    Each runner is called on its own ``feeds[label]`` (:meth:`~.base.Runner.run_for_timing`),
+    ``warmup`` times untimed first, one runner after another. With ``interleave`` each round then
+    runs every runner once, in an order that alternates between rounds; without, the runners are
+    timed one after another.
+    """
+    labels = list(runners)
+    for label in labels:
+        for i in range(warmup):
+            step(progress, f"warming up {label}", i, warmup)
+            runners[label].run_for_timing(feeds[label])
+    times: Dict[str, List[float]] = {label: [] for label in labels}
+    total = runs * len(labels)
+    if interleave:
+        done = 0
+        for i in range(runs):
+            for label in labels if i % 2 == 0 else labels[::-1]:
+                times[label].append(_timed(runners[label], feeds[label]))
+                done += 1
+            step(progress, "timing (interleaved)", done, total)
+    else:
+        for k, label in enumerate(labels):
+            for i in range(runs):
+                times[label].append(_timed(runners[label], feeds[label]))
+                step(progress, f"timing {label}", k * runs + i + 1, total)
+    return times
+
+
+def _timed(runner: Runner, feeds: Mapping[str, np.ndarray]) -> float:
     t = time.perf_counter()
-    runner.run(feeds)
+    runner.run_for_timing(feeds)
     return time.perf_counter() - t

@@ -4,9 +4,10 @@ For a node whose input size is known (from the model, or else from ``ConvertOpti
 the CLI's ``--input-shape``), every applicable fixed strategy is emitted for a one-node model of the
 same shape (weight shape, attributes, input size, dtype, opset; a size the model leaves symbolic
 stays symbolic there, so each candidate is emitted as in the model, and is fed at the given size),
-the candidates are timed together on the chosen runtime and provider
-(:func:`deconv2sub.runtime.timing.bench_models`: graph optimisations on, interleaved, medians) and the
-fastest wins. Results are cached per (runtime and version, provider, shape, attributes, dtype,
+the candidates are timed together on the chosen runtime and provider (loaded by
+:func:`deconv2sub.runtime.runners.create_runner` with graph optimisations on, timed by
+:func:`deconv2sub.runtime.timing.time_runners`, the loop ``bench`` uses: interleaved, medians) and
+the fastest wins. Results are cached per (runtime and version, provider, shape, attributes, dtype,
 opset): in memory for the process, and in a JSON file (``$DECONV2SUB_CACHE_DIR/strategy.json``,
 default ``~/.cache/deconv2sub``) unless ``DECONV2SUB_CACHE_DIR`` is empty. Nothing about the node's
 weight values is used: timing does not depend on them.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import threading
 from typing import Callable, Dict, Optional, Tuple
 
@@ -28,6 +30,9 @@ from ..plan.subpixel import PlanError
 from ..rewrite.emissions.base import Choice
 from ..rewrite.emissions.pointwise_gemm import gemm_applies
 from ..rewrite.options import ConvertOptions
+from ..runtime.base import Runner
+from ..runtime.runners import create_runner
+from ..runtime.timing import time_runners
 from .chooser import choose_default, fixed
 
 __all__ = ["Converter", "candidates", "clear_cache", "measurer", "tune"]
@@ -78,6 +83,7 @@ def _save_disk(key: str, entry: dict) -> None:
 
 
 def clear_cache(disk: bool = False) -> None:
+    """Forget the measurements of this process; with ``disk``, delete the cache file too."""
     with _LOCK:
         _MEMORY.clear()
     path = _cache_file()
@@ -107,10 +113,12 @@ def candidates(material, opset: int) -> list:
             single = plan(material.weight, None, material.attrs, material.in_spatial, "CRD", True)
             if gemm_applies(material, opset):
                 names.append("pointwise_gemm")
-            split = phase_split(plan(material.weight, None, material.attrs, material.in_spatial, "CRD", "always"))
+            split = phase_split(plan(material.weight, None, material.attrs, material.in_spatial,
+                                     "CRD", "always"))
             if (split is not None and 1 < len(split.convs) <= 16
                     and (macs_ratio(single) < 1.0 or single.needs_crop)):
-                names += ["per_phase", "per_phase_channels_last"]  # fewer taps, or a crop folded away
+                # fewer taps, or a crop folded away
+                names += ["per_phase", "per_phase_channels_last"]
         except (PlanError, ValueError):
             pass
     return names
@@ -120,8 +128,10 @@ def _one_node_model(material, opset: int) -> Tuple[onnx.ModelProto, np.ndarray]:
     """ConvTranspose of the node's shape with random weights; returns (model, input).
 
     The input declares what the node's model declares (a symbolic size stays symbolic, so every
-    candidate is emitted as it would be there: no Gather baked for a size the model leaves open) and
-    the data has the sizes to measure at (:meth:`deconv2sub.rewrite.material.NodeMaterial.sizes`)."""
+    candidate is emitted as it would be there: no Gather baked for a size the model leaves open)
+    and the data has the sizes to measure at
+    (:meth:`deconv2sub.rewrite.material.NodeMaterial.sizes`).
+    """
     attrs = material.attrs
     dtype = np.dtype(material.dtype or material.weight.dtype)
     if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
@@ -132,11 +142,13 @@ def _one_node_model(material, opset: int) -> Tuple[onnx.ModelProto, np.ndarray]:
     inits = [numpy_helper.from_array(w, "W")]
     inputs = ["X", "W"]
     if material.bias is not None:
-        inits.append(numpy_helper.from_array(rng.standard_normal(material.bias.shape).astype(dtype), "B"))
+        b = rng.standard_normal(material.bias.shape).astype(dtype)
+        inits.append(numpy_helper.from_array(b, "B"))
         inputs.append("B")
-    kw = {k: v for k, v in dict(strides=attrs.strides, dilations=attrs.dilations, pads=attrs.pads,
-                                 output_padding=attrs.output_padding, output_shape=attrs.output_shape,
-                                 kernel_shape=attrs.kernel_shape).items() if v}
+    given = dict(strides=attrs.strides, dilations=attrs.dilations, pads=attrs.pads,
+                 output_padding=attrs.output_padding, output_shape=attrs.output_shape,
+                 kernel_shape=attrs.kernel_shape)
+    kw = {k: v for k, v in given.items() if v}
     if attrs.auto_pad and attrs.auto_pad != "NOTSET":
         kw["auto_pad"] = attrs.auto_pad
     node = helper.make_node("ConvTranspose", inputs, ["Y"], name="node", group=attrs.group, **kw)
@@ -147,7 +159,8 @@ def _one_node_model(material, opset: int) -> Tuple[onnx.ModelProto, np.ndarray]:
                   for i, v in enumerate(material.in_spatial or spatial)]]
     graph = helper.make_graph([node], "tune", [helper.make_tensor_value_info("X", elem, declared)],
                               [helper.make_tensor_value_info("Y", elem, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(opset, 7))], ir_version=7)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(opset, 7))],
+                              ir_version=7)
     return model, rng.standard_normal(shape).astype(dtype)
 
 
@@ -157,10 +170,12 @@ CACHE_VERSION = 3
 
 def _key(material, opset: int, options) -> str:
     a = material.attrs
-    parts = [f"v{CACHE_VERSION}", options.tune_runtime, _runtime_version(options.tune_runtime), options.tune_provider,
-             str(np.dtype(material.dtype or material.weight.dtype)), str(list(material.weight.shape)),
-             str(material.bias is not None), _sizes_key(material),
-             str([a.strides, a.dilations, a.pads, a.output_padding, a.output_shape, a.auto_pad, a.group]),
+    parts = [f"v{CACHE_VERSION}", options.tune_runtime, _runtime_version(options.tune_runtime),
+             options.tune_provider, str(np.dtype(material.dtype or material.weight.dtype)),
+             str(list(material.weight.shape)), str(material.bias is not None),
+             _sizes_key(material),
+             str([a.strides, a.dilations, a.pads, a.output_padding, a.output_shape, a.auto_pad,
+                  a.group]),
              f"opset{opset}", "q" if material.emit_inputs is not None else "f"]
     return "|".join(parts)
 
@@ -174,8 +189,10 @@ def _sizes_key(material) -> str:
 
 
 def measurer(convert: Converter) -> Callable[..., Choice]:
-    """The measuring chooser for ``strategy="auto"`` (see :func:`deconv2sub.targets.chooser.choose`),
-    converting the candidates with ``convert``."""
+    """The measuring chooser for ``strategy="auto"``, converting the candidates with ``convert``.
+
+    See :func:`deconv2sub.targets.chooser.choose`.
+    """
 
     def measure(material, opset: int, options) -> Choice:
         return tune(material, opset, options, convert)
@@ -184,13 +201,16 @@ def measurer(convert: Converter) -> Callable[..., Choice]:
 
 
 def tune(material, opset: int, options, convert: Converter) -> Choice:
-    """The measured-best Choice for the node (see the module docstring); candidates converted with
-    ``convert`` (:func:`deconv2sub.api.convert_model`)."""
-    default = choose_default(material, opset,
-                             target="openvino" if options.tune_runtime == "openvino" else "onnxruntime")
+    """The measured-best Choice for the node (see the module docstring).
+
+    Candidates are converted with ``convert`` (:func:`deconv2sub.api.convert_model`).
+    """
+    target = "openvino" if options.tune_runtime == "openvino" else "onnxruntime"
+    default = choose_default(material, opset, target=target)
 
     def fallback(why: str) -> Choice:
-        return Choice(default.strategy, default.order, default.fold_crop, f"auto: {why}; {default.reason}")
+        return Choice(default.strategy, default.order, default.fold_crop,
+                      f"auto: {why}; {default.reason}")
 
     _, spatial = material.sizes()
     if spatial is None or any(v is None for v in spatial):
@@ -204,57 +224,58 @@ def tune(material, opset: int, options, convert: Converter) -> Choice:
         if entry is None:
             entry = _measure(material, opset, options, convert)
             if entry is None:
-                return fallback(f"could not measure on {options.tune_runtime} ({options.tune_provider})")
+                return fallback(
+                    f"could not measure on {options.tune_runtime} ({options.tune_provider})")
             _save_disk(key, entry)
         with _LOCK:
             _MEMORY[key] = entry
     else:
         cached = True
     choice = entry["choice"]
-    timings = ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in sorted(entry["median_s"].items(), key=lambda kv: kv[1]))
-    reason = f"auto: fastest measured on {entry['runtime']}: {timings}" + (" (cached)" if cached else "")
+    by_speed = sorted(entry["median_s"].items(), key=lambda kv: kv[1])
+    timings = ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in by_speed)
+    reason = f"auto: fastest measured on {entry['runtime']}: {timings}"
+    reason += " (cached)" if cached else ""
     return fixed(choice, group=material.attrs.group, opset=opset, reason=reason)
 
 
-def _session(model: onnx.ModelProto, runtime: str, provider: str):
-    """(run function, description) of ``model`` as deployed: graph optimisations on, default threads;
-    ONNX Runtime's idle workers do not spin (the candidates alternate: a spinning pool would steal the
-    cores of the next candidate and bias the timings)."""
-    if runtime == "openvino":
-        import openvino as ov
-
-        core = ov.Core()
-        compiled = core.compile_model(core.read_model(model=model.SerializeToString(), weights=b""), "CPU",
-                                      {"INFERENCE_PRECISION_HINT": "f32"})
-        request = compiled.create_infer_request()
-        return (lambda feeds: request.infer(feeds, share_inputs=True, share_outputs=True)), \
-            f"openvino {ov.__version__.split('-')[0]} on CPU"
-    import onnxruntime as ort
-
-    from ..runtime.runners import ORT_QUIET, cuda_status
-
-    so = ort.SessionOptions()
-    so.log_severity_level = ORT_QUIET
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    cuda = provider in ("cuda", "auto") and cuda_status()[0]
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
-    if provider == "cuda" and not cuda:
-        raise RuntimeError("CUDA is not available")
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=providers)
-    device = "CUDA" if "CUDAExecutionProvider" in sess.get_providers() else "CPU"
-    return (lambda feeds: sess.run(None, feeds)), f"onnxruntime {ort.__version__} on {device}"
-
-
 def _measure(material, opset: int, options, convert: Converter) -> Optional[dict]:
-    import statistics
-    import time
+    """Median seconds of every candidate that emits a distinct graph and runs, and the fastest.
 
+    The candidates are loaded as deployed (:func:`deconv2sub.runtime.runners.create_runner`: graph
+    optimisations on, default threads; ONNX Runtime's idle workers do not spin, since a spinning
+    pool would steal the cores of the next candidate and bias the timings) and timed together by
+    :func:`deconv2sub.runtime.timing.time_runners` (interleaved). None when nothing could run.
+    """
     try:
         model, x = _one_node_model(material, opset)
     except Exception:  # noqa: BLE001 - an unusual dtype/attribute: no measurement, default emission
         return None
-    runs, where = {}, None
+    feeds = {"X": x}
+    runners: Dict[str, Runner] = {}
+    try:
+        _load_candidates(runners, model, feeds, material, opset, options, convert)
+        if not runners:
+            return None
+        times = time_runners(runners, {name: feeds for name in runners}, WARMUP, RUNS)
+        info = next(iter(runners.values())).info
+    finally:
+        runners.clear()
+    medians = {name: statistics.median(v) for name, v in times.items()}
+    choice = min(medians, key=medians.get)
+    where = f"{info.runtime} {info.version} on {info.device}"
+    return {"choice": choice, "median_s": medians, "runtime": where}
+
+
+def _load_candidates(runners: Dict[str, Runner], model: onnx.ModelProto, feeds, material,
+                     opset: int, options, convert: Converter) -> None:
+    """Fill ``runners`` with every candidate that emits a graph not seen yet and runs once.
+
+    OpenVINO runs on its CPU whatever the provider; ``tune_provider`` "cuda" measures on CUDA or
+    not at all; another runtime name (a toolchain) measures on ONNX Runtime.
+    """
+    runtime = "openvino" if options.tune_runtime == "openvino" else "onnxruntime"
+    provider = "cpu" if runtime == "openvino" else options.tune_provider
     emitted = set()  # graphs already measured: at symbolic sizes transpose_gather is two_stage's
     for name in candidates(material, opset):
         try:
@@ -265,23 +286,10 @@ def _measure(material, opset: int, options, convert: Converter) -> Optional[dict
             if graph in emitted:
                 continue
             emitted.add(graph)
-            runs[name], where = _session(converted, options.tune_runtime, options.tune_provider)
-            runs[name]({"X": x})
+            runner = create_runner(converted, runtime=runtime, provider=provider,
+                                   require_cuda=provider == "cuda", optimize=True, spin=False,
+                                   what=f"the {name} candidate")
+            runner.run_for_timing(feeds)
         except Exception:  # noqa: BLE001 - runtime missing, or a candidate this runtime cannot run
-            runs.pop(name, None)
-    if not runs:
-        return None
-    feeds = {"X": x}
-    times: Dict[str, list] = {name: [] for name in runs}
-    names = list(runs)
-    for _ in range(WARMUP):
-        for name in names:
-            runs[name](feeds)
-    for i in range(RUNS):
-        for name in names if i % 2 == 0 else names[::-1]:
-            t = time.perf_counter()
-            runs[name](feeds)
-            times[name].append(time.perf_counter() - t)
-    medians = {name: statistics.median(v) for name, v in times.items()}
-    choice = min(medians, key=medians.get)
-    return {"choice": choice, "median_s": medians, "runtime": where}
+            continue
+        runners[name] = runner

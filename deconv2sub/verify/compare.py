@@ -34,7 +34,8 @@ def _is_floatlike(dtype: np.dtype) -> bool:
     return dtype.kind in "fc" or (dtype.kind == "V" and "float" in dtype.name)
 
 
-def tolerances_for(dtype, rtol: Optional[float] = None, atol: Optional[float] = None) -> Tuple[float, float]:
+def tolerances_for(dtype, rtol: Optional[float] = None,
+                   atol: Optional[float] = None) -> Tuple[float, float]:
     """``(rtol, atol)`` for ``dtype``; an explicit ``rtol``/``atol`` replaces its default.
 
     Integers and bools compare exactly by default.
@@ -43,12 +44,14 @@ def tolerances_for(dtype, rtol: Optional[float] = None, atol: Optional[float] = 
     if dtype in DEFAULT_TOLERANCES:
         default = DEFAULT_TOLERANCES[dtype]
     elif dtype.kind == "c":
-        default = DEFAULT_TOLERANCES.get(np.dtype(dtype.char.lower()), DEFAULT_TOLERANCES[np.dtype(np.float64)])
+        default = DEFAULT_TOLERANCES.get(np.dtype(dtype.char.lower()),
+                                         DEFAULT_TOLERANCES[np.dtype(np.float64)])
     elif _is_floatlike(dtype):
         default = _EXTENDED_FLOAT_TOLERANCES.get(dtype.name, _FALLBACK_FLOAT_TOLERANCE)
     else:
         default = (0.0, 0.0)
-    return (default[0] if rtol is None else float(rtol), default[1] if atol is None else float(atol))
+    return (default[0] if rtol is None else float(rtol),
+            default[1] if atol is None else float(atol))
 
 
 def _json_float(x: Optional[float]) -> Any:
@@ -84,10 +87,12 @@ class OutputComparison:
     note: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready (strict: non-finite numbers as strings)."""
         d = asdict(self)
         d["shape_ref"], d["shape_cand"] = list(self.shape_ref), list(self.shape_cand)
         d["worst_index"] = None if self.worst_index is None else list(self.worst_index)
-        for key in ("max_abs_err", "mean_abs_err", "max_rel_err", "required_atol", "ref_at_worst", "cand_at_worst"):
+        for key in ("max_abs_err", "mean_abs_err", "max_rel_err", "required_atol", "ref_at_worst",
+                    "cand_at_worst"):
             if isinstance(d[key], float):
                 d[key] = _json_float(d[key])
         return d
@@ -95,15 +100,20 @@ class OutputComparison:
 
 @dataclass
 class ComparisonResult:
+    """Every output compared, and the names only one side produced (which fail)."""
+
     outputs: List[OutputComparison] = field(default_factory=list)
     unpaired_ref: List[str] = field(default_factory=list)  # only the reference produced these
     unpaired_cand: List[str] = field(default_factory=list)  # only the candidate produced these
 
     @property
     def passed(self) -> bool:
-        return all(o.passed for o in self.outputs) and not self.unpaired_ref and not self.unpaired_cand
+        """Every paired output within tolerance, and none unpaired."""
+        return (all(o.passed for o in self.outputs) and not self.unpaired_ref
+                and not self.unpaired_cand)
 
     def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready."""
         return {
             "passed": self.passed,
             "outputs": [o.to_dict() for o in self.outputs],
@@ -117,7 +127,8 @@ def _scalar(x) -> Any:
     return float(x) if _is_floatlike(x.dtype) and x.dtype.kind != "c" else x.item()
 
 
-def compare_arrays(name: str, ref, cand, rtol: Optional[float] = None, atol: Optional[float] = None) -> OutputComparison:
+def compare_arrays(name: str, ref, cand, rtol: Optional[float] = None,
+                   atol: Optional[float] = None) -> OutputComparison:
     """Compare one candidate array with its reference (tolerances default by the ref's dtype)."""
     ref, cand = np.asarray(ref), np.asarray(cand)
     rtol, atol = tolerances_for(ref.dtype, rtol, atol)
@@ -127,13 +138,17 @@ def compare_arrays(name: str, ref, cand, rtol: Optional[float] = None, atol: Opt
         cand_at_worst=None, required_atol=None, rtol=rtol, atol=atol, passed=False,
     )  # fmt: skip
     if ref.shape != cand.shape:
-        return OutputComparison(note=f"shape mismatch {_shape(ref.shape)} vs {_shape(cand.shape)}", **fail)
+        note = f"shape mismatch {_shape(ref.shape)} vs {_shape(cand.shape)}"
+        return OutputComparison(note=note, **fail)
     ref_kind = "f" if _is_floatlike(ref.dtype) else ref.dtype.kind
     cand_kind = "f" if _is_floatlike(cand.dtype) else cand.dtype.kind
     same_kind = ref_kind == cand_kind or {ref_kind, cand_kind} == {"i", "u"}
     if not (same_kind and ref_kind in "biufc" and cand_kind in "biufc"):
-        return OutputComparison(note=f"dtype mismatch {ref.dtype.name} vs {cand.dtype.name}", **fail)
-    notes = [] if ref.dtype == cand.dtype else [f"dtype differs: {ref.dtype.name} vs {cand.dtype.name}"]
+        note = f"dtype mismatch {ref.dtype.name} vs {cand.dtype.name}"
+        return OutputComparison(note=note, **fail)
+    notes = []
+    if ref.dtype != cand.dtype:
+        notes.append(f"dtype differs: {ref.dtype.name} vs {cand.dtype.name}")
 
     wide = np.complex128 if "c" in (ref_kind, cand_kind) else np.float64
     r, c = ref.astype(wide), cand.astype(wide)
@@ -150,7 +165,8 @@ def compare_arrays(name: str, ref, cand, rtol: Optional[float] = None, atol: Opt
         # Statistics leave out NaN-on-one-side elements (the note counts them) so that the size
         # of the other errors stays visible; no atol can pass them, hence their excess is inf.
         diff = np.where(equal | one_nan, 0.0, raw)
-        excess = np.where(one_nan, np.inf, diff - rtol * np.where(np.isfinite(abs_ref), abs_ref, 0.0))
+        finite_ref = np.where(np.isfinite(abs_ref), abs_ref, 0.0)
+        excess = np.where(one_nan, np.inf, diff - rtol * finite_ref)
         # An exactly equal element can never fail: never the "worst" one while any element differs.
         excess = np.where(equal, -np.inf, excess)
         # Non-finite values must match exactly: inf vs -inf is "within" an infinite tolerance.
@@ -166,8 +182,9 @@ def compare_arrays(name: str, ref, cand, rtol: Optional[float] = None, atol: Opt
     note = "; ".join(notes) or None
 
     if ref.size == 0:
-        return OutputComparison(**{**fail, "max_abs_err": 0.0, "mean_abs_err": 0.0, "max_rel_err": 0.0,
-                                   "required_atol": 0.0, "passed": True, "note": note})  # fmt: skip
+        zeros = {"max_abs_err": 0.0, "mean_abs_err": 0.0, "max_rel_err": 0.0,
+                 "required_atol": 0.0}
+        return OutputComparison(**{**fail, **zeros, "passed": True, "note": note})
     worst = np.unravel_index(int(np.argmax(excess)), ref.shape)
     return OutputComparison(
         name=name,
@@ -193,10 +210,15 @@ def _shape(shape) -> str:
 
 
 def compare_outputs(
-    ref: Mapping[str, np.ndarray], cand: Mapping[str, np.ndarray], rtol: Optional[float] = None, atol: Optional[float] = None
+    ref: Mapping[str, np.ndarray],
+    cand: Mapping[str, np.ndarray],
+    rtol: Optional[float] = None,
+    atol: Optional[float] = None,
 ) -> ComparisonResult:
-    """Compare every output the two sides share by name; names on one side only are listed
-    as unpaired (and make the result fail)."""
+    """Compare every output the two sides share by name.
+
+    Names on one side only are listed as unpaired (and make the result fail).
+    """
     return ComparisonResult(
         outputs=[compare_arrays(n, ref[n], cand[n], rtol, atol) for n in ref if n in cand],
         unpaired_ref=[n for n in ref if n not in cand],
@@ -236,15 +258,18 @@ def _val(x) -> str:
 
 
 def _fit(text: str, width: int) -> str:
-    """Shorten ``text`` to ``width`` with an ellipsis in the middle: ONNX tensor names share long
-    prefixes (``/decoder/up.3/...``), so both ends carry information."""
+    """Shorten ``text`` to ``width`` with an ellipsis in the middle.
+
+    ONNX tensor names share long prefixes (``/decoder/up.3/...``), so both ends carry information.
+    """
     if len(text) <= width:
         return text
     head = (width - 1) // 2
     return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
-def format_comparison_table(result: ComparisonResult, width: int = 80, show_worst: bool = False) -> str:
+def format_comparison_table(result: ComparisonResult, width: int = 80,
+                            show_worst: bool = False) -> str:
     """A plain-text table, one row per output, then notes and a verdict line.
 
     Every line fits in ``width`` columns (for ``width`` >= 58, the narrowest that leaves room for
@@ -256,17 +281,20 @@ def format_comparison_table(result: ComparisonResult, width: int = 80, show_wors
     name_w = max(8, width - fixed)
 
     def row(name: str, cells: List[str]) -> str:
-        return _fit(name, name_w).ljust(name_w) + "".join("  " + c.rjust(w) for c, (_, w) in zip(cells, cols))
+        padded = "".join("  " + c.rjust(w) for c, (_, w) in zip(cells, cols))
+        return _fit(name, name_w).ljust(name_w) + padded
 
     lines = [row("output", [h for h, _ in cols]).rstrip(), "-" * min(width, name_w + fixed)]
     notes = []
     for o in result.outputs:
-        cells = [_num(o.max_abs_err), _num(o.mean_abs_err), _num(o.max_rel_err), _num(o.required_atol)]
+        cells = [_num(o.max_abs_err), _num(o.mean_abs_err), _num(o.max_rel_err),
+                 _num(o.required_atol)]
         lines.append(row(o.name, cells + ["PASS" if o.passed else "FAIL"]))
         if o.note:
             notes.append(f"{o.name}: {o.note}")
         if (show_worst or not o.passed) and o.worst_index is not None:
-            notes.append(f"{o.name}: worst at {list(o.worst_index)}: ref {_val(o.ref_at_worst)}, got {_val(o.cand_at_worst)}")
+            notes.append(f"{o.name}: worst at {list(o.worst_index)}: ref {_val(o.ref_at_worst)}, "
+                         f"got {_val(o.cand_at_worst)}")
     for n in result.unpaired_ref:
         lines.append(row(n, ["-"] * 4 + ["FAIL"]))
         notes.append(f"{n}: missing from the candidate")
@@ -277,9 +305,11 @@ def format_comparison_table(result: ComparisonResult, width: int = 80, show_wors
     tols = sorted({(o.dtype, o.rtol, o.atol) for o in result.outputs})
     if tols:
         notes.append("tolerance: " + "; ".join(f"{d} rtol={r:g} atol={a:g}" for d, r, a in tols))
-    failed = sum(not o.passed for o in result.outputs) + len(result.unpaired_ref) + len(result.unpaired_cand)
+    failed = (sum(not o.passed for o in result.outputs) + len(result.unpaired_ref)
+              + len(result.unpaired_cand))
     total = len(result.outputs) + len(result.unpaired_ref) + len(result.unpaired_cand)
     for n in notes:
         lines += textwrap.wrap(n, width, subsequent_indent="    ", break_on_hyphens=False) or [""]
-    lines.append(f"PASS: all {total} outputs match" if result.passed else f"FAIL: {failed} of {total} outputs differ")
+    lines.append(f"PASS: all {total} outputs match" if result.passed
+                 else f"FAIL: {failed} of {total} outputs differ")
     return "\n".join(lines)

@@ -41,6 +41,7 @@ class TensorSpec:
     shape: Optional[Tuple[Dim, ...]]
 
     def shape_str(self) -> str:
+        """E.g. ``(N,3,?,224)``; ``(unknown rank)`` without a shape."""
         if self.shape is None:
             return "(unknown rank)"
         return "(" + ",".join("?" if d is None else str(d) for d in self.shape) + ")"
@@ -54,7 +55,8 @@ def model_input_specs(model: onnx.ModelProto) -> List[TensorSpec]:
     to either would change the weights, not test the model.
     """
     graph = model.graph
-    initializers = {t.name for t in graph.initializer} | {t.values.name for t in graph.sparse_initializer}
+    initializers = ({t.name for t in graph.initializer}
+                    | {t.values.name for t in graph.sparse_initializer})
     specs = []
     for vi in graph.input:
         if vi.name in initializers:
@@ -62,13 +64,15 @@ def model_input_specs(model: onnx.ModelProto) -> List[TensorSpec]:
         kind = vi.type.WhichOneof("value")
         if kind != "tensor_type":
             raise InputError(
-                f"model input '{vi.name}' is a {kind or 'untyped value'}, not a tensor; only tensor inputs are supported"
+                f"model input '{vi.name}' is a {kind or 'untyped value'}, not a tensor; only "
+                "tensor inputs are supported"
             )
         tt = vi.type.tensor_type
         try:
             dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
         except (KeyError, ValueError):
-            raise InputError(f"model input '{vi.name}' has unsupported element type {tt.elem_type}") from None
+            raise InputError(f"model input '{vi.name}' has unsupported element type "
+                             f"{tt.elem_type}") from None
         shape = tuple(_dim(d) for d in tt.shape.dim) if tt.HasField("shape") else None
         specs.append(TensorSpec(vi.name, np.dtype(dtype), shape))
     return specs
@@ -115,10 +119,10 @@ def parse_input_shapes(values: Iterable[str]) -> Dict[str, Tuple[int, ...]]:
 
 def _default_dim(axis: int, trial: int, scale: float = 1) -> int:
     """Size for a symbolic/unknown axis: axis 0 (batch) 1, 2, 3, ...; other axes 16, 32, 48, ...
-    (times ``scale``, see :func:`trial_shape_candidates`).
 
-    Later trials use other sizes so that a graph which baked in the first size fails the comparison.
-    They stay multiples of 16 because real models often need that (U-Nets concatenate skips after four
+    Other axes are multiplied by ``scale`` (see :func:`trial_shape_candidates`). Later trials use
+    other sizes so that a graph which baked in the first size fails the comparison. They stay
+    multiples of 16 because real models often need that (U-Nets concatenate skips after four
     halvings); odd sizes are covered by the test suite and can be given with --input-shape.
     """
     return 1 + trial if axis == 0 else max(1, int(16 * (trial + 1) * scale))
@@ -128,7 +132,8 @@ def _other_size(axis: int, given: int, trial: int) -> int:
     """Trial ``trial``'s size for a symbolic axis that the user set to ``given`` (trial 0 keeps it).
 
     The batch grows by one per trial; other axes are multiplied by ``trial + 1``, which keeps every
-    divisibility the given size has and every tie of the form ``a = k * b`` between two inputs."""
+    divisibility the given size has and every tie of the form ``a = k * b`` between two inputs.
+    """
     return given + trial if axis == 0 else given * (trial + 1)
 
 
@@ -174,9 +179,8 @@ def resolve_shapes(
     known = {s.name for s in specs}
     unknown = [n for n in overrides if n not in known]
     if unknown:
-        raise InputError(
-            f"shape given for '{unknown[0]}', which is not a model input (inputs: {', '.join(sorted(known)) or 'none'})"
-        )
+        raise InputError(f"shape given for '{unknown[0]}', which is not a model input "
+                         f"(inputs: {', '.join(sorted(known)) or 'none'})")
 
     bound: Dict[str, Tuple[int, str]] = {}  # dim_param -> (value, input that set it)
     given: Dict[str, Tuple[int, ...]] = {}
@@ -190,9 +194,8 @@ def resolve_shapes(
             if isinstance(want, str):
                 prev = bound.setdefault(want, (got, spec.name))
                 if prev[0] != got:
-                    raise InputError(
-                        f"dimension '{want}' is {prev[0]} for input '{prev[1]}' but {got} for input '{spec.name}'"
-                    )
+                    raise InputError(f"dimension '{want}' is {prev[0]} for input '{prev[1]}' "
+                                     f"but {got} for input '{spec.name}'")
 
     result: Dict[str, Tuple[int, ...]] = {}
     for spec in specs:
@@ -200,7 +203,8 @@ def resolve_shapes(
             result[spec.name] = given[spec.name]
             continue
         if spec.shape is None:
-            raise InputError(f"input '{spec.name}' has unknown rank; give its shape explicitly (NAME:D1,D2,...)")
+            raise InputError(f"input '{spec.name}' has unknown rank; give its shape explicitly "
+                             "(NAME:D1,D2,...)")
         shape = []
         scale = scales.get(spec.name, 1)
         for axis, d in enumerate(spec.shape):
@@ -217,9 +221,11 @@ def resolve_shapes(
 def symbolic_dim_values(specs: Iterable[TensorSpec], shapes: Mapping[str, Tuple[int, ...]],
                         overrides: Optional[Mapping[str, Tuple[int, ...]]] = None
                         ) -> Dict[str, int]:
-    """``{label: value in shapes}`` of the input dims that are neither fixed nor given in
-    ``overrides``: the label is the ``dim_param`` name, or ``input[axis]`` for an unnamed dim; each
-    name once, in input order."""
+    """``{label: value in shapes}`` of the input dims that are neither fixed nor given.
+
+    The label is the ``dim_param`` name, or ``input[axis]`` for an unnamed dim; each name once, in
+    input order; inputs in ``overrides`` are left out.
+    """
     values: Dict[str, int] = {}
     for spec in specs:
         if spec.name in (overrides or {}) or spec.shape is None:
@@ -233,8 +239,11 @@ def symbolic_dim_values(specs: Iterable[TensorSpec], shapes: Mapping[str, Tuple[
 
 def _scale_groups(specs: Sequence[TensorSpec],
                   overrides: Mapping[str, Tuple[int, ...]]) -> List[List[str]]:
-    """Inputs whose non-batch symbolic dims are scaled together: an input with such dims and not
-    given by the user is one group, merged with every other input that shares a dim name with it."""
+    """Inputs whose non-batch symbolic dims are scaled together.
+
+    An input with such dims and not given by the user is one group, merged with every other input
+    that shares a dim name with it.
+    """
     groups: List[Tuple[set, List[str]]] = []  # (dim names, input names)
     for spec in specs:
         if spec.name in overrides or spec.shape is None:
@@ -292,8 +301,7 @@ def trial_shape_candidates(
 
 
 def check_input_shapes(model: onnx.ModelProto, overrides: Mapping[str, Sequence[int]]) -> None:
-    """InputError when ``overrides`` name an input the model lacks or contradict its rank or its
-    fixed dims."""
+    """InputError when ``overrides`` name an input the model lacks, or contradict its shape."""
     specs = {s.name: s for s in model_input_specs(model)}
     unknown = [n for n in overrides if n not in specs]
     if unknown:
@@ -305,9 +313,11 @@ def check_input_shapes(model: onnx.ModelProto, overrides: Mapping[str, Sequence[
 
 def with_input_shapes(model: onnx.ModelProto,
                       overrides: Mapping[str, Sequence[int]]) -> onnx.ModelProto:
-    """A copy of ``model`` whose graph inputs have the given concrete shapes (checked with
-    :func:`check_input_shapes`). It copies the weights too: for shape inference of a big model, pass
-    a skeleton (see :func:`deconv2sub.api.infer_shapes`)."""
+    """A copy of ``model`` whose graph inputs have the given concrete shapes.
+
+    The shapes are checked with :func:`check_input_shapes`. It copies the weights too: for shape
+    inference of a big model, pass a skeleton (see :func:`deconv2sub.api.infer_shapes`).
+    """
     check_input_shapes(model, overrides)
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -340,21 +350,29 @@ def make_feeds(
         if spec.name not in shapes:
             raise InputError(f"no shape for input '{spec.name}'")
         shape, dt = tuple(shapes[spec.name]), spec.dtype
-        if dt.kind == "f" or dt.name.startswith(("bfloat16", "float8")):  # ml_dtypes floats have kind "V"
-            data = rng.standard_normal(shape) if val_range is None else rng.uniform(val_range[0], val_range[1], shape)
+        # ml_dtypes floats have kind "V"
+        if dt.kind == "f" or dt.name.startswith(("bfloat16", "float8")):
+            if val_range is None:
+                data = rng.standard_normal(shape)
+            else:
+                data = rng.uniform(val_range[0], val_range[1], shape)
         elif dt.kind in "iu":
-            lo, hi = (0, 3) if val_range is None else (int(np.ceil(val_range[0])), int(np.floor(val_range[1])))
+            if val_range is None:
+                lo, hi = 0, 3
+            else:
+                lo, hi = int(np.ceil(val_range[0])), int(np.floor(val_range[1]))
             if lo > hi:
-                raise InputError(f"input '{spec.name}' is {dt.name}, but the value range {val_range} holds no integer")
+                raise InputError(f"input '{spec.name}' is {dt.name}, but the value range "
+                                 f"{val_range} holds no integer")
             if dt.kind == "u" and lo < 0:
-                raise InputError(f"input '{spec.name}' is {dt.name}, but the value range {val_range} is negative")
+                raise InputError(f"input '{spec.name}' is {dt.name}, but the value range "
+                                 f"{val_range} is negative")
             data = rng.integers(lo, hi, shape, endpoint=True)
         elif dt.kind == "b":
             data = rng.random(shape) < 0.5
         else:
-            raise InputError(
-                f"cannot generate random data for input '{spec.name}' of type {dt.name}; provide it in an .npz file"
-            )
+            raise InputError(f"cannot generate random data for input '{spec.name}' of type "
+                             f"{dt.name}; provide it in an .npz file")
         feeds[spec.name] = np.array(data, dtype=dt, order="C")
     return feeds
 
@@ -376,13 +394,13 @@ def load_npz(path: Union[str, os.PathLike], specs: Iterable[TensorSpec]) -> Dict
     feeds = {}
     for spec in specs:
         if spec.name not in arrays:
-            raise InputError(
-                f"'{path}' has no array for model input '{spec.name}' (it has: {', '.join(sorted(arrays)) or 'nothing'})"
-            )
+            raise InputError(f"'{path}' has no array for model input '{spec.name}' "
+                             f"(it has: {', '.join(sorted(arrays)) or 'nothing'})")
         arr = arrays[spec.name]
         if arr.dtype != spec.dtype:
             if not np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
-                raise InputError(f"input '{spec.name}' in '{path}' is {arr.dtype}, which cannot be cast to {spec.dtype}")
+                raise InputError(f"input '{spec.name}' in '{path}' is {arr.dtype}, which cannot "
+                                 f"be cast to {spec.dtype}")
         check_shape(spec, arr.shape, f"'{path}'")
         feeds[spec.name] = np.array(arr, dtype=spec.dtype, order="C")
     extra = sorted(set(arrays) - set(feeds))

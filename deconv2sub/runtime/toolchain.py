@@ -1,0 +1,97 @@
+"""Deployment toolchains (:mod:`deconv2sub.toolchains`) as runners: :class:`ToolchainRunner`."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from typing import Dict, Tuple
+
+import numpy as np
+
+from ..errors import InputError, NoKernelError, RuntimeUnavailableError
+from ..toolchains import ToolchainError
+from .base import ModelSource, Runner, RunnerOptions, RuntimeInfo, source_specs
+
+__all__ = ["ToolchainRunner", "toolchain_factory"]
+
+
+class ToolchainRunner(Runner):
+    """A model taken through a deployment toolchain (:mod:`deconv2sub.toolchains`).
+
+    Converted by the toolchain's own converter for the static input shapes of each run (once per
+    distinct shape set), then run in the toolchain's runtime. Outputs keyed by ONNX output name, in
+    ONNX layout.
+    """
+
+    def __init__(self, module, source: ModelSource, info: RuntimeInfo, what: str):
+        """``module``: the toolchain's module (``compile``, optionally ``MAX_BATCH``)."""
+        outputs = [o.name for o in source.metadata().graph.output]
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"deconv2sub-{module.NAME}-")
+        super().__init__(info, source_specs(source, info.runtime, what), outputs, what,
+                         source.keepalive)
+        self._module = module
+        if source.path is not None:
+            self._path = source.path
+        else:
+            self._path = os.path.join(self._tmp.name, "model.onnx")
+            with open(self._path, "wb") as f:
+                f.write(source.data)
+        self._compiled: Dict[tuple, object] = {}
+
+    def _compile(self, shapes: Dict[str, Tuple[int, ...]]):
+        key = tuple(sorted(shapes.items()))
+        if key not in self._compiled:
+            workdir = tempfile.mkdtemp(prefix="shape-", dir=self._tmp.name)
+            try:
+                self._compiled[key] = self._module.compile(self._path, dict(shapes), workdir)
+            except ToolchainError as e:
+                # the toolchain cannot take this model: "cannot run here", like a missing kernel
+                raise NoKernelError(
+                    f"{self.info.runtime} cannot convert {self.what}: {e}") from None
+        return self._compiled[key]
+
+    def run(self, feeds, output_names=None):
+        """Run once (one sample at a time on a toolchain without a batch axis, outputs stacked)."""
+        names = self._wanted(output_names)
+        batches = {int(np.shape(v)[0]) for v in feeds.values() if np.ndim(v) > 0}
+        max_batch = getattr(self._module, "MAX_BATCH", None)
+        if max_batch == 1 and len(batches) == 1 and batches != {1}:
+            (n,) = batches
+            parts = [self._run_once({k: v[i:i + 1] for k, v in feeds.items()}, names)
+                     for i in range(n)]
+            return {name: np.concatenate([p[name] for p in parts], axis=0) for name in names}
+        return self._run_once(feeds, names)
+
+    def _run_once(self, feeds, names):
+        compiled = self._compile({k: tuple(np.shape(v)) for k, v in feeds.items()})
+        try:
+            out = compiled.run(feeds)
+        except ToolchainError as e:
+            raise InputError(f"{self.info.runtime} failed to run {self.what}: {e}") from None
+        missing = [n for n in names if n not in out]
+        if missing:
+            raise InputError(f"{self.info.runtime} gave no output '{missing[0]}' for {self.what}")
+        return {n: out[n] for n in names}
+
+
+def toolchain_factory(name: str):
+    """The runner factory of toolchain ``name`` (module ``deconv2sub.toolchains.<name>``)."""
+
+    def create(source: ModelSource, what: str, options: RunnerOptions) -> ToolchainRunner:
+        if options.provider == "cuda" or options.require_cuda:
+            raise RuntimeUnavailableError(f"{name} runs on the CPU here; use provider cpu")
+        try:
+            module = importlib.import_module(f"deconv2sub.toolchains.{name}")
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith("deconv2sub"):
+                raise RuntimeUnavailableError(f"no {name} runner in this deconv2sub") from None
+            raise RuntimeUnavailableError(f"{name} is not installed ({e.name} missing)") from None
+        reason = module.unavailable_reason()
+        if reason:
+            raise RuntimeUnavailableError(reason)
+        version = getattr(module, "version", lambda: "")()
+        info = RuntimeInfo(name, "CPU", ["CPU"], None, version)
+        return ToolchainRunner(module, source, info, what)
+
+    return create
