@@ -570,7 +570,7 @@ def _model_proto(model, with_data: bool = False) -> Optional[onnx.ModelProto]:
     ``with_data`` and it is small enough (else None)."""
     if isinstance(model, onnx.ModelProto):
         return model
-    from ..io.model_io import load_model, model_size_bytes
+    from ..io.load import load_model, model_size_bytes
 
     if with_data and model_size_bytes(model) > LOCALISE_MAX_BYTES:
         return None
@@ -795,7 +795,7 @@ def load_for_comparison(path: str, what: str = "the model") -> onnx.ModelProto:
     """Load a model file for ``validate``: InputError (one line) when it is missing, unreadable, empty,
     truncated or not an ONNX model. The ONNX checker is not run: it rejects models that runtimes accept
     (e.g. outputs without a declared shape); whether the runtime can load the model shows next."""
-    from ..io.model_io import load_model
+    from ..io.load import load_model
 
     return load_model(path)
 
