@@ -37,7 +37,7 @@ ALIGNMENT = 1 << 16
 def prepare(model: onnx.ModelProto, use_external: bool, location: str, data_path: Optional[str],
             source_dir: Optional[PathLike], consume: bool,
             detached: Optional[dict] = None) -> onnx.ModelProto:
-    """The proto to hand to ``onnx.save_model``, with external data already written to ``data_path``.
+    """The proto to hand to ``onnx.save_model``, its external data written to ``data_path``.
 
     ``model`` itself when nothing must change; else ``model`` (``consume``) or a copy with tensors
     re-pointed: big tensors (and tensors already external) to ``location`` when ``use_external``,
@@ -107,7 +107,7 @@ def _place(tensor: onnx.TensorProto, out, location: str, source_dir: Optional[Pa
 
 
 def _detached_bytes(source) -> memoryview:
-    """The raw (little-endian) bytes of a detached array or TensorProto, without copying an array."""
+    """The raw (little-endian) bytes of a detached array or TensorProto; an array is not copied."""
     if isinstance(source, onnx.TensorProto):
         return memoryview(source.raw_data)
     import numpy as np

@@ -36,7 +36,8 @@ def external_data_path(tensor: onnx.TensorProto, base_dir: pathlib.Path,
         raise InputError(f"{what} has no location (the model does not say which file holds it)")
     if os.path.isabs(location):
         raise InputError(f"{what} is not read: its location {location!r} is an absolute path, "
-                         "which points outside the model's folder (locations must be relative to it)")
+                         "which points outside the model's folder (locations must be relative to "
+                         "it)")
     if os.pardir in pathlib.PurePath(os.path.normpath(location)).parts:
         raise InputError(f"{what} is not read: its location {location!r} points outside the "
                          "model's folder")
@@ -52,7 +53,7 @@ def external_data_path(tensor: onnx.TensorProto, base_dir: pathlib.Path,
 
 def load_external_data_into(model: onnx.ModelProto, base_dir: PathLike,
                             model_path: Optional[PathLike] = None) -> None:
-    """Read the external tensors of ``model`` that are not loaded yet from their files in ``base_dir``.
+    """Read the external tensors of ``model`` not loaded yet from their files in ``base_dir``.
 
     ``model_path`` (default: ``base_dir``) names the model in the :class:`InputError` raised when a
     file is refused, missing or too short.
@@ -91,7 +92,7 @@ def external_data_files(model: onnx.ModelProto, base_dir: PathLike) -> List[path
 
 
 def verify_external_data(model: onnx.ModelProto, path: PathLike) -> None:
-    """Check, without reading them, that the external data of ``model`` (saved at ``path``) is there.
+    """Check, without reading it, that the external data of ``model`` (saved at ``path``) is there.
 
     For a model loaded with ``load_external_data=False``: every referenced file must exist beside
     the model and be long enough for its tensors. Raises :class:`InputError` naming the file
@@ -139,7 +140,7 @@ def copy_range(src_path: str, offset: int, length: Optional[int], out) -> int:
 
 
 def read_range(src_path: str, offset: int, length: Optional[int]) -> bytes:
-    """``length`` bytes (None: to the end) of ``src_path`` from ``offset``; as :func:`copy_range`."""
+    """``length`` bytes (None: to the end) of ``src_path`` from ``offset`` (see ``copy_range``)."""
     with open(src_path, "rb") as src:
         src.seek(offset)
         data = src.read() if length is None else src.read(length)

@@ -86,8 +86,8 @@ def check_output_path(path: PathLike, force: bool = False, protect: Iterable[Pat
 def needs_external_data(model: onnx.ModelProto) -> bool:
     """Whether ``model`` is saved with external data when the caller does not say.
 
-    Yes when one of its tensors is marked external (its data in a file of the input, loaded or
-    not: the output keeps the input's layout) or when the model, the data of its detached tensors
+    Yes when one of its tensors is marked external (its data still in a file of the input, or
+    in memory with the marker kept: the output keeps the input's layout) or when the model, the data of its detached tensors
     (:data:`DETACHED_LOCATION`) included, exceeds :data:`EXTERNAL_DATA_THRESHOLD`. Detached tensors
     alone do not count as external: they are held apart only to save copies in memory.
     """
@@ -254,7 +254,8 @@ def stage_model(
             continue
         if external_location(t) == DETACHED_LOCATION:
             if t.name not in detached:
-                raise OutputError(f"cannot write {target}: the data of tensor {t.name!r} is missing")
+                raise OutputError(f"cannot write {target}: the data of tensor {t.name!r} is "
+                                  "missing")
         elif source_dir is None:
             raise OutputError(
                 f"cannot write {target}: the data of tensor {t.name!r} is in an external "
@@ -269,7 +270,8 @@ def stage_model(
         _remove_stale_temporaries(target)
         tmp_dir = tempfile.mkdtemp(prefix=f"{_tmp_prefix(target)}{os.getpid()}-", dir=target.parent)
         staged = StagedModel(target, tmp_dir, data_name if use_external else None, force, protect)
-        work = prepare(model, use_external, data_name, staged.data_path, source_dir, consume, detached)
+        work = prepare(model, use_external, data_name, staged.data_path, source_dir, consume,
+                       detached)
         onnx.save_model(work, staged.model_path, format="protobuf")
         del work
         return staged

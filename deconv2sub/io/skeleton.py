@@ -56,8 +56,10 @@ def skeleton(model: onnx.ModelProto, min_bytes: int = SKELETON_MIN_BYTES,
 
 def stub_all(model: onnx.ModelProto, min_bytes: int = SKELETON_MIN_BYTES,
              location: str = STUB_LOCATION) -> int:
-    """Point every in-memory tensor of ``min_bytes`` or more (subgraphs and attributes included) at
-    ``location``, dropping its data, in place; returns the total stub bytes."""
+    """Point every in-memory tensor of ``min_bytes`` or more at ``location``, in place.
+
+    Subgraphs and attributes included; their data is dropped. Returns the total stub bytes.
+    """
     offset = 0
     for tensor in iter_tensors(model):
         if tensor.HasField("raw_data"):
