@@ -86,10 +86,11 @@ def check_output_path(path: PathLike, force: bool = False, protect: Iterable[Pat
 def needs_external_data(model: onnx.ModelProto) -> bool:
     """Whether ``model`` is saved with external data when the caller does not say.
 
-    Yes when one of its tensors is marked external (its data still in a file of the input, or
-    in memory with the marker kept: the output keeps the input's layout) or when the model, the data of its detached tensors
-    (:data:`DETACHED_LOCATION`) included, exceeds :data:`EXTERNAL_DATA_THRESHOLD`. Detached tensors
-    alone do not count as external: they are held apart only to save copies in memory.
+    Yes when one of its tensors is marked external (its data still in a file of the input, or in
+    memory with the marker kept: the output keeps the input's layout) or when the model, the data
+    of its detached tensors (:data:`DETACHED_LOCATION`) included, exceeds
+    :data:`EXTERNAL_DATA_THRESHOLD`. Detached tensors alone do not count as external: they are
+    held apart only to save copies in memory.
     """
     size = model.ByteSize()
     for t in iter_tensors(model):
