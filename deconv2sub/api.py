@@ -13,7 +13,7 @@ import onnx_graphsurgeon as gs
 from .rewrite.operands import external_data_dir as _external_data_dir
 from .targets.autotune import measurer
 from .errors import InputError
-from .io.model_io import DETACHED_LOCATION as _DETACHED
+from .io.tensors import DETACHED_LOCATION as _DETACHED
 from .report import ConversionReport
 from .rewrite.graph_pass import convert_graph
 from .rewrite.options import ConvertOptions
@@ -43,7 +43,7 @@ def infer_shapes(model: onnx.ModelProto,
     try:
         source = model
         if model.ByteSize() > _SKELETON_BYTES:
-            from .io.model_io import skeleton
+            from .io.skeleton import skeleton
 
             source, _ = skeleton(model, min_bytes=1 << 16)
         if input_shapes:
@@ -183,11 +183,11 @@ def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto,
     exported as data-less stubs. With ``attach`` their data is put into the finished model one tensor at
     a time (an array is dropped as soon as its bytes are in the model); without, the stubs keep pointing
     to ``DETACHED_LOCATION`` and the data (arrays or TensorProtos, by tensor name) is returned, for
-    ``model_io.stage_model(..., detached=...)`` to write straight into the output's data file.
+    ``io.save.stage_model(..., detached=...)`` to write straight into the output's data file.
     """
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
 
-    from .io.model_io import _iter_tensors, _point_to, _tensor_nbytes, _uses_external_data
+    from .io.tensors import iter_tensors, point_to, tensor_nbytes, uses_external_data
     from .rewrite.graph_pass import iter_graphs
 
     found: Dict[str, list] = {}
@@ -207,9 +207,9 @@ def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto,
             continue
         if isinstance(values, LazyValues):
             proto = values.tensor
-            if _uses_external_data(proto) and not proto.HasField("raw_data"):
+            if uses_external_data(proto) and not proto.HasField("raw_data"):
                 continue  # already data-less (external data not loaded)
-            nbytes = _tensor_nbytes(proto) if proto.HasField("raw_data") else None
+            nbytes = tensor_nbytes(proto) if proto.HasField("raw_data") else None
             if nbytes is None or nbytes < _DETACH_MIN_BYTES:
                 continue
             stub = onnx.TensorProto(name=name, data_type=proto.data_type, dims=list(proto.dims))
@@ -224,15 +224,15 @@ def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto,
                 continue
             stub = onnx.TensorProto(name=name, data_type=elem, dims=list(array.shape))
             nbytes, source = array.nbytes, array
-        _point_to(stub, _DETACHED, 0, nbytes)
+        point_to(stub, _DETACHED, 0, nbytes)
         const._values = LazyValues(stub)
         detached[name] = source
     found.clear()
     out = gs.export_onnx(graph, do_type_check=False)
     if not attach:
         return out, detached
-    for tensor in _iter_tensors(out):
-        if not _uses_external_data(tensor) or tensor.HasField("raw_data"):
+    for tensor in iter_tensors(out):
+        if not uses_external_data(tensor) or tensor.HasField("raw_data"):
             continue
         if not any(e.key == "location" and e.value == _DETACHED for e in tensor.external_data):
             continue
@@ -253,7 +253,7 @@ def _lazy_external_values(graph: gs.Graph, base_dir: str) -> None:
     file against the current directory. Exported untouched, such a constant keeps pointing to the file."""
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
 
-    from .io.model_io import _uses_external_data
+    from .io.tensors import uses_external_data
     from .rewrite.graph_pass import iter_graphs
 
     class ExternalLazyValues(LazyValues):
@@ -268,15 +268,15 @@ def _lazy_external_values(graph: gs.Graph, base_dir: str) -> None:
         for t in g.tensors().values():
             values = getattr(t, "_values", None)
             if (isinstance(t, gs.Constant) and isinstance(values, LazyValues) and not isinstance(values, SparseValues)
-                    and _uses_external_data(values.tensor) and not values.tensor.HasField("raw_data")):
+                    and uses_external_data(values.tensor) and not values.tensor.HasField("raw_data")):
                 t._values = ExternalLazyValues(values.tensor)
                 t.data_location = None  # if its values get loaded and exported, they are in memory
 
 
 def _has_unloaded_external_data(model: onnx.ModelProto) -> bool:
-    from .io.model_io import _iter_tensors, _uses_external_data
+    from .io.tensors import is_unloaded, iter_tensors
 
-    return any(_uses_external_data(t) and not t.HasField("raw_data") for t in _iter_tensors(model))
+    return any(is_unloaded(t) for t in iter_tensors(model))
 
 
 def convert_model(
@@ -297,7 +297,7 @@ def convert_model(
     with ``load_external_data=False`` needs ``external_data_dir`` (the model file's folder) for that.
     With ``load_external_data=False`` the untouched tensors keep pointing into the input's data files
     (relative to ``external_data_dir``): what ``deconv2sub convert`` does to stream them into the output
-    without holding them in memory (``model_io.save_model(..., source_dir=external_data_dir)``).
+    without holding them in memory (``io.save.save_model(..., source_dir=external_data_dir)``).
     """
     return _convert(model, options, external_data_dir=external_data_dir, load_external_data=load_external_data)
 
@@ -310,7 +310,7 @@ def convert_for_save(
     """What ``deconv2sub convert`` uses: like ``convert_model(..., load_external_data=False)``, but the big
     new weights are not copied into the returned model either: it points to them (``DETACHED_LOCATION``)
     and they come back as a third value, to go straight into the output's data file with
-    ``model_io.stage_model(model, ..., source_dir=external_data_dir, detached=that)``."""
+    ``io.save.stage_model(model, ..., source_dir=external_data_dir, detached=that)``."""
     return _convert(model, options, external_data_dir=external_data_dir, load_external_data=False, _detach=True)
 
 
@@ -333,7 +333,8 @@ def _convert(
 ):
     """:func:`convert_model`; with ``_detach``, see :func:`convert_for_save`."""
     if not isinstance(model, onnx.ModelProto):
-        from .io.model_io import load_model, verify_external_data
+        from .io.external_data import verify_external_data
+        from .io.load import load_model
 
         path = model
         model = load_model(path, load_external_data=False)
@@ -366,7 +367,7 @@ def _convert(
             out.CopyFrom(model)
         del graph
     if load_external_data and external_data_dir is not None and _has_unloaded_external_data(out):
-        from .io.model_io import load_external_data_into
+        from .io.external_data import load_external_data_into
 
         load_external_data_into(out, external_data_dir)
     return (out, report, detached) if _detach else (out, report)

@@ -436,7 +436,7 @@ def inspect_cmd(model, input_shapes, shuffle, order, strategy, target, as_json, 
     """
     _require_model_file(model)
     from .inspection import inspect_model
-    from .io.model_io import load_model
+    from .io.load import load_model
     from .rewrite.options import ConvertOptions
     from .verify.inputs import parse_input_shapes
 
@@ -488,7 +488,7 @@ def bench(model, candidate, runtime, provider, require_cuda, input_shapes, input
     for path in (model, candidate) if candidate else (model,):
         _require_model_file(path)
     from .api import convert_model
-    from .io.model_io import load_model
+    from .io.load import load_model
     from .rewrite.options import ConvertOptions
     from .runtime.timing import bench_models
     from .verify.inputs import (

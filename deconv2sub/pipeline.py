@@ -25,13 +25,10 @@ import onnx
 
 from .api import convert_for_save
 from .errors import InputError, NoKernelError, VerificationError
-from .io.model_io import (
-    checker_complaint,
-    load_model,
-    model_files,
-    stage_model,
-    verify_external_data,
-)
+from .io.check import checker_complaint
+from .io.external_data import verify_external_data
+from .io.load import load_model, model_files
+from .io.save import check_output_path, stage_model
 from .report import ConversionReport
 from .rewrite.options import ConvertOptions
 from .runtime.runners import create_runner
@@ -102,10 +99,8 @@ def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = Non
 
     t = time.perf_counter()
     say(f"writing {job.output}")
-    external = job.external_data
-    if external is None and len(protect) > 1:
-        external = True  # the input kept its weights outside: so does the output
-    staged = stage_model(converted, job.output, force=job.force, external_data=external, protect=protect,
+    staged = stage_model(converted, job.output, force=job.force,
+                         external_data=_output_external_data(job, protect), protect=protect,
                          source_dir=base_dir, consume=True, detached=detached)
     del converted, detached
     with staged:  # discarded unless committed
@@ -173,26 +168,22 @@ def default_output_path(model: str) -> str:
     return os.path.join(folder, f"{stem}_subpixel{ext or '.onnx'}")
 
 
-def save_model_precheck(job: ConvertJob, protect: Sequence[os.PathLike] = ()) -> None:
-    """Refuse a bad output path before any work: the input model (or one of its external data
-    files) under any spelling, symlink or hard link first, since ``--force`` cannot change that
-    answer; then a directory, an existing file without ``force``, a missing folder.
-    ``protect``: the input's files (``model_io.model_files``; the model path alone when empty)."""
-    from .errors import OutputError
+def _output_external_data(job: ConvertJob, protect: Sequence[os.PathLike]) -> Optional[bool]:
+    """Whether the output gets external data: as the job says, else as the input had (None: the
+    save decides by size)."""
+    if job.external_data is None and len(protect) > 1:
+        return True  # the input kept its weights outside: so does the output
+    return job.external_data
 
-    out = os.path.abspath(job.output)
-    if os.path.exists(out):
-        inputs = list(protect) or [job.model]
-        if any(os.path.exists(p) and os.path.samefile(p, out) for p in inputs):
-            raise OutputError(f"refusing to overwrite the input model {job.model}"
-                              f" (output {job.output} is the same file)")
-    if os.path.isdir(out):
-        raise OutputError(f"{job.output} is a directory; give a file name for the output model")
-    if os.path.exists(out) and not job.force:
-        raise OutputError(f"{job.output} exists; pass --force to overwrite")
-    parent = os.path.dirname(out)
-    if not os.path.isdir(parent):
-        raise OutputError(f"cannot write {job.output}: folder {parent} does not exist")
+
+def save_model_precheck(job: ConvertJob, protect: Sequence[os.PathLike] = ()) -> None:
+    """Refuse a bad output path before any work (:func:`deconv2sub.io.save.check_output_path`).
+
+    ``protect``: the input's files (``io.load.model_files``; the model path alone when empty).
+    The output's data file is checked too when it is known to get one.
+    """
+    check_output_path(job.output, job.force, list(protect) or [job.model],
+                      data_file=bool(_output_external_data(job, protect)))
 
 
 def _mismatch_line(v: VerificationResult) -> str:

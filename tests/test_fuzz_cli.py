@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from deconv2sub.io import model_io
+from deconv2sub.io import save
 from deconv2sub.cli import main
-from deconv2sub.io.model_io import save_model
+from deconv2sub.io.save import save_model
 
 from builders import convtranspose_model
 
@@ -159,7 +159,7 @@ def test_readonly_output_folder_simulated(tmp_path, monkeypatch, model_bytes):
     out_dir = tmp_path / "ro"
     out_dir.mkdir()
     real_access = os.access
-    monkeypatch.setattr(model_io.os, "access", lambda p, mode, *a, **k: False if str(p) == str(out_dir) else real_access(p, mode))
+    monkeypatch.setattr(save.os, "access", lambda p, mode, *a, **k: False if str(p) == str(out_dir) else real_access(p, mode))
     r = invoke(tmp_path / "m.onnx", "-o", out_dir / "out.onnx")
     assert_clean_failure(r, out_dir)
     assert "not writable" in r.stderr

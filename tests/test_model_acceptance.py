@@ -16,7 +16,9 @@ from onnx import TensorProto, helper, numpy_helper
 from deconv2sub import pipeline
 from deconv2sub.cli import main
 from deconv2sub.errors import InputError
-from deconv2sub.io.model_io import load_model, save_model, verify_external_data
+from deconv2sub.io.external_data import verify_external_data
+from deconv2sub.io.load import load_model
+from deconv2sub.io.save import save_model
 
 from builders import assert_equivalent, convtranspose_model
 

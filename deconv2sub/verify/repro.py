@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 import onnx
 
 from ..errors import OutputError
-from ..io.model_io import load_model
+from ..io.load import load_model
 from .inputs import save_npz
 from .results import VerificationResult
 

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 
 from ..errors import InputError, NoKernelError, RuntimeUnavailableError
-from ..io.model_io import load_model, model_size_bytes
+from ..io.load import load_model, model_size_bytes
 from ..progress import ProgressFn, step
 from ..report import ConversionReport
 from ..runtime.base import RuntimeInfo

@@ -1,235 +1,32 @@
-"""Tests for deconv2sub.io.model_io: loading, checking and atomic saving of ONNX models."""
+"""Tests for deconv2sub.io.save and deconv2sub.io.data_file: checked, staged, atomic saving."""
 
 from __future__ import annotations
 
 import os
-import pathlib
 
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
-from deconv2sub.errors import InputError, OutputError
-from deconv2sub.io import model_io
-from deconv2sub.io.model_io import (
-    check_model,
-    external_data_files,
-    load_model,
-    model_files,
-    model_size_bytes,
-    save_model,
+from io_cases import (
+    IS_ROOT,
+    assert_one_line,
+    leftovers,
+    make_model,
+    save_external,
+    weight,
+    write,
 )
+from onnx import TensorProto, numpy_helper
 
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def make_model(n: int = 4, seed: int = 0) -> onnx.ModelProto:
-    """y = x + w with a float32 weight of n*n elements (n=32 gives a 4 KiB initializer)."""
-    w = np.random.default_rng(seed).standard_normal((n, n)).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "w"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])],
-        [numpy_helper.from_array(w, "w")],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-
-
-def weight(model: onnx.ModelProto) -> np.ndarray:
-    return numpy_helper.to_array(model.graph.initializer[0])
-
-
-def write(path: pathlib.Path, model: onnx.ModelProto) -> pathlib.Path:
-    path.write_bytes(model.SerializeToString())
-    return path
-
-
-def assert_one_line(excinfo, *names) -> None:
-    msg = str(excinfo.value)
-    assert "\n" not in msg and msg.strip() == msg and msg
-    for name in names:
-        assert str(name) in msg, msg
-
-
-def leftovers(directory: pathlib.Path, *expected: str) -> list:
-    """Files in directory other than the expected ones (temp files, partial files)."""
-    return sorted(p.name for p in directory.iterdir() if p.name not in expected)
-
-
-def save_external(tmp_path: pathlib.Path, name: str = "ext.onnx") -> pathlib.Path:
-    path = tmp_path / name
-    save_model(make_model(32), path, external_data=True)
-    return path
-
-
-# ---------------------------------------------------------------------------- load
-
-
-def test_load_roundtrip_and_file_untouched(tmp_path):
-    model = make_model()
-    path = write(tmp_path / "m.onnx", model)
-    before = (path.read_bytes(), path.stat().st_mtime_ns)
-    loaded = load_model(str(path))
-    assert loaded == model
-    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
-
-
-def test_load_missing_file(tmp_path):
-    path = tmp_path / "nope.onnx"
-    with pytest.raises(InputError) as ei:
-        load_model(path)
-    assert_one_line(ei, path)
-
-
-def test_load_directory(tmp_path):
-    with pytest.raises(InputError) as ei:
-        load_model(tmp_path)
-    assert_one_line(ei, tmp_path, "directory")
-
-
-def test_load_empty_file(tmp_path):
-    path = tmp_path / "empty.onnx"
-    path.write_bytes(b"")
-    with pytest.raises(InputError) as ei:
-        load_model(path)
-    assert_one_line(ei, path, "empty")
-
-
-@pytest.mark.parametrize(
-    "content",
-    [
-        bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8)),
-        b"hello world\n",
-        b"ir_version: 9\ngraph { name: 'g' }\n",
-        b"\x00" * 64,
-        b"PK\x03\x04 not a model",
-    ],
-    ids=["random", "text", "textproto", "zeros", "zip"],
-)
-def test_load_not_onnx(tmp_path, content):
-    path = tmp_path / "bad.onnx"
-    path.write_bytes(content)
-    with pytest.raises(InputError) as ei:
-        load_model(path)
-    assert_one_line(ei, path, "not a valid ONNX model")
-
-
-def test_load_truncated_every_prefix(tmp_path):
-    data = make_model().SerializeToString()
-    path = tmp_path / "cut.onnx"
-    for cut in range(1, len(data)):
-        path.write_bytes(data[:cut])
-        with pytest.raises(InputError) as ei:
-            load_model(path)
-        assert_one_line(ei, path)
-
-
-@pytest.mark.skipif(IS_ROOT or os.name != "posix", reason="root ignores file permissions")
-def test_load_unreadable(tmp_path):
-    path = write(tmp_path / "m.onnx", make_model())
-    path.chmod(0)
-    try:
-        with pytest.raises(InputError) as ei:
-            load_model(path)
-        assert_one_line(ei, path, "permission denied")
-    finally:
-        path.chmod(0o644)
-
-
-def test_load_permission_error_simulated(tmp_path, monkeypatch):
-    """Runs as root too: the read itself fails with PermissionError."""
-    path = write(tmp_path / "m.onnx", make_model())
-
-    def denied(*args, **kwargs):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(model_io, "open", denied, raising=False)
-    with pytest.raises(InputError) as ei:
-        load_model(path)
-    assert_one_line(ei, path, "permission denied")
-
-
-def test_load_missing_external_data(tmp_path):
-    path = save_external(tmp_path)
-    data = tmp_path / "ext.onnx.data"
-    data.unlink()
-    with pytest.raises(InputError) as ei:
-        load_model(path)
-    assert_one_line(ei, path, data, "missing")
-    # Without loading the data the model itself still loads.
-    assert load_model(path, load_external_data=False).graph.initializer[0].name == "w"
-
-
-def test_load_bad_external_data(tmp_path):
-    path = save_external(tmp_path)
-    (tmp_path / "ext.onnx.data").write_bytes(b"short")
-    with pytest.raises(InputError) as ei:
-        load_model(path)
-    assert_one_line(ei, path, "ext.onnx.data")
-
-
-def test_external_data_files_and_sizes(tmp_path):
-    path = save_external(tmp_path)
-    data = (tmp_path / "ext.onnx.data").resolve()
-    assert external_data_files(load_model(path, load_external_data=False), tmp_path) == [data]
-    assert external_data_files(load_model(path), tmp_path) == []  # data now in memory
-    assert model_files(path) == [path.resolve(), data]
-    assert model_size_bytes(path) == path.stat().st_size + data.stat().st_size == (
-        path.stat().st_size + 32 * 32 * 4
-    )
-    inline = write(tmp_path / "inline.onnx", make_model())
-    assert model_files(inline) == [inline.resolve()]
-    assert model_size_bytes(inline) == inline.stat().st_size
-
-
-def test_model_size_bytes_missing(tmp_path):
-    with pytest.raises(InputError) as ei:
-        model_size_bytes(tmp_path / "nope.onnx")
-    assert_one_line(ei, tmp_path / "nope.onnx")
-
-
-# --------------------------------------------------------------------------- check
-
-
-def test_check_model_ok():
-    check_model(make_model())
-
-
-def test_check_model_invalid():
-    model = make_model()
-    model.graph.node[0].input[1] = "undefined_tensor"
-    with pytest.raises(InputError) as ei:
-        check_model(model, what="rewritten model")
-    assert_one_line(ei)
-    assert str(ei.value).startswith("rewritten model is not a valid ONNX model: ")
-
-
-def test_check_model_shape_inference_error():
-    model = make_model()
-    model.graph.output[0].type.tensor_type.elem_type = TensorProto.INT64
-    with pytest.raises(InputError):
-        check_model(model)
-
-
-def test_check_large_model_fallback(monkeypatch):
-    """Models over the protobuf limit are checked through a skeleton file."""
-    monkeypatch.setattr(onnx.checker, "MAXIMUM_PROTOBUF", 100)
-    model = make_model(32)
-    before = model.SerializeToString()
-    check_model(model)
-    assert model.SerializeToString() == before
-    model.graph.node[0].input[1] = "undefined_tensor"
-    with pytest.raises(InputError) as ei:
-        check_model(model)
-    assert_one_line(ei)
-
-
-# ---------------------------------------------------------------------------- save
+from deconv2sub.errors import OutputError
+from deconv2sub.io import data_file, save
+from deconv2sub.io.load import load_model, model_files
+from deconv2sub.io.save import check_output_path, needs_external_data, save_model, stage_model
+from deconv2sub.io.tensors import DETACHED_LOCATION, point_to
 
 
 def test_save_roundtrip(tmp_path):
+    """A saved model loads back equal, with nothing left beside it."""
     model = make_model()
     path = tmp_path / "out.onnx"
     save_model(model, str(path))
@@ -238,6 +35,7 @@ def test_save_roundtrip(tmp_path):
 
 
 def test_save_refuses_existing_without_force(tmp_path):
+    """An existing target is kept and named, with the --force hint."""
     path = write(tmp_path / "out.onnx", make_model(seed=1))
     before = path.read_bytes()
     with pytest.raises(OutputError) as ei:
@@ -247,6 +45,7 @@ def test_save_refuses_existing_without_force(tmp_path):
 
 
 def test_save_force_overwrites(tmp_path):
+    """With force the target is replaced, leaving no temporaries."""
     path = write(tmp_path / "out.onnx", make_model(seed=1))
     new = make_model(seed=2)
     save_model(new, path, force=True)
@@ -255,6 +54,7 @@ def test_save_force_overwrites(tmp_path):
 
 
 def test_save_refuses_protected_even_with_force(tmp_path):
+    """The input model is never overwritten, under any spelling."""
     path = write(tmp_path / "in.onnx", make_model(seed=1))
     before = path.read_bytes()
     for target in (path, tmp_path / "." / "in.onnx"):
@@ -265,6 +65,7 @@ def test_save_refuses_protected_even_with_force(tmp_path):
 
 
 def test_save_refuses_protected_via_symlink(tmp_path):
+    """A symbolic link to the input model is refused too."""
     path = write(tmp_path / "in.onnx", make_model(seed=1))
     link = tmp_path / "link.onnx"
     link.symlink_to(path)
@@ -289,6 +90,7 @@ def test_save_refuses_protected_external_data(tmp_path):
 
 
 def test_save_missing_parent(tmp_path):
+    """A missing output folder is named."""
     path = tmp_path / "no" / "such" / "out.onnx"
     with pytest.raises(OutputError) as ei:
         save_model(make_model(), path)
@@ -296,6 +98,7 @@ def test_save_missing_parent(tmp_path):
 
 
 def test_save_parent_is_a_file(tmp_path):
+    """An output "folder" that is a file is refused in one line."""
     (tmp_path / "file").write_text("x")
     path = tmp_path / "file" / "out.onnx"
     with pytest.raises(OutputError) as ei:
@@ -304,6 +107,7 @@ def test_save_parent_is_a_file(tmp_path):
 
 
 def test_save_path_is_directory(tmp_path):
+    """A directory as target is refused, even with force."""
     (tmp_path / "d").mkdir()
     with pytest.raises(OutputError) as ei:
         save_model(make_model(), tmp_path / "d", force=True)
@@ -312,6 +116,7 @@ def test_save_path_is_directory(tmp_path):
 
 @pytest.mark.skipif(IS_ROOT or os.name != "posix", reason="root ignores file permissions")
 def test_save_readonly_dir(tmp_path):
+    """A read-only folder: not writable, nothing written."""
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
@@ -326,7 +131,7 @@ def test_save_readonly_dir(tmp_path):
 
 def test_save_readonly_dir_simulated(tmp_path, monkeypatch):
     """Runs as root too: the folder reports no write access."""
-    monkeypatch.setattr(model_io.os, "access", lambda *a, **k: False)
+    monkeypatch.setattr(save.os, "access", lambda *a, **k: False)
     with pytest.raises(OutputError) as ei:
         save_model(make_model(), tmp_path / "out.onnx")
     assert_one_line(ei, tmp_path / "out.onnx", "not writable")
@@ -334,10 +139,11 @@ def test_save_readonly_dir_simulated(tmp_path, monkeypatch):
 
 
 def test_save_permission_error_simulated(tmp_path, monkeypatch):
+    """A PermissionError while staging: permission denied, nothing left."""
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(model_io.tempfile, "mkdtemp", denied)
+    monkeypatch.setattr(save.tempfile, "mkdtemp", denied)
     with pytest.raises(OutputError) as ei:
         save_model(make_model(), tmp_path / "out.onnx")
     assert_one_line(ei, tmp_path / "out.onnx", "permission denied")
@@ -359,6 +165,7 @@ def _failing_save(exc):
 @pytest.mark.parametrize("exc", [RuntimeError("disk on fire"), OSError(28, "No space left")])
 @pytest.mark.parametrize("external", [False, True])
 def test_save_failure_leaves_nothing(tmp_path, monkeypatch, exc, external):
+    """A failing write leaves no file, inline or with external data."""
     monkeypatch.setattr(onnx, "save_model", _failing_save(exc))
     path = tmp_path / "out.onnx"
     with pytest.raises(OutputError) as ei:
@@ -369,6 +176,7 @@ def test_save_failure_leaves_nothing(tmp_path, monkeypatch, exc, external):
 
 @pytest.mark.parametrize("external", [False, True])
 def test_save_failure_keeps_existing_target(tmp_path, monkeypatch, external):
+    """A failing overwrite keeps the old target intact."""
     path = write(tmp_path / "out.onnx", make_model(seed=1))
     before = path.read_bytes()
     monkeypatch.setattr(onnx, "save_model", _failing_save(RuntimeError("boom")))
@@ -380,6 +188,7 @@ def test_save_failure_keeps_existing_target(tmp_path, monkeypatch, external):
 
 @pytest.mark.parametrize("preexisting", [False, True])
 def test_save_keyboard_interrupt(tmp_path, monkeypatch, preexisting):
+    """Ctrl-C while writing passes through and leaves the old state."""
     path = tmp_path / "out.onnx"
     if preexisting:
         write(path, make_model(seed=1))
@@ -399,7 +208,7 @@ def test_save_interrupt_during_replace(tmp_path, monkeypatch):
     def interrupted(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(model_io.os, "replace", interrupted)
+    monkeypatch.setattr(save.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_model(make_model(seed=2), path, force=True)
     assert path.read_bytes() == before
@@ -407,6 +216,7 @@ def test_save_interrupt_during_replace(tmp_path, monkeypatch):
 
 
 def test_save_external_roundtrip(tmp_path):
+    """External data goes to OUT.data (relative), the caller's model untouched."""
     model = make_model(32)  # 4 KiB initializer
     before = model.SerializeToString()
     path = tmp_path / "out.onnx"
@@ -428,7 +238,7 @@ def test_save_external_roundtrip(tmp_path):
 
 
 def test_save_external_from_other_cwd(tmp_path, monkeypatch):
-    """onnx's own save_as_external_data trips over a same-named file in the CWD."""
+    """Onnx's own save_as_external_data trips over a same-named file in the CWD."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sub").mkdir()
     (tmp_path / "out.onnx.data").write_bytes(b"unrelated")
@@ -439,6 +249,7 @@ def test_save_external_from_other_cwd(tmp_path, monkeypatch):
 
 
 def test_save_external_refuses_existing_data_file(tmp_path):
+    """An existing OUT.data is not overwritten without force."""
     (tmp_path / "out.onnx.data").write_bytes(b"keep me")
     with pytest.raises(OutputError) as ei:
         save_model(make_model(32), tmp_path / "out.onnx", external_data=True)
@@ -448,6 +259,7 @@ def test_save_external_refuses_existing_data_file(tmp_path):
 
 
 def test_save_external_force_overwrite(tmp_path):
+    """With force both files of an external-data output are replaced."""
     path = save_external(tmp_path, "out.onnx")
     new = make_model(32, seed=5)
     save_model(new, path, force=True, external_data=True)
@@ -456,9 +268,10 @@ def test_save_external_force_overwrite(tmp_path):
 
 
 def test_save_external_automatic(tmp_path, monkeypatch):
+    """Small models are saved inline; above the threshold with external data."""
     save_model(make_model(32), tmp_path / "small.onnx")
     assert not (tmp_path / "small.onnx.data").exists()
-    monkeypatch.setattr(model_io, "EXTERNAL_DATA_THRESHOLD", 1000)
+    monkeypatch.setattr(save, "EXTERNAL_DATA_THRESHOLD", 1000)
     save_model(make_model(32), tmp_path / "big.onnx")
     assert (tmp_path / "big.onnx.data").exists()
     np.testing.assert_array_equal(weight(load_model(tmp_path / "big.onnx")), weight(make_model(32)))
@@ -478,6 +291,7 @@ def test_save_marked_external_inline(tmp_path):
 
 
 def test_save_refuses_unloaded_external_data(tmp_path):
+    """Tensors whose data was not loaded need a source_dir."""
     src = save_external(tmp_path, "in.onnx")
     model = load_model(src, load_external_data=False)
     with pytest.raises(OutputError) as ei:
@@ -486,12 +300,8 @@ def test_save_refuses_unloaded_external_data(tmp_path):
     assert not (tmp_path / "out.onnx").exists()
 
 
-# ------------------------------------------------------------- staging, streaming, detached data
-
-
 def test_stage_commit_and_discard(tmp_path):
-    from deconv2sub.io.model_io import stage_model
-
+    """A staged model is complete beside its target, then committed or discarded."""
     staged = stage_model(make_model(32), tmp_path / "out.onnx", external_data=True)
     assert os.path.isfile(staged.model_path) and os.path.isfile(staged.data_path)
     assert onnx.load(staged.model_path)  # loadable (data beside it) before it is in place
@@ -511,14 +321,14 @@ def test_stage_streams_unloaded_external_data(tmp_path):
     for external, name in ((True, "a.onnx"), (False, "b.onnx")):
         (tmp_path / "out").mkdir(exist_ok=True)
         save_model(skeleton, tmp_path / "out" / name, external_data=external, source_dir=tmp_path)
-        np.testing.assert_array_equal(weight(load_model(tmp_path / "out" / name)), weight(make_model(32)))
+        loaded = load_model(tmp_path / "out" / name)
+        np.testing.assert_array_equal(weight(loaded), weight(make_model(32)))
     assert sorted(os.listdir(tmp_path / "out")) == ["a.onnx", "a.onnx.data", "b.onnx"]
     assert skeleton.graph.initializer[0].data_location == TensorProto.EXTERNAL  # not consumed
 
 
 def test_stage_consume_drops_in_memory_data(tmp_path):
-    from deconv2sub.io.model_io import stage_model
-
+    """With consume the model's tensors point to the new file, data dropped."""
     model = make_model(64)
     with stage_model(model, tmp_path / "out.onnx", external_data=True, consume=True) as staged:
         staged.commit()
@@ -528,18 +338,18 @@ def test_stage_consume_drops_in_memory_data(tmp_path):
 
 
 def test_stage_detached_arrays(tmp_path):
-    from deconv2sub.io.model_io import DETACHED_LOCATION, _point_to, stage_model
-
+    """Detached arrays are written straight into the output; a missing one is named."""
     w = np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)
     model = make_model(64)
     stub = model.graph.initializer[0]
     stub.ClearField("raw_data")
-    _point_to(stub, DETACHED_LOCATION, 0, w.nbytes)
+    point_to(stub, DETACHED_LOCATION, 0, w.nbytes)
     detached = {"w": w}
     for external, name in ((True, "a.onnx"), (False, "b.onnx")):
         work = onnx.ModelProto()
         work.CopyFrom(model)
-        with stage_model(work, tmp_path / name, external_data=external, detached=dict(detached)) as staged:
+        with stage_model(work, tmp_path / name, external_data=external,
+                         detached=dict(detached)) as staged:
             staged.commit()
         np.testing.assert_array_equal(weight(load_model(tmp_path / name)), w)
     with pytest.raises(OutputError) as ei:
@@ -548,16 +358,20 @@ def test_stage_detached_arrays(tmp_path):
 
 
 def test_external_data_is_aligned_for_mmap(tmp_path, monkeypatch):
-    monkeypatch.setattr(model_io, "ALIGN_MIN_BYTES", 1000)
+    """Big tensors start at a multiple of ALIGNMENT in the data file."""
+    monkeypatch.setattr(data_file, "ALIGN_MIN_BYTES", 1000)
     model = make_model(32)
-    model.graph.initializer.append(numpy_helper.from_array(np.ones(300, np.float32), "pad"))  # 1200 bytes
+    pad = numpy_helper.from_array(np.ones(300, np.float32), "pad")  # 1200 bytes
+    model.graph.initializer.append(pad)
     save_model(model, tmp_path / "out.onnx", external_data=True)
+    saved = onnx.load(tmp_path / "out.onnx", load_external_data=False)
     offsets = [int({e.key: e.value for e in t.external_data}["offset"])
-               for t in onnx.load(tmp_path / "out.onnx", load_external_data=False).graph.initializer]
-    assert all(o % model_io.ALIGNMENT == 0 for o in offsets)
+               for t in saved.graph.initializer]
+    assert all(o % data_file.ALIGNMENT == 0 for o in offsets)
 
 
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    """Temporaries of dead processes go; a live one's stay."""
     dead = subprocess_pid_that_exited()
     stale = tmp_path / f".out.onnx.tmp-{dead}-abc"
     stale.mkdir()
@@ -569,6 +383,7 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
 
 
 def subprocess_pid_that_exited() -> int:
+    """The id of a process that has exited."""
     import subprocess
     import sys
 
@@ -578,57 +393,119 @@ def subprocess_pid_that_exited() -> int:
 
 
 def test_overwrite_external_target_removes_old_model_first(tmp_path, monkeypatch):
-    """Between the two renames the old model must not see the new data: it is removed before them."""
+    """Between the two renames the old model must not see the new data: it is removed first."""
     path = save_external(tmp_path, "out.onnx")
     seen = []
-    real_replace = model_io.os.replace
+    real_replace = save.os.replace
 
     def spy(src, dst):
         seen.append((os.path.basename(str(dst)), os.path.exists(path)))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(model_io.os, "replace", spy)
+    monkeypatch.setattr(save.os, "replace", spy)
     save_model(make_model(32, seed=3), path, force=True, external_data=True)
     assert seen == [("out.onnx.data", False), ("out.onnx", False)]
     np.testing.assert_array_equal(weight(load_model(path)), weight(make_model(32, seed=3)))
 
 
-def test_verify_external_data(tmp_path):
-    from deconv2sub.io.model_io import verify_external_data
-
-    path = save_external(tmp_path)
-    skeleton = load_model(path, load_external_data=False)
-    verify_external_data(skeleton, path)
-    data = tmp_path / "ext.onnx.data"
-    data.write_bytes(data.read_bytes()[:10])
-    with pytest.raises(InputError) as ei:
-        verify_external_data(skeleton, path)
-    assert_one_line(ei, data, "too short")
-    data.unlink()
-    with pytest.raises(InputError) as ei:
-        verify_external_data(skeleton, path)
-    assert_one_line(ei, data, "missing")
+# ------------------------------------------------------------------ check_output_path
 
 
-def test_check_model_by_path_reads_no_external_data(tmp_path):
-    path = save_external(tmp_path)
-    (tmp_path / "ext.onnx.data").write_bytes(b"\0" * (32 * 32 * 4))  # right size, any content
-    check_model(path)
-    broken = make_model()
-    broken.graph.node[0].input[1] = "nope"
-    with pytest.raises(InputError) as ei:
-        check_model(write(tmp_path / "b.onnx", broken), "the input model")
-    assert_one_line(ei)
+@pytest.mark.parametrize("spelling", ["same", "dot", "symlink", "hardlink"])
+@pytest.mark.parametrize("force", [False, True])
+def test_check_output_path_refuses_the_input_under_any_spelling(tmp_path, spelling, force):
+    """The input (or its data file) is refused first, with or without force, naming it."""
+    src = write(tmp_path / "in.onnx", make_model())
+    target = {"same": src, "dot": tmp_path / "." / "in.onnx", "symlink": tmp_path / "link.onnx",
+              "hardlink": tmp_path / "hard.onnx"}[spelling]
+    if spelling == "symlink":
+        target.symlink_to(src)
+    elif spelling == "hardlink":
+        os.link(src, target)
+    with pytest.raises(OutputError) as ei:
+        check_output_path(target, force, protect=[src])
+    assert_one_line(ei, "refusing to overwrite the input model", target)
+    assert "--force" not in str(ei.value)
 
 
-def test_skeleton_keeps_dims_and_small_tensors():
-    from deconv2sub.io.model_io import skeleton
+def test_check_output_path_refuses_the_inputs_data_file(tmp_path):
+    """With data_file, OUT.data must not be one of the protected files either."""
+    src = save_external(tmp_path, "y.onnx")
+    (tmp_path / "y.onnx").rename(tmp_path / "in.onnx")  # in.onnx keeps its data in y.onnx.data
+    protect = model_files(tmp_path / "in.onnx")
+    check_output_path(src, force=True, protect=protect)  # no data file: y.onnx itself is free
+    with pytest.raises(OutputError) as ei:
+        check_output_path(src, force=True, protect=protect, data_file=True)
+    assert_one_line(ei, tmp_path / "y.onnx.data", "refusing")
 
-    model = make_model(64)  # 16 KiB weight
-    model.graph.initializer.append(numpy_helper.from_array(np.arange(3, dtype=np.int64), "small"))
-    skel, total = skeleton(model, min_bytes=1024)
-    big, small = skel.graph.initializer
-    assert not big.HasField("raw_data") and list(big.dims) == [64, 64] and total == 64 * 64 * 4
-    assert numpy_helper.to_array(small).tolist() == [0, 1, 2]
-    assert (skel.ir_version, skel.graph.node[0].op_type) == (model.ir_version, "Add")
-    assert model.graph.initializer[0].HasField("raw_data")  # the model itself is untouched
+
+def test_check_output_path_every_other_refusal(tmp_path, monkeypatch):
+    """Directory, missing or non-folder parent, existing file or data file, dangling link."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f").write_text("x")
+    write(tmp_path / "exists.onnx", make_model())
+    (tmp_path / "sidecar.onnx.data").write_bytes(b"x")
+    (tmp_path / "dangling.onnx").symlink_to(tmp_path / "nowhere")
+    cases = [
+        (tmp_path / "d", True, False, "is a directory"),
+        (tmp_path / "no" / "out.onnx", True, False, "does not exist"),
+        (tmp_path / "f" / "out.onnx", True, False, "is not a folder"),
+        (tmp_path / "exists.onnx", False, False, "exists; pass --force"),
+        (tmp_path / "sidecar.onnx", False, True, "exists; pass --force"),
+        (tmp_path / "dangling.onnx", False, False, "exists; pass --force"),
+    ]
+    for path, force, data, words in cases:
+        with pytest.raises(OutputError) as ei:
+            check_output_path(path, force, data_file=data)
+        assert_one_line(ei, words)
+    for path in (tmp_path / "exists.onnx", tmp_path / "sidecar.onnx", tmp_path / "new.onnx"):
+        check_output_path(path, force=True, data_file=True)
+    check_output_path(tmp_path / "sidecar.onnx")  # its data file only matters when it gets one
+    monkeypatch.setattr(save.os, "access", lambda *a, **k: False)
+    with pytest.raises(OutputError) as ei:
+        check_output_path(tmp_path / "new.onnx", force=True)
+    assert_one_line(ei, tmp_path, "not writable")
+
+
+# ------------------------------------------------------------- the external-data size rule
+
+
+def _detached_model(n: int = 64):
+    """:func:`make_model` whose weight is detached (held apart); returns (model, detached dict)."""
+    model = make_model(n)
+    w = weight(model)
+    stub = model.graph.initializer[0]
+    stub.ClearField("raw_data")
+    point_to(stub, DETACHED_LOCATION, 0, w.nbytes)
+    return model, {"w": w}
+
+
+def test_detached_tensors_alone_do_not_make_external_data(tmp_path, monkeypatch):
+    """Data held apart in memory is saved inline unless the whole would exceed the threshold.
+
+    The rewrite detaches every new weight of 1 MiB or more; a model whose input had no external
+    data was saved with a .data file (seen with a 2 MiB HiFi-GAN ConvTranspose).
+    """
+    model, detached = _detached_model()
+    assert not needs_external_data(model)
+    save_model(model, tmp_path / "small.onnx", detached=dict(detached))
+    assert leftovers(tmp_path, "small.onnx") == []
+    np.testing.assert_array_equal(weight(load_model(tmp_path / "small.onnx")), detached["w"])
+    # The detached bytes count towards the size: 16 KiB of them cross a 10 KB threshold.
+    assert model.ByteSize() < 10_000 <= model.ByteSize() + 64 * 64 * 4
+    monkeypatch.setattr(save, "EXTERNAL_DATA_THRESHOLD", 10_000)
+    assert needs_external_data(model)
+    save_model(model, tmp_path / "big.onnx", detached=dict(detached))
+    assert (tmp_path / "big.onnx.data").exists()
+    np.testing.assert_array_equal(weight(load_model(tmp_path / "big.onnx")), detached["w"])
+
+
+def test_tensors_marked_external_keep_external_data(tmp_path):
+    """A tensor still in a data file, or marked as if, keeps the external layout."""
+    src = save_external(tmp_path, "in.onnx")
+    assert needs_external_data(load_model(src, load_external_data=False))
+    assert not needs_external_data(load_model(src))  # loading clears the markers
+    marked = make_model(32)
+    onnx.external_data_helper.set_external_data(marked.graph.initializer[0], "elsewhere.data")
+    assert needs_external_data(marked)  # data in memory, marker kept
+    assert not needs_external_data(make_model(32))
