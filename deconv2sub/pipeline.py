@@ -1,16 +1,16 @@
 """The `convert` job as a library call: load → rewrite → stage → verify → commit, with timings.
 
 The CLI only parses options and prints what this returns; pipelines can call it directly.
-Nothing is written unless verification passed (or was skipped on request, or the runtime cannot run the
-original at all, which is reported); the input model and its external data are never written.
+Nothing is written unless verification passed (or was skipped on request, or the runtime cannot run
+the original at all, which is reported); the input model and its external data are never written.
 
 Memory: the input is loaded without its external data; only the ConvTranspose weights are read (and
-replaced by their rewritten form). The rewritten model is written once, into a temporary folder beside
-the output, streaming untouched weights from the input's data file and dropping in-memory data as it
-goes. Verification then runs both models from their files (the runtime holds one model at a time:
-the original runs first, its outputs are kept, it is freed, then the candidate runs), and the staged
-files are moved into place only when it passed. So a model's weights are held about once by us and
-once by the runtime, never several times over.
+replaced by their rewritten form). The rewritten model is written once, into a temporary folder
+beside the output, streaming untouched weights from the input's data file and dropping in-memory
+data as it goes. Verification then runs both models from their files (the runtime holds one model at
+a time: the original runs first, its outputs are kept, it is freed, then the candidate runs), and
+the staged files are moved into place only when it passed. So a model's weights are held about once
+by us and once by the runtime, never several times over.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Sequence
-
-import onnx
+from typing import Dict, Optional, Sequence
 
 from .api import convert_for_save
-from .errors import InputError, NoKernelError, VerificationError
+from .errors import InputError, NoKernelError, OutputError, VerificationError
 from .io.model_io import (
     checker_complaint,
     load_model,
@@ -32,6 +30,7 @@ from .io.model_io import (
     stage_model,
     verify_external_data,
 )
+from .progress import ProgressFn
 from .report import ConversionReport
 from .rewrite.options import ConvertOptions
 from .runtime.runners import create_runner
@@ -42,17 +41,22 @@ __all__ = ["ConvertJob", "ConvertResult", "default_output_path", "run_convert"]
 
 @dataclass
 class ConvertJob:
+    """What to convert, where to save it, and how to rewrite and verify."""
+
     model: str
     output: str
     force: bool = False
     verify: bool = True
     convert_options: ConvertOptions = field(default_factory=ConvertOptions)
     verify_options: VerifyOptions = field(default_factory=VerifyOptions)
-    external_data: Optional[bool] = None  # None: keep the input's layout (external if it had), else auto
+    # None: keep the input's layout (external if it had), else auto
+    external_data: Optional[bool] = None
 
 
 @dataclass
 class ConvertResult:
+    """The job's report, verification (None when skipped), whether it was saved, timings (s)."""
+
     job: ConvertJob
     report: ConversionReport
     verification: Optional[VerificationResult] = None
@@ -60,6 +64,7 @@ class ConvertResult:
     timings: Dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The ``--json`` report of ``convert``."""
         return {
             "input": self.job.model,
             "output": self.job.output,
@@ -70,9 +75,13 @@ class ConvertResult:
         }
 
 
-def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = None) -> ConvertResult:
-    """Run the job. Raises InputError/OutputError for bad input, VerificationError (carrying the result
-    as ``err.result``) on a mismatch; in both cases nothing is written."""
+def run_convert(job: ConvertJob, progress: Optional[ProgressFn] = None) -> ConvertResult:
+    """Run the job; nothing is written when it raises.
+
+    Raises:
+        InputError, OutputError: bad input or output path.
+        VerificationError: on a mismatch; ``err.result`` is the :class:`ConvertResult`.
+    """
     say = progress or (lambda *_args: None)
     timings: Dict[str, float] = {}
     protect = model_files(job.model) if os.path.exists(job.model) else []
@@ -103,8 +112,8 @@ def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = Non
     external = job.external_data
     if external is None and len(protect) > 1:
         external = True  # the input kept its weights outside: so does the output
-    staged = stage_model(converted, job.output, force=job.force, external_data=external, protect=protect,
-                         source_dir=base_dir, consume=True, detached=detached)
+    staged = stage_model(converted, job.output, force=job.force, external_data=external,
+                         protect=protect, source_dir=base_dir, consume=True, detached=detached)
     del converted, detached
     with staged:  # discarded unless committed
         _check_output(staged.model_path, complaint, report)
@@ -112,13 +121,11 @@ def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = Non
 
         if job.verify and report.rewritten:
             t = time.perf_counter()
-            result.verification = verify_models(job.model, staged.model_path, job.verify_options, report,
-                                                progress=say)
+            result.verification = verify_models(job.model, staged.model_path, job.verify_options,
+                                                report, progress=say)
             timings["verify"] = time.perf_counter() - t
             if result.verification.verified and not result.verification.passed:
-                err = VerificationError(_mismatch_line(result.verification))
-                err.result = result
-                raise err
+                raise VerificationError(_mismatch_line(result.verification), result=result)
 
         t = time.perf_counter()
         staged.commit()
@@ -131,21 +138,26 @@ def _require_ort_loads(path: str, complaint: str) -> None:
     """Accept a model the ONNX checker refused (``complaint``) only if ONNX Runtime loads it.
 
     The checker is stricter than the runtime (e.g. on graph outputs declared without a shape); what
-    the runtime loads is a model. It is asked before the rewrite, which relies on a well-formed graph
-    (a truncated or corrupted file can still parse). A missing kernel (e.g. float64 ConvTranspose on
-    CPU) counts as loaded: the runtime read and resolved the graph."""
+    the runtime loads is a model. It is asked before the rewrite, which relies on a well-formed
+    graph (a truncated or corrupted file can still parse). A missing kernel (e.g. float64
+    ConvTranspose on CPU) counts as loaded: the runtime read and resolved the graph.
+    """
     try:
         runner = create_runner(path, runtime="onnxruntime", provider="cpu", what="the input model")
     except NoKernelError:
         return
     except InputError as err:
-        raise InputError(f"the input model is not a valid ONNX model: {complaint}; and {err}") from None
+        raise InputError(f"the input model is not a valid ONNX model: {complaint}; and {err}"
+                         ) from None
     del runner
 
 
 def _check_output(path: str, input_complaint: Optional[str], report: ConversionReport) -> None:
-    """The rewritten model must pass the ONNX checker whenever the input did (else the rewrite is at
-    fault: refused). An input that did not may hand its defect on; a new complaint is reported."""
+    """The rewritten model must pass the ONNX checker whenever the input did.
+
+    Else the rewrite is at fault: refused. An input that did not may hand its defect on; a new
+    complaint is reported.
+    """
     complaint = checker_complaint(path)
     if complaint is None or complaint == input_complaint:
         return
@@ -155,8 +167,11 @@ def _check_output(path: str, input_complaint: Optional[str], report: ConversionR
 
 
 def _convert_options(job: ConvertJob) -> ConvertOptions:
-    """The job's ConvertOptions; the input shapes verification runs at are also the sizes the
-    emission choice assumes, unless the options name their own (``ConvertOptions.input_shapes``)."""
+    """The job's ConvertOptions, with the input shapes verification runs at.
+
+    They are also the sizes the emission choice assumes, unless the options name their own
+    (``ConvertOptions.input_shapes``).
+    """
     options = job.convert_options
     if not options.input_shapes and job.verify_options.input_shapes:
         options = dataclasses.replace(options, input_shapes=dict(job.verify_options.input_shapes))
@@ -164,20 +179,24 @@ def _convert_options(job: ConvertJob) -> ConvertOptions:
 
 
 def default_output_path(model: str) -> str:
-    """Where ``convert`` saves when no output is given: beside the input, ``_subpixel`` before the
-    extension (``dir/model.onnx`` -> ``dir/model_subpixel.onnx``). Never the input itself."""
+    """Where ``convert`` saves when no output is given.
+
+    Beside the input, ``_subpixel`` before the extension (``dir/model.onnx`` ->
+    ``dir/model_subpixel.onnx``). Never the input itself.
+    """
     folder, name = os.path.split(os.path.normpath(model))
     stem, ext = os.path.splitext(name)
     return os.path.join(folder, f"{stem}_subpixel{ext or '.onnx'}")
 
 
 def save_model_precheck(job: ConvertJob, protect: Sequence[os.PathLike] = ()) -> None:
-    """Refuse a bad output path before any work: the input model (or one of its external data
-    files) under any spelling, symlink or hard link first, since ``--force`` cannot change that
-    answer; then a directory, an existing file without ``force``, a missing folder.
-    ``protect``: the input's files (``model_io.model_files``; the model path alone when empty)."""
-    from .errors import OutputError
+    """Refuse a bad output path before any work.
 
+    The input model (or one of its external data files) under any spelling, symlink or hard link
+    first, since ``--force`` cannot change that answer; then a directory, an existing file without
+    ``force``, a missing folder. ``protect``: the input's files (``model_io.model_files``; the model
+    path alone when empty).
+    """
     out = os.path.abspath(job.output)
     if os.path.exists(out):
         inputs = list(protect) or [job.model]
@@ -200,4 +219,5 @@ def _mismatch_line(v: VerificationResult) -> str:
     who = ""
     if v.culprits:
         who = "; diverging rewritten node(s): " + ", ".join(f"'{c.node}'" for c in v.culprits)
-    return f"verification FAILED: max abs err {abs_e:.3g}, max rel err {rel_e:.3g}{who}; nothing written"
+    return (f"verification FAILED: max abs err {abs_e:.3g}, max rel err {rel_e:.3g}{who}; "
+            "nothing written")

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 HEAVY = ("onnx", "onnxruntime", "onnx_graphsurgeon", "torch", "openvino", "numpy")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SCRIPT = r"""
 import json, sys

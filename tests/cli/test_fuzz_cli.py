@@ -16,15 +16,14 @@ import time
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
-from click.testing import CliRunner
+from builders import convtranspose_model, op_types, run
 from onnx import TensorProto, helper, numpy_helper
 
 from deconv2sub.io import model_io
-from deconv2sub.cli import main
 from deconv2sub.io.model_io import save_model
-
-from builders import convtranspose_model
+from deconv2sub.runtime.timing import random_feeds
 
 RNG = np.random.default_rng(2024)
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -41,8 +40,10 @@ def model_bytes():
     return _model().SerializeToString()
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, ["convert", *[str(a) for a in args]], catch_exceptions=False)
+@pytest.fixture()
+def convert(invoke):
+    """``deconv2sub convert ARGS``."""
+    return lambda *args: invoke("convert", *args)
 
 
 def _leftovers(folder, *keep):
@@ -59,29 +60,56 @@ def assert_clean_failure(r, folder=None, keep=()):
         assert _leftovers(folder, *keep) == [], _leftovers(folder, *keep)
 
 
-def _try_corrupt(tmp_path, data, name="bad.onnx"):
+def assert_computes_like_the_original(src, out, r):
+    """The converted model's outputs are ONNX Runtime's for the original (inf/NaN where it has).
+
+    A node left alone (``r`` says why) leaves the graph as it was. Where ONNX Runtime cannot run
+    the original at its declared input shapes (a flip changed one), ``r`` must say that the
+    rewrite was not verified.
+    """
+    original, converted = onnx.load(src), onnx.load(out)
+    if "0 rewritten" in r.output:
+        assert list(converted.graph.node) == list(original.graph.node)
+        return
+    assert "ConvTranspose" not in op_types(converted)
+    feeds = random_feeds(original)
+    try:
+        refs = run(original, feeds)
+    except (ort.capi.onnxruntime_pybind11_state.Fail,
+            ort.capi.onnxruntime_pybind11_state.InvalidArgument):
+        assert "the rewrite was NOT verified" in r.output, r.output
+        return
+    gots = run(converted, feeds)
+    assert len(refs) == len(gots)
+    for ref, got in zip(refs, gots):
+        finite = np.abs(ref[np.isfinite(ref)])
+        scale = max(float(finite.max()) if finite.size else 0.0, 1.0)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5 * scale, equal_nan=True)
+
+
+def _try_corrupt(convert, tmp_path, data, name="bad.onnx"):
     bad = tmp_path / name
     bad.write_bytes(data)
     out = tmp_path / "out.onnx"
     if out.exists():
         out.unlink()
-    r = invoke(bad, "-o", out)
+    r = convert(bad, "-o", out)
     assert "Traceback" not in r.output, r.output
-    if r.exit_code == 0:
-        assert onnx.load(out)  # the corruption still left a valid model (e.g. other weight values): converted
+    if r.exit_code == 0:  # the corruption left a valid model (e.g. other weight values): converted
+        assert_computes_like_the_original(bad, out, r)
     else:
         assert_clean_failure(r, tmp_path, keep=(name,))
     return r.exit_code
 
 
-def test_truncated_at_many_offsets(tmp_path, model_bytes):
+def test_truncated_at_many_offsets(convert, tmp_path, model_bytes):
     n = len(model_bytes)
     offsets = sorted(set(list(range(0, 64)) + list(np.linspace(64, n - 1, 40).astype(int))))
-    codes = [_try_corrupt(tmp_path, model_bytes[:k]) for k in offsets]
+    codes = [_try_corrupt(convert, tmp_path, model_bytes[:k]) for k in offsets]
     assert codes.count(2) >= len(offsets) - 2  # essentially every cut is rejected
 
 
-def test_random_byte_flips(tmp_path, model_bytes):
+def test_random_byte_flips(convert, tmp_path, model_bytes):
     """Flips hit structure (rejected) or weight bytes (still valid: converted; a weight turned inf/NaN is
     left as ConvTranspose with a reason, since 0 * inf in the Conv's zero taps would differ)."""
     rng = np.random.default_rng(7)
@@ -90,32 +118,33 @@ def test_random_byte_flips(tmp_path, model_bytes):
         data = bytearray(model_bytes)
         for pos in rng.integers(0, len(data), rng.integers(1, 12)):
             data[pos] ^= int(rng.integers(1, 256))
-        codes.append(_try_corrupt(tmp_path, bytes(data)))
+        codes.append(_try_corrupt(convert, tmp_path, bytes(data)))
     assert 2 in codes
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00" * 100, b"not an onnx model", b"PK\x03\x04zipfile", b"\x89PNG\r\n\x1a\n",
                                      b'{"ir_version": 8}', b"\x08\x08", b"\xff" * 64])
-def test_garbage_files(tmp_path, content):
+def test_garbage_files(convert, tmp_path, content):
     p = tmp_path / "bad.onnx"
     p.write_bytes(content)
-    assert_clean_failure(invoke(p, "-o", tmp_path / "out.onnx"), tmp_path, keep=("bad.onnx",))
+    assert_clean_failure(convert(p, "-o", tmp_path / "out.onnx"), tmp_path, keep=("bad.onnx",))
 
 
-def test_directory_and_missing_input(tmp_path):
+def test_directory_and_missing_input(convert, tmp_path):
     (tmp_path / "d.onnx").mkdir()
-    assert_clean_failure(invoke(tmp_path / "d.onnx", "-o", tmp_path / "out.onnx"), tmp_path, keep=("d.onnx",))
-    assert_clean_failure(invoke(tmp_path / "nope.onnx", "-o", tmp_path / "out.onnx"), tmp_path, keep=("d.onnx",))
+    assert_clean_failure(convert(tmp_path / "d.onnx", "-o", tmp_path / "out.onnx"), tmp_path, keep=("d.onnx",))
+    assert_clean_failure(convert(tmp_path / "nope.onnx", "-o", tmp_path / "out.onnx"), tmp_path, keep=("d.onnx",))
 
 
-def test_wrong_extensions(tmp_path, model_bytes):
+def test_wrong_extensions(convert, tmp_path, model_bytes):
     """The content decides: a model named .txt is converted; a text file named .onnx is rejected."""
     (tmp_path / "model.txt").write_bytes(model_bytes)
-    r = invoke(tmp_path / "model.txt", "-o", tmp_path / "out.bin")
+    r = convert(tmp_path / "model.txt", "-o", tmp_path / "out.bin")
     assert r.exit_code == 0, r.output
-    assert onnx.load(tmp_path / "out.bin")
+    assert "ConvTranspose" not in op_types(onnx.load(tmp_path / "out.bin"))
+    assert_computes_like_the_original(tmp_path / "model.txt", tmp_path / "out.bin", r)
     (tmp_path / "notes.onnx").write_text("hello\n")
-    assert_clean_failure(invoke(tmp_path / "notes.onnx", "-o", tmp_path / "o2.onnx"))
+    assert_clean_failure(convert(tmp_path / "notes.onnx", "-o", tmp_path / "o2.onnx"))
 
 
 def _external(tmp_path):
@@ -128,64 +157,64 @@ def _external(tmp_path):
     return path
 
 
-def test_missing_external_data(tmp_path):
+def test_missing_external_data(convert, tmp_path):
     path = _external(tmp_path)
     (tmp_path / "ext.onnx.data").unlink()
-    r = invoke(path, "-o", tmp_path / "out.onnx")
+    r = convert(path, "-o", tmp_path / "out.onnx")
     assert_clean_failure(r, tmp_path, keep=("ext.onnx",))
     assert "ext.onnx.data" in r.stderr and "missing" in r.stderr
 
 
-def test_external_data_is_a_directory(tmp_path):
+def test_external_data_is_a_directory(convert, tmp_path):
     path = _external(tmp_path)
     (tmp_path / "ext.onnx.data").unlink()
     (tmp_path / "ext.onnx.data").mkdir()
-    assert_clean_failure(invoke(path, "-o", tmp_path / "out.onnx"))
+    assert_clean_failure(convert(path, "-o", tmp_path / "out.onnx"))
 
 
-def test_output_onto_input_external_data(tmp_path):
+def test_output_onto_input_external_data(convert, tmp_path):
     """An output whose data file would be the input's data file is refused, even with --force."""
     path = _external(tmp_path)
     before = (tmp_path / "ext.onnx.data").read_bytes()
     os.rename(path, tmp_path / "in.onnx")  # in.onnx keeps its data in ext.onnx.data
-    r = invoke(tmp_path / "in.onnx", "-o", tmp_path / "ext.onnx", "--force")
+    r = convert(tmp_path / "in.onnx", "-o", tmp_path / "ext.onnx", "--force")
     assert_clean_failure(r)
     assert (tmp_path / "ext.onnx.data").read_bytes() == before
 
 
-def test_readonly_output_folder_simulated(tmp_path, monkeypatch, model_bytes):
+def test_readonly_output_folder_simulated(convert, tmp_path, monkeypatch, model_bytes):
     """Runs as root too: the folder reports no write access."""
     (tmp_path / "m.onnx").write_bytes(model_bytes)
     out_dir = tmp_path / "ro"
     out_dir.mkdir()
     real_access = os.access
     monkeypatch.setattr(model_io.os, "access", lambda p, mode, *a, **k: False if str(p) == str(out_dir) else real_access(p, mode))
-    r = invoke(tmp_path / "m.onnx", "-o", out_dir / "out.onnx")
+    r = convert(tmp_path / "m.onnx", "-o", out_dir / "out.onnx")
     assert_clean_failure(r, out_dir)
     assert "not writable" in r.stderr
 
 
 @pytest.mark.skipif(IS_ROOT or os.name != "posix", reason="root ignores file permissions")
-def test_readonly_output_folder_real(tmp_path, model_bytes):
+def test_readonly_output_folder_real(convert, tmp_path, model_bytes):
     (tmp_path / "m.onnx").write_bytes(model_bytes)
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        assert_clean_failure(invoke(tmp_path / "m.onnx", "-o", ro / "out.onnx"), ro)
+        assert_clean_failure(convert(tmp_path / "m.onnx", "-o", ro / "out.onnx"), ro)
     finally:
         ro.chmod(0o755)
 
 
-def test_output_under_a_file_and_missing_folder(tmp_path, model_bytes):
+def test_output_under_a_file_and_missing_folder(convert, tmp_path, model_bytes):
     (tmp_path / "m.onnx").write_bytes(model_bytes)
     (tmp_path / "afile").write_text("x")
-    assert_clean_failure(invoke(tmp_path / "m.onnx", "-o", tmp_path / "afile" / "out.onnx"))
-    assert_clean_failure(invoke(tmp_path / "m.onnx", "-o", tmp_path / "no" / "dir" / "out.onnx"))
-    assert_clean_failure(invoke(tmp_path / "m.onnx", "-o", tmp_path))
+    assert_clean_failure(convert(tmp_path / "m.onnx", "-o", tmp_path / "afile" / "out.onnx"))
+    assert_clean_failure(convert(tmp_path / "m.onnx", "-o", tmp_path / "no" / "dir" / "out.onnx"))
+    assert_clean_failure(convert(tmp_path / "m.onnx", "-o", tmp_path))
 
 
-def test_write_failure_mid_save(tmp_path, monkeypatch, model_bytes):
+def test_write_failure_mid_save(convert, tmp_path, monkeypatch, model_bytes):
     """A disk error while writing: one line, exit 2, no partial file, previous output intact."""
     (tmp_path / "m.onnx").write_bytes(model_bytes)
     out = tmp_path / "out.onnx"
@@ -195,7 +224,7 @@ def test_write_failure_mid_save(tmp_path, monkeypatch, model_bytes):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(onnx, "save_model", full_disk)
-    r = invoke(tmp_path / "m.onnx", "-o", out, "--force")
+    r = convert(tmp_path / "m.onnx", "-o", out, "--force")
     assert_clean_failure(r, tmp_path, keep=("m.onnx", "out.onnx"))
     assert "No space left" in r.stderr and out.read_bytes() == b"previous"
 
@@ -282,4 +311,4 @@ def test_kill_during_save(tmp_path, previous):
     r = _cli("convert", path, "-o", out, "--force", "--no-verify", "-q")
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(out_dir)) == ["out.onnx", "out.onnx.data"]
-    assert onnx.load(out)
+    assert op_types(onnx.load(out)).count("ConvTranspose") == 0

@@ -10,15 +10,12 @@ import json
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
+from builders import assert_equivalent, convtranspose_model
 from onnx import TensorProto, helper, numpy_helper
 
 from deconv2sub import pipeline
-from deconv2sub.cli import main
 from deconv2sub.errors import InputError
 from deconv2sub.io.model_io import load_model, save_model, verify_external_data
-
-from builders import assert_equivalent, convtranspose_model
 
 RNG = np.random.default_rng(12)
 F = TensorProto.FLOAT
@@ -32,11 +29,16 @@ def _vi(name, shape, elem=F):
     return helper.make_tensor_value_info(name, elem, shape)
 
 
-def convert(*args):
-    """`deconv2sub convert ... --json`: (exit code, parsed JSON or None, stderr lines)."""
-    r = CliRunner().invoke(main, ["convert", *[str(a) for a in args], "--json"], catch_exceptions=False)
-    data = json.loads(r.stdout) if r.exit_code in (0, 1) else None
-    return r.exit_code, data, [ln for ln in r.stderr.splitlines() if ln.strip()]
+@pytest.fixture()
+def convert(invoke):
+    """``deconv2sub convert ARGS --json``: (exit code, parsed JSON or None, stderr lines)."""
+
+    def run(*args):
+        r = invoke("convert", *args, "--json")
+        data = json.loads(r.stdout) if r.exit_code in (0, 1) else None
+        return r.exit_code, data, [ln for ln in r.stderr.splitlines() if ln.strip()]
+
+    return run
 
 
 def checker_refuses(model: onnx.ModelProto) -> bool:
@@ -59,7 +61,7 @@ def shapeless_output_model() -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize("extra", [[], ["--no-verify"]])
-def test_output_without_shape_is_accepted_with_a_warning(tmp_path, extra):
+def test_output_without_shape_is_accepted_with_a_warning(convert, tmp_path, extra):
     model = shapeless_output_model()
     assert checker_refuses(model)
     src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
@@ -77,7 +79,7 @@ def test_output_without_shape_is_accepted_with_a_warning(tmp_path, extra):
     assert_equivalent(model, converted, {"X": _w(1, 3, 6, 6)})
 
 
-def test_model_passing_the_checker_has_no_warning(tmp_path):
+def test_model_passing_the_checker_has_no_warning(convert, tmp_path):
     model = shapeless_output_model()
     model.graph.output[0].CopyFrom(_vi("Y", [1, 2, 12, 12]))
     src = tmp_path / "m.onnx"
@@ -96,7 +98,7 @@ def dangling_input_model() -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize("extra", [[], ["--no-verify"], ["--runtime", "openvino"]])
-def test_model_neither_checker_nor_ort_accepts_is_bad_input(tmp_path, extra):
+def test_model_neither_checker_nor_ort_accepts_is_bad_input(convert, tmp_path, extra):
     if extra[-1:] == ["openvino"]:
         pytest.importorskip("openvino")
     src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
@@ -108,7 +110,7 @@ def test_model_neither_checker_nor_ort_accepts_is_bad_input(tmp_path, extra):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
 
 
-def test_nothing_to_rewrite_still_needs_ort_to_load(tmp_path):
+def test_nothing_to_rewrite_still_needs_ort_to_load(convert, tmp_path):
     """No ConvTranspose, so no verification session: ONNX Runtime is asked explicitly."""
     graph = helper.make_graph([helper.make_node("Add", ["X", "nowhere"], ["Y"])], "g", [_vi("X", [2])],
                               [_vi("Y", None)])
@@ -122,7 +124,7 @@ def test_nothing_to_rewrite_still_needs_ort_to_load(tmp_path):
     assert code == 0 and data["conversion"]["rewritten"] == 0 and len(data["conversion"]["warnings"]) == 1
 
 
-def test_rewritten_model_must_pass_the_checker_when_the_input_did(tmp_path, monkeypatch):
+def test_rewritten_model_must_pass_the_checker_when_the_input_did(convert, tmp_path, monkeypatch):
     """The relaxation covers the input's own defects only: a rewrite the checker refuses is refused."""
     real = pipeline.checker_complaint
 
@@ -168,7 +170,7 @@ def assert_ir3_valid(model: onnx.ModelProto) -> None:
 
 
 @pytest.mark.parametrize("opset", [7, 8])
-def test_ir3_model_converts_and_stays_valid(tmp_path, opset):
+def test_ir3_model_converts_and_stays_valid(convert, tmp_path, opset):
     model = ir3_model(opset)
     src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
     onnx.save(model, src)
@@ -187,7 +189,7 @@ def test_ir3_model_converts_and_stays_valid(tmp_path, opset):
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_ir3_subgraph_initializers_move_to_the_main_graph(tmp_path, shared):
+def test_ir3_subgraph_initializers_move_to_the_main_graph(convert, tmp_path, shared):
     """An If branch can take no inputs, so the rewrite's weights there become main-graph initializers
     (and inputs). ``shared``: ``Z`` is read by both branches; the export copies it into each, and the
     copies must become one initializer again."""
@@ -239,7 +241,7 @@ def external_model(tmp_path, location):
 
 
 @pytest.mark.parametrize("case", ["absolute", "parent", "symlink"])
-def test_external_data_outside_the_folder_is_refused_saying_why(tmp_path, case):
+def test_external_data_outside_the_folder_is_refused_saying_why(convert, tmp_path, case):
     if case == "absolute":
         path = external_model(tmp_path, lambda d: str(d / "w.data"))
         why = ["absolute path", "outside the model's folder"]

@@ -8,11 +8,7 @@ import os
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
-
-from deconv2sub.cli import main
-
-from builders import convtranspose_model, op_types
+from builders import assert_equivalent, convtranspose_model, op_types
 
 RNG = np.random.default_rng(7)
 
@@ -26,11 +22,7 @@ def model_path(tmp_path):
     return p
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def test_convert_success(model_path, tmp_path):
+def test_convert_success(invoke, model_path, tmp_path):
     before = model_path.read_bytes()
     out = tmp_path / "out.onnx"
     r = invoke("convert", model_path, "-o", out)
@@ -42,9 +34,9 @@ def test_convert_success(model_path, tmp_path):
     assert model_path.read_bytes() == before
 
 
-def test_convert_json(model_path, tmp_path):
+def test_convert_json(invoke, model_path, tmp_path):
     out = tmp_path / "out.onnx"
-    r = CliRunner().invoke(main, ["convert", str(model_path), "-o", str(out), "--json", "-q"], catch_exceptions=False)
+    r = invoke("convert", model_path, "-o", out, "--json", "-q")
     assert r.exit_code == 0
     data = json.loads(r.stdout)
     assert data["saved"] is True
@@ -54,7 +46,7 @@ def test_convert_json(model_path, tmp_path):
     assert len(data["verification"]["trials"]) == 2
 
 
-def test_no_verify_and_input_shape(model_path, tmp_path):
+def test_no_verify_and_input_shape(invoke, model_path, tmp_path):
     out = tmp_path / "out.onnx"
     r = invoke("convert", model_path, "-o", out, "--no-verify")
     assert r.exit_code == 0 and "verification skipped" in r.output
@@ -63,17 +55,21 @@ def test_no_verify_and_input_shape(model_path, tmp_path):
     assert data["verification"]["trials"][0]["input_shapes"] == {"X": [2, 3, 7, 9]}
 
 
-def test_refuses_overwrite_without_force(model_path, tmp_path):
+def test_refuses_overwrite_without_force(invoke, model_path, tmp_path):
     out = tmp_path / "out.onnx"
     out.write_bytes(b"precious")
     r = invoke("convert", model_path, "-o", out)
     assert r.exit_code == 2 and "--force" in r.output
     assert out.read_bytes() == b"precious"
     r = invoke("convert", model_path, "-o", out, "--force")
-    assert r.exit_code == 0 and onnx.load(out)
+    assert r.exit_code == 0, r.output
+    converted = onnx.load(out)
+    assert "ConvTranspose" not in op_types(converted)
+    x = RNG.standard_normal((2, 3, 5, 7)).astype(np.float32)
+    assert_equivalent(onnx.load(model_path), converted, {"X": x})
 
 
-def test_never_writes_input(model_path):
+def test_never_writes_input(invoke, model_path):
     before = model_path.read_bytes()
     r = invoke("convert", model_path, "-o", model_path, "--force")
     assert r.exit_code == 2 and "input" in r.output
@@ -82,7 +78,7 @@ def test_never_writes_input(model_path):
 
 @pytest.mark.parametrize("content,label", [(None, "missing"), (b"", "empty"), (b"not an onnx model at all", "garbage"),
                                            ("truncated", "truncated"), ("dir", "directory")])
-def test_bad_input_exit_2(tmp_path, model_path, content, label):
+def test_bad_input_exit_2(invoke, tmp_path, model_path, content, label):
     bad = tmp_path / "bad.onnx"
     if content == "truncated":
         data = model_path.read_bytes()
@@ -100,7 +96,7 @@ def test_bad_input_exit_2(tmp_path, model_path, content, label):
     assert not out.exists()
 
 
-def test_invalid_model_exit_2(tmp_path):
+def test_invalid_model_exit_2(invoke, tmp_path):
     m = convtranspose_model([1, 3, 4, 4], np.ones((3, 2, 4, 4), np.float32), None, strides=[2, 2])
     m.graph.node[0].input[0] = "missing_tensor"
     p = tmp_path / "invalid.onnx"
@@ -109,14 +105,14 @@ def test_invalid_model_exit_2(tmp_path):
     assert r.exit_code == 2 and "not a valid ONNX model" in r.output
 
 
-def test_unwritable_output(model_path, tmp_path):
+def test_unwritable_output(invoke, model_path, tmp_path):
     r = invoke("convert", model_path, "-o", tmp_path / "no_such_dir" / "out.onnx")
     assert r.exit_code == 2 and "does not exist" in r.output
     r = invoke("convert", model_path, "-o", tmp_path)
     assert r.exit_code == 2 and "directory" in r.output
 
 
-def test_bad_options_exit_2(model_path, tmp_path):
+def test_bad_options_exit_2(invoke, model_path, tmp_path):
     out = tmp_path / "o.onnx"
     for args in (["--input-shape", "X:1,a"], ["--input-shape", "nope:1,3,4,4"], ["--provider", "tpu"],
                  ["--inputs", tmp_path / "missing.npz"], ["--input-shape", "X:1,3,4"]):
@@ -126,7 +122,7 @@ def test_bad_options_exit_2(model_path, tmp_path):
     assert not out.exists()
 
 
-def test_require_cuda(model_path, tmp_path):
+def test_require_cuda(invoke, model_path, tmp_path):
     from deconv2sub.runtime.runners import cuda_status
 
     if cuda_status()[0]:
@@ -137,7 +133,7 @@ def test_require_cuda(model_path, tmp_path):
     assert not out.exists()
 
 
-def test_inputs_npz(model_path, tmp_path):
+def test_inputs_npz(invoke, model_path, tmp_path):
     x = RNG.standard_normal((1, 3, 5, 6)).astype(np.float32)
     np.savez(tmp_path / "in.npz", X=x)
     r = invoke("convert", model_path, "-o", tmp_path / "o.onnx", "--inputs", tmp_path / "in.npz", "--json")
@@ -177,7 +173,7 @@ def test_mismatch_exit_1_names_node_and_writes_nothing(model_path, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
 
 
-def test_float64_is_converted_but_reported_unverified(tmp_path):
+def test_float64_is_converted_but_reported_unverified(invoke, tmp_path):
     m = convtranspose_model([1, 2, 4, 4], np.ones((2, 2, 3, 3)), None, strides=[2, 2])
     p = tmp_path / "m64.onnx"
     onnx.save(m, p)

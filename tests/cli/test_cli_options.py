@@ -12,17 +12,11 @@ import numpy as np
 import onnx
 import pytest
 from builders import convtranspose_model
-from click.testing import CliRunner
 
-from deconv2sub.cli import main
 from deconv2sub.errors import InputError
 from deconv2sub.verify.inputs import parse_input_shapes
 
 RNG = np.random.default_rng(12)
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def assert_one_line_error(r, *words):
@@ -44,7 +38,7 @@ def model_path(tmp_path):
 
 
 @pytest.fixture()
-def converted_path(model_path, tmp_path):
+def converted_path(invoke, model_path, tmp_path):
     out = tmp_path / "converted.onnx"
     assert invoke("convert", model_path, "-o", out, "--no-verify").exit_code == 0
     return out
@@ -60,14 +54,14 @@ def _args(command, model_path, converted_path, tmp_path):
 @pytest.mark.parametrize("command", ["convert", "validate"])
 @pytest.mark.parametrize("option", ["--atol", "--rtol"])
 @pytest.mark.parametrize("value", ["-1", "nan", "inf", "-0.5"])
-def test_bad_tolerance_is_a_bad_option(command, option, value, model_path, converted_path, tmp_path):
+def test_bad_tolerance_is_a_bad_option(invoke, command, option, value, model_path, converted_path, tmp_path):
     r = invoke(*_args(command, model_path, converted_path, tmp_path), option, value)
     assert_one_line_error(r, option)
     assert not (tmp_path / "out.onnx").exists()
 
 
 @pytest.mark.parametrize("value", ["0", "0.5"])
-def test_zero_and_positive_tolerances_still_work(value, model_path, converted_path):
+def test_zero_and_positive_tolerances_still_work(invoke, value, model_path, converted_path):
     r = invoke("validate", model_path, converted_path, "--atol", "1e-3", "--rtol", value)
     assert r.exit_code == 0, r.output
 
@@ -85,7 +79,7 @@ def test_parse_still_accepts_positive_dims():
 
 
 @pytest.mark.parametrize("command", ["convert", "validate", "inspect", "bench"])
-def test_zero_dim_refused_by_every_command(command, model_path, converted_path, tmp_path):
+def test_zero_dim_refused_by_every_command(invoke, command, model_path, converted_path, tmp_path):
     args = {"convert": ["convert", model_path, "-o", tmp_path / "out.onnx"],
             "validate": ["validate", model_path, converted_path],
             "inspect": ["inspect", model_path],
@@ -107,9 +101,9 @@ def test_default_output_path(model, expected):
     assert default_output_path(model) == expected
 
 
-def test_convert_without_output_saves_beside_the_input(model_path, tmp_path):
+def test_convert_without_output_saves_beside_the_input(invoke, model_path, tmp_path):
     expected = tmp_path / "model_subpixel.onnx"
-    r = CliRunner().invoke(main, ["convert", str(model_path), "--json", "-q"], catch_exceptions=False)
+    r = invoke("convert", model_path, "--json", "-q")
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["saved"] is True and os.path.samefile(data["output"], expected)
@@ -124,7 +118,7 @@ def test_convert_without_output_saves_beside_the_input(model_path, tmp_path):
 # ---- point 8: output is the input ------------------------------------------------------------------
 @pytest.mark.parametrize("spelling", ["same", "dot", "absolute", "symlink", "hardlink"])
 @pytest.mark.parametrize("force", [False, True])
-def test_output_that_is_the_input_is_refused_at_once(spelling, force, model_path, tmp_path, monkeypatch):
+def test_output_that_is_the_input_is_refused_at_once(invoke, spelling, force, model_path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     before = model_path.read_bytes()
     target = {"same": "model.onnx", "dot": os.path.join(".", "model.onnx"), "absolute": str(model_path),
@@ -139,7 +133,7 @@ def test_output_that_is_the_input_is_refused_at_once(spelling, force, model_path
     assert model_path.read_bytes() == before
 
 
-def test_output_that_is_the_inputs_external_data_is_refused(tmp_path):
+def test_output_that_is_the_inputs_external_data_is_refused(invoke, tmp_path):
     m = convtranspose_model([1, 3, 5, 5], RNG.standard_normal((3, 2, 4, 4)).astype(np.float32), None,
                             strides=[2, 2])
     src = tmp_path / "big.onnx"
@@ -165,19 +159,19 @@ def _criterion_block(output):
     return values
 
 
-def test_validate_summary_states_the_criterion_applied(model_path, converted_path):
+def test_validate_summary_states_the_criterion_applied(invoke, model_path, converted_path):
     r = invoke("validate", model_path, converted_path, "--atol", "0.002", "--rtol", "0.25")
     assert r.exit_code == 0, r.output
     assert _criterion_block(r.output) == {"float32": (0.002, 0.25)}
     assert all(len(ln) <= 80 for ln in r.output.splitlines() if str(model_path.parent) not in ln)
-    r = CliRunner().invoke(main, ["validate", str(model_path), str(converted_path), "--json", "-q"])
+    r = invoke("validate", model_path, converted_path, "--json", "-q")
     data = json.loads(r.stdout)
     out = data["trials"][0]["outputs"][0]
     assert data["criterion"]["tolerances"] == [{"dtype": "float32", "atol": out["atol"], "rtol": out["rtol"]}]
     assert (out["atol"], out["rtol"]) == (1e-5, 1e-4)  # the documented float32 defaults
 
 
-def test_validate_failure_states_the_criterion(model_path, tmp_path):
+def test_validate_failure_states_the_criterion(invoke, model_path, tmp_path):
     other = convtranspose_model(["N", 3, 5, 5], RNG.standard_normal((3, 2, 4, 4)).astype(np.float32),
                                 RNG.standard_normal(2).astype(np.float32), strides=[2, 2],
                                 pads=[1, 1, 1, 1])
@@ -187,19 +181,18 @@ def test_validate_failure_states_the_criterion(model_path, tmp_path):
     assert _criterion_block(r.output) == {"float32": (0.001, 0.0)}
 
 
-def test_convert_verification_summary_states_the_criterion(model_path, tmp_path):
+def test_convert_verification_summary_states_the_criterion(invoke, model_path, tmp_path):
     r = invoke("convert", model_path, "-o", tmp_path / "o.onnx", "--atol", "3e-05", "--rtol", "0.001")
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     verdict = next(i for i, ln in enumerate(lines) if ln.startswith("PASSED"))
     assert _criterion_block("\n".join(lines[:verdict + 1])) == {"float32": (3e-05, 0.001)}
-    r = CliRunner().invoke(main, ["convert", str(model_path), "-o", str(tmp_path / "o.onnx"), "--force",
-                                  "--json", "-q"])
+    r = invoke("convert", model_path, "-o", tmp_path / "o.onnx", "--force", "--json", "-q")
     tolerances = json.loads(r.stdout)["verification"]["criterion"]["tolerances"]
     assert tolerances == [{"dtype": "float32", "atol": 1e-5, "rtol": 1e-4}]
 
 
-def test_inputs_giving_only_empty_outputs_are_refused(tmp_path):
+def test_inputs_giving_only_empty_outputs_are_refused(invoke, tmp_path):
     """Zero-size arrays from --inputs make every output empty: no PASSED on a comparison of nothing."""
     w = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
     src = tmp_path / "m.onnx"
@@ -207,7 +200,80 @@ def test_inputs_giving_only_empty_outputs_are_refused(tmp_path):
     npz = tmp_path / "empty.npz"
     np.savez(npz, X=np.zeros((0, 2, 5, 5), np.float32))
     out = tmp_path / "o.onnx"
-    r = CliRunner().invoke(main, ["convert", str(src), "-o", str(out), "--inputs", str(npz)])
+    r = invoke("convert", src, "-o", out, "--inputs", npz)
     assert r.exit_code == 2 and "proves nothing" in r.output and not out.exists()
-    r = CliRunner().invoke(main, ["validate", str(src), str(src), "--inputs", str(npz)])
+    r = invoke("validate", src, src, "--inputs", npz)
     assert r.exit_code == 2 and "proves nothing" in r.output
+
+
+# ---- option lists come from the registries --------------------------------------------------------
+def _choices(command, option):
+    import click
+
+    from deconv2sub.cli import main
+
+    param = {p.name: p for p in main.commands[command].params}[option]
+    return tuple(param.type.choices) if isinstance(param.type, click.Choice) else None
+
+
+@pytest.mark.parametrize("command", ["convert", "inspect", "bench"])
+def test_strategy_choices_are_the_registrys(command):
+    """``--strategy`` offers the chooser's STRATEGIES, in the registry's order."""
+    from deconv2sub.rewrite.emissions.registry import NAMES
+    from deconv2sub.targets.chooser import STRATEGIES
+
+    assert _choices(command, "strategy") == STRATEGIES == ("default", "auto") + NAMES
+
+
+@pytest.mark.parametrize("command", ["convert", "validate", "bench"])
+def test_runtime_choices_are_the_registrys(command):
+    """``--runtime`` offers the runners' RUNTIMES; the toolchains named in its help are TOOLCHAINS."""
+    from deconv2sub.cli import main
+    from deconv2sub.runtime.runners import RUNTIMES, TOOLCHAINS
+
+    assert _choices(command, "runtime") == RUNTIMES
+    help_text = {p.name: p for p in main.commands[command].params}["runtime"].help
+    assert f"({', '.join(TOOLCHAINS)};" in help_text
+
+
+def test_names_module_equals_the_registries():
+    """deconv2sub.names (importable without onnx) equals every registry it stands for."""
+    from deconv2sub import names
+    from deconv2sub.rewrite.emissions.registry import NAMES
+    from deconv2sub.runtime.runners import RUNTIMES, TOOLCHAINS
+    from deconv2sub.targets.chooser import STRATEGIES
+
+    assert names.EMISSIONS == NAMES and names.STRATEGIES == STRATEGIES
+    assert names.RUNTIMES == RUNTIMES and names.TOOLCHAINS == TOOLCHAINS
+
+
+@pytest.mark.parametrize("command", ["convert", "inspect", "bench"])
+def test_target_help_names_every_builtin_target(command):
+    """``--target``'s help lists targets.TARGET_NAMES, and each one is accepted."""
+    from deconv2sub.cli import main
+    from deconv2sub.targets import TARGET_NAMES, resolve
+
+    help_text = {p.name: p for p in main.commands[command].params}["target"].help
+    assert "Built in: " + ", ".join(TARGET_NAMES) + ";" in help_text
+    assert [resolve(name).name for name in TARGET_NAMES] == list(TARGET_NAMES)
+
+
+@pytest.mark.parametrize("command", ["convert", "validate", "bench"])
+def test_require_cuda_with_cpu_is_refused_by_every_command(invoke, command, model_path, tmp_path):
+    """The contradiction is one bad option (exit 2, one line) wherever --runtime options are taken."""
+    args = {"convert": ["convert", model_path, "-o", tmp_path / "out.onnx"],
+            "validate": ["validate", model_path, model_path],
+            "bench": ["bench", model_path, "--runs", 1, "--warmup", 0]}[command]
+    r = invoke(*args, "--require-cuda", "--provider", "cpu")
+    assert_one_line_error(r, "--require-cuda contradicts --provider cpu")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("target", ["missing_folder", "directory"])
+def test_bad_output_path_is_refused_before_the_model_is_read(invoke, target, tmp_path):
+    """convert's -o is checked from the path alone, before onnx reads the (here: garbage) model."""
+    src = tmp_path / "garbage.onnx"
+    src.write_bytes(b"not a model")
+    out = tmp_path / "no" / "o.onnx" if target == "missing_folder" else tmp_path
+    r = invoke("convert", src, "-o", out)
+    assert_one_line_error(r, "does not exist" if target == "missing_folder" else "is a directory")

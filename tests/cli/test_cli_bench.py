@@ -5,17 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
-
-from deconv2sub.runtime.timing import bench_models, percentile, random_feeds
-from deconv2sub.cli import main
-from deconv2sub.errors import InputError
-
 from surface_builders import add_chain_model, converted, save, two_deconv_model
 
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+from deconv2sub.errors import InputError
+from deconv2sub.runtime.timing import bench_models, percentile, random_feeds
 
 
 @pytest.mark.parametrize("interleave", [True, False])
@@ -52,7 +45,7 @@ def test_percentile():
     assert percentile(list(range(11)), 90) == pytest.approx(9)
 
 
-def test_cli_in_memory_conversion_json(tmp_path):
+def test_cli_in_memory_conversion_json(invoke, tmp_path):
     p = save(two_deconv_model(), tmp_path / "m.onnx")
     r = invoke("bench", p, "--runs", "3", "--warmup", "1", "--json")
     assert r.exit_code == 0, r.output
@@ -66,7 +59,7 @@ def test_cli_in_memory_conversion_json(tmp_path):
     assert data["input_shapes"] == {"x": [1, 8, 5, 5]}
 
 
-def test_cli_text_with_candidate(tmp_path):
+def test_cli_text_with_candidate(invoke, tmp_path):
     original = two_deconv_model(shape=("N", 8, "H", "W"))
     a, b = save(original, tmp_path / "a.onnx"), save(converted(original), tmp_path / "b.onnx")
     r = invoke("bench", a, b, "--runs", "2", "--warmup", "0", "--input-shape", "x:1,8,9,9", "--threads", "1")
@@ -78,7 +71,7 @@ def test_cli_text_with_candidate(tmp_path):
     assert lines[-1].startswith("speedup ") and "x: candidate " in lines[-1]
 
 
-def test_cli_openvino(tmp_path):
+def test_cli_openvino(invoke, tmp_path):
     pytest.importorskip("openvino")
     p = save(two_deconv_model(), tmp_path / "m.onnx")
     r = invoke("bench", p, "--runs", "2", "--warmup", "1", "--runtime", "openvino", "--json")
@@ -86,7 +79,7 @@ def test_cli_openvino(tmp_path):
     assert json.loads(r.stdout)["runtime"].startswith("openvino")
 
 
-def test_cli_bad_input(tmp_path):
+def test_cli_bad_input(invoke, tmp_path):
     p = save(two_deconv_model(), tmp_path / "m.onnx")
     other = save(add_chain_model(2), tmp_path / "other.onnx")
     for args in ([tmp_path / "missing.onnx"], [p, tmp_path / "missing.onnx"], [p, "--runs", "0"],
@@ -96,6 +89,6 @@ def test_cli_bad_input(tmp_path):
         assert "Traceback" not in r.output
 
 
-def test_help_has_example():
+def test_help_has_example(invoke):
     r = invoke("bench", "--help")
     assert r.exit_code == 0 and "Example:" in r.output and "deconv2sub bench" in r.output

@@ -8,24 +8,30 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from onnx import TensorProto, helper
+from surface_builders import (
+    add_chain_model,
+    converted,
+    perturb_conv_weight,
+    rename_output,
+    save,
+    two_deconv_model,
+)
 
-from deconv2sub.cli import main
-from deconv2sub.verify.verification import VerifyOptions, localise_shared, merge_input_specs
-from deconv2sub.verify.inputs import TensorSpec
 from deconv2sub.errors import InputError
-
-from surface_builders import add_chain_model, converted, perturb_conv_weight, rename_output, save, two_deconv_model
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+from deconv2sub.verify.inputs import TensorSpec
+from deconv2sub.verify.verification import VerifyOptions, localise_shared, merge_input_specs
 
 
-def invoke_json(*args):
-    r = invoke(*args, "--json", "-q")
-    return r, json.loads(r.stdout)
+@pytest.fixture()
+def invoke_json(invoke):
+    """``invoke`` with ``--json -q``: (result, parsed JSON)."""
+
+    def run(*args):
+        r = invoke(*args, "--json", "-q")
+        return r, json.loads(r.stdout)
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +49,7 @@ def models(tmp_path_factory):
     }
 
 
-def test_pass(models):
+def test_pass(invoke, models):
     r = invoke("validate", models["original"], models["good"])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
@@ -56,7 +62,7 @@ def test_pass(models):
 
 
 @pytest.mark.parametrize("which,node,tensor", [("bad_up2", "up2", "y2"), ("bad_up1", "up1", "y1")])
-def test_planted_fault_fails_and_is_localised(models, which, node, tensor):
+def test_planted_fault_fails_and_is_localised(invoke, models, which, node, tensor):
     """One weight of one rewritten Conv scaled by 1%: validation fails, naming the output and the node."""
     r = invoke("validate", models["original"], models[which])
     assert r.exit_code == 1, r.output
@@ -70,7 +76,7 @@ def test_planted_fault_fails_and_is_localised(models, which, node, tensor):
     assert last.startswith("FAILED: 1 of 1 output(s) differ ('out')") and f"'{tensor}'" in last
 
 
-def test_planted_fault_json(models):
+def test_planted_fault_json(invoke_json, models):
     r, data = invoke_json("validate", models["original"], models["bad_up2"])
     assert r.exit_code == 1
     assert data["status"] == "FAILED" and data["failing_outputs"] == ["out"]
@@ -86,7 +92,7 @@ def test_planted_fault_json(models):
     assert data["localisation"]["diverging"] >= 1
 
 
-def test_unpaired_outputs_listed_not_paired_by_position(models):
+def test_unpaired_outputs_listed_not_paired_by_position(invoke, invoke_json, models):
     r = invoke("validate", models["original"], models["renamed"])
     assert r.exit_code == 1, r.output
     assert "out: missing from the candidate" in r.output
@@ -103,7 +109,7 @@ def _single_error_line(r):
     return lines[0]
 
 
-def test_bad_files_exit_2(models, tmp_path):
+def test_bad_files_exit_2(invoke, models, tmp_path):
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"definitely not a model")
     truncated = tmp_path / "truncated.onnx"
@@ -116,7 +122,7 @@ def test_bad_files_exit_2(models, tmp_path):
         _single_error_line(r)
 
 
-def test_incompatible_inputs_exit_2(models, tmp_path):
+def test_incompatible_inputs_exit_2(invoke, models, tmp_path):
     other_name = onnx.load(models["good"])
     other_name.graph.input[0].name = "y"
     for n in other_name.graph.node:
@@ -132,7 +138,7 @@ def test_incompatible_inputs_exit_2(models, tmp_path):
         assert "incompatible inputs" in line and words in line
 
 
-def test_bad_options_exit_2(models, tmp_path):
+def test_bad_options_exit_2(invoke, models, tmp_path):
     for args in (["--input-shape", "x:1,a"], ["--input-shape", "nope:1,8,5,5"], ["--inputs", tmp_path / "no.npz"],
                  ["--save-inputs", tmp_path / "no_dir" / "in.npz"], ["--provider", "tpu"]):
         r = invoke("validate", models["original"], models["good"], *args)
@@ -140,7 +146,7 @@ def test_bad_options_exit_2(models, tmp_path):
         assert "Traceback" not in r.output
 
 
-def test_save_inputs_and_outputs_reproduce_the_failure(models, tmp_path):
+def test_save_inputs_and_outputs_reproduce_the_failure(invoke, invoke_json, models, tmp_path):
     inputs, outputs = tmp_path / "in.npz", tmp_path / "out.npz"
     r = invoke("validate", models["original"], models["bad_up2"], "--seed", "7",
                "--save-inputs", inputs, "--save-outputs", outputs)
@@ -158,13 +164,13 @@ def test_save_inputs_and_outputs_reproduce_the_failure(models, tmp_path):
     assert again["trials"][0]["seed"] is None  # from the file
 
 
-def test_trials_and_seeds(models):
+def test_trials_and_seeds(invoke_json, models):
     r, data = invoke_json("validate", models["original"], models["good"], "--trials", "3", "--seed", "5")
     assert r.exit_code == 0
     assert [t["seed"] for t in data["trials"]] == [5, 6, 7]  # fixed shapes: same size, different data
 
 
-def test_symbolic_dims_two_trials_and_input_shape(tmp_path):
+def test_symbolic_dims_two_trials_and_input_shape(invoke_json, tmp_path):
     original = two_deconv_model(shape=("N", 8, "H", "W"))
     a, b = save(original, tmp_path / "a.onnx"), save(converted(original), tmp_path / "b.onnx")
     r, data = invoke_json("validate", a, b)
@@ -174,18 +180,18 @@ def test_symbolic_dims_two_trials_and_input_shape(tmp_path):
     assert data["trials"][0]["input_shapes"] == {"x": [2, 8, 7, 3]}
 
 
-def test_tolerance_options(models):
+def test_tolerance_options(invoke, models):
     r = invoke("validate", models["original"], models["bad_up2"], "--atol", "1", "--rtol", "0")
     assert r.exit_code == 0, r.output
     assert "rtol=0 atol=1" in r.output
 
 
-def test_ort_opt(models):
+def test_ort_opt(invoke_json, models):
     r, data = invoke_json("validate", models["original"], models["good"], "--ort-opt")
     assert r.exit_code == 0 and data["graph_optimizations"] is True
 
 
-def test_candidate_that_fails_to_run_is_a_failure(tmp_path):
+def test_candidate_that_fails_to_run_is_a_failure(invoke, tmp_path):
     """A candidate that loads but fails at run time (a Reshape to an impossible size, symbolic dims so
     that ONNX Runtime cannot tell at load time) fails validation (exit 1); it is not "bad input"."""
     original = two_deconv_model(shape=("N", 8, "H", "W"))
@@ -206,7 +212,7 @@ def test_candidate_that_fails_to_run_is_a_failure(tmp_path):
         assert z.files == ["original/out"]
 
 
-def test_openvino_runtime(models):
+def test_openvino_runtime(invoke, models):
     pytest.importorskip("openvino")
     r = invoke("validate", models["original"], models["good"], "--runtime", "openvino")
     assert r.exit_code == 0, r.output
@@ -215,7 +221,7 @@ def test_openvino_runtime(models):
     assert r.exit_code == 1 and "first divergence: tensor 'y2'" in r.output
 
 
-def test_openvino_missing_gives_clear_message(models, monkeypatch):
+def test_openvino_missing_gives_clear_message(invoke, models, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
     r = invoke("validate", models["original"], models["good"], "--runtime", "openvino")
     assert r.exit_code == 3
@@ -223,13 +229,13 @@ def test_openvino_missing_gives_clear_message(models, monkeypatch):
     assert "pip install 'deconv2sub[openvino]'" in line
 
 
-def test_output_fits_80_columns(models):
+def test_output_fits_80_columns(invoke, models):
     r = invoke("validate", models["original"], models["bad_up2"])
     long = [ln for ln in r.output.splitlines() if len(ln) > 80 and str(models["dir"]) not in ln]
     assert not long, long
 
 
-def test_help_has_example():
+def test_help_has_example(invoke):
     r = invoke("validate", "--help")
     assert r.exit_code == 0 and "Example:" in r.output and "deconv2sub validate" in r.output
 
@@ -262,7 +268,7 @@ def test_merge_input_specs():
         merge_input_specs([TensorSpec("x", f32, (1, 3))], [TensorSpec("x", f32, (1, 3, 4))])
 
 
-def test_openvino_float64_is_held_to_float32_tolerances(tmp_path):
+def test_openvino_float64_is_held_to_float32_tolerances(invoke, tmp_path):
     """OpenVINO's CPU plugin computes float64 in float32; a float64 model must not fail for that."""
     pytest.importorskip("openvino")
     from builders import convtranspose_model
