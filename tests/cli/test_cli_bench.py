@@ -1,4 +1,4 @@
-"""deconv2sub.runtime.timing and `deconv2sub bench`: structure of the results (never speed itself)."""
+"""deconv2sub.runtime.timing and `deconv2sub bench`: the results' structure (never speed)."""
 
 from __future__ import annotations
 
@@ -13,24 +13,38 @@ from deconv2sub.runtime.timing import bench_models, percentile, random_feeds
 
 @pytest.mark.parametrize("interleave", [True, False])
 def test_bench_models_structure(interleave):
+    """bench_models times both models (interleaved or not) and reports consistent statistics."""
     original = two_deconv_model()
     feeds = random_feeds(original)
     calls = []
-    res = bench_models({"original": original, "candidate": converted(original)}, feeds, warmup=1, runs=3,
-                       threads=1, interleave=interleave, progress=lambda *a: calls.append(a))
+    res = bench_models(
+        {"original": original, "candidate": converted(original)},
+        feeds,
+        warmup=1,
+        runs=3,
+        threads=1,
+        interleave=interleave,
+        progress=lambda *a: calls.append(a),
+    )
     assert list(res.results) == ["original", "candidate"]
     for r in res.results.values():
         assert len(r.times) == 3 and r.warmup == 1 and all(t > 0 for t in r.times)
         assert r.min <= r.median <= r.p90 <= max(r.times) and r.mean > 0
         assert r.runtime.device in ("CPU", "CUDA")
-    assert res.speedup("original", "candidate") == res.results["original"].median / res.results["candidate"].median
+    assert (
+        res.speedup("original", "candidate")
+        == res.results["original"].median / res.results["candidate"].median
+    )
     d = json.loads(json.dumps(res.to_dict()))
     assert d["interleaved"] is interleave and d["threads"] == 1 and d["graph_optimizations"] is True
     assert d["speedup"] == pytest.approx(d["models"][0]["median_ms"] / d["models"][1]["median_ms"])
-    assert calls and calls[-1][1] == calls[-1][2] == 6  # progress reached the end: 2 models x 3 runs
+    assert (
+        calls and calls[-1][1] == calls[-1][2] == 6
+    )  # progress reached the end: 2 models x 3 runs
 
 
 def test_bench_models_errors():
+    """No models, no runs or a missing input is bad input."""
     m = add_chain_model(2)
     with pytest.raises(InputError):
         bench_models({}, {})
@@ -41,11 +55,13 @@ def test_bench_models_errors():
 
 
 def test_percentile():
+    """Percentiles interpolate linearly between sorted samples."""
     assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([5], 90) == 5
     assert percentile(list(range(11)), 90) == pytest.approx(9)
 
 
 def test_cli_in_memory_conversion_json(invoke, tmp_path):
+    """Without CANDIDATE, bench converts MODEL in memory; the JSON says so."""
     p = save(two_deconv_model(), tmp_path / "m.onnx")
     r = invoke("bench", p, "--runs", "3", "--warmup", "1", "--json")
     assert r.exit_code == 0, r.output
@@ -60,18 +76,38 @@ def test_cli_in_memory_conversion_json(invoke, tmp_path):
 
 
 def test_cli_text_with_candidate(invoke, tmp_path):
+    """The text report: setting, one row per model, the speedup line, 80 columns."""
     original = two_deconv_model(shape=("N", 8, "H", "W"))
     a, b = save(original, tmp_path / "a.onnx"), save(converted(original), tmp_path / "b.onnx")
-    r = invoke("bench", a, b, "--runs", "2", "--warmup", "0", "--input-shape", "x:1,8,9,9", "--threads", "1")
+    r = invoke(
+        "bench",
+        a,
+        b,
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--input-shape",
+        "x:1,8,9,9",
+        "--threads",
+        "1",
+    )
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     assert all(len(ln) <= 80 for ln in lines if str(tmp_path) not in ln), r.output
-    assert "graph optimisations on" in r.output and "x:1x8x9x9" in r.output and "threads: 1" in r.output
-    assert any(ln.startswith("original ") for ln in lines) and any(ln.startswith("candidate ") for ln in lines)
+    assert (
+        "graph optimisations on" in r.output
+        and "x:1x8x9x9" in r.output
+        and "threads: 1" in r.output
+    )
+    assert any(ln.startswith("original ") for ln in lines) and any(
+        ln.startswith("candidate ") for ln in lines
+    )
     assert lines[-1].startswith("speedup ") and "x: candidate " in lines[-1]
 
 
 def test_cli_openvino(invoke, tmp_path):
+    """--runtime openvino times on OpenVINO."""
     pytest.importorskip("openvino")
     p = save(two_deconv_model(), tmp_path / "m.onnx")
     r = invoke("bench", p, "--runs", "2", "--warmup", "1", "--runtime", "openvino", "--json")
@@ -80,15 +116,22 @@ def test_cli_openvino(invoke, tmp_path):
 
 
 def test_cli_bad_input(invoke, tmp_path):
+    """Missing files, --runs 0, incompatible models, a missing --inputs file: exit 2."""
     p = save(two_deconv_model(), tmp_path / "m.onnx")
     other = save(add_chain_model(2), tmp_path / "other.onnx")
-    for args in ([tmp_path / "missing.onnx"], [p, tmp_path / "missing.onnx"], [p, "--runs", "0"],
-                 [p, other], [p, "--inputs", tmp_path / "missing.npz"]):
+    for args in (
+        [tmp_path / "missing.onnx"],
+        [p, tmp_path / "missing.onnx"],
+        [p, "--runs", "0"],
+        [p, other],
+        [p, "--inputs", tmp_path / "missing.npz"],
+    ):
         r = invoke("bench", *args)
         assert r.exit_code == 2, (args, r.output)
         assert "Traceback" not in r.output
 
 
 def test_help_has_example(invoke):
+    """Bench --help shows examples."""
     r = invoke("bench", "--help")
     assert r.exit_code == 0 and "Example:" in r.output and "deconv2sub bench" in r.output

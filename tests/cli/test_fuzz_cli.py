@@ -1,6 +1,8 @@
-"""Bad input never produces a traceback: corrupted, truncated, empty, directories, wrong extensions, missing
-external data, unwritable outputs → one clear line on stderr and exit 2, nothing written. A convert that is
-killed while saving leaves no output or the previous one intact; the input is never modified.
+"""Bad input never produces a traceback.
+
+Corrupted, truncated, empty, directories, wrong extensions, missing external data, unwritable
+outputs → one clear line on stderr and exit 2, nothing written. A convert that is killed while
+saving leaves no output or the previous one intact; the input is never modified.
 
 Decision on extensions: the content decides, not the file name. A valid model in ``model.txt`` is
 converted (exit 0); garbage in ``model.onnx`` is rejected (exit 2).
@@ -31,12 +33,18 @@ EXE = os.path.join(os.path.dirname(sys.executable), "deconv2sub")
 
 
 def _model():
-    return convtranspose_model([1, 3, 5, 5], RNG.standard_normal((3, 2, 4, 4)).astype(np.float32),
-                               RNG.standard_normal(2).astype(np.float32), strides=[2, 2], pads=[1, 1, 1, 1])
+    return convtranspose_model(
+        [1, 3, 5, 5],
+        RNG.standard_normal((3, 2, 4, 4)).astype(np.float32),
+        RNG.standard_normal(2).astype(np.float32),
+        strides=[2, 2],
+        pads=[1, 1, 1, 1],
+    )
 
 
 @pytest.fixture(scope="module")
 def model_bytes():
+    """A small valid model, serialised."""
     return _model().SerializeToString()
 
 
@@ -51,7 +59,7 @@ def _leftovers(folder, *keep):
 
 
 def assert_clean_failure(r, folder=None, keep=()):
-    """Exit 2, exactly one line on stderr (the error), nothing on stdout, no traceback, nothing written."""
+    """Exit 2, one line on stderr (the error), nothing on stdout, no traceback, nothing written."""
     assert r.exit_code == 2, (r.exit_code, r.output)
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(err) == 1 and err[0].startswith("deconv2sub: error: "), r.stderr
@@ -75,8 +83,10 @@ def assert_computes_like_the_original(src, out, r):
     feeds = random_feeds(original)
     try:
         refs = run(original, feeds)
-    except (ort.capi.onnxruntime_pybind11_state.Fail,
-            ort.capi.onnxruntime_pybind11_state.InvalidArgument):
+    except (
+        ort.capi.onnxruntime_pybind11_state.Fail,
+        ort.capi.onnxruntime_pybind11_state.InvalidArgument,
+    ):
         assert "the rewrite was NOT verified" in r.output, r.output
         return
     gots = run(converted, feeds)
@@ -103,6 +113,7 @@ def _try_corrupt(convert, tmp_path, data, name="bad.onnx"):
 
 
 def test_truncated_at_many_offsets(convert, tmp_path, model_bytes):
+    """A model cut at any of many offsets is rejected cleanly (or still converts correctly)."""
     n = len(model_bytes)
     offsets = sorted(set(list(range(0, 64)) + list(np.linspace(64, n - 1, 40).astype(int))))
     codes = [_try_corrupt(convert, tmp_path, model_bytes[:k]) for k in offsets]
@@ -110,8 +121,11 @@ def test_truncated_at_many_offsets(convert, tmp_path, model_bytes):
 
 
 def test_random_byte_flips(convert, tmp_path, model_bytes):
-    """Flips hit structure (rejected) or weight bytes (still valid: converted; a weight turned inf/NaN is
-    left as ConvTranspose with a reason, since 0 * inf in the Conv's zero taps would differ)."""
+    """Random byte flips are rejected cleanly or still convert correctly.
+
+    Flips hit structure (rejected) or weight bytes (still valid: converted; a weight turned inf/NaN
+    is left as ConvTranspose with a reason, since 0 * inf in the Conv's zero taps would differ).
+    """
     rng = np.random.default_rng(7)
     codes = []
     for _ in range(60):
@@ -122,18 +136,35 @@ def test_random_byte_flips(convert, tmp_path, model_bytes):
     assert 2 in codes
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00" * 100, b"not an onnx model", b"PK\x03\x04zipfile", b"\x89PNG\r\n\x1a\n",
-                                     b'{"ir_version": 8}', b"\x08\x08", b"\xff" * 64])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\x00" * 100,
+        b"not an onnx model",
+        b"PK\x03\x04zipfile",
+        b"\x89PNG\r\n\x1a\n",
+        b'{"ir_version": 8}',
+        b"\x08\x08",
+        b"\xff" * 64,
+    ],
+)
 def test_garbage_files(convert, tmp_path, content):
+    """Garbage of many kinds: one line, exit 2, nothing written."""
     p = tmp_path / "bad.onnx"
     p.write_bytes(content)
     assert_clean_failure(convert(p, "-o", tmp_path / "out.onnx"), tmp_path, keep=("bad.onnx",))
 
 
 def test_directory_and_missing_input(convert, tmp_path):
+    """A directory or a missing file as input: one line, exit 2."""
     (tmp_path / "d.onnx").mkdir()
-    assert_clean_failure(convert(tmp_path / "d.onnx", "-o", tmp_path / "out.onnx"), tmp_path, keep=("d.onnx",))
-    assert_clean_failure(convert(tmp_path / "nope.onnx", "-o", tmp_path / "out.onnx"), tmp_path, keep=("d.onnx",))
+    assert_clean_failure(
+        convert(tmp_path / "d.onnx", "-o", tmp_path / "out.onnx"), tmp_path, keep=("d.onnx",)
+    )
+    assert_clean_failure(
+        convert(tmp_path / "nope.onnx", "-o", tmp_path / "out.onnx"), tmp_path, keep=("d.onnx",)
+    )
 
 
 def test_wrong_extensions(convert, tmp_path, model_bytes):
@@ -149,7 +180,9 @@ def test_wrong_extensions(convert, tmp_path, model_bytes):
 
 def _external(tmp_path):
     m = _model()
-    m.graph.initializer[0].CopyFrom(numpy_helper.from_array(RNG.standard_normal((3, 2, 16, 16)).astype(np.float32), "W"))
+    m.graph.initializer[0].CopyFrom(
+        numpy_helper.from_array(RNG.standard_normal((3, 2, 16, 16)).astype(np.float32), "W")
+    )
     m.graph.node[0].ClearField("attribute")
     m.graph.node[0].attribute.extend([helper.make_attribute("strides", [2, 2])])
     path = tmp_path / "ext.onnx"
@@ -158,6 +191,7 @@ def _external(tmp_path):
 
 
 def test_missing_external_data(convert, tmp_path):
+    """A missing external data file is named."""
     path = _external(tmp_path)
     (tmp_path / "ext.onnx.data").unlink()
     r = convert(path, "-o", tmp_path / "out.onnx")
@@ -166,6 +200,7 @@ def test_missing_external_data(convert, tmp_path):
 
 
 def test_external_data_is_a_directory(convert, tmp_path):
+    """External data that is a directory: one line, exit 2."""
     path = _external(tmp_path)
     (tmp_path / "ext.onnx.data").unlink()
     (tmp_path / "ext.onnx.data").mkdir()
@@ -188,7 +223,11 @@ def test_readonly_output_folder_simulated(convert, tmp_path, monkeypatch, model_
     out_dir = tmp_path / "ro"
     out_dir.mkdir()
     real_access = os.access
-    monkeypatch.setattr(model_io.os, "access", lambda p, mode, *a, **k: False if str(p) == str(out_dir) else real_access(p, mode))
+    monkeypatch.setattr(
+        model_io.os,
+        "access",
+        lambda p, mode, *a, **k: False if str(p) == str(out_dir) else real_access(p, mode),
+    )
     r = convert(tmp_path / "m.onnx", "-o", out_dir / "out.onnx")
     assert_clean_failure(r, out_dir)
     assert "not writable" in r.stderr
@@ -196,6 +235,7 @@ def test_readonly_output_folder_simulated(convert, tmp_path, monkeypatch, model_
 
 @pytest.mark.skipif(IS_ROOT or os.name != "posix", reason="root ignores file permissions")
 def test_readonly_output_folder_real(convert, tmp_path, model_bytes):
+    """A read-only output folder: one line, exit 2, nothing written."""
     (tmp_path / "m.onnx").write_bytes(model_bytes)
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -207,6 +247,7 @@ def test_readonly_output_folder_real(convert, tmp_path, model_bytes):
 
 
 def test_output_under_a_file_and_missing_folder(convert, tmp_path, model_bytes):
+    """An output under a file, in a missing folder or a directory: exit 2."""
     (tmp_path / "m.onnx").write_bytes(model_bytes)
     (tmp_path / "afile").write_text("x")
     assert_clean_failure(convert(tmp_path / "m.onnx", "-o", tmp_path / "afile" / "out.onnx"))
@@ -229,13 +270,20 @@ def test_write_failure_mid_save(convert, tmp_path, monkeypatch, model_bytes):
     assert "No space left" in r.stderr and out.read_bytes() == b"previous"
 
 
-# ---- real processes -------------------------------------------------------------------------------
+# ---- real processes ------------------------------------------------------------------------------
 def _cli(*args, timeout=120):
-    return subprocess.run([EXE, *[str(a) for a in args]], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [EXE, *[str(a) for a in args]], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_console_script_bad_inputs(tmp_path, model_bytes):
-    cases = {"empty.onnx": b"", "trunc.onnx": model_bytes[: len(model_bytes) // 3], "junk.onnx": b"\x0a\xff\x01junk"}
+    """The installed console script: one line on stderr, exit 2, no traceback."""
+    cases = {
+        "empty.onnx": b"",
+        "trunc.onnx": model_bytes[: len(model_bytes) // 3],
+        "junk.onnx": b"\x0a\xff\x01junk",
+    }
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
     (tmp_path / "dir.onnx").mkdir()
@@ -251,15 +299,25 @@ def test_console_script_bad_inputs(tmp_path, model_bytes):
 
 
 def _big_external_model(folder, mb=96):
-    """A model whose save takes long enough to be interrupted: ~``mb`` MB of weights in external data."""
+    """A model whose save takes long enough to be interrupted: ~``mb`` MB of external data."""
     c = int((mb * 1e6 / 2 / 64) ** 0.5)
     w1 = RNG.standard_normal((c, c, 4, 4)).astype(np.float32)
     w2 = RNG.standard_normal((c, c, 4, 4)).astype(np.float32)
-    nodes = [helper.make_node("ConvTranspose", ["X", "W1"], ["H"], name="up1", strides=[2, 2], pads=[1, 1, 1, 1]),
-             helper.make_node("ConvTranspose", ["H", "W2"], ["Y"], name="up2", strides=[2, 2], pads=[1, 1, 1, 1])]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, c, 1, 1])],
-                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, c, 4, 4])],
-                          [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2")])
+    nodes = [
+        helper.make_node(
+            "ConvTranspose", ["X", "W1"], ["H"], name="up1", strides=[2, 2], pads=[1, 1, 1, 1]
+        ),
+        helper.make_node(
+            "ConvTranspose", ["H", "W2"], ["Y"], name="up2", strides=[2, 2], pads=[1, 1, 1, 1]
+        ),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, c, 1, 1])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, c, 4, 4])],
+        [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2")],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     path = folder / "big.onnx"
     save_model(m, path, external_data=True)
@@ -272,6 +330,7 @@ def _snapshot(folder):
 
 @pytest.mark.parametrize("previous", [True, False])
 def test_kill_during_save(tmp_path, previous):
+    """SIGKILL while saving leaves no output or the previous one intact; the next save succeeds."""
     src_dir, out_dir = tmp_path / "in", tmp_path / "out"
     src_dir.mkdir(), out_dir.mkdir()
     path = _big_external_model(src_dir)
@@ -279,13 +338,18 @@ def test_kill_during_save(tmp_path, previous):
     out = out_dir / "out.onnx"
     if previous:  # a previous output (model + data), as a converted model would be
         save_model(_model(), out, external_data=True)
-        (out_dir / "out.onnx.data").write_bytes(b"previous data" * 100)  # marked but content is ours to compare
+        (out_dir / "out.onnx.data").write_bytes(
+            b"previous data" * 100
+        )  # marked but content is ours to compare
         before = _snapshot(out_dir)
 
     killed_during = None
     for attempt in range(3):
-        proc = subprocess.Popen([EXE, "convert", str(path), "-o", str(out), "--force", "--no-verify", "-q"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [EXE, "convert", str(path), "-o", str(out), "--force", "--no-verify", "-q"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             tmp = [p for p in os.listdir(out_dir) if p.startswith(".out.onnx.tmp-")]
