@@ -1,16 +1,16 @@
 """The `convert` job as a library call: load → rewrite → stage → verify → commit, with timings.
 
 The CLI only parses options and prints what this returns; pipelines can call it directly.
-Nothing is written unless verification passed (or was skipped on request, or the runtime cannot run the
-original at all, which is reported); the input model and its external data are never written.
+Nothing is written unless verification passed (or was skipped on request, or the runtime cannot run
+the original at all, which is reported); the input model and its external data are never written.
 
 Memory: the input is loaded without its external data; only the ConvTranspose weights are read (and
-replaced by their rewritten form). The rewritten model is written once, into a temporary folder beside
-the output, streaming untouched weights from the input's data file and dropping in-memory data as it
-goes. Verification then runs both models from their files (the runtime holds one model at a time:
-the original runs first, its outputs are kept, it is freed, then the candidate runs), and the staged
-files are moved into place only when it passed. So a model's weights are held about once by us and
-once by the runtime, never several times over.
+replaced by their rewritten form). The rewritten model is written once, into a temporary folder
+beside the output, streaming untouched weights from the input's data file and dropping in-memory
+data as it goes. Verification then runs both models from their files (the runtime holds one model at
+a time: the original runs first, its outputs are kept, it is freed, then the candidate runs), and
+the staged files are moved into place only when it passed. So a model's weights are held about once
+by us and once by the runtime, never several times over.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Sequence
-
-import onnx
+from typing import Dict, Optional, Sequence
 
 from .api import convert_for_save
 from .errors import InputError, NoKernelError, VerificationError
@@ -29,6 +27,7 @@ from .io.check import checker_complaint
 from .io.external_data import verify_external_data
 from .io.load import load_model, model_files
 from .io.save import check_output_path, stage_model
+from .progress import ProgressFn
 from .report import ConversionReport
 from .rewrite.options import ConvertOptions
 from .runtime.runners import create_runner
@@ -41,17 +40,22 @@ __all__ = ["ConvertJob", "ConvertResult", "default_output_path", "run_convert"]
 
 @dataclass
 class ConvertJob:
+    """What to convert, where to save it, and how to rewrite and verify."""
+
     model: str
     output: str
     force: bool = False
     verify: bool = True
     convert_options: ConvertOptions = field(default_factory=ConvertOptions)
     verify_options: VerifyOptions = field(default_factory=VerifyOptions)
-    external_data: Optional[bool] = None  # None: keep the input's layout (external if it had), else auto
+    # None: keep the input's layout (external if it had), else auto
+    external_data: Optional[bool] = None
 
 
 @dataclass
 class ConvertResult:
+    """The job's report, verification (None when skipped), whether it was saved, timings (s)."""
+
     job: ConvertJob
     report: ConversionReport
     verification: Optional[VerificationResult] = None
@@ -59,6 +63,7 @@ class ConvertResult:
     timings: Dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The ``--json`` report of ``convert``."""
         return {
             "input": self.job.model,
             "output": self.job.output,
@@ -69,9 +74,13 @@ class ConvertResult:
         }
 
 
-def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = None) -> ConvertResult:
-    """Run the job. Raises InputError/OutputError for bad input, VerificationError (carrying the result
-    as ``err.result``) on a mismatch; in both cases nothing is written."""
+def run_convert(job: ConvertJob, progress: Optional[ProgressFn] = None) -> ConvertResult:
+    """Run the job; nothing is written when it raises.
+
+    Raises:
+        InputError, OutputError: bad input or output path.
+        VerificationError: on a mismatch; ``err.result`` is the :class:`ConvertResult`.
+    """
     say = progress or (lambda *_args: None)
     timings: Dict[str, float] = {}
     protect = model_files(job.model) if os.path.exists(job.model) else []
@@ -109,13 +118,11 @@ def run_convert(job: ConvertJob, progress: Optional[Callable[[str], None]] = Non
 
         if job.verify and report.rewritten:
             t = time.perf_counter()
-            result.verification = verify_models(job.model, staged.model_path, job.verify_options, report,
-                                                progress=say)
+            result.verification = verify_models(job.model, staged.model_path, job.verify_options,
+                                                report, progress=say)
             timings["verify"] = time.perf_counter() - t
             if result.verification.verified and not result.verification.passed:
-                err = VerificationError(_mismatch_line(result.verification))
-                err.result = result
-                raise err
+                raise VerificationError(_mismatch_line(result.verification), result=result)
 
         t = time.perf_counter()
         staged.commit()
@@ -128,21 +135,26 @@ def _require_ort_loads(path: str, complaint: str) -> None:
     """Accept a model the ONNX checker refused (``complaint``) only if ONNX Runtime loads it.
 
     The checker is stricter than the runtime (e.g. on graph outputs declared without a shape); what
-    the runtime loads is a model. It is asked before the rewrite, which relies on a well-formed graph
-    (a truncated or corrupted file can still parse). A missing kernel (e.g. float64 ConvTranspose on
-    CPU) counts as loaded: the runtime read and resolved the graph."""
+    the runtime loads is a model. It is asked before the rewrite, which relies on a well-formed
+    graph (a truncated or corrupted file can still parse). A missing kernel (e.g. float64
+    ConvTranspose on CPU) counts as loaded: the runtime read and resolved the graph.
+    """
     try:
         runner = create_runner(path, runtime="onnxruntime", provider="cpu", what="the input model")
     except NoKernelError:
         return
     except InputError as err:
-        raise InputError(f"the input model is not a valid ONNX model: {complaint}; and {err}") from None
+        raise InputError(f"the input model is not a valid ONNX model: {complaint}; and {err}"
+                         ) from None
     del runner
 
 
 def _check_output(path: str, input_complaint: Optional[str], report: ConversionReport) -> None:
-    """The rewritten model must pass the ONNX checker whenever the input did (else the rewrite is at
-    fault: refused). An input that did not may hand its defect on; a new complaint is reported."""
+    """The rewritten model must pass the ONNX checker whenever the input did.
+
+    Else the rewrite is at fault: refused. An input that did not may hand its defect on; a new
+    complaint is reported.
+    """
     complaint = checker_complaint(path)
     if complaint is None or complaint == input_complaint:
         return
@@ -152,8 +164,11 @@ def _check_output(path: str, input_complaint: Optional[str], report: ConversionR
 
 
 def _convert_options(job: ConvertJob) -> ConvertOptions:
-    """The job's ConvertOptions; the input shapes verification runs at are also the sizes the
-    emission choice assumes, unless the options name their own (``ConvertOptions.input_shapes``)."""
+    """The job's ConvertOptions, with the input shapes verification runs at.
+
+    They are also the sizes the emission choice assumes, unless the options name their own
+    (``ConvertOptions.input_shapes``).
+    """
     options = job.convert_options
     if not options.input_shapes and job.verify_options.input_shapes:
         options = dataclasses.replace(options, input_shapes=dict(job.verify_options.input_shapes))
@@ -161,16 +176,21 @@ def _convert_options(job: ConvertJob) -> ConvertOptions:
 
 
 def default_output_path(model: str) -> str:
-    """Where ``convert`` saves when no output is given: beside the input, ``_subpixel`` before the
-    extension (``dir/model.onnx`` -> ``dir/model_subpixel.onnx``). Never the input itself."""
+    """Where ``convert`` saves when no output is given.
+
+    Beside the input, ``_subpixel`` before the extension (``dir/model.onnx`` ->
+    ``dir/model_subpixel.onnx``). Never the input itself.
+    """
     folder, name = os.path.split(os.path.normpath(model))
     stem, ext = os.path.splitext(name)
     return os.path.join(folder, f"{stem}_subpixel{ext or '.onnx'}")
 
 
 def _output_external_data(job: ConvertJob, protect: Sequence[os.PathLike]) -> Optional[bool]:
-    """Whether the output gets external data: as the job says, else as the input had (None: the
-    save decides by size)."""
+    """Whether the output gets external data.
+
+    As the job says, else as the input had (None: the save decides by size).
+    """
     if job.external_data is None and len(protect) > 1:
         return True  # the input kept its weights outside: so does the output
     return job.external_data
@@ -193,4 +213,5 @@ def _mismatch_line(v: VerificationResult) -> str:
     who = ""
     if v.culprits:
         who = "; diverging rewritten node(s): " + ", ".join(f"'{c.node}'" for c in v.culprits)
-    return f"verification FAILED: max abs err {abs_e:.3g}, max rel err {rel_e:.3g}{who}; nothing written"
+    return (f"verification FAILED: max abs err {abs_e:.3g}, max rel err {rel_e:.3g}{who}; "
+            "nothing written")

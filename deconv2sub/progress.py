@@ -1,9 +1,10 @@
 """A tiny progress line for long steps (loading, many nodes, several trials, benchmark rounds).
 
-Library code reports progress through a plain callable, ``progress(text, done=None, total=None)``;
-it never prints. The CLI passes a :class:`Progress`, which draws one self-erasing line on stderr —
-only when stderr is a terminal and ``--quiet`` was not given, so pipes, logs and ``--json`` consumers
-never see control characters. ``done``/``total`` turn the line into a bar.
+Library code reports progress through a plain callable,
+``progress(text, done=None, total=None)``; it never prints. The CLI passes a :class:`Progress`,
+which draws one self-erasing line on stderr — only when stderr is a terminal and ``--quiet`` was not
+given, so pipes, logs and ``--json`` consumers never see control characters. ``done``/``total`` turn
+the line into a bar.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ __all__ = ["ProgressFn", "Progress", "step"]
 ProgressFn = Callable[..., None]
 
 
-def step(progress: Optional[ProgressFn], text: str, done: Optional[int] = None, total: Optional[int] = None) -> None:
+def step(
+    progress: Optional[ProgressFn],
+    text: str,
+    done: Optional[int] = None,
+    total: Optional[int] = None,
+) -> None:
     """Report to ``progress`` if there is one (keeps call sites short)."""
     if progress is None:
         return
@@ -33,13 +39,17 @@ class Progress:
     """Draws ``... text [#####-----] 3/10`` on one line of ``stream`` (default stderr).
 
     Disabled unless ``enabled`` is true; pass ``Progress.for_cli(quiet)`` to get "on a TTY and not
-    quiet". Redraws are throttled (every ``interval`` seconds, or when the text changes, or at the last
-    step). Call :meth:`clear` before printing anything else; it is a no-op when nothing was drawn.
+    quiet". Redraws are throttled (every ``interval`` seconds, or when the text changes, or at the
+    last step). Call :meth:`clear` before printing anything else; it is a no-op when nothing was
+    drawn.
     """
 
     BAR = 20
 
-    def __init__(self, enabled: bool = False, stream: Optional[TextIO] = None, interval: float = 0.1):
+    def __init__(
+        self, enabled: bool = False, stream: Optional[TextIO] = None, interval: float = 0.1
+    ):
+        """A progress line on ``stream`` (stderr when None), drawn only when ``enabled``."""
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = bool(enabled)
         self.interval = interval
@@ -49,6 +59,7 @@ class Progress:
 
     @classmethod
     def for_cli(cls, quiet: bool = False, stream: Optional[TextIO] = None) -> "Progress":
+        """Enabled when ``stream`` (default stderr) is a terminal and not ``quiet``."""
         stream = stream if stream is not None else sys.stderr
         try:
             tty = stream.isatty()
@@ -57,6 +68,7 @@ class Progress:
         return cls(enabled=tty and not quiet, stream=stream)
 
     def __call__(self, text: str, done: Optional[int] = None, total: Optional[int] = None) -> None:
+        """Draw ``text``, with a bar when ``total`` is given (throttled, see the class)."""
         if not self.enabled:
             return
         now = time.monotonic()

@@ -125,19 +125,3 @@ def test_auto_without_a_measurer_is_refused_clearly():
     m = convtranspose_model([1, 3, 4, 4], _x((3, 2, 3, 3)), None, strides=[2, 2])
     with pytest.raises(ValueError, match="measure="):
         deconv2sub.convert_graph(gs.import_onnx(m), ConvertOptions(strategy="auto"))
-
-
-def test_cli_choices_come_from_the_registries():
-    """The CLI's --strategy choices equal the registry's.
-
-    The CLI keeps them literal: importing the registry would load numpy and onnx before --help.
-    """
-    import click
-
-    from deconv2sub import cli
-    from deconv2sub.targets.chooser import STRATEGIES
-
-    for command in (cli.convert, cli.inspect_cmd, cli.bench):
-        options = {p.name: p for p in command.params}
-        assert isinstance(options["strategy"].type, click.Choice)
-        assert set(options["strategy"].type.choices) == set(STRATEGIES)

@@ -10,11 +10,15 @@ from deconv2sub.progress import Progress, step
 
 
 class FakeTTY(io.StringIO):
+    """A string stream that says it is a terminal."""
+
     def isatty(self):
+        """Always a terminal."""
         return True
 
 
 def test_draws_bar_on_tty_and_clears():
+    """On a terminal: a bar is drawn and erased by clear()."""
     s = FakeTTY()
     p = Progress.for_cli(quiet=False, stream=s)
     assert p.enabled
@@ -27,6 +31,7 @@ def test_draws_bar_on_tty_and_clears():
 
 
 def test_throttles_repeated_text_but_not_the_last_step():
+    """Redraws of the same text are throttled, the last step never."""
     s = FakeTTY()
     p = Progress(enabled=True, stream=s, interval=60)
     p("timing", 1, 10)
@@ -37,6 +42,7 @@ def test_throttles_repeated_text_but_not_the_last_step():
 
 
 def test_silent_when_piped_or_quiet():
+    """Nothing is written to a pipe, nor with quiet."""
     piped = io.StringIO()
     p = Progress.for_cli(quiet=False, stream=piped)
     p("loading", 1, 2)
@@ -50,6 +56,7 @@ def test_silent_when_piped_or_quiet():
 
 
 def test_step_passes_counts_and_never_swallows_a_callbacks_error():
+    """Step passes counts only when given and lets a callback's error through."""
     seen = []
     step(lambda *a: seen.append(a), "plain")
     step(lambda *a: seen.append(a), "with counts", 1, 2)

@@ -1,7 +1,9 @@
-"""The CLI starts without the heavy modules (issue 12, point 12): `deconv2sub --help`, a command's
---help and an error found before any model is read (a missing file, a bad option) must not pay
-about a second for onnx, onnxruntime, onnx-graphsurgeon, torch or openvino. Checked on sys.modules
-in a fresh interpreter, not by timing, so that a loaded machine cannot make it flaky.
+"""The CLI starts without the heavy modules (issue 12, point 12).
+
+`deconv2sub --help`, a command's --help and an error found before any model is read (a missing
+file, a bad option) must not pay about a second for onnx, onnxruntime, onnx-graphsurgeon, torch or
+openvino. Checked on sys.modules in a fresh interpreter, not by timing, so that a loaded machine
+cannot make it flaky.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import subprocess
 import sys
 
 HEAVY = ("onnx", "onnxruntime", "onnx_graphsurgeon", "torch", "openvino", "numpy")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SCRIPT = r"""
 import json, sys
@@ -26,15 +28,31 @@ for args in {RUNS!r}:
 print(json.dumps(loaded))
 """
 
-RUNS = [["--help"], ["convert", "--help"], ["validate", "--help"], ["inspect", "--help"],
-        ["bench", "--help"], ["convert", "no_such_model.onnx"], ["validate", "no_such.onnx", "b.onnx"],
-        ["inspect", "no_such_model.onnx"], ["bench", "no_such_model.onnx"]]
+RUNS = [
+    ["--help"],
+    ["convert", "--help"],
+    ["validate", "--help"],
+    ["inspect", "--help"],
+    ["bench", "--help"],
+    ["convert", "no_such_model.onnx"],
+    ["validate", "no_such.onnx", "b.onnx"],
+    ["inspect", "no_such_model.onnx"],
+    ["bench", "no_such_model.onnx"],
+]
 
 
 def test_cli_does_not_import_heavy_modules(tmp_path):
+    """--help and early errors of every command import none of HEAVY."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", SCRIPT.format(HEAVY=HEAVY, RUNS=RUNS)], cwd=tmp_path,
-                         env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(HEAVY=HEAVY, RUNS=RUNS)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     loaded = json.loads(out.splitlines()[-1])
     assert loaded.pop("import") == []
     for run, (code, *modules) in loaded.items():
@@ -43,6 +61,7 @@ def test_cli_does_not_import_heavy_modules(tmp_path):
 
 
 def test_package_names_still_resolve():
+    """The package's lazy names still resolve."""
     import deconv2sub
 
     assert callable(deconv2sub.convert_model) and callable(deconv2sub.convert_graph)

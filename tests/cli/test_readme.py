@@ -1,6 +1,7 @@
-"""The README's quick start (issue 12, point 13): exactly two commands, and the first one, run on a
-fresh clone (no out/ folder), converts a bundled sample into a path git ignores, so that trying the
-tool leaves no untracked file in the repository.
+"""The README's quick start (issue 12, point 13).
+
+Exactly two commands, and the first one, run on a fresh clone (no out/ folder), converts a bundled
+sample into a path git ignores, so that trying the tool leaves no untracked file in the repository.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def quick_start_commands():
+    """The bash blocks of the README's Quick start section."""
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         text = f.read()
     section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
@@ -25,6 +27,7 @@ def quick_start_commands():
 
 
 def test_quick_start_is_two_commands():
+    """The quick start is two one-line commands: convert a sample, run the tests."""
     commands = quick_start_commands()
     assert len(commands) == 2 and all("\n" not in c for c in commands)
     assert "deconv2sub convert samples/" in commands[0] and "pytest" in commands[1]

@@ -7,30 +7,25 @@ import json
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
-
-import deconv2sub
-from deconv2sub.cli import main
-from deconv2sub.rewrite.options import ConvertOptions
-
 from builders import convtranspose_model
 from surface_builders import save, two_deconv_model
+
+import deconv2sub
+from deconv2sub.rewrite.options import ConvertOptions
 
 
 def _convert_report(path, options=None):
     return deconv2sub.convert_model(onnx.load(path), options)[1].nodes
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
 @pytest.fixture()
 def model_path(tmp_path):
+    """The two-ConvTranspose model, saved."""
     return save(two_deconv_model(), tmp_path / "m.onnx")
 
 
-def test_table(model_path):
+def test_table(invoke, model_path):
+    """One block per node (shape, attributes, plan, MACs), totals, 80 columns."""
     r = invoke("inspect", model_path)
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
@@ -46,7 +41,8 @@ def test_table(model_path):
     assert lines[-1].startswith("2 ConvTranspose: 2 rewritable, 0 kept; MACs")
 
 
-def test_json(model_path):
+def test_json(invoke, model_path):
+    """The JSON report's MACs and bytes equal the counts computed by hand."""
     r = invoke("inspect", model_path, "--json")
     assert r.exit_code == 0
     data = json.loads(r.stdout)
@@ -57,20 +53,28 @@ def test_json(model_path):
     assert up1["macs_before"] == 8 * 4 * 16 * 25
     assert up1["macs_after"] == inspect_model(onnx.load(model_path)).nodes[0].macs_after > 0
     assert up1["weight_bytes_before"] == (8 * 4 * 16 + 4) * 4
-    assert up1["emission"]["shuffle"] == _convert_report(model_path)[0].shuffle and up1["rewritable"] is True
+    assert (
+        up1["emission"]["shuffle"] == _convert_report(model_path)[0].shuffle
+        and up1["rewritable"] is True
+    )
     assert data["totals"]["macs_before"] == sum(n["macs_before"] for n in data["nodes"])
 
 
-def test_quiet_prints_the_summary_only(model_path):
+def test_quiet_prints_the_summary_only(invoke, model_path):
+    """-q prints the summary line only."""
     r = invoke("inspect", model_path, "-q")
     assert r.exit_code == 0
     assert r.output.splitlines() == [r.output.splitlines()[-1]]
     assert r.output.startswith("2 ConvTranspose: ")
 
 
-def test_skipped_node_and_input_shape(tmp_path):
+def test_skipped_node_and_input_shape(invoke, tmp_path):
+    """A kept node shows why; MACs need --input-shape for symbolic dims."""
     w = np.ones((4, 2, 3, 3), np.float32)
-    p = save(convtranspose_model(["N", 4, "H", "W"], w, None, weight_as="input", strides=[2, 2]), tmp_path / "s.onnx")
+    p = save(
+        convtranspose_model(["N", 4, "H", "W"], w, None, weight_as="input", strides=[2, 2]),
+        tmp_path / "s.onnx",
+    )
     r = invoke("inspect", p)
     assert r.exit_code == 0
     assert "kept as ConvTranspose: weight 'W' is a graph input" in r.output
@@ -80,23 +84,33 @@ def test_skipped_node_and_input_shape(tmp_path):
     assert node["rewritable"] is False and node["macs_before"] == node["macs_after"] == w.size * 36
 
 
-def test_emission_options(model_path):
+def test_emission_options(invoke, model_path):
+    """--shuffle/--order reach the plan shown, as convert would emit it."""
     r = invoke("inspect", model_path, "--shuffle", "reshape", "--order", "CRD", "--json")
-    expected = [n.shuffle for n in _convert_report(model_path, ConvertOptions(shuffle="reshape", order="CRD"))]
+    expected = [
+        n.shuffle
+        for n in _convert_report(model_path, ConvertOptions(shuffle="reshape", order="CRD"))
+    ]
     assert [n["emission"]["shuffle"] for n in json.loads(r.stdout)["nodes"]] == expected
 
 
-def test_bad_input_exit_2(tmp_path, model_path):
+def test_bad_input_exit_2(invoke, tmp_path, model_path):
+    """Missing or garbage model, bad --input-shape: one line, exit 2."""
     garbage = tmp_path / "g.onnx"
     garbage.write_bytes(b"nope")
-    for args in ([tmp_path / "missing.onnx"], [garbage], [model_path, "--input-shape", "x:1,2"],
-                 [model_path, "--input-shape", "zz:1,8,5,5"]):
+    for args in (
+        [tmp_path / "missing.onnx"],
+        [garbage],
+        [model_path, "--input-shape", "x:1,2"],
+        [model_path, "--input-shape", "zz:1,8,5,5"],
+    ):
         r = invoke("inspect", *args)
         assert r.exit_code == 2, (args, r.output)
         lines = [ln for ln in r.output.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("deconv2sub: error:")
 
 
-def test_help_has_example():
+def test_help_has_example(invoke):
+    """Inspect --help shows examples."""
     r = invoke("inspect", "--help")
     assert r.exit_code == 0 and "Example:" in r.output and "deconv2sub inspect" in r.output

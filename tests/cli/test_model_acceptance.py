@@ -1,7 +1,10 @@
-"""Which input models `convert` accepts (issue 12): what ONNX Runtime loads, not only what the ONNX
-checker passes; legacy IR version 3 models; external data locations that are refused, with the reason.
+"""Which input models `convert` accepts (issue 12).
 
-Every converted model is checked against ONNX Runtime running the original graph."""
+What ONNX Runtime loads, not only what the ONNX checker passes; legacy IR version 3 models;
+external data locations that are refused, with the reason.
+
+Every converted model is checked against ONNX Runtime running the original graph.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +13,14 @@ import json
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
+from builders import assert_equivalent, convtranspose_model
 from onnx import TensorProto, helper, numpy_helper
 
 from deconv2sub import pipeline
-from deconv2sub.cli import main
 from deconv2sub.errors import InputError
 from deconv2sub.io.external_data import verify_external_data
 from deconv2sub.io.load import load_model
 from deconv2sub.io.save import save_model
-
-from builders import assert_equivalent, convtranspose_model
 
 RNG = np.random.default_rng(12)
 F = TensorProto.FLOAT
@@ -34,14 +34,20 @@ def _vi(name, shape, elem=F):
     return helper.make_tensor_value_info(name, elem, shape)
 
 
-def convert(*args):
-    """`deconv2sub convert ... --json`: (exit code, parsed JSON or None, stderr lines)."""
-    r = CliRunner().invoke(main, ["convert", *[str(a) for a in args], "--json"], catch_exceptions=False)
-    data = json.loads(r.stdout) if r.exit_code in (0, 1) else None
-    return r.exit_code, data, [ln for ln in r.stderr.splitlines() if ln.strip()]
+@pytest.fixture()
+def convert(invoke):
+    """``deconv2sub convert ARGS --json``: (exit code, parsed JSON or None, stderr lines)."""
+
+    def run(*args):
+        r = invoke("convert", *args, "--json")
+        data = json.loads(r.stdout) if r.exit_code in (0, 1) else None
+        return r.exit_code, data, [ln for ln in r.stderr.splitlines() if ln.strip()]
+
+    return run
 
 
 def checker_refuses(model: onnx.ModelProto) -> bool:
+    """Whether the ONNX checker (full check) refuses ``model``."""
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception:  # noqa: BLE001
@@ -53,15 +59,19 @@ def checker_refuses(model: onnx.ModelProto) -> bool:
 
 
 def shapeless_output_model() -> onnx.ModelProto:
-    """A ConvTranspose model whose graph output is declared without a shape (common in hand-built and
-    older exported models): the ONNX checker refuses it, ONNX Runtime runs it."""
+    """A ConvTranspose model whose graph output is declared without a shape.
+
+    Common in hand-built and older exported models: the ONNX checker refuses it, ONNX Runtime runs
+    it.
+    """
     m = convtranspose_model([1, 3, 6, 6], _w(3, 2, 4, 4), _w(2), strides=[2, 2], pads=[1, 1, 1, 1])
     m.graph.output[0].CopyFrom(_vi("Y", None))
     return m
 
 
 @pytest.mark.parametrize("extra", [[], ["--no-verify"]])
-def test_output_without_shape_is_accepted_with_a_warning(tmp_path, extra):
+def test_output_without_shape_is_accepted_with_a_warning(convert, tmp_path, extra):
+    """The checker refuses it, ORT runs it: converted, verified, with a warning."""
     model = shapeless_output_model()
     assert checker_refuses(model)
     src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
@@ -79,7 +89,8 @@ def test_output_without_shape_is_accepted_with_a_warning(tmp_path, extra):
     assert_equivalent(model, converted, {"X": _w(1, 3, 6, 6)})
 
 
-def test_model_passing_the_checker_has_no_warning(tmp_path):
+def test_model_passing_the_checker_has_no_warning(convert, tmp_path):
+    """A model passing the checker gets no warning."""
     model = shapeless_output_model()
     model.graph.output[0].CopyFrom(_vi("Y", [1, 2, 12, 12]))
     src = tmp_path / "m.onnx"
@@ -90,7 +101,7 @@ def test_model_passing_the_checker_has_no_warning(tmp_path):
 
 
 def dangling_input_model() -> onnx.ModelProto:
-    """Parses, but neither the checker nor ONNX Runtime accepts it: a node reads a tensor nobody makes."""
+    """Parses, but neither the checker nor ONNX Runtime accepts it: an input nobody makes."""
     m = convtranspose_model([1, 3, 6, 6], _w(3, 2, 4, 4), strides=[2, 2], pads=[1, 1, 1, 1])
     m.graph.node.append(helper.make_node("Add", ["Y", "nowhere"], ["Z"]))
     m.graph.output[0].CopyFrom(_vi("Z", None))
@@ -98,7 +109,8 @@ def dangling_input_model() -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize("extra", [[], ["--no-verify"], ["--runtime", "openvino"]])
-def test_model_neither_checker_nor_ort_accepts_is_bad_input(tmp_path, extra):
+def test_model_neither_checker_nor_ort_accepts_is_bad_input(convert, tmp_path, extra):
+    """Neither the checker nor ORT accepts it: exit 2, nothing written."""
     if extra[-1:] == ["openvino"]:
         pytest.importorskip("openvino")
     src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
@@ -110,22 +122,31 @@ def test_model_neither_checker_nor_ort_accepts_is_bad_input(tmp_path, extra):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
 
 
-def test_nothing_to_rewrite_still_needs_ort_to_load(tmp_path):
+def test_nothing_to_rewrite_still_needs_ort_to_load(convert, tmp_path):
     """No ConvTranspose, so no verification session: ONNX Runtime is asked explicitly."""
-    graph = helper.make_graph([helper.make_node("Add", ["X", "nowhere"], ["Y"])], "g", [_vi("X", [2])],
-                              [_vi("Y", None)])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["X", "nowhere"], ["Y"])], "g", [_vi("X", [2])], [_vi("Y", None)]
+    )
     src = tmp_path / "m.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), src)
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), src
+    )
     code, _, err = convert(src, "-o", tmp_path / "out.onnx")
     assert code == 2 and "onnxruntime cannot load" in err[0], err
     graph.node[0].input[1] = "X"  # now ORT loads it (the output still has no shape)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), src)
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), src
+    )
     code, data, err = convert(src, "-o", tmp_path / "out.onnx")
-    assert code == 0 and data["conversion"]["rewritten"] == 0 and len(data["conversion"]["warnings"]) == 1
+    assert (
+        code == 0
+        and data["conversion"]["rewritten"] == 0
+        and len(data["conversion"]["warnings"]) == 1
+    )
 
 
-def test_rewritten_model_must_pass_the_checker_when_the_input_did(tmp_path, monkeypatch):
-    """The relaxation covers the input's own defects only: a rewrite the checker refuses is refused."""
+def test_rewritten_model_must_pass_the_checker_when_the_input_did(convert, tmp_path, monkeypatch):
+    """The relaxation covers the input's own defects: a rewrite the checker refuses is refused."""
     real = pipeline.checker_complaint
 
     def strict_on_output(path):
@@ -137,8 +158,9 @@ def test_rewritten_model_must_pass_the_checker_when_the_input_did(tmp_path, monk
     model.graph.output[0].CopyFrom(_vi("Y", [1, 2, 12, 12]))
     onnx.save(model, src)
     code, _, err = convert(src, "-o", out)
-    assert code == 2 and err == [("deconv2sub: error: the rewritten model is not a valid ONNX model: "
-                                  "injected complaint")]
+    assert code == 2 and err == [
+        ("deconv2sub: error: the rewritten model is not a valid ONNX model: injected complaint")
+    ]
     assert not out.exists()
 
 
@@ -148,11 +170,21 @@ def test_rewritten_model_must_pass_the_checker_when_the_input_did(tmp_path, monk
 def ir3_model(opset: int) -> onnx.ModelProto:
     """An IR-3 model as 2017-2018 exporters wrote them: every initializer also a graph input.
 
-    ``C`` (added before the ConvTranspose) stays used after the rewrite; ``W`` and ``B`` do not."""
+    ``C`` (added before the ConvTranspose) stays used after the rewrite; ``W`` and ``B`` do not.
+    """
     w, b, c = _w(3, 2, 3, 3), _w(2), _w(1, 3, 1, 1)
-    nodes = [helper.make_node("Add", ["X", "C"], ["xc"]),
-             helper.make_node("ConvTranspose", ["xc", "W", "B"], ["Y"], name="up", strides=[2, 2],
-                              pads=[1, 1, 1, 1], output_padding=[1, 1])]
+    nodes = [
+        helper.make_node("Add", ["X", "C"], ["xc"]),
+        helper.make_node(
+            "ConvTranspose",
+            ["xc", "W", "B"],
+            ["Y"],
+            name="up",
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+            output_padding=[1, 1],
+        ),
+    ]
     inits = [numpy_helper.from_array(v, k) for k, v in (("W", w), ("B", b), ("C", c))]
     inputs = [_vi("X", [1, 3, 5, 5])] + [_vi(t.name, list(t.dims)) for t in inits]
     graph = helper.make_graph(nodes, "g", inputs, [_vi("Y", [1, 2, 10, 10])], inits)
@@ -170,7 +202,8 @@ def assert_ir3_valid(model: onnx.ModelProto) -> None:
 
 
 @pytest.mark.parametrize("opset", [7, 8])
-def test_ir3_model_converts_and_stays_valid(tmp_path, opset):
+def test_ir3_model_converts_and_stays_valid(convert, tmp_path, opset):
+    """An IR-3 model comes out valid for IR 3 and equivalent under ORT."""
     model = ir3_model(opset)
     src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
     onnx.save(model, src)
@@ -189,22 +222,44 @@ def test_ir3_model_converts_and_stays_valid(tmp_path, opset):
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_ir3_subgraph_initializers_move_to_the_main_graph(tmp_path, shared):
-    """An If branch can take no inputs, so the rewrite's weights there become main-graph initializers
-    (and inputs). ``shared``: ``Z`` is read by both branches; the export copies it into each, and the
-    copies must become one initializer again."""
-    then_nodes = [helper.make_node("ConvTranspose", ["X", "W"], ["t0" if shared else "yt"], name="up",
-                                   strides=[2, 2], pads=[1, 1, 1, 1])]
+def test_ir3_subgraph_initializers_move_to_the_main_graph(convert, tmp_path, shared):
+    """IR 3: an If branch's rewritten weights become main-graph initializers (and inputs).
+
+    An If branch can take no inputs. ``shared``: ``Z`` is read by both branches; the export copies
+    it into each, and the copies must become one initializer again.
+    """
+    then_nodes = [
+        helper.make_node(
+            "ConvTranspose",
+            ["X", "W"],
+            ["t0" if shared else "yt"],
+            name="up",
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+        )
+    ]
     if shared:
         then_nodes.append(helper.make_node("Max", ["t0", "Z"], ["yt"]))
     then_g = helper.make_graph(then_nodes, "then", [], [_vi("yt", [1, 2, 10, 10])])
-    else_g = helper.make_graph([helper.make_node("Neg", ["Z"], ["ye"])], "else", [],
-                               [_vi("ye", [1, 2, 10, 10])])
-    inits = [numpy_helper.from_array(_w(3, 2, 4, 4), "W"), numpy_helper.from_array(_w(1, 2, 10, 10), "Z")]
+    else_g = helper.make_graph(
+        [helper.make_node("Neg", ["Z"], ["ye"])], "else", [], [_vi("ye", [1, 2, 10, 10])]
+    )
+    inits = [
+        numpy_helper.from_array(_w(3, 2, 4, 4), "W"),
+        numpy_helper.from_array(_w(1, 2, 10, 10), "Z"),
+    ]
     graph = helper.make_graph(
-        [helper.make_node("If", ["cond"], ["Y"], then_branch=then_g, else_branch=else_g, name="if")], "g",
-        [_vi("X", [1, 3, 5, 5]), _vi("cond", [], TensorProto.BOOL)] + [_vi(t.name, list(t.dims)) for t in inits],
-        [_vi("Y", [1, 2, 10, 10])], inits)
+        [
+            helper.make_node(
+                "If", ["cond"], ["Y"], then_branch=then_g, else_branch=else_g, name="if"
+            )
+        ],
+        "g",
+        [_vi("X", [1, 3, 5, 5]), _vi("cond", [], TensorProto.BOOL)]
+        + [_vi(t.name, list(t.dims)) for t in inits],
+        [_vi("Y", [1, 2, 10, 10])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)], ir_version=3)
     onnx.checker.check_model(model, full_check=True)
     src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
@@ -226,8 +281,10 @@ def test_ir3_subgraph_initializers_move_to_the_main_graph(tmp_path, shared):
 
 
 def external_model(tmp_path, location):
-    """A model in tmp_path/model/ whose weight's external data location is ``location``; the data
-    file itself exists at tmp_path/w.data."""
+    """A model in tmp_path/model/ whose weight's external data location is ``location``.
+
+    The data file itself exists at tmp_path/w.data.
+    """
     folder = tmp_path / "model"
     folder.mkdir()
     model = convtranspose_model([1, 3, 5, 5], _w(3, 2, 16, 16), strides=[2, 2], pads=[1, 1, 1, 1])
@@ -241,7 +298,8 @@ def external_model(tmp_path, location):
 
 
 @pytest.mark.parametrize("case", ["absolute", "parent", "symlink"])
-def test_external_data_outside_the_folder_is_refused_saying_why(tmp_path, case):
+def test_external_data_outside_the_folder_is_refused_saying_why(convert, tmp_path, case):
+    """External data outside the model's folder is refused, saying why."""
     if case == "absolute":
         path = external_model(tmp_path, lambda d: str(d / "w.data"))
         why = ["absolute path", "outside the model's folder"]

@@ -1,0 +1,5 @@
+"""``python -m deconv2sub.cli``: the ``deconv2sub`` command."""
+
+from . import main
+
+main()
