@@ -497,7 +497,7 @@ def test_random_default_rule_matches_ort(cfg):
 
 
 @pytest.mark.slow
-@settings(max_examples=max(10 * _EXAMPLES, 600), deadline=None, derandomize=True,
+@settings(max_examples=max(50 * _EXAMPLES, 3000), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(cfg=configs(strategies=NAMES + ("default",),
                    targets=("portable", "onnxruntime", "openvino")))
