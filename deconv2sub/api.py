@@ -10,13 +10,13 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .rewrite.operands import external_data_dir as _external_data_dir
-from .targets.autotune import measurer
 from .errors import InputError
 from .io.model_io import DETACHED_LOCATION as _DETACHED
 from .report import ConversionReport
 from .rewrite.graph_pass import convert_graph
+from .rewrite.operands import external_data_dir as _external_data_dir
 from .rewrite.options import ConvertOptions
+from .targets.autotune import measurer
 
 #: Above this in-memory size, shape inference runs on a skeleton without the big tensors' data.
 _SKELETON_BYTES = 64 << 20
@@ -131,7 +131,8 @@ def _hoist_initializers(sub: onnx.GraphProto, main: onnx.GraphProto,
                         hoisted: Dict[str, onnx.TensorProto]) -> None:
     """Move the initializers of ``sub`` and its nested subgraphs into ``main`` (``hoisted``: the
     initializers of ``main`` by name). A different tensor under a name already there is left in
-    place: the checker then refuses the output rather than it meaning something else."""
+    place: the checker then refuses the output rather than it meaning something else.
+    """
     gone = []
     for i, init in enumerate(sub.initializer):
         same = hoisted.get(init.name)
@@ -157,7 +158,8 @@ def _first_line(exc: BaseException) -> str:
 @contextlib.contextmanager
 def _quiet_graphsurgeon():
     """onnx-graphsurgeon logs warnings (e.g. bfloat16 has no NumPy type) on stdout; keep them out of
-    the user's terminal and JSON."""
+    the user's terminal and JSON.
+    """
     try:
         from onnx_graphsurgeon.logger import G_LOGGER as logger
     except ImportError:  # pragma: no cover
@@ -250,7 +252,8 @@ def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto,
 def _lazy_external_values(graph: gs.Graph, base_dir: str) -> None:
     """Let every constant whose data sits in a not-loaded external file read it from ``base_dir`` when
     (and only when) someone asks for its values. onnx-graphsurgeon's own lazy loading would resolve the
-    file against the current directory. Exported untouched, such a constant keeps pointing to the file."""
+    file against the current directory. Exported untouched, such a constant keeps pointing to the file.
+    """
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
 
     from .io.model_io import _uses_external_data
@@ -310,7 +313,8 @@ def convert_for_save(
     """What ``deconv2sub convert`` uses: like ``convert_model(..., load_external_data=False)``, but the big
     new weights are not copied into the returned model either: it points to them (``DETACHED_LOCATION``)
     and they come back as a third value, to go straight into the output's data file with
-    ``model_io.stage_model(model, ..., source_dir=external_data_dir, detached=that)``."""
+    ``model_io.stage_model(model, ..., source_dir=external_data_dir, detached=that)``.
+    """
     return _convert(model, options, external_data_dir=external_data_dir, load_external_data=False, _detach=True)
 
 

@@ -217,7 +217,8 @@ def _constant(tensor) -> Optional[gs.Constant]:
 
 def _const_bytes(tensor, depth: int = 3) -> Optional[int]:
     """Bytes of the constant data a weight tensor comes from; follows a few nodes back (e.g. a
-    DequantizeLinear of an int8 initializer). None when the data is computed at run time."""
+    DequantizeLinear of an int8 initializer). None when the data is computed at run time.
+    """
     if tensor is None:
         return 0
     const = _constant(tensor)
@@ -288,7 +289,8 @@ def inspect_model(
     """Inspect every ConvTranspose of ``model`` (not modified). ``input_shapes`` (default:
     ``options.input_shapes``) fixes symbolic input dims for the size-dependent numbers (MACs, output
     shapes) and for ``strategy="auto"``'s measurements; the planned emission is what ``convert``
-    (with the same options and input shapes) would emit for the model as it is."""
+    (with the same options and input shapes) would emit for the model as it is.
+    """
     options = options or ConvertOptions()
     input_shapes = input_shapes or options.input_shapes
     step(progress, "inferring shapes")
@@ -457,7 +459,8 @@ def _row(first: str, cells: List[str]) -> str:
 def format_inspection(report: InspectionReport, width: int = 80) -> str:
     """Per ConvTranspose: a name line, a line of numbers, the planned emission; then totals.
 
-    Every line fits in ``width`` columns (``width`` >= 72)."""
+    Every line fits in ``width`` columns (``width`` >= 72).
+    """
     import textwrap
 
     lines: List[str] = []

@@ -12,7 +12,7 @@ import deconv2sub
 
 
 def two_deconv_model(shape=(1, 8, 5, 5), seed: int = 0) -> onnx.ModelProto:
-    """x -> up1 (ConvTranspose k4 s2 p1, bias) -> relu1 -> up2 (k3 s2 p1 op1) -> tanh -> out."""
+    """X -> up1 (ConvTranspose k4 s2 p1, bias) -> relu1 -> up2 (k3 s2 p1 op1) -> tanh -> out."""
     rng = np.random.default_rng(seed)
     w1 = (rng.standard_normal((8, 4, 4, 4)) * 0.2).astype(np.float32)
     b1 = rng.standard_normal(4).astype(np.float32)
@@ -43,7 +43,8 @@ def converted(model: onnx.ModelProto) -> onnx.ModelProto:
 def perturb_conv_weight(model: onnx.ModelProto, conv_name: str, factor: float = 1.01,
                         element: Optional[str] = "largest") -> onnx.ModelProto:
     """A copy with the weight of Conv ``conv_name`` scaled by ``factor``: one element (the largest in
-    magnitude) or, with ``element=None``, the whole tensor."""
+    magnitude) or, with ``element=None``, the whole tensor.
+    """
     out = onnx.ModelProto()
     out.CopyFrom(model)
     node = next(n for n in out.graph.node if n.name == conv_name and n.op_type == "Conv")
@@ -77,7 +78,7 @@ def rename_output(model: onnx.ModelProto, old: str, new: str) -> onnx.ModelProto
 
 
 def add_chain_model(length: int, bump_at: Optional[int] = None, shape=(1, 4)) -> onnx.ModelProto:
-    """x -> Add(c0) -> t0 -> Add(c1) -> t1 ... -> out; constant c_k is 0.1, or 0.2 at ``bump_at``."""
+    """X -> Add(c0) -> t0 -> Add(c1) -> t1 ... -> out; constant c_k is 0.1, or 0.2 at ``bump_at``."""
     nodes, inits = [], []
     prev = "x"
     for k in range(length):

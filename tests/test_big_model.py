@@ -1,25 +1,24 @@
 """Models with external data: weights read lazily, untouched tensors streamed into OUTPUT.data (relative
 location), verification from the files, the input and its data never modified. The multi-hundred-MB
-round trip (with a peak-memory check) is marked slow; the small ones run by default."""
+round trip (with a peak-memory check) is marked slow; the small ones run by default.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import onnx
 import pytest
+from builders import op_types, run
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 import deconv2sub
 from deconv2sub.cli import main
 from deconv2sub.io.model_io import save_model
-
-from builders import op_types, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "benchmarks"))
@@ -127,7 +126,8 @@ def test_truncated_external_data_is_exit_2(tmp_path):
 @pytest.mark.slow
 def test_300mb_round_trip_and_memory(tmp_path):
     """~300 MB of weights: converted and verified from the files; the output loads and matches; the
-    converter's peak memory stays within 3x the weights (plus the interpreter and runtime)."""
+    converter's peak memory stays within 3x the weights (plus the interpreter and runtime).
+    """
     facts = big_model.build_model(str(tmp_path), 300_000_000, layers=3)
     weights = facts["weights_bytes"]
     out = tmp_path / "converted.onnx"
@@ -148,7 +148,8 @@ def test_300mb_round_trip_and_memory(tmp_path):
 @pytest.mark.parametrize("external", [True, False])
 def test_big_new_weights_go_straight_to_the_output(tmp_path, external, monkeypatch):
     """Rewritten weights of 1 MiB and more bypass the in-memory model (written straight into the output),
-    for an external-data output and for an inline one."""
+    for an external-data output and for an inline one.
+    """
     from deconv2sub.io import model_io
 
     written = []
@@ -187,8 +188,8 @@ def test_shape_inference_of_big_inline_models_skips_their_data(monkeypatch):
 
 
 def _external_model_in_memory():
-    import tempfile
     import pathlib
+    import tempfile
 
     with tempfile.TemporaryDirectory() as d:
         path, m = _external_model(pathlib.Path(d), c=32)

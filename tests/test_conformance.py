@@ -62,7 +62,8 @@ def _load_cases():
 
 def _generated_cases():
     """The ConvTranspose node cases from onnx's generator. ``collect_testcases`` imports every op's
-    module (seconds); importing only ``convtranspose`` with the op filter set is enough and fast."""
+    module (seconds); importing only ``convtranspose`` with the op filter set is enough and fast.
+    """
     import importlib
 
     import onnx.backend.test.case.node as node_cases

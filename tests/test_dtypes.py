@@ -1,5 +1,6 @@
 """float16, float64 and bfloat16 models: converted in their own dtype; verified where ORT CPU can run them,
-otherwise converted, reported as not verified (exit 0), and checked here with the ONNX reference."""
+otherwise converted, reported as not verified (exit 0), and checked here with the ONNX reference.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ import ml_dtypes
 import numpy as np
 import onnx
 import pytest
+from builders import convtranspose_model, op_types, run
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import deconv2sub
 from deconv2sub.cli import main
-
-from builders import convtranspose_model, op_types, run
 
 RNG = np.random.default_rng(3)
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -132,7 +132,8 @@ def test_weight_dtype_kept_by_library(dtype):
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 def test_non_finite_weight_is_left_alone(bad):
     """Exactness holds for finite weights only: the Conv also multiplies zero taps and zero padding, and
-    0 * inf = NaN would reach cells the ConvTranspose computes without that tap."""
+    0 * inf = NaN would reach cells the ConvTranspose computes without that tap.
+    """
     w = RNG.standard_normal((3, 2, 4, 4)).astype(np.float32)
     w[1, 0, 2, 3] = bad
     m = convtranspose_model([1, 3, 5, 5], w, None, strides=[2, 2], pads=[1, 1, 1, 1])

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import pytest
+from builders import assert_equivalent, op_types, run
 from onnx import TensorProto, helper, numpy_helper
 
 import deconv2sub
 from deconv2sub.rewrite import fold
-
-from builders import assert_equivalent, op_types, run
 
 RNG = np.random.default_rng(42)
 F = TensorProto.FLOAT
@@ -215,11 +213,10 @@ def test_weight_from_loop_state_is_skipped():
 
 def test_cli_runtime_weight_left_in_place_exit_0(tmp_path):
     """A weight that is a graph input: left in place, reported, exit 0 (nothing to verify)."""
+    from builders import convtranspose_model
     from click.testing import CliRunner
 
     from deconv2sub.cli import main
-
-    from builders import convtranspose_model
 
     m = convtranspose_model([1, 2, 4, 4], _x(2, 1, 4, 4), None, weight_as="input", strides=[2, 2])
     p = tmp_path / "m.onnx"

@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from builders import convtranspose_model
 from onnx import TensorProto, helper, numpy_helper
+from surface_builders import two_deconv_model
 
 import deconv2sub
 from deconv2sub.errors import InputError
 from deconv2sub.inspection import format_bytes, format_count, inspect_model
 from deconv2sub.rewrite.options import ConvertOptions
-
-from builders import convtranspose_model
-from surface_builders import two_deconv_model
 
 RNG = np.random.default_rng(3)
 

@@ -1,19 +1,19 @@
 """Emission strategies, crop folding and shuffle sinking, checked against ONNX Runtime running the ORIGINAL
-ConvTranspose (+ its consumers)."""
+ConvTranspose (+ its consumers).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
+from builders import assert_equivalent, convtranspose_model, op_types
 from onnx import TensorProto, helper, numpy_helper
 
 import deconv2sub
 from deconv2sub import ConvertOptions
 from deconv2sub.plan.subpixel import ConvTransposeAttrs, make_plan
 from deconv2sub.rewrite.emissions import registry
-
-from builders import assert_equivalent, convtranspose_model, op_types, run
 
 RNG = np.random.default_rng(99)
 STRATEGIES = ["default", *registry.NAMES]  # every registered emission
@@ -288,7 +288,8 @@ def test_phase_groups(in_shape, kernel, strides, pads, op, convs):
 
 def test_gemm_and_gather_emissions():
     """U-Net k2 s2, batch 1: the default is one Gemm + one 2-D Transpose + one Gather that writes the
-    output (no Reshape after it); a BatchNormalization after it keeps the Conv (which absorbs it)."""
+    output (no Reshape after it); a BatchNormalization after it keeps the Conv (which absorbs it).
+    """
     w = _x((4, 3, 2, 2))
     m = convtranspose_model([1, 4, 6, 8], w, _x((3,)), strides=[2, 2])
     converted, report = _check(m, [{"X": _x((1, 4, 6, 8))}], ORT_RULE)
@@ -338,7 +339,8 @@ def test_default_rule_per_target(target, expected):
 
 def test_sunk_operands_from_constant_nodes_leave_no_dead_constant():
     """Operands produced by Constant nodes are copied onto the moved op; the Constant nodes then die and
-    are removed (ONNX Runtime would warn about unused nodes)."""
+    are removed (ONNX Runtime would warn about unused nodes).
+    """
     w = _x((3, M, 4, 4))
     nodes = [
         helper.make_node("ConvTranspose", ["X", "W"], ["t0"], strides=[2, 2], pads=[1, 1, 1, 1]),
@@ -360,7 +362,8 @@ def test_sunk_operands_from_constant_nodes_leave_no_dead_constant():
 @pytest.mark.parametrize("batch", [1, 2])
 def test_phase_convs_with_row_gather(batch):
     """DCGAN k4 s2 p1 (ONNX Runtime rule): 4 phase Convs, one 2-D Transpose, one Gather on axis 0 whose
-    indices carry the batch; no Slice. A symbolic batch falls back to the two-stage transpose."""
+    indices carry the batch; no Slice. A symbolic batch falls back to the two-stage transpose.
+    """
     w = _x((4, 3, 4, 4))
     m = convtranspose_model([batch, 4, 5, 6], w, _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1])
     converted, report = _check(m, [{"X": _x((batch, 4, 5, 6))}], ORT_RULE)
@@ -376,7 +379,8 @@ def test_phase_convs_with_row_gather(batch):
 
 def test_gather_emissions_run_on_openvino():
     """The ONNX Runtime rule's models must run on OpenVINO too (a Gather on axis 1 with 2-D indices
-    followed by a Conv fails OpenVINO's CPU plugin: the Gathers use axis 2 or 0)."""
+    followed by a Conv fails OpenVINO's CPU plugin: the Gathers use axis 2 or 0).
+    """
     ov = pytest.importorskip("openvino")
 
     w1, w2 = _x((4, 3, 4, 4)), _x((3, 2, 3, 3))

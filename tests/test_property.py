@@ -10,12 +10,11 @@ import os
 
 import numpy as np
 import onnx
+from builders import assert_equivalent, convtranspose_model, op_types
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import deconv2sub
-
-from builders import assert_equivalent, convtranspose_model, op_types
 
 
 @st.composite

@@ -1,5 +1,6 @@
 """Quantized (QDQ) ConvTranspose: the quantized weight is rearranged (zero taps = zero point), scales and
-zero points repeat per phase, activation Q/DQ pairs stay valid; checked against ORT running the original."""
+zero points repeat per phase, activation Q/DQ pairs stay valid; checked against ORT running the original.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from builders import op_types, run
 from onnx import TensorProto, helper, numpy_helper
 
 import deconv2sub
-
-from builders import op_types, run
 
 RNG = np.random.default_rng(11)
 F = TensorProto.FLOAT
@@ -159,7 +159,8 @@ def test_missing_taps_hold_the_zero_point():
 @pytest.mark.parametrize("order", ["CRD", "DCR", "auto"])
 def test_repeat_order_per_phase(order):
     """Per-channel scales of the Conv repeat each output channel's scale for its P phases: np.repeat in
-    CRD order, np.tile in DCR, and whatever row layout the plan picks otherwise."""
+    CRD order, np.tile in DCR, and whatever row layout the plan picks otherwise.
+    """
     from deconv2sub import ConvertOptions
 
     model = qdq_model(axis=1, bias=False, m_per_group=3)

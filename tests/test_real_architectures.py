@@ -29,9 +29,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from builders import op_types, run  # noqa: E402
+
 import deconv2sub  # noqa: E402
 
-from builders import op_types, run  # noqa: E402
 
 def _export(model, args, input_names, dynamic_axes=None, output_names=("y",)) -> onnx.ModelProto:
     f = io.BytesIO()

@@ -7,11 +7,10 @@ import itertools
 import numpy as np
 import onnx
 import pytest
+from builders import assert_equivalent, convtranspose_model, op_types, run
 
 import deconv2sub
 from deconv2sub import ConvertOptions
-
-from builders import assert_equivalent, convtranspose_model, op_types, run
 
 RNG = np.random.default_rng(1234)
 

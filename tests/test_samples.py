@@ -13,13 +13,12 @@ import re
 import numpy as np
 import onnx
 import pytest
+from builders import op_types, run
 from click.testing import CliRunner
 
 import deconv2sub
 from deconv2sub.cli import main
 from deconv2sub.verify.inputs import model_input_specs
-
-from builders import op_types, run
 
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
 
@@ -81,7 +80,8 @@ def test_sample_converts_and_matches_ort(name):
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_sample_converts_with_the_readme_defaults(name, tmp_path, capfd):
     """``deconv2sub convert samples/X.onnx -o out.onnx``: verified (at two different shapes where a
-    dim is symbolic, sizes tied by the graph included), and no ONNX Runtime log line anywhere."""
+    dim is symbolic, sizes tied by the graph included), and no ONNX Runtime log line anywhere.
+    """
     out = tmp_path / "out.onnx"
     r = CliRunner().invoke(main, ["convert", _path(name), "-o", str(out), "--json"],
                            catch_exceptions=False)

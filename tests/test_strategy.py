@@ -8,13 +8,12 @@ import re
 import numpy as np
 import onnx
 import pytest
+from builders import assert_equivalent, convtranspose_model, op_types
 
 import deconv2sub
 from deconv2sub import ConvertOptions
 from deconv2sub.targets import autotune
 from deconv2sub.targets import chooser as strategy
-
-from builders import assert_equivalent, convtranspose_model, op_types
 
 RNG = np.random.default_rng(5)
 
@@ -95,8 +94,9 @@ def test_auto_without_input_size_falls_back(cache_dir):
 
 
 def test_auto_candidates():
-    from deconv2sub.rewrite.match import check
     import onnx_graphsurgeon as gs
+
+    from deconv2sub.rewrite.match import check
 
     def material(model):
         g = gs.import_onnx(model)
@@ -130,7 +130,8 @@ def test_cli_strategy_option(tmp_path, cache_dir):
 
 def test_cli_target_picks_the_rule(tmp_path):
     """The default target is portable whatever --runtime verifies on; --target names the rule; inspect
-    shows it."""
+    shows it.
+    """
     pytest.importorskip("openvino")
     from click.testing import CliRunner
 

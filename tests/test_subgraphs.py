@@ -6,12 +6,10 @@ import collections
 
 import numpy as np
 import onnx
-import pytest
+from builders import run
 from onnx import TensorProto, helper, numpy_helper
 
 import deconv2sub
-
-from builders import run
 
 RNG = np.random.default_rng(5)
 F = TensorProto.FLOAT

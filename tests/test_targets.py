@@ -1,5 +1,6 @@
 """Target profiles: built-in and TOML profiles, the portable default, profile limits honoured by every
-emitted graph (checked against ONNX Runtime running the original), MACs, kept strides, toolchain bugs."""
+emitted graph (checked against ONNX Runtime running the original), MACs, kept strides, toolchain bugs.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def _assert_within(
     profile: TargetProfile, converted: onnx.ModelProto, static: bool, shape_free: bool = True
 ):
     """Every emitted node is one the profile allows, with its limits; without shape arithmetic where the
-    sizes are static or ``shape_free`` (1-D, and 2-D with equal strides, need none)."""
+    sizes are static or ``shape_free`` (1-D, and 2-D with equal strides, need none).
+    """
     allowed = PORTABLE_OPS | ({"Gather"} if profile.gather else set())
     if not static and not shape_free and profile.dynamic_shapes:
         allowed |= SHAPE_OPS
@@ -284,7 +286,8 @@ def test_sinking_follows_a_reordered_cascade():
 @pytest.mark.parametrize("target", ["portable", "onnxruntime", "ncnn", "ethos-n"])
 def test_one_by_one_input_keeps_the_macs(target):
     """The latent projection of a DCGAN generator (k4 s1 on 1x1 -> 4x4): a 1x1 Conv with 16x the
-    channels + DepthToSpace(4), the original's MACs, instead of a 4x4 Conv over a padded 7x7 input."""
+    channels + DepthToSpace(4), the original's MACs, instead of a 4x4 Conv over a padded 7x7 input.
+    """
     m = convtranspose_model(["N", 16, 1, 1], _x((16, 8, 4, 4)), _x((8,)), strides=[1, 1])
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target=target))
     entry = report.nodes[0]
@@ -336,7 +339,8 @@ def test_kept_strides_leave_the_node_with_the_reason():
 
 def test_toolchain_bug_warnings(tmp_path):
     """CRD DepthToSpace with C/b^2 != b is miscompiled by IREE: portable's output warns for --toolchain
-    iree, the iree profile's (DCR) does not; a C/b^2 == b DepthToSpace does not warn."""
+    iree, the iree profile's (DCR) does not; a C/b^2 == b DepthToSpace does not warn.
+    """
     m = convtranspose_model([1, 4, 5, 6], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1])
     _, report = deconv2sub.convert_model(m, ConvertOptions(toolchains=("iree",)))
     (hit,) = report.toolchain_warnings
@@ -402,7 +406,8 @@ def test_benchmark_blocks_default_form():
 def test_mnn_keeps_2d_and_rewrites_1d():
     """MNN's 2-D Deconvolution is exact (its wide 2x2 Conv is not): --target mnn keeps 2-D nodes and
     rewrites 1-D ones (MNN's own 1-D ConvTranspose gives the wrong output rank); portable's 2x2 Conv
-    warns for --toolchain mnn."""
+    warns for --toolchain mnn.
+    """
     m = convtranspose_model([1, 64, 32, 32], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1])
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target="mnn"))
     assert report.nodes[0].code == "target_keeps" and op_types(converted) == ["ConvTranspose"]
@@ -416,7 +421,8 @@ def test_mnn_keeps_2d_and_rewrites_1d():
 
 def test_fold_crop_always_gives_a_3x3_conv_without_a_slice():
     """fold_crop "always": DCGAN's k4 s2 p1 becomes a 3x3 Conv + DepthToSpace, no Slice (exact, more
-    MACs, said in the report): the form that survives MNN's inexact wide 2x2 Conv."""
+    MACs, said in the report): the form that survives MNN's inexact wide 2x2 Conv.
+    """
     prof = TargetProfile(name="grow", fold_crop="always")
     m = convtranspose_model([1, 64, 32, 32], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1])
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target=prof, toolchains=("mnn",)))

@@ -191,7 +191,8 @@ class SubPixelPlan:
 
     def row_layout(self) -> list:
         """The Conv output channel axis as named factors, outermost first: ``("M", M)`` and
-        ``("S<a>", s_a)`` for every axis ``a`` with ``s_a > 1``; ``M`` stands for ``(g, M/g)``."""
+        ``("S<a>", s_a)`` for every axis ``a`` with ``s_a > 1``; ``M`` stands for ``(g, M/g)``.
+        """
         phases = [(f"S{i}", a.stride) for i, a in enumerate(self.axes) if a.stride > 1]
         if self.order == "CRD":
             return [("M", self.out_channels)] + phases
@@ -252,7 +253,8 @@ class SubPixelPlan:
 
 def layout_row_channels(layout: Sequence) -> np.ndarray:
     """Output channel ``m`` of every row of a channel axis laid out as ``[(name, size), ...]`` (outermost
-    first, one factor named "M")."""
+    first, one factor named "M").
+    """
     grid = np.indices([n for _, n in layout]).reshape(len(layout), -1)
     return grid[[name for name, _ in layout].index("M")]
 
@@ -375,7 +377,8 @@ def _fold_axis(table: np.ndarray, a: int, c0: int, s: int, d: int, k: int, pb: i
                grow: bool = False) -> Optional[tuple]:
     """Fold the begin crop into the phases (see the module docstring); None when it would cost taps.
 
-    Returns (table, a, b, crop_end, growth) of the folded axis."""
+    Returns (table, a, b, crop_end, growth) of the folded axis.
+    """
     length = table.shape[1]
     rows = []
     for p_out in range(s):

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-import onnx
 import onnx_graphsurgeon as gs
 
 from .domains import DEFAULT_DOMAINS

@@ -85,7 +85,8 @@ def read_dequantize(
     what: str,
 ) -> Quantized:
     """Read a DequantizeLinear whose inputs are constants. ``values_of`` returns (array, producer nodes)
-    or raises QdqError with a reason."""
+    or raises QdqError with a reason.
+    """
     if len(node.inputs) < 2:
         raise QdqError(f"{what} DequantizeLinear '{node.name}' has no scale")
     q, q_src = values_of(node.inputs[0])
@@ -144,7 +145,8 @@ def check_weight(w: Quantized, group: int) -> None:
 
 def _row_channels(plan) -> np.ndarray:
     """Output channel m of every Conv output row (CRD: m*P + phase, DCR: phase*M + m, or whatever
-    layout the plan reports)."""
+    layout the plan reports).
+    """
     if hasattr(plan, "row_channels"):
         return np.asarray(plan.row_channels())
     rows = np.arange(plan.out_channels * plan.phases)
@@ -203,7 +205,8 @@ def emit_bias(em, plan, b: Quantized) -> gs.Variable:
 
 def requantize_conv_output(graph: gs.Graph, y: gs.Tensor, unique: Callable[[str], str], base: str) -> List[str]:
     """If ``y`` (the kept ConvTranspose output) feeds exactly one per-tensor QuantizeLinear, put the same
-    Q/DQ pair right after the new Conv (before shuffle/crop). Returns the new node names."""
+    Q/DQ pair right after the new Conv (before shuffle/crop). Returns the new node names.
+    """
     if len(y.outputs) != 1 or any(o is y for o in graph.outputs):
         return []
     q_node = y.outputs[0]

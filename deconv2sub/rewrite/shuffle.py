@@ -144,7 +144,8 @@ def _slice(em: Emitter, suffix: str, x, y, starts, ends, axes) -> None:
 def emit_crop(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
               crops: Optional[Sequence[Sequence[int]]] = None) -> List[List[int]]:
     """Slice the shuffled tensor ``x`` into ``y``; returns the per-axis [begin, end] crop (``crops``:
-    instead of the plan's, when part of it was done elsewhere)."""
+    instead of the plan's, when part of it was done elsewhere).
+    """
     if crops is None:
         crops = [[ax.crop_begin, ax.crop_end] for ax in plan.axes]
     starts, ends, axes = [], [], []
@@ -165,7 +166,8 @@ def emit_runtime_crop(em: Emitter, plan: SubPixelPlan, x_in: gs.Tensor, x: gs.Va
     offset)``, begin ``t - t // 2`` (``t // 2`` for SAME_UPPER); their end is ``begin +
     output_shape``. The other axes keep their constant crop (``crops``, default the plan's); one
     Slice does all. Needs opset >= 10 (Slice inputs). Returns the per-axis crop for the report,
-    ``["run-time", out]`` on the run-time axes."""
+    ``["run-time", out]`` on the run-time axes.
+    """
     if em.opset < 10:
         raise ValueError("a run-time crop needs Slice with inputs (opset >= 10)")
     if crops is None:
@@ -257,7 +259,8 @@ class _Shapes:
 
 def _permute(em: Emitter, shapes: _Shapes, x: gs.Variable, src: list, dst_labels: list, suffix: str) -> gs.Variable:
     """Transpose ``x`` (logical axes ``src``) into the label order ``dst_labels``; returns the result
-    (or ``x`` itself when the permutation only merges/splits axes)."""
+    (or ``x`` itself when the permutation only merges/splits axes).
+    """
     merged, perm, _ = merge_axes(src, dst_labels)
     if perm == list(range(len(perm))):
         return x
@@ -284,7 +287,8 @@ def emit_permuted_shuffle(
     ``rows`` is the channel layout of ``x`` when it is not ``plan.row_layout()``. With ``channels_last``
     the first step is a Transpose of ``x`` itself to ``[N, Q1, ..., Qn, C']`` (no Reshape before it):
     runtimes whose convolutions compute channels-last (OpenVINO's CPU plugin) make it a free layout
-    change, and the one remaining Transpose then reads the Conv output in its native layout."""
+    change, and the one remaining Transpose then reads the Conv output in its native layout.
+    """
     shapes = _Shapes(em, x)
     layout = conv_output_layout(plan, in_spatial, batch, rows)
     sizes = dict(layout)
@@ -318,7 +322,8 @@ def emit_gather_shuffle(
 ) -> None:
     """Shuffle ``x`` (Conv output; "LCR" rows, or the concatenation of phase-group Convs ``split`` with
     channel layout ``rows``) into ``y`` by one 2-D Transpose (the last axis' phase to the end) and one
-    Gather (see above); the crop left to slice is :func:`gather_crop`."""
+    Gather (see above); the crop left to slice is :func:`gather_crop`.
+    """
     n = plan.rank
     last = plan.axes[n - 1]
     shapes = _Shapes(em, x)
@@ -347,7 +352,8 @@ def _batch_reshape_shape(shapes: "_Shapes", suffix: str, rest: list) -> gs.Tenso
 def emit_cascade_shuffle(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
                          in_spatial, batch: Optional[int], max_rank: int) -> int:
     """Shuffle ``x`` (Conv output, CRD rows) into ``y`` by the block-swap cascade, every Transpose of at
-    most ``max_rank`` axes; returns the number of Transposes."""
+    most ``max_rank`` axes; returns the number of Transposes.
+    """
     steps, keep, _ = cascade_plan(plan, in_spatial, batch, max_rank)
     shapes = _Shapes(em, x)
     layout = conv_output_layout(plan, in_spatial, batch)

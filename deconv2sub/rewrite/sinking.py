@@ -24,8 +24,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from .domains import DEFAULT_DOMAINS
-from .operands import known_values
 from .fold import drop_dead
+from .operands import known_values
 
 __all__ = ["SinkContext", "sink_consumers", "UNARY_OPS", "PER_CHANNEL_OPS"]
 
@@ -41,7 +41,8 @@ PER_CHANNEL_OPS = {"BatchNormalization", "PRelu", "Add", "Sub", "Mul", "Div", "C
 class SinkContext:
     """What the rewrite of one node produced: the Conv output ``z`` (before any shuffle), the final
     tensor ``y`` (after shuffle and crop), the shuffle/crop nodes, the Conv node, and the row → channel
-    map of ``z``."""
+    map of ``z``.
+    """
 
     graph: gs.Graph
     conv: gs.Node
@@ -65,7 +66,8 @@ class SinkContext:
 
 def _per_channel(values: np.ndarray, rank: int, channels: int) -> Optional[np.ndarray]:
     """``values`` as a broadcast operand of an ``[N, M, spatial...]`` tensor, if it varies at most along
-    the channel axis: returns it as shape ``[M]`` or ``[1]`` (None otherwise)."""
+    the channel axis: returns it as shape ``[M]`` or ``[1]`` (None otherwise).
+    """
     full = rank + 2
     if values.ndim > full:
         return None
@@ -134,7 +136,8 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
 
 def _row_operand(pc: np.ndarray, rows: np.ndarray, ctx: SinkContext, what: str, dtype, full: bool = False) -> gs.Constant:
     """A per-channel operand ([M] or [1]) repeated per Conv output row, shaped to broadcast over
-    ``[N, rows, Q...]`` (``full``: rank n+2, else ``[rows, 1...]`` as PRelu's slope)."""
+    ``[N, rows, Q...]`` (``full``: rank n+2, else ``[rows, 1...]`` as PRelu's slope).
+    """
     values = pc if pc.shape[0] == 1 else pc[rows]
     shape = ((1,) if full else ()) + (values.shape[0],) + (1,) * ctx.rank
     if ctx.matrix:
@@ -144,7 +147,8 @@ def _row_operand(pc: np.ndarray, rows: np.ndarray, ctx: SinkContext, what: str, 
 
 def sink_consumers(ctx: SinkContext) -> List[str]:
     """Move movable consumers of ``ctx.y`` above the shuffle, one after the other; returns
-    ``["<op> <name>", ...]`` of the moved nodes. ``ctx`` is updated (``z``/``y`` are the new ends)."""
+    ``["<op> <name>", ...]`` of the moved nodes. ``ctx`` is updated (``z``/``y`` are the new ends).
+    """
     moved: List[str] = []
     graph = ctx.graph
     outputs = graph.outputs
@@ -202,7 +206,8 @@ def _constant_producers(node: gs.Node) -> List[gs.Node]:
 
 def _index(nodes, node, start: int = 0) -> int:
     """Position of ``node`` (by identity), searched from ``start`` first: the nodes the pass touches sit
-    right after the rewritten node, so the search stays short in big graphs."""
+    right after the rewritten node, so the search stays short in big graphs.
+    """
     for i in range(max(0, min(start, len(nodes))), len(nodes)):
         if nodes[i] is node:
             return i

@@ -45,7 +45,8 @@ class KnownBug:
     ``op`` is the ONNX operator; the other fields narrow it down: ``mode`` (DepthToSpace's mode),
     ``min_rank`` (the op's input rank at least this), ``condition`` (a named predicate of
     :mod:`deconv2sub.targets.bugs`, e.g. ``"d2s_channels_ne_block"``: C / b^2 != b), ``axis`` (Gather's axis,
-    when not None: only that axis). ``note`` says what goes wrong, ``reference`` where it is tracked."""
+    when not None: only that axis). ``note`` says what goes wrong, ``reference`` where it is tracked.
+    """
 
     toolchain: str
     op: str
