@@ -30,11 +30,11 @@ def infer_shapes(model: onnx.ModelProto,
                  input_shapes: Optional[Dict[str, Tuple[int, ...]]] = None) -> Dict[str, list]:
     """Tensor name → shape (int, dim_param string, or None) from ONNX shape inference, subgraphs included.
 
-    Runs on a copy; the caller's model is never modified. Failures of inference are not fatal: the pass
-    then only knows what the model itself declares. Big models are inferred on a skeleton that leaves out
-    the data of big initializers (inference only needs their dims), so their weights are not copied.
-    ``input_shapes`` (``{graph input: shape}``, checked: InputError) replaces the inputs' declared
-    shapes.
+    Runs on a copy; the caller's model is never modified. Failures of inference are not fatal: the
+    pass then only knows what the model itself declares. Big models are inferred on a skeleton that
+    leaves out the data of big initializers (inference only needs their dims), so their weights are
+    not copied. ``input_shapes`` (``{graph input: shape}``, checked: InputError) replaces the
+    inputs' declared shapes.
     """
     from .verify.inputs import check_input_shapes, with_input_shapes
 
@@ -180,12 +180,13 @@ _DETACH_MIN_BYTES = 1 << 20
 def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto, Dict[str, object]]:
     """``gs.export_onnx`` without its copies of big tensors; returns (model, detached data).
 
-    The export builds every initializer as a TensorProto, which ``make_graph`` copies into the graph and
-    ``make_model`` copies again: three copies of all weights at once. Big constants are therefore
-    exported as data-less stubs. With ``attach`` their data is put into the finished model one tensor at
-    a time (an array is dropped as soon as its bytes are in the model); without, the stubs keep pointing
-    to ``DETACHED_LOCATION`` and the data (arrays or TensorProtos, by tensor name) is returned, for
-    ``model_io.stage_model(..., detached=...)`` to write straight into the output's data file.
+    The export builds every initializer as a TensorProto, which ``make_graph`` copies into the graph
+    and ``make_model`` copies again: three copies of all weights at once. Big constants are
+    therefore exported as data-less stubs. With ``attach`` their data is put into the finished model
+    one tensor at a time (an array is dropped as soon as its bytes are in the model); without, the
+    stubs keep pointing to ``DETACHED_LOCATION`` and the data (arrays or TensorProtos, by tensor
+    name) is returned, for ``model_io.stage_model(..., detached=...)`` to write straight into the
+    output's data file.
     """
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
 
@@ -251,8 +252,9 @@ def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto,
 
 def _lazy_external_values(graph: gs.Graph, base_dir: str) -> None:
     """Let every constant whose data sits in a not-loaded external file read it from ``base_dir`` when
-    (and only when) someone asks for its values. onnx-graphsurgeon's own lazy loading would resolve the
-    file against the current directory. Exported untouched, such a constant keeps pointing to the file.
+    (and only when) someone asks for its values. onnx-graphsurgeon's own lazy loading would resolve
+    the file against the current directory. Exported untouched, such a constant keeps pointing to
+    the file.
     """
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
 
@@ -291,16 +293,17 @@ def convert_model(
 ) -> Tuple[onnx.ModelProto, ConversionReport]:
     """Rewrite every ConvTranspose of ``model`` into Conv + periodic shuffle (+ crop).
 
-    ``model`` is an ``onnx.ModelProto`` (left untouched) or a path. Returns the rewritten model and the
-    per-node report. When no node is rewritten the returned model is an unchanged copy, so converting an
-    already converted model changes nothing.
+    ``model`` is an ``onnx.ModelProto`` (left untouched) or a path. Returns the rewritten model and
+    the per-node report. When no node is rewritten the returned model is an unchanged copy, so
+    converting an already converted model changes nothing.
 
-    External data: from a path, only the ConvTranspose weights are read from the external data files;
-    the other tensors are loaded at the end so that the result is self-contained. A ModelProto loaded
-    with ``load_external_data=False`` needs ``external_data_dir`` (the model file's folder) for that.
-    With ``load_external_data=False`` the untouched tensors keep pointing into the input's data files
-    (relative to ``external_data_dir``): what ``deconv2sub convert`` does to stream them into the output
-    without holding them in memory (``model_io.save_model(..., source_dir=external_data_dir)``).
+    External data: from a path, only the ConvTranspose weights are read from the external data
+    files; the other tensors are loaded at the end so that the result is self-contained. A
+    ModelProto loaded with ``load_external_data=False`` needs ``external_data_dir`` (the model
+    file's folder) for that. With ``load_external_data=False`` the untouched tensors keep pointing
+    into the input's data files (relative to ``external_data_dir``): what ``deconv2sub convert``
+    does to stream them into the output without holding them in memory
+    (``model_io.save_model(..., source_dir=external_data_dir)``).
     """
     return _convert(model, options, external_data_dir=external_data_dir, load_external_data=load_external_data)
 
@@ -311,8 +314,9 @@ def convert_for_save(
     external_data_dir: Optional[Union[str, os.PathLike]],
 ) -> Tuple[onnx.ModelProto, ConversionReport, Dict[str, object]]:
     """What ``deconv2sub convert`` uses: like ``convert_model(..., load_external_data=False)``, but the big
-    new weights are not copied into the returned model either: it points to them (``DETACHED_LOCATION``)
-    and they come back as a third value, to go straight into the output's data file with
+    new weights are not copied into the returned model either: it points to them
+    (``DETACHED_LOCATION``) and they come back as a third value, to go straight into the output's
+    data file with
     ``model_io.stage_model(model, ..., source_dir=external_data_dir, detached=that)``.
     """
     return _convert(model, options, external_data_dir=external_data_dir, load_external_data=False, _detach=True)
@@ -347,7 +351,8 @@ def _convert(
     with _quiet_graphsurgeon(), _external_data_dir(external_data_dir):
         try:
             graph = gs.import_onnx(model)
-        except Exception as exc:  # noqa: BLE001 - a model the checker let through but no one can read
+        # a model the checker let through but no one can read
+        except Exception as exc:  # noqa: BLE001
             raise InputError(f"cannot read the model's graph: {_first_line(exc)}") from None
         if external_data_dir is not None:
             _lazy_external_values(graph, os.fspath(external_data_dir))

@@ -1,12 +1,12 @@
 """``inspect``: what the rewrite would do to each ConvTranspose of a model, and what it costs.
 
 For every ConvTranspose (subgraphs and functions included): its input shape when known, attributes,
-whether it can be rewritten (and why not), the planned emission (Conv kernel and channels, shuffle kind,
-crop), multiply-accumulates and weight bytes before and after. Nothing is written.
+whether it can be rewritten (and why not), the planned emission (Conv kernel and channels, shuffle
+kind, crop), multiply-accumulates and weight bytes before and after. Nothing is written.
 
 The planned emission is obtained by running the very pass ``convert`` runs
-(:func:`deconv2sub.rewrite.graph_pass.convert_graph`) on a private onnx-graphsurgeon copy of the graph, so the two
-can never disagree; the caller's model is not modified.
+(:func:`deconv2sub.rewrite.graph_pass.convert_graph`) on a private onnx-graphsurgeon copy of the
+graph, so the two can never disagree; the caller's model is not modified.
 
 Cost model (per sample, i.e. batch 1):
 
@@ -55,7 +55,8 @@ class NodeInspection:
     # Which emission strategy was chosen ("keep" when not rewritable) and why.
     choice: str = "keep"
     why: Optional[str] = None
-    emission: Optional[dict] = None  # conv_kernel, conv_channels, conv_dilations, conv_pads, group, shuffle, crop
+    # conv_kernel, conv_channels, conv_dilations, conv_pads, group, shuffle, crop
+    emission: Optional[dict] = None
     macs_before: Optional[int] = None
     macs_after: Optional[int] = None
     macs_per_input_pixel_before: Optional[int] = None
@@ -140,7 +141,8 @@ class InspectionReport:
     model: Optional[str]
     opset: Optional[int]
     nodes: List[NodeInspection] = field(default_factory=list)
-    input_shapes: Dict[str, list] = field(default_factory=dict)  # graph inputs as used for the sizes
+    # graph inputs as used for the sizes
+    input_shapes: Dict[str, list] = field(default_factory=dict)
     strategy: str = "default"  # ConvertOptions.strategy / target the plan was made for
     target: str = "portable"
 
@@ -390,7 +392,8 @@ def _inspect_node(gpath: str, snap: dict, entry, g: Optional[gs.Graph], shapes: 
     convs = [m for m in (g.nodes if g is not None else []) if m.name in new and m.op in ("Conv", "ConvTranspose", "Gemm")]
     macs, per_pixel, wbytes = 0, 0, 0
     for conv in convs:
-        gemm = conv.op == "Gemm"  # strategy "pointwise_gemm": weight [rows, C] x input [C, prod(spatial)]
+        # strategy "pointwise_gemm": weight [rows, C] x input [C, prod(spatial)]
+        gemm = conv.op == "Gemm"
         wt = conv.inputs[0 if gemm else 1] if len(conv.inputs) > 1 else None
         bt = conv.inputs[2] if len(conv.inputs) > 2 and conv.inputs[2] is not None and conv.inputs[2].name else None
         shape = _known_ints(_tensor_shape(wt, shapes))
@@ -425,8 +428,9 @@ def _inspect_node(gpath: str, snap: dict, entry, g: Optional[gs.Graph], shapes: 
 
 
 # ---- text ----------------------------------------------------------------------------------------
-# Three lines per node: its name (full width: exported names are long), then input shape, attributes,
-# MACs and weights in columns, then the planned emission. Column widths after the 3-column indent.
+# Three lines per node: its name (full width: exported names are long), then input shape,
+# attributes, MACs and weights in columns, then the planned emission. Column widths after the
+# 3-column indent.
 _INDENT = 3
 _COLS = [("input", 15), ("attributes", 17), ("MACs", 18), ("weights", 0)]
 

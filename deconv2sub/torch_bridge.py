@@ -4,12 +4,13 @@ This module needs PyTorch (the optional ``torch`` extra); ``import deconv2sub`` 
 
 * :func:`convert_module` replaces every ``nn.ConvTranspose{1,2,3}d`` of a model by a
   :class:`SubPixelFromTransposed` that computes exactly the same function (Conv with the re-arranged
-  kernel → periodic shuffle → crop). The kernel comes from :func:`deconv2sub.plan.subpixel.make_plan`, the same
-  arithmetic the ONNX pass uses, so ``torch.onnx.export`` of the converted model has no ConvTranspose.
+  kernel → periodic shuffle → crop). The kernel comes from
+  :func:`deconv2sub.plan.subpixel.make_plan`, the same arithmetic the ONNX pass uses, so
+  ``torch.onnx.export`` of the converted model has no ConvTranspose.
 * :class:`SubPixelConv` (aliases :class:`SubPixelConv1d`, :class:`SubPixelConv2d`,
   :class:`SubPixelConv3d`) is a trainable sub-pixel upsampling layer (Shi et al. 2016) with ICNR
-  initialisation (Aitken et al. 2017): at initialisation every phase has the same kernel, so the layer is a
-  convolution followed by nearest-neighbour upsampling and has no checkerboard artefact.
+  initialisation (Aitken et al. 2017): at initialisation every phase has the same kernel, so the
+  layer is a convolution followed by nearest-neighbour upsampling and has no checkerboard artefact.
 
 Example::
 
@@ -61,8 +62,9 @@ def _tuple(value: IntOrTuple, n: int, name: str) -> Tuple[int, ...]:
 def pixel_shuffle_nd(x: torch.Tensor, scale: IntOrTuple) -> torch.Tensor:
     """N-d periodic shuffle: ``[N, C*s1*...*sn, Q1, ..., Qn] -> [N, C, Q1*s1, ..., Qn*sn]``.
 
-    Channel ``c*P + phase`` ("CRD", phases row-major over ``(p1, ..., pn)``) lands at ``(Q1*s1 + p1, ...)``:
-    the order of ``torch.nn.functional.pixel_shuffle``, which is used for the 2-D equal-scale case.
+    Channel ``c*P + phase`` ("CRD", phases row-major over ``(p1, ..., pn)``) lands at
+    ``(Q1*s1 + p1, ...)``: the order of ``torch.nn.functional.pixel_shuffle``, which is used for the
+    2-D equal-scale case.
     """
     n = x.dim() - 2
     s = _tuple(scale, n, "scale")
@@ -72,8 +74,8 @@ def pixel_shuffle_nd(x: torch.Tensor, scale: IntOrTuple) -> torch.Tensor:
         return F.pixel_shuffle(x, s[0])
     batch = x.shape[0]
     q = list(x.shape[2:])
-    # Traced for export, -1 stands for the channel count (no size arithmetic in the graph); eagerly the
-    # count is explicit so that an empty batch still reshapes.
+    # Traced for export, -1 stands for the channel count (no size arithmetic in the graph); eagerly
+    # the count is explicit so that an empty batch still reshapes.
     channels = -1 if (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()) else x.shape[1] // math.prod(s)
     y = x.reshape([batch, channels, *s, *q])
     perm = [0, 1]
@@ -99,9 +101,9 @@ def pixel_unshuffle_nd(x: torch.Tensor, scale: IntOrTuple) -> torch.Tensor:
     return y.permute(perm).reshape([batch, channels * math.prod(s)] + q)
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Exact replacement of nn.ConvTranspose{1,2,3}d
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 class SubPixelFromTransposed(nn.Module):
@@ -110,9 +112,10 @@ class SubPixelFromTransposed(nn.Module):
     Build it with :meth:`from_transposed`. Only the default ``forward(input)`` of ConvTranspose is
     mirrored (no ``output_size`` argument). Unbatched inputs ``[C, L...]`` work like in PyTorch.
 
-    The Conv's weight holds the original kernel's values (taps are copied, never computed), with zeros
-    where a phase receives no tap; training the converted module does not keep those zeros, so it is meant
-    for inference and export. ``plan`` (a :class:`deconv2sub.plan.subpixel.SubPixelPlan`) records the geometry.
+    The Conv's weight holds the original kernel's values (taps are copied, never computed), with
+    zeros where a phase receives no tap; training the converted module does not keep those zeros, so
+    it is meant for inference and export. ``plan`` (a
+    :class:`deconv2sub.plan.subpixel.SubPixelPlan`) records the geometry.
     """
 
     def __init__(
@@ -242,9 +245,10 @@ def _replaceable(module: nn.Module) -> bool:
 def convert_module(module: nn.Module, inplace: bool = False) -> nn.Module:
     """Replace every ``nn.ConvTranspose{1,2,3}d`` in ``module`` by an exact :class:`SubPixelFromTransposed`.
 
-    Returns the converted module: a deep copy unless ``inplace`` (then ``module`` itself is edited, and
-    returned unless it is a ConvTranspose itself, which cannot replace itself). Subclasses that override
-    ``forward`` are left alone with a warning. Outputs equal the original's up to float summation order.
+    Returns the converted module: a deep copy unless ``inplace`` (then ``module`` itself is edited,
+    and returned unless it is a ConvTranspose itself, which cannot replace itself). Subclasses that
+    override ``forward`` are left alone with a warning. Outputs equal the original's up to float
+    summation order.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
@@ -259,17 +263,18 @@ def convert_module(module: nn.Module, inplace: bool = False) -> nn.Module:
     return root
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Trainable sub-pixel convolution with ICNR initialisation
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def icnr_(weight: torch.Tensor, scale: IntOrTuple, init=nn.init.kaiming_normal_) -> torch.Tensor:
     """ICNR initialisation in place (Aitken et al. 2017, "Checkerboard artifact free sub-pixel convolution").
 
     ``weight`` is ``[out*P, in/groups, k...]`` with ``P = prod(scale)`` phases in CRD order (channel
-    ``c*P + phase``). One sub-kernel ``[out, in/groups, k...]`` is initialised with ``init`` and copied to
-    every phase, so the shuffled output is nearest-neighbour upsampling of one convolution.
+    ``c*P + phase``). One sub-kernel ``[out, in/groups, k...]`` is initialised with ``init`` and
+    copied to every phase, so the shuffled output is nearest-neighbour upsampling of one
+    convolution.
     """
     n = weight.dim() - 2
     phases = math.prod(_tuple(scale, n, "scale"))
@@ -285,9 +290,10 @@ def icnr_(weight: torch.Tensor, scale: IntOrTuple, init=nn.init.kaiming_normal_)
 class SubPixelConv(nn.Module):
     """Sub-pixel upsampling: ConvNd(in, out*prod(scale), kernel) → periodic shuffle by ``scale``.
 
-    ``padding`` defaults to ``"same"``-style ``(k - 1) * dilation // 2`` per axis (equal size for odd
-    kernels), so the output is ``scale`` times the input. With ``icnr=True`` (default) the weight is ICNR
-    initialised and the bias zeroed (a per-phase bias would itself be a checkerboard).
+    ``padding`` defaults to ``"same"``-style ``(k - 1) * dilation // 2`` per axis (equal size for
+    odd kernels), so the output is ``scale`` times the input. With ``icnr=True`` (default) the
+    weight is ICNR initialised and the bias zeroed (a per-phase bias would itself be a
+    checkerboard).
     """
 
     def __init__(

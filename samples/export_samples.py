@@ -5,9 +5,9 @@
     python samples/export_samples.py -o /tmp/x       # somewhere else
     python samples/export_samples.py dcgan_generator # only some
 
-Every file: opset 17, IR version 8, legacy TorchScript exporter (``dynamo=False``), eval mode, < 2 MB.
-No weights are downloaded: the architectures are written here with small channel counts and random
-weights; BatchNorm running statistics are randomised too so that they are not identities.
+Every file: opset 17, IR version 8, legacy TorchScript exporter (``dynamo=False``), eval mode, < 2
+MB. No weights are downloaded: the architectures are written here with small channel counts and
+random weights; BatchNorm running statistics are randomised too so that they are not identities.
 """
 
 from __future__ import annotations
@@ -51,18 +51,19 @@ def _randomise_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
-# ---- seed_example: the example of the issue --------------------------------------------------------
+# ---- seed_example: the example of the issue ------------------------------------------------------
 
 
 def build_seed_example() -> nn.Module:
     """One ConvTranspose, kernel (1,1,4,4), stride 2, padding 1: (1,1,4,4) -> (1,1,8,8).
 
-    The rewrite gives a Conv with kernel (4,1,2,2) (4 = r^2 phases), DepthToSpace(2) and a crop of 1.
+    The rewrite gives a Conv with kernel (4,1,2,2) (4 = r^2 phases), DepthToSpace(2) and a crop of
+    1.
     """
     return nn.ConvTranspose2d(1, 1, kernel_size=4, stride=2, padding=1, bias=False)
 
 
-# ---- DCGAN generator --------------------------------------------------------------------------------
+# ---- DCGAN generator -----------------------------------------------------------------------------
 
 
 class DCGANGenerator(nn.Module):
@@ -86,7 +87,7 @@ class DCGANGenerator(nn.Module):
         return self.main(z)
 
 
-# ---- convolutional autoencoder (MNIST-sized) ------------------------------------------------------
+# ---- convolutional autoencoder (MNIST-sized) -----------------------------------------------------
 
 
 class ConvAutoencoder(nn.Module):
@@ -107,7 +108,7 @@ class ConvAutoencoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-# ---- U-Net with k2 s2 up-convolutions ---------------------------------------------------------------
+# ---- U-Net with k2 s2 up-convolutions ------------------------------------------------------------
 
 
 def _double_conv(cin, cout):
@@ -140,14 +141,14 @@ class UNet(nn.Module):
         return self.head(y)
 
 
-# ---- ENet decoder -------------------------------------------------------------------------------------
+# ---- ENet decoder --------------------------------------------------------------------------------
 
 
 class ENetUpsamplingBottleneck(nn.Module):
     """Paszke et al. 2016 upsampling bottleneck; the extension branch has ConvTranspose k3 s2 p1 op1.
 
-    The main branch is a 1x1 conv + BN followed by nearest upsampling (the paper unpools with the encoder's
-    max-pool indices; a decoder exported on its own has no indices).
+    The main branch is a 1x1 conv + BN followed by nearest upsampling (the paper unpools with the
+    encoder's max-pool indices; a decoder exported on its own has no indices).
     """
 
     def __init__(self, cin: int, cout: int, ratio: int = 4):
@@ -195,7 +196,7 @@ class ENetDecoder(nn.Module):
         return self.fullconv(self.stage5(self.stage4(x)))
 
 
-# ---- HiFi-GAN upsampler (1-D) ------------------------------------------------------------------------
+# ---- HiFi-GAN upsampler (1-D) --------------------------------------------------------------------
 
 
 class HiFiGANResBlock(nn.Module):
@@ -226,7 +227,7 @@ class HiFiGANUpsampler(nn.Module):
         return torch.tanh(self.conv_post(nn.functional.leaky_relu(x, 0.1)))
 
 
-# ---- 3-D U-Net up block ------------------------------------------------------------------------------
+# ---- 3-D U-Net up block --------------------------------------------------------------------------
 
 
 class UNet3DUpBlock(nn.Module):
@@ -244,7 +245,7 @@ class UNet3DUpBlock(nn.Module):
         return self.conv(torch.cat([skip, self.up(x)], dim=1))
 
 
-# ---- grouped / depthwise ---------------------------------------------------------------------------
+# ---- grouped / depthwise -------------------------------------------------------------------------
 
 
 class GroupedUpsampler(nn.Module):

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Train a small autoencoder whose decoder upsamples with sub-pixel convolutions (ICNR initialised).
 
-    python samples/train_subpixel_autoencoder.py               # writes out/subpixel_autoencoder.{png,onnx}
-    python samples/train_subpixel_autoencoder.py --epochs 20 --size 32 -o /tmp/ae
+    python samples/train_subpixel_autoencoder.py # writes out/subpixel_autoencoder.{png,onnx} python
+    samples/train_subpixel_autoencoder.py --epochs 20 --size 32 -o /tmp/ae
 
 Data: scikit-learn's bundled 8x8 handwritten digits (``sklearn.datasets.load_digits``, offline, 1797
 images), scaled to [0, 1] and upscaled bilinearly to 16x16 (or 32x32). The decoder uses
-:class:`deconv2sub.torch_bridge.SubPixelConv2d` (Conv → pixel shuffle) instead of ConvTranspose, so the exported
-ONNX has Conv + DepthToSpace and no ConvTranspose; ICNR makes the untrained decoder checkerboard-free.
+:class:`deconv2sub.torch_bridge.SubPixelConv2d` (Conv → pixel shuffle) instead of ConvTranspose, so
+the exported ONNX has Conv + DepthToSpace and no ConvTranspose; ICNR makes the untrained decoder
+checkerboard-free.
 
 Prints the reconstruction loss per epoch, saves a PNG (top rows: held-out inputs, bottom rows: their
 reconstructions) and exports the trained model to ONNX (opset 17, IR 8, dynamic batch).
@@ -70,14 +71,15 @@ class SubPixelAutoencoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-# ---- a tiny PNG writer (grayscale, 8 bit), so matplotlib/Pillow are not needed ----------------------
+# ---- a tiny PNG writer (grayscale, 8 bit), so matplotlib/Pillow are not needed -------------------
 
 
 def write_png(path: str, image: np.ndarray) -> None:
     """Write a 2-D array with values in [0, 1] as an 8-bit grayscale PNG."""
     pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     height, width = pixels.shape
-    raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(height))  # filter 0 per scanline
+    # filter 0 per scanline
+    raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(height))
 
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)

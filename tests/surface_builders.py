@@ -32,9 +32,9 @@ def two_deconv_model(shape=(1, 8, 5, 5), seed: int = 0) -> onnx.ModelProto:
 
 
 def converted(model: onnx.ModelProto) -> onnx.ModelProto:
-    # sink=False: keep every ConvTranspose output tensor (y1, y2) in the converted model, so that faults
-    # planted in a rewritten node are localised to it (the default moves the Relu/Tanh that follow above
-    # the shuffle, and y1/y2 then no longer exist).
+    # sink=False: keep every ConvTranspose output tensor (y1, y2) in the converted model, so that
+    # faults planted in a rewritten node are localised to it (the default moves the Relu/Tanh that
+    # follow above the shuffle, and y1/y2 then no longer exist).
     out, report = deconv2sub.convert_model(model, deconv2sub.ConvertOptions(sink=False))
     assert report.rewritten
     return out

@@ -70,7 +70,8 @@ def test_cli_external_data_round_trip(tmp_path):
     assert sorted(p.name for p in out_dir.iterdir()) == ["conv.onnx", "conv.onnx.data"]
     skeleton = onnx.load(out, load_external_data=False)
     assert _locations(skeleton) == {"conv.onnx.data"}  # relative, beside the output
-    assert "E" in {t.name for t in skeleton.graph.initializer}  # the untouched tensor was streamed over
+    # the untouched tensor was streamed over
+    assert "E" in {t.name for t in skeleton.graph.initializer}
     loaded = onnx.load(out)
     assert "ConvTranspose" not in op_types(loaded)
     x = RNG.standard_normal((1, 16, 8, 8)).astype(np.float32)
@@ -159,7 +160,8 @@ def test_big_new_weights_go_straight_to_the_output(tmp_path, external, monkeypat
     path, m = _external_model(tmp_path, c=c)
     out = tmp_path / "o.onnx"
     flag = "--external-data" if external else "--no-external-data"
-    # --strategy two_stage: one Conv holds the whole rewritten weight (the default may split it per phase)
+    # --strategy two_stage: one Conv holds the whole rewritten weight (the default may split it per
+    # phase)
     r = CliRunner().invoke(main, ["convert", str(path), "-o", str(out), flag, "--strategy", "two_stage"],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output

@@ -1,21 +1,25 @@
 """The ONNX conformance (backend node test) cases for ConvTranspose, run through the converter.
 
-Source: ``onnx/backend/test/data/node/test_convtranspose*/`` (``model.onnx`` + ``test_data_set_0/*.pb``)
-when the installed onnx ships that folder; wheels that leave it out still ship the generator that writes
-it (``onnx.backend.test.case.node``), so the same models, inputs and expected outputs come from there.
+Source: ``onnx/backend/test/data/node/test_convtranspose*/`` (``model.onnx`` +
+``test_data_set_0/*.pb``) when the installed onnx ships that folder; wheels that leave it out still
+ship the generator that writes it (``onnx.backend.test.case.node``), so the same models, inputs and
+expected outputs come from there.
 
 In these models the weight ``W`` is a graph *input*. Each case is checked twice:
 
-* as shipped: the converter leaves the node alone with a reason (weight known only at run time), exit 0;
+* as shipped: the converter leaves the node alone with a reason (weight known only at run time),
+  exit 0;
 * with ``W`` baked in as an initializer (the shipped value): the node is rewritten and the result is
-  compared with ORT running the original AND with the shipped expected output (where ORT agrees with it).
+  compared with ORT running the original AND with the shipped expected output (where ORT agrees with
+  it).
 
-Results with onnx 1.23.2 / onnxruntime 1.31.1: ORT and the shipped outputs agree on all 11 cases (the
-ONNX reference evaluator too). All 11 are rewritten, ``test_convtranspose_output_shape`` included
-(strides 3x2, output_shape 10x8 on a 3x3 input with a 3x3 kernel: the full transposed output is only
-9x7, so the total padding is negative; the extra last row and column are the bias only).
-The models have ir_version 10 and opset 22: ORT runs them as they are; if a future
-onnx raises the IR version beyond ORT's, only the copy given to ORT is lowered, never the converted model.
+Results with onnx 1.23.2 / onnxruntime 1.31.1: ORT and the shipped outputs agree on all 11 cases
+(the ONNX reference evaluator too). All 11 are rewritten, ``test_convtranspose_output_shape``
+included (strides 3x2, output_shape 10x8 on a 3x3 input with a 3x3 kernel: the full transposed
+output is only 9x7, so the total padding is negative; the extra last row and column are the bias
+only). The models have ir_version 10 and opset 22: ORT runs them as they are; if a future onnx
+raises the IR version beyond ORT's, only the copy given to ORT is lowered, never the converted
+model.
 """
 
 from __future__ import annotations
@@ -163,4 +167,5 @@ def test_baked_weight_rewritten_matches_ort_and_expected(name):
         ort_agrees = _close(r, e, rtol=1e-3, atol=1e-6)
         assert ort_agrees == (name not in ORT_DIFFERS), f"{name}: ORT vs shipped output changed"
         if ort_agrees:
-            np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-5)  # against the shipped expected output
+            # against the shipped expected output
+            np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-5)

@@ -103,7 +103,8 @@ def test_bfloat16_opset22_converted_not_verified(tmp_path):
     assert "ConvTranspose" not in op_types(out) and out.opset_import[0].version == 22
     conv_w = next(i for i in out.graph.initializer if i.name.endswith("subpixel_weight"))
     assert conv_w.data_type == TensorProto.BFLOAT16
-    # Taps are copied, never computed: the reference implementation agrees to bfloat16 rounding of sums.
+    # Taps are copied, never computed: the reference implementation agrees to bfloat16 rounding of
+    # sums.
     _reference_equal(m, out, RNG.standard_normal((1, 3, 5, 5)).astype(BF16), tol=0.1)
 
 

@@ -1,7 +1,7 @@
 """Weights (and biases) computed in the graph from constants only are folded, then rewritten.
 
-ONNX Runtime running the ORIGINAL model is the oracle; the folded producers that nobody else uses are
-gone afterwards, those still used elsewhere (other nodes, graph outputs) keep working.
+ONNX Runtime running the ORIGINAL model is the oracle; the folded producers that nobody else uses
+are gone afterwards, those still used elsewhere (other nodes, graph outputs) keep working.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def _ct(w="W", b=None, out="Y", name="up", **attrs):
 
 def test_transpose_cast_reshape_identity_chain():
     w = _x(3, 2, 4, 4)
-    stored = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).astype(np.float16).reshape(16, 6)  # [k,k,M,C] flat
+    # [k,k,M,C] flat
+    stored = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).astype(np.float16).reshape(16, 6)
     nodes = [
         helper.make_node("Identity", ["Ws"], ["w0"], name="id"),
         helper.make_node("Cast", ["w0"], ["w1"], to=F, name="cast"),
@@ -93,7 +94,8 @@ def test_constant_of_shape_scatter_nd():
     m = _model(nodes, {"wshape": np.array(w.shape, np.int64), "idx": idx, "upd": upd})
     converted, report = _convert(m)
     assert report.nodes[0].notes == ["weight folded from 2 constant nodes"]
-    # (every Conv weight: the default strategy may emit one Conv per phase, subpixel_weight, subpixel_weight_p1, ...)
+    # (every Conv weight: the default strategy may emit one Conv per phase, subpixel_weight,
+    # subpixel_weight_p1, ...)
     conv_ws = [numpy_helper.to_array(i) for i in converted.graph.initializer if "subpixel_weight" in i.name]
     assert sum(np.count_nonzero(w) for w in conv_ws) == np.count_nonzero(upd)
 

@@ -107,7 +107,8 @@ def test_symbolic_dims_and_input_shapes():
     assert all(n.macs_before is None and n.rewritable for n in report.nodes)
     assert all(n.macs_per_input_pixel_before and n.weight_bytes_before for n in report.nodes)
     sized = inspect_model(model, input_shapes={"x": (1, 8, 5, 5)})
-    # the same model with its spatial sizes fixed (the batch stays symbolic: it can change the choice)
+    # the same model with its spatial sizes fixed (the batch stays symbolic: it can change the
+    # choice)
     fixed = inspect_model(two_deconv_model(shape=("N", 8, 5, 5)))
     assert [n.macs_after for n in sized.nodes] == [n.macs_after for n in fixed.nodes]
     assert sized.nodes[1].input_shape == [1, 4, 10, 10]
@@ -167,7 +168,8 @@ def test_text_fits_80_columns_with_long_names_and_attributes():
                                 pads=[2, 1, 0, 3], name="/decoder/upsample_block_3/very_long_module_name/ConvTranspose")
     text = inspect_model(model, path="model.onnx").format_text()
     assert all(len(line) <= 80 for line in text.splitlines()), text
-    assert "[k3 s3x2 d2x1 p2,1,0,3 op1 g1]" in text  # attributes too long for their column: in full below
+    # attributes too long for their column: in full below
+    assert "[k3 s3x2 d2x1 p2,1,0,3 op1 g1]" in text
     assert "total: 1 of 1 rewritable" in text
 
 

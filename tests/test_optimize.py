@@ -111,7 +111,8 @@ def test_sink_2d(consumers, strategy):
     m = _chain_model([1, c, *spatial], w, _x((M,)), CONSUMERS[consumers], attrs)
     converted, report = _check(m, [{"X": _x((1, c, *spatial))}], ConvertOptions(strategy=strategy))
     expected = [op for op, _, _ in CONSUMERS[consumers]]
-    if "Gemm" in op_types(converted) and "BatchNormalization" in expected:  # a Gemm cannot take BN (axis 1)
+    # a Gemm cannot take BN (axis 1)
+    if "Gemm" in op_types(converted) and "BatchNormalization" in expected:
         expected = expected[: expected.index("BatchNormalization")]
     assert [s.split()[0] for s in report.nodes[0].sunk] == expected
 
@@ -152,10 +153,11 @@ def test_sink_off():
     assert op_types(converted)[-3:] == ["BatchNormalization", "Relu", "Identity"]
 
 
-ORT_RULE = ConvertOptions(target="onnxruntime")  # the measured ONNX Runtime rule (not the portable default)
+# the measured ONNX Runtime rule (not the portable default)
+ORT_RULE = ConvertOptions(target="onnxruntime")
 
 
-# ---- strategies on the attribute space: symbolic dims, batch, dilations, groups --------------------------
+# ---- strategies on the attribute space: symbolic dims, batch, dilations, groups ------------------
 STRATEGY_CASES = [
     # in_shape, test shapes, kernel, strides, dilations, pads, output_padding, group
     ([1, 3, 5, 6], [(1, 3, 5, 6)], (4, 4), (2, 2), (1, 1), (1, 1, 1, 1), (0, 0), 1),
@@ -171,7 +173,8 @@ STRATEGY_CASES = [
     ([1, 3, 7], [(1, 3, 7)], (5,), (3,), (2,), (3, 1), (2,), 1),
     ([1, 3, 3, 4, 5], [(1, 3, 3, 4, 5)], (2, 2, 2), (2, 2, 2), (1, 1, 1), (0,) * 6, (0, 0, 0), 1),
     ([1, 3, 5, 6], [(1, 3, 5, 6)], (2, 2), (2, 2), (1, 1), (0, 0, 0, 0), (0, 0), 1),  # U-Net: Gemm
-    ([1, 3, 5, 6], [(1, 3, 5, 6)], (3, 2), (3, 2), (1, 1), (1, 0, 2, 1), (0, 1), 1),  # 1x1 with crops
+    # 1x1 with crops
+    ([1, 3, 5, 6], [(1, 3, 5, 6)], (3, 2), (3, 2), (1, 1), (1, 0, 2, 1), (0, 1), 1),
     ([1, 3, 3, 4, 5], [(1, 3, 3, 4, 5)], (2, 2, 2), (2, 2, 2), (1, 1, 1), (1, 0, 1, 0, 1, 1), (0, 0, 0), 1),
     ([None, 3, "D", "H", "W"], [(1, 3, 2, 3, 4), (2, 3, 3, 2, 5)], (3, 2, 3), (2, 2, 2), (1, 1, 1), (1, 0, 1, 0, 0, 1), (1, 0, 0), 1),
     ([1, 4, 3, 4, 5], [(1, 4, 3, 4, 5)], (3, 4, 3), (2, 2, 1), (1, 1, 1), (1, 1, 0, 0, 1, 1), (1, 0, 0), 2),
@@ -267,8 +270,10 @@ def test_per_phase_folds_every_crop():
 @pytest.mark.parametrize("in_shape,kernel,strides,pads,op,convs", [
     ([1, 3, 4, 5], (16, 16), (8, 8), (4, 4, 4, 4), (0, 0), 4),  # FCN: 2 groups of 4 phases per axis
     ([1, 3, 9], (16,), (8,), (4, 4), (0,), 2),  # HiFi-GAN k16 s8 p4
-    ([1, 3, 9], (5,), (3,), (1, 1), (0,), 3),  # s3, crop 1: runs of 2 and 1 phases -> one Conv per phase
-    ([1, 3, 4, 5], (3, 4), (2, 2), (1, 1, 0, 2), (1, 0), 4),  # odd output width: an end crop remains
+    # s3, crop 1: runs of 2 and 1 phases -> one Conv per phase
+    ([1, 3, 9], (5,), (3,), (1, 1), (0,), 3),
+    # odd output width: an end crop remains
+    ([1, 3, 4, 5], (3, 4), (2, 2), (1, 1, 0, 2), (1, 0), 4),
     (["N", 3, "H", "W"], (4, 4), (2, 2), (1, 1, 1, 1), (0, 0), 4),
 ])
 def test_phase_groups(in_shape, kernel, strides, pads, op, convs):
@@ -374,7 +379,8 @@ def test_phase_convs_with_row_gather(batch):
     assert indices.shape == (batch, 3, 10)
     m = convtranspose_model(["N", 4, 5, 6], w, _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1])
     converted, report = _check(m, [{"X": _x((1, 4, 5, 6))}, {"X": _x((3, 4, 5, 6))}], ORT_RULE)
-    assert report.nodes[0].strategy == "transpose_gather"  # one Conv; its Gather (axis 2) needs no batch
+    # one Conv; its Gather (axis 2) needs no batch
+    assert report.nodes[0].strategy == "transpose_gather"
 
 
 def test_gather_emissions_run_on_openvino():

@@ -1,7 +1,8 @@
 """Property test: random valid ConvTranspose configurations, converted, against ORT running the original.
 
 Rank 1-3; per axis kernel, stride, dilation, pads, output_padding < stride; group; bias; auto_pad;
-symbolic dims (then two input shapes). Every drawn node must be rewritten and match ORT to float rounding.
+symbolic dims (then two input shapes). Every drawn node must be rewritten and match ORT to float
+rounding.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def configs(draw):
     bias = draw(st.booleans())
     symbolic = draw(st.sampled_from(["none", "batch", "spatial", "all"]))
     batch = draw(st.integers(1, 2))
-    target = draw(st.sampled_from(["onnxruntime", "openvino"]))  # the default rule differs per target
+    # the default rule differs per target
+    target = draw(st.sampled_from(["onnxruntime", "openvino"]))
     return dict(rank=rank, axes=axes, group=group, c=c, m_per_group=m_per_group, auto_pad=auto_pad, bias=bias,
                 symbolic=symbolic, batch=batch, target=target)
 

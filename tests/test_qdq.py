@@ -1,5 +1,6 @@
 """Quantized (QDQ) ConvTranspose: the quantized weight is rearranged (zero taps = zero point), scales and
-zero points repeat per phase, activation Q/DQ pairs stay valid; checked against ORT running the original.
+zero points repeat per phase, activation Q/DQ pairs stay valid; checked against ORT running the
+original.
 """
 
 from __future__ import annotations
@@ -184,7 +185,8 @@ def test_activation_qdq_pairs_and_requantized_conv_output():
     converted, report = _convert(model)
     ops = op_types(converted)
     conv_i = ops.index("Conv")
-    # DQ(x) and DQ(w), DQ(b) feed the Conv; the Conv output is re-quantized with the output's Q params.
+    # DQ(x) and DQ(w), DQ(b) feed the Conv; the Conv output is re-quantized with the output's Q
+    # params.
     assert ops[conv_i + 1: conv_i + 3] == ["QuantizeLinear", "DequantizeLinear"]
     assert ops[-2:] == ["QuantizeLinear", "DequantizeLinear"]
     conv = converted.graph.node[conv_i]

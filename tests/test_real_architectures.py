@@ -7,14 +7,14 @@ ConvTranspose must be rewritten and the outputs must agree to float rounding.
 * transformers (optional; the tests skip without it): SAM (``SamModel``, mask decoder with two
   ConvTranspose2d k2 s2, fed image embeddings or pixels), DPT (``DPTForDepthEstimation``, reassemble
   ConvTranspose2d k4 s4 and k2 s2), HiFi-GAN (``SpeechT5HifiGan``, ConvTranspose1d k8 s4 / k4 s2).
-* torchvision cannot be installed beside torch 2.13 here, so its models (FCN/DeepLab heads, ...) are not
-  covered; nothing of it is re-implemented.
+* torchvision cannot be installed beside torch 2.13 here, so its models (FCN/DeepLab heads, ...) are
+  not covered; nothing of it is re-implemented.
 
 Each model runs twice: with the library's own initialisation ("hf_init", which zero-initialises many
-biases) and with every parameter perturbed ("perturbed", so that outputs have a useful magnitude and no two
-parameters are equal). With equal zero biases, the TorchScript exporter keeps ONE initializer and feeds
-the others through ``Identity`` nodes; deconv2sub folds such constant chains before the rewrite (see
-``test_bias_behind_identity``).
+biases) and with every parameter perturbed ("perturbed", so that outputs have a useful magnitude and
+no two parameters are equal). With equal zero biases, the TorchScript exporter keeps ONE initializer
+and feeds the others through ``Identity`` nodes; deconv2sub folds such constant chains before the
+rewrite (see ``test_bias_behind_identity``).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def _convert_and_compare(name, proto, feeds_list, expected_convtranspose, torch_
             err = float(np.abs(r.astype(np.float64) - g).max())
             worst = max(worst, err / max(scale, 1e-30))
             assert err <= 1e-5 * scale + 1e-12, f"{name}: max abs err {err}, output max {scale}"
-        if torch_model is not None:  # the export itself is faithful (not what is tested, but a sanity check)
+        # the export itself is faithful (not what is tested, but a sanity check)
+        if torch_model is not None:
             with torch.no_grad():
                 t = torch_model(*[torch.from_numpy(v) for v in feeds.values()])
             assert np.abs(t.numpy() - ref[0]).max() <= 1e-4 * max(float(np.abs(ref[0]).max()), 1e-6)
@@ -81,21 +82,22 @@ def _convert_and_compare(name, proto, feeds_list, expected_convtranspose, torch_
     assert "ConvTranspose" not in op_types(converted)
 
 
-# ---- the minimal reproducer of the Identity issue (fast, torch only) ---------------------------------
+# ---- the minimal reproducer of the Identity issue (fast, torch only) -----------------------------
 
 
 def test_bias_behind_identity():
     nn = torch.nn
     model = nn.Sequential(nn.ConvTranspose2d(4, 4, 2, 2), nn.ConvTranspose2d(4, 4, 2, 2)).eval()
     for m in model:
-        nn.init.zeros_(m.bias)  # two equal biases: the exporter keeps one initializer and adds an Identity
+        # two equal biases: the exporter keeps one initializer and adds an Identity
+        nn.init.zeros_(m.bias)
     proto = _export(model, (torch.randn(1, 4, 3, 3),), ["x"])
     assert "Identity" in op_types(proto)
     _, report = deconv2sub.convert_model(proto)
     assert [n.status for n in report.nodes] == ["rewritten", "rewritten"], [n.reason for n in report.nodes]
 
 
-# ---- transformers -------------------------------------------------------------------------------------
+# ---- transformers --------------------------------------------------------------------------------
 
 INITS = [
     pytest.param("hf_init", id="hf_init"),

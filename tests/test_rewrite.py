@@ -30,7 +30,7 @@ def _x(shape, dtype=np.float32):
     return RNG.standard_normal(shape).astype(dtype)
 
 
-# ---- 1-D: the full attribute space of one axis ------------------------------------------------------
+# ---- 1-D: the full attribute space of one axis ---------------------------------------------------
 CASES_1D = [
     (k, s, d, pb, pe, op)
     for k, s, d, pb, pe, op in itertools.product([1, 2, 3, 4, 5], [1, 2, 3], [1, 2], [0, 1, 3], [0, 2], [0, 1, 2])
@@ -73,7 +73,7 @@ def test_1d_output_shape(auto_pad, k, s, shrink):
     assert run(converted, {"X": _x((1, 2, size))})[0].shape == (1, 2, out)
 
 
-# ---- 2-D ------------------------------------------------------------------------------------------
+# ---- 2-D -----------------------------------------------------------------------------------------
 CASES_2D = [
     # kernel, strides, dilations, pads, output_padding, group
     ((4, 4), (2, 2), (1, 1), (1, 1, 1, 1), (0, 0), 1),  # DCGAN
@@ -117,7 +117,7 @@ def test_opsets(opset, group):
     assert converted.opset_import[0].version == opset
 
 
-# ---- 3-D ------------------------------------------------------------------------------------------
+# ---- 3-D -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "kernel,strides,pads,op,group",
     [((2, 2, 2), (2, 2, 2), (0,) * 6, (0, 0, 0), 1), ((3, 4, 3), (2, 2, 1), (1, 1, 0, 0, 1, 1), (1, 0, 0), 2),
@@ -130,7 +130,7 @@ def test_3d(kernel, strides, pads, op, group):
     _convert_and_check(m, [{"X": _x((1, 4, 3, 4, 5))}])
 
 
-# ---- symbolic dims: two shapes each -----------------------------------------------------------------
+# ---- symbolic dims: two shapes each --------------------------------------------------------------
 @pytest.mark.parametrize(
     "in_shape,shapes,kernel,strides,pads,op",
     [
@@ -161,7 +161,7 @@ def test_output_shape_with_symbolic_input_crops_at_run_time():
     assert report.nodes[0].crop == [["run-time", 10], ["run-time", 10]]
 
 
-# ---- weights, dtypes, model-level invariants -------------------------------------------------------
+# ---- weights, dtypes, model-level invariants -----------------------------------------------------
 def test_constant_node_weight():
     m = convtranspose_model([1, 2, 4, 4], _x((2, 1, 4, 4)), None, weight_as="constant", strides=[2, 2], pads=[1, 1, 1, 1])
     _convert_and_check(m, [{"X": _x((1, 2, 4, 4))}])

@@ -22,7 +22,8 @@ from deconv2sub.verify.inputs import model_input_specs
 
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
 
-# name -> (ConvTranspose count, list of feeds as {input: shape}); two shapes wherever a dim is dynamic.
+# name -> (ConvTranspose count, list of feeds as {input: shape}); two shapes wherever a dim is
+# dynamic.
 SAMPLES = {
     "seed_example": (1, [{"x": (1, 1, 4, 4)}]),
     "dcgan_generator": (4, [{"z": (1, 16, 1, 1)}, {"z": (5, 16, 1, 1)}]),

@@ -178,7 +178,8 @@ def test_model_local_function_called_twice():
     assert len(report.rewritten) == 1 and report.nodes[0].graph == "function:local.UpRelu"
     assert len(converted.functions) == 1
     fn_ops = [n.op_type for n in converted.functions[0].node]
-    assert "ConvTranspose" not in fn_ops and "Conv" in fn_ops and "Constant" in fn_ops  # function weights are Constants
+    # function weights are Constants
+    assert "ConvTranspose" not in fn_ops and "Conv" in fn_ops and "Constant" in fn_ops
     assert {(o.domain, o.version) for o in converted.opset_import} == {("", 17), ("local", 1)}
     _check(m, converted, [{"X": _x(1, 3, 5, 5)}])
 

@@ -1,5 +1,6 @@
 """Target profiles: built-in and TOML profiles, the portable default, profile limits honoured by every
-emitted graph (checked against ONNX Runtime running the original), MACs, kept strides, toolchain bugs.
+emitted graph (checked against ONNX Runtime running the original), MACs, kept strides, toolchain
+bugs.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _assert_within(
         assert "Shape" not in op_types(converted)
 
 
-# ---- profiles as data ---------------------------------------------------------------------------------
+# ---- profiles as data ----------------------------------------------------------------------------
 def test_builtin_profiles_are_valid_and_sourced():
     for name in [
         "portable",
@@ -132,7 +133,7 @@ def test_unknown_target_is_a_usage_error(tmp_path):
     assert r.exit_code == 2 and "no such target profile file" in r.output
 
 
-# ---- every profile's output stays within its limits, exact against ORT --------------------------------
+# ---- every profile's output stays within its limits, exact against ORT ---------------------------
 SWEEP = [
     # rank, strides, kernel, pad, output_padding, group
     (1, (2,), (4,), 1, 0, 1),
@@ -282,7 +283,7 @@ def test_sinking_follows_a_reordered_cascade():
     assert_equivalent(m, converted, {"X": _x((1, 3, 5, 5))})
 
 
-# ---- MACs -----------------------------------------------------------------------------------------------
+# ---- MACs ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("target", ["portable", "onnxruntime", "ncnn", "ethos-n"])
 def test_one_by_one_input_keeps_the_macs(target):
     """The latent projection of a DCGAN generator (k4 s1 on 1x1 -> 4x4): a 1x1 Conv with 16x the
@@ -322,7 +323,7 @@ def test_macs_warning_for_zero_taps():
     assert not report.nodes[0].warnings and report.nodes[0].macs_ratio < 1.25
 
 
-# ---- kept strides, toolchain bugs ----------------------------------------------------------------------
+# ---- kept strides, toolchain bugs ----------------------------------------------------------------
 def test_kept_strides_leave_the_node_with_the_reason():
     keep = TargetProfile(name="keeper", keep_strides=((2, 2),))
     m = convtranspose_model([1, 4, 6, 6], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1])
@@ -362,7 +363,7 @@ def test_toolchain_bug_warnings(tmp_path):
     assert r.exit_code == 2 and "no known bugs recorded for nosuch" in r.output
 
 
-# ---- the issue's acceptance: samples and benchmark blocks in the portable form --------------------------
+# ---- the issue's acceptance: samples and benchmark blocks in the portable form -------------------
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
 ORIGINAL_OPS_OK = PORTABLE_OPS
 

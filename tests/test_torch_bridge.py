@@ -208,14 +208,14 @@ def test_pixel_shuffle_nd_roundtrip_and_order(ndim, scale):
     assert y[idx] == x[(0, 2 * int(np.prod(s)) + phase) + (0,) * ndim]
 
 
-# ---- SubPixelConv + ICNR -----------------------------------------------------------------------------
+# ---- SubPixelConv + ICNR -------------------------------------------------------------------------
 
 
 def checkerboard_energy(y: torch.Tensor, scale) -> float:
     """Variance between the phases of each ``scale`` block of ``y``, relative to the mean square of ``y``.
 
-    0 when every block is constant (nearest-neighbour upsampling of something); a checkerboard makes it
-    positive. Blocks start at index 0 of every axis.
+    0 when every block is constant (nearest-neighbour upsampling of something); a checkerboard makes
+    it positive. Blocks start at index 0 of every axis.
     """
     n = y.dim() - 2
     s = d2s._tuple(scale, n, "scale")
@@ -245,8 +245,8 @@ def test_icnr_is_checkerboard_free_and_convtranspose_is_not(seed):
             e_deconv = checkerboard_energy(y_deconv, 2)
             e_plain = checkerboard_energy(y_plain, 2)
             assert e_sub < 1e-10, e_sub
-            # the measure does see checkerboards: a randomly initialised ConvTranspose and a sub-pixel conv
-            # without ICNR both have one
+            # the measure does see checkerboards: a randomly initialised ConvTranspose and a
+            # sub-pixel conv without ICNR both have one
             assert e_deconv > 1e-3, e_deconv
             assert e_plain > 1e-3, e_plain
 
@@ -291,7 +291,7 @@ def test_subpixelconv_exports_to_conv_depthtospace():
         _assert_close(model(x2), torch.from_numpy(sess.run(None, {"x": x2.numpy()})[0]))
 
 
-# ---- torch stays optional ---------------------------------------------------------------------------
+# ---- torch stays optional ------------------------------------------------------------------------
 
 
 def test_import_deconv2sub_without_torch():

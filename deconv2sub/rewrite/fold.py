@@ -1,16 +1,17 @@
 """Constant-subgraph folding for ConvTranspose weights and biases.
 
-Some exporters do not store a ConvTranspose weight as an initializer but compute it in the graph from
-constants only: ``Identity``/``Cast``/``Reshape``/``Transpose`` chains, arithmetic on an initializer,
-``ConstantOfShape`` + ``ScatterND``, ``Concat`` of slices, ... The rewrite needs the values, so before
-giving up on such a weight we walk back its producer subgraph. If every leaf is a constant (initializer
-or ``Constant`` node) and no graph input, outer-scope run-time value or non-deterministic op is involved,
-the subgraph is evaluated node by node with ``onnx.reference`` (the ONNX reference implementation, so
-the numbers are the ones the spec defines) and the result stands in for the weight.
+Some exporters do not store a ConvTranspose weight as an initializer but compute it in the graph
+from constants only: ``Identity``/``Cast``/``Reshape``/``Transpose`` chains, arithmetic on an
+initializer, ``ConstantOfShape`` + ``ScatterND``, ``Concat`` of slices, ... The rewrite needs the
+values, so before giving up on such a weight we walk back its producer subgraph. If every leaf is a
+constant (initializer or ``Constant`` node) and no graph input, outer-scope run-time value or
+non-deterministic op is involved, the subgraph is evaluated node by node with ``onnx.reference``
+(the ONNX reference implementation, so the numbers are the ones the spec defines) and the result
+stands in for the weight.
 
-Nothing in the graph is changed here: the caller uses the values for the rewrite; producer nodes that
-end up unused afterwards can be dropped with :func:`drop_dead` (a folded tensor that is still consumed
-elsewhere, or is a graph output, stays computed as before).
+Nothing in the graph is changed here: the caller uses the values for the rewrite; producer nodes
+that end up unused afterwards can be dropped with :func:`drop_dead` (a folded tensor that is still
+consumed elsewhere, or is a graph output, stays computed as before).
 
 Bounds: at most :data:`MAX_NODES` nodes, and no intermediate larger than :data:`MAX_BYTES` (ops that
 expand small inputs into big outputs are checked before they run).
@@ -176,8 +177,8 @@ def fold_tensor(
 ) -> FoldResult:
     """Evaluate ``tensor`` from constants only; raises :class:`FoldError` with a reason otherwise.
 
-    ``constant_values`` reads a constant leaf (initializer or Constant node output); ``opset`` is the
-    default-domain opset of the graph the nodes live in.
+    ``constant_values`` reads a constant leaf (initializer or Constant node output); ``opset`` is
+    the default-domain opset of the graph the nodes live in.
     """
     nodes = producer_nodes(tensor)
     values: Dict[int, np.ndarray] = {}
@@ -210,7 +211,8 @@ def fold_tensor(
             results = _evaluate(node, inputs, opset)
         except MemoryError:
             raise FoldError(f"evaluating {node.op} node '{node.name}' ran out of memory") from None
-        except Exception as exc:  # noqa: BLE001 - any evaluation failure is a reason to leave the node alone
+        # any evaluation failure is a reason to leave the node alone
+        except Exception as exc:  # noqa: BLE001
             first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
             raise FoldError(f"evaluating {node.op} node '{node.name}' failed: {first[:200]}") from None
         del inputs
@@ -237,8 +239,8 @@ def _is_graph_output(tensor: gs.Tensor, graphs: List[gs.Graph]) -> bool:
 def drop_dead(graph: gs.Graph, nodes: List[gs.Node], protected_graphs: Optional[List[gs.Graph]] = None) -> int:
     """Remove those of ``nodes`` (in ``graph``) whose outputs nobody uses any more; returns how many.
 
-    A node stays when any output is consumed (in this graph, a subgraph or a function) or is an output of
-    ``graph`` or of ``protected_graphs``. Goes backwards, so whole dead chains disappear.
+    A node stays when any output is consumed (in this graph, a subgraph or a function) or is an
+    output of ``graph`` or of ``protected_graphs``. Goes backwards, so whole dead chains disappear.
     """
     graphs = [graph] + list(protected_graphs or [])
     removed = 0

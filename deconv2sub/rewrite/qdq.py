@@ -1,19 +1,20 @@
 """Quantized (QDQ) ConvTranspose: the weight (and bias) come from ``DequantizeLinear`` of constants.
 
-In the QDQ format a quantized ConvTranspose is ``DQ(x_q) → ConvTranspose(DQ(w_q, s_w, z_w), DQ(b_q)) →
-Q → DQ``. To keep the rewritten model quantized (and runtimes able to fuse it into an integer Conv) we
-rearrange the *quantized* weight with the same sub-pixel plan and give the new Conv its own
-``DequantizeLinear``:
+In the QDQ format a quantized ConvTranspose is
+``DQ(x_q) → ConvTranspose(DQ(w_q, s_w, z_w), DQ(b_q)) → Q → DQ``. To keep the rewritten model
+quantized (and runtimes able to fuse it into an integer Conv) we rearrange the *quantized* weight
+with the same sub-pixel plan and give the new Conv its own ``DequantizeLinear``:
 
 * Taps are only copied, so the quantized values move unchanged. A position that receives no tap must
   dequantize to exactly 0, i.e. hold the **zero point** of its channel, not 0. We plan ``w_q - z_w``
   (as int32, where "no tap" = 0 is right) and add the zero point of each Conv output row back.
 * ConvTranspose weights are ``[C, M/g, k...]``: per-channel quantization over output channels uses
-  ``axis=1`` (one scale per ``M/g``, shared by the groups); the Conv weight ``[M*P, C/g, L...]`` uses
-  ``axis=0`` with one scale per row: the scale of output channel ``m`` repeated for each of its ``P``
-  phases (``np.repeat`` in CRD order, ``np.tile`` in DCR; :meth:`SubPixelPlan.row_channels` in general). Per-channel over input channels (``axis=0``)
-  maps to the Conv's ``axis=1`` when ``group == 1``. Per-tensor works for any group. Blocked
-  quantization (``block_size``) is declined with a reason.
+  ``axis=1`` (one scale per ``M/g``, shared by the groups); the Conv weight ``[M*P, C/g, L...]``
+  uses ``axis=0`` with one scale per row: the scale of output channel ``m`` repeated for each of its
+  ``P`` phases (``np.repeat`` in CRD order, ``np.tile`` in DCR; :meth:`SubPixelPlan.row_channels` in
+  general). Per-channel over input channels (``axis=0``) maps to the Conv's ``axis=1`` when
+  ``group == 1``. Per-tensor works for any group. Blocked quantization (``block_size``) is declined
+  with a reason.
 * A quantized bias (``DQ(b_q int32, s_x*s_w)``) is repeated per phase with its scale and zero point.
 * Activations: the input's QDQ pair is untouched. When the ConvTranspose output feeds a per-tensor
   ``QuantizeLinear``, the same Q/DQ pair is also put right after the new Conv. Shuffle and crop only
@@ -37,7 +38,8 @@ __all__ = ["QdqError", "Quantized", "read_dequantize", "weight_for_plan", "requa
 
 WEIGHT_TYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}
 BIAS_TYPES = WEIGHT_TYPES | {"int32"}
-# Ops the shuffle and crop are made of: they only move values, so re-quantizing before them is exact.
+# Ops the shuffle and crop are made of: they only move values, so re-quantizing before them is
+# exact.
 _DATA_MOVEMENT = {"Gather", "DepthToSpace", "Reshape", "Transpose", "Slice", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
 
 
@@ -178,7 +180,8 @@ def emit_weight(em, plan, w: Quantized) -> gs.Variable:
         if zp is not None:
             shifted = shifted + zp.astype(np.int32).reshape(())
     elif w.axis == 1:  # one scale per M/g, shared by the groups
-        per_m = np.tile(np.arange(w.scale.shape[0]), plan.group)  # output channel m -> index j = m % (M/g)
+        # output channel m -> index j = m % (M/g)
+        per_m = np.tile(np.arange(w.scale.shape[0]), plan.group)
         index = per_m[channels]
         scale, axis = w.scale[index], 0
         if zp is not None:

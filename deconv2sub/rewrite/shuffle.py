@@ -6,10 +6,10 @@ The Conv output is ``[N, M*P, Q1, ..., Qn]`` with channel ``m*P + phase`` ("CRD"
 
 * DepthToSpace when it can express it: 4-D tensors, one block size for both axes; mode CRD needs
   opset >= 11 (before that the only mode is DCR).
-* Otherwise Reshape ``[N, M, s1..sn, Q1..Qn]`` (CRD) → Transpose to ``[N, M, Q1, s1, ..., Qn, sn]`` →
-  Reshape ``[N, M, Q1*s1, ...]``. Shapes are constants where the spatial sizes are known (``0`` copies
-  the batch, one ``-1`` covers one unknown size); with two or more unknown sizes they are computed at
-  run time from ``Shape`` so that no size the original left symbolic gets baked in.
+* Otherwise Reshape ``[N, M, s1..sn, Q1..Qn]`` (CRD) → Transpose to ``[N, M, Q1, s1, ..., Qn, sn]``
+  → Reshape ``[N, M, Q1*s1, ...]``. Shapes are constants where the spatial sizes are known (``0``
+  copies the batch, one ``-1`` covers one unknown size); with two or more unknown sizes they are
+  computed at run time from ``Shape`` so that no size the original left symbolic gets baked in.
 
 The crop is a Slice on the spatial axes: begin ``c0``, end ``-e`` (or "to the end"), which holds for
 every input size since ``e`` does not depend on it. Before opset 10 Slice takes attributes. The one
@@ -283,11 +283,12 @@ def emit_permuted_shuffle(
     channels_last: bool = False,
 ) -> None:
     """Shuffle ``x`` (the Conv output) into ``y`` through the label orders ``stages`` (the last one must be
-    :func:`output_labels`), each a Transpose after merging axes, then one Reshape to ``[N, M, Q*s...]``.
-    ``rows`` is the channel layout of ``x`` when it is not ``plan.row_layout()``. With ``channels_last``
-    the first step is a Transpose of ``x`` itself to ``[N, Q1, ..., Qn, C']`` (no Reshape before it):
-    runtimes whose convolutions compute channels-last (OpenVINO's CPU plugin) make it a free layout
-    change, and the one remaining Transpose then reads the Conv output in its native layout.
+    :func:`output_labels`), each a Transpose after merging axes, then one Reshape to
+    ``[N, M, Q*s...]``. ``rows`` is the channel layout of ``x`` when it is not
+    ``plan.row_layout()``. With ``channels_last`` the first step is a Transpose of ``x`` itself to
+    ``[N, Q1, ..., Qn, C']`` (no Reshape before it): runtimes whose convolutions compute
+    channels-last (OpenVINO's CPU plugin) make it a free layout change, and the one remaining
+    Transpose then reads the Conv output in its native layout.
     """
     shapes = _Shapes(em, x)
     layout = conv_output_layout(plan, in_spatial, batch, rows)
@@ -321,8 +322,8 @@ def emit_gather_shuffle(
     split=None,
 ) -> None:
     """Shuffle ``x`` (Conv output; "LCR" rows, or the concatenation of phase-group Convs ``split`` with
-    channel layout ``rows``) into ``y`` by one 2-D Transpose (the last axis' phase to the end) and one
-    Gather (see above); the crop left to slice is :func:`gather_crop`.
+    channel layout ``rows``) into ``y`` by one 2-D Transpose (the last axis' phase to the end) and
+    one Gather (see above); the crop left to slice is :func:`gather_crop`.
     """
     n = plan.rank
     last = plan.axes[n - 1]
@@ -334,7 +335,8 @@ def emit_gather_shuffle(
     inner = size_mul([sizes[f"Q{n - 1}"], (last.stride, ())])
     if axis == 2:
         data_shape = [sizes["N"], (plan.out_channels, ()), (gathered // plan.out_channels, ()), inner]
-    else:  # a Gather on axis 1 with 2-D indices breaks OpenVINO's CPU plugin when a Conv follows: axis 0
+    # a Gather on axis 1 with 2-D indices breaks OpenVINO's CPU plugin when a Conv follows: axis 0
+    else:
         data_shape = [(batch * gathered, ()), inner]
     data = em.var("rows")
     em.node("Reshape", "subpixel_rows", [moved, shapes.tensor("rows_shape", data_shape)], [data])

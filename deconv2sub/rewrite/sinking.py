@@ -1,18 +1,18 @@
 """Post-rewrite graph optimisation: sink the shuffle below per-channel and elementwise consumers.
 
-After the rewrite a ConvTranspose output ``y`` is ``crop(shuffle(z))`` with ``z`` the low-resolution Conv
-output. An elementwise op ``f`` commutes with any permutation and crop of its input, and a per-channel op
-(BatchNormalization, PRelu, Add/Sub/Mul/Div with a per-channel constant) does too once its parameters are
-repeated for every Conv output row (each row belongs to one output channel, see
-:meth:`deconv2sub.plan.subpixel.SubPixelPlan.row_channels`):
+After the rewrite a ConvTranspose output ``y`` is ``crop(shuffle(z))`` with ``z`` the low-resolution
+Conv output. An elementwise op ``f`` commutes with any permutation and crop of its input, and a
+per-channel op (BatchNormalization, PRelu, Add/Sub/Mul/Div with a per-channel constant) does too
+once its parameters are repeated for every Conv output row (each row belongs to one output channel,
+see :meth:`deconv2sub.plan.subpixel.SubPixelPlan.row_channels`):
 
     f(crop(shuffle(z))) == crop(shuffle(f'(z)))
 
-So the op moves between the Conv and the shuffle, where runtimes fuse it into the Conv (ONNX Runtime:
-Conv + BatchNormalization folding, Conv + activation fusion; OpenVINO likewise), instead of running it as
-one more pass over the high-resolution tensor. Parameters are copied (repeated), never computed: the
-moved op does the same arithmetic on the same values. Nothing moves when the tensor in between has other
-consumers or is a graph output.
+So the op moves between the Conv and the shuffle, where runtimes fuse it into the Conv (ONNX
+Runtime: Conv + BatchNormalization folding, Conv + activation fusion; OpenVINO likewise), instead of
+running it as one more pass over the high-resolution tensor. Parameters are copied (repeated), never
+computed: the moved op does the same arithmetic on the same values. Nothing moves when the tensor in
+between has other consumers or is a graph output.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ PER_CHANNEL_OPS = {"BatchNormalization", "PRelu", "Add", "Sub", "Mul", "Div", "C
 @dataclass
 class SinkContext:
     """What the rewrite of one node produced: the Conv output ``z`` (before any shuffle), the final
-    tensor ``y`` (after shuffle and crop), the shuffle/crop nodes, the Conv node, and the row → channel
-    map of ``z``.
+    tensor ``y`` (after shuffle and crop), the shuffle/crop nodes, the Conv node, and the row →
+    channel map of ``z``.
     """
 
     graph: gs.Graph
@@ -53,14 +53,15 @@ class SinkContext:
     rank: int  # spatial rank
     unique: Callable[[str], str]
     base: str
-    # Per-phase emission: the Conv outputs concatenated into z, one per phase, each with the M output
-    # channels in their original order. A moved op is then cloned onto every branch (same parameters),
-    # right after its Conv, where the runtime fuses it.
+    # Per-phase emission: the Conv outputs concatenated into z, one per phase, each with the M
+    # output channels in their original order. A moved op is then cloned onto every branch (same
+    # parameters), right after its Conv, where the runtime fuses it.
     branches: Optional[List[gs.Variable]] = None
     branch_rows: Optional[np.ndarray] = None  # row -> output channel of every branch (all alike)
     start: int = 0  # where the rewritten nodes begin in graph.nodes (a search hint)
-    # ``z`` is a Gemm output ``[rows, L]`` (batch 1, spatial flattened) instead of ``[N, rows, Q...]``:
-    # per-channel operands become ``[rows, 1]``; BatchNormalization cannot move (it reads axis 1).
+    # ``z`` is a Gemm output ``[rows, L]`` (batch 1, spatial flattened) instead of
+    # ``[N, rows, Q...]``: per-channel operands become ``[rows, 1]``; BatchNormalization cannot move
+    # (it reads axis 1).
     matrix: bool = False
 
 
@@ -169,7 +170,8 @@ def sink_consumers(ctx: SinkContext) -> List[str]:
             continue
         z = ctx.z
         z_new = gs.Variable(ctx.unique(f"{ctx.base}_{node.op.lower()}_rows"), dtype=z.dtype)
-        # Everything that read z (the shuffle chain, a Shape node) reads z_new: same shape, new values.
+        # Everything that read z (the shuffle chain, a Shape node) reads z_new: same shape, new
+        # values.
         for consumer in list(z.outputs):
             for i, inp in enumerate(consumer.inputs):
                 if inp is z:
@@ -186,8 +188,9 @@ def sink_consumers(ctx: SinkContext) -> List[str]:
         outs = [t if o is y else o for o in last.outputs]
         last.outputs.clear()
         last.outputs.extend(outs)
-        # Keep the node list topologically sorted: node goes right after the Conv (or the previous one).
-        # (Identity comparisons only: gs.Node.__eq__ compares whole nodes, list.remove would be O(n) of those.)
+        # Keep the node list topologically sorted: node goes right after the Conv (or the previous
+        # one). (Identity comparisons only: gs.Node.__eq__ compares whole nodes, list.remove would
+        # be O(n) of those.)
         nodes = graph.nodes
         del nodes[_index(nodes, node, ctx.start)]
         index = _index(nodes, z.inputs[0], ctx.start)
@@ -218,7 +221,8 @@ def _sink_into_branches(ctx: SinkContext, node: gs.Node, y: gs.Variable, t: gs.V
     """Clone ``node`` onto every per-phase branch (after its Conv); the shuffle's last node produces ``t``."""
     branch_ctx = SinkContext(ctx.graph, ctx.conv, ctx.z, y, ctx.chain, ctx.branch_rows, ctx.rank, ctx.unique, ctx.base,
                              start=ctx.start)
-    new_inputs = _movable(node, y, branch_ctx)  # parameters for M rows in the original order: shared
+    # parameters for M rows in the original order: shared
+    new_inputs = _movable(node, y, branch_ctx)
     concat = ctx.z.inputs[0]
     nodes = ctx.graph.nodes
     del nodes[_index(nodes, node, ctx.start)]

@@ -1,8 +1,9 @@
 """Which known toolchain bugs (:class:`deconv2sub.targets.KnownBug`) a converted model would hit.
 
-``convert --toolchain ncnn`` (or :func:`find_hits`) scans the converted graph, subgraphs included, for
-the operators of the toolchain's known bugs and reports each hit as data: the node, the bug, why it
-matches. A hit is a warning, not a refusal: the model is exact; the named toolchain may mistranslate it.
+``convert --toolchain ncnn`` (or :func:`find_hits`) scans the converted graph, subgraphs included,
+for the operators of the toolchain's known bugs and reports each hit as data: the node, the bug, why
+it matches. A hit is a warning, not a refusal: the model is exact; the named toolchain may
+mistranslate it.
 """
 
 from __future__ import annotations
