@@ -48,7 +48,9 @@ def infer_shapes(model: onnx.ModelProto,
             source, _ = skeleton(model, min_bytes=1 << 16)
         if input_shapes:
             source = with_input_shapes(source, input_shapes)
-        inferred = onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=False, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(
+            source, check_type=False, strict_mode=False, data_prop=True
+        )
         del source
     except Exception:  # inference is best effort (models > 2GB, custom ops, ...)
         inferred = model
@@ -59,7 +61,8 @@ def infer_shapes(model: onnx.ModelProto,
             t = vi.type.tensor_type
             if t.HasField("shape"):
                 shapes[vi.name] = [
-                    d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim
+                    d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                    for d in t.shape.dim
                 ]
         for init in graph.initializer:
             shapes.setdefault(init.name, list(init.dims))
@@ -243,7 +246,11 @@ def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto,
         if isinstance(source, onnx.TensorProto):
             tensor.raw_data = source.raw_data
         else:
-            tensor.raw_data = np.ascontiguousarray(source).astype(source.dtype.newbyteorder("<"), copy=False).tobytes()
+            tensor.raw_data = (
+                np.ascontiguousarray(source)
+                .astype(source.dtype.newbyteorder("<"), copy=False)
+                .tobytes()
+            )
         del source
         tensor.data_location = onnx.TensorProto.DEFAULT
         del tensor.external_data[:]
@@ -272,8 +279,13 @@ def _lazy_external_values(graph: gs.Graph, base_dir: str) -> None:
     for g, _ in iter_graphs(graph):
         for t in g.tensors().values():
             values = getattr(t, "_values", None)
-            if (isinstance(t, gs.Constant) and isinstance(values, LazyValues) and not isinstance(values, SparseValues)
-                    and _uses_external_data(values.tensor) and not values.tensor.HasField("raw_data")):
+            if (
+                isinstance(t, gs.Constant)
+                and isinstance(values, LazyValues)
+                and not isinstance(values, SparseValues)
+                and _uses_external_data(values.tensor)
+                and not values.tensor.HasField("raw_data")
+            ):
                 t._values = ExternalLazyValues(values.tensor)
                 t.data_location = None  # if its values get loaded and exported, they are in memory
 
@@ -305,7 +317,9 @@ def convert_model(
     does to stream them into the output without holding them in memory
     (``model_io.save_model(..., source_dir=external_data_dir)``).
     """
-    return _convert(model, options, external_data_dir=external_data_dir, load_external_data=load_external_data)
+    return _convert(
+        model, options, external_data_dir=external_data_dir, load_external_data=load_external_data
+    )
 
 
 def convert_for_save(
@@ -319,7 +333,9 @@ def convert_for_save(
     data file with
     ``model_io.stage_model(model, ..., source_dir=external_data_dir, detached=that)``.
     """
-    return _convert(model, options, external_data_dir=external_data_dir, load_external_data=False, _detach=True)
+    return _convert(
+        model, options, external_data_dir=external_data_dir, load_external_data=False, _detach=True
+    )
 
 
 def toolchain_hits(model: onnx.ModelProto, options: ConvertOptions) -> list:
@@ -358,8 +374,12 @@ def _convert(
             _lazy_external_values(graph, os.fspath(external_data_dir))
         given = options.input_shapes if options is not None else None
         sizes = infer_shapes(model, given) if given else None
-        measure = measurer(convert_model) if options is not None and options.strategy == "auto" else None
-        report = convert_graph(graph, options, shapes=infer_shapes(model), sizes=sizes, measure=measure)
+        measure = (
+            measurer(convert_model) if options is not None and options.strategy == "auto" else None
+        )
+        report = convert_graph(
+            graph, options, shapes=infer_shapes(model), sizes=sizes, measure=measure
+        )
         detached: Dict[str, object] = {}
         if report.rewritten:
             try:

@@ -70,7 +70,11 @@ class NodeInspection:
 
         def compact(values) -> str:
             values = list(values)
-            return str(values[0]) if values and all(v == values[0] for v in values) else "x".join(map(str, values))
+            return (
+                str(values[0])
+                if values and all(v == values[0] for v in values)
+                else "x".join(map(str, values))
+            )
 
         parts = []
         kernel = a.get("kernel_shape") or (self.weight_shape[2:] if self.weight_shape else None)
@@ -81,7 +85,10 @@ class NodeInspection:
             parts.append("d" + compact(a["dilations"]))
         pads = a.get("pads")
         if pads and any(pads):
-            parts.append("p" + (str(pads[0]) if all(p == pads[0] for p in pads) else ",".join(map(str, pads))))
+            parts.append(
+                "p"
+                + (str(pads[0]) if all(p == pads[0] for p in pads) else ",".join(map(str, pads)))
+            )
         if a.get("output_padding") and any(a["output_padding"]):
             parts.append("op" + compact(a["output_padding"]))
         if a.get("auto_pad") not in (None, "NOTSET"):
@@ -99,7 +106,9 @@ class NodeInspection:
         text = f"Conv k{kernel}, {e.get('conv_channels')} ch"
         pads = e.get("conv_pads")
         if pads and any(pads):
-            text += " pads " + (str(pads[0]) if all(p == pads[0] for p in pads) else ",".join(map(str, pads)))
+            text += " pads " + (
+                str(pads[0]) if all(p == pads[0] for p in pads) else ",".join(map(str, pads))
+            )
         dil = e.get("conv_dilations")
         if dil and any(d != 1 for d in dil):
             text += " d" + "x".join(map(str, dil))
@@ -172,10 +181,16 @@ class InspectionReport:
         return text
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "opset": self.opset, "strategy": self.strategy, "target": self.target,
-                "input_shapes": self.input_shapes,
-                "nodes": [n.to_dict() for n in self.nodes], "totals": self.totals.to_dict(),
-                "summary": self.summary()}
+        return {
+            "model": self.model,
+            "opset": self.opset,
+            "strategy": self.strategy,
+            "target": self.target,
+            "input_shapes": self.input_shapes,
+            "nodes": [n.to_dict() for n in self.nodes],
+            "totals": self.totals.to_dict(),
+            "summary": self.summary(),
+        }
 
     def format_text(self, width: int = 80) -> str:
         return format_inspection(self, width)
@@ -210,7 +225,11 @@ def _constant(tensor) -> Optional[gs.Constant]:
     """The constant behind ``tensor``: an initializer or a Constant node's value."""
     if isinstance(tensor, gs.Constant):
         return tensor
-    if isinstance(tensor, gs.Variable) and len(tensor.inputs) == 1 and tensor.inputs[0].op == "Constant":
+    if (
+        isinstance(tensor, gs.Variable)
+        and len(tensor.inputs) == 1
+        and tensor.inputs[0].op == "Constant"
+    ):
         value = tensor.inputs[0].attrs.get("value")
         if isinstance(value, gs.Constant):
             return value
@@ -227,7 +246,9 @@ def _const_bytes(tensor, depth: int = 3) -> Optional[int]:
     if const is not None:
         return int(np.prod(const.shape, dtype=np.int64)) * np.dtype(const.dtype).itemsize
     if depth > 0 and isinstance(tensor, gs.Variable) and len(tensor.inputs) == 1:
-        parts = [_const_bytes(t, depth - 1) for t in tensor.inputs[0].inputs if t is not None and t.name]
+        parts = [
+            _const_bytes(t, depth - 1) for t in tensor.inputs[0].inputs if t is not None and t.name
+        ]
         if parts and all(p is not None for p in parts):
             return int(sum(parts))
     return None
@@ -243,7 +264,12 @@ def _tensor_shape(tensor, shapes: Mapping[str, list], depth: int = 3) -> Optiona
         return [int(d) for d in const.shape]
     if getattr(tensor, "shape", None) is not None:
         return list(tensor.shape)
-    if depth > 0 and isinstance(tensor, gs.Variable) and len(tensor.inputs) == 1 and tensor.inputs[0].inputs:
+    if (
+        depth > 0
+        and isinstance(tensor, gs.Variable)
+        and len(tensor.inputs) == 1
+        and tensor.inputs[0].inputs
+    ):
         # Shape-preserving producers of weights (DequantizeLinear, Cast, Identity).
         if tensor.inputs[0].op in ("DequantizeLinear", "Cast", "Identity"):
             return _tensor_shape(tensor.inputs[0].inputs[0], shapes, depth - 1)
@@ -262,7 +288,16 @@ def _conv_out(size: int, k: int, s: int, d: int, pb: int, pe: int) -> int:
 
 def _attributes(node: gs.Node) -> Dict[str, object]:
     out: Dict[str, object] = {}
-    for key in ("kernel_shape", "strides", "dilations", "pads", "output_padding", "output_shape", "auto_pad", "group"):
+    for key in (
+        "kernel_shape",
+        "strides",
+        "dilations",
+        "pads",
+        "output_padding",
+        "output_shape",
+        "auto_pad",
+        "group",
+    ):
         if key in node.attrs:
             v = node.attrs[key]
             if isinstance(v, bytes):
@@ -336,7 +371,11 @@ def _snapshot(node: gs.Node, shapes: Mapping[str, list]) -> dict:
     """What we need from the original node, taken before the pass rewires it."""
     x = node.inputs[0] if node.inputs else None
     w = node.inputs[1] if len(node.inputs) > 1 else None
-    b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None and node.inputs[2].name else None
+    b = (
+        node.inputs[2]
+        if len(node.inputs) > 2 and node.inputs[2] is not None and node.inputs[2].name
+        else None
+    )
     y = node.outputs[0] if node.outputs else None
     weight_shape = _known_ints(_tensor_shape(w, shapes))
     w_bytes, b_bytes = _const_bytes(w), _const_bytes(b)
@@ -361,13 +400,27 @@ def _snapshot(node: gs.Node, shapes: Mapping[str, list]) -> dict:
     }
 
 
-def _inspect_node(gpath: str, snap: dict, entry, g: Optional[gs.Graph], shapes: Mapping[str, list]) -> NodeInspection:
-    n = NodeInspection(name=snap["name"], graph=gpath, input=snap["input"], output=snap["output"],
-                       input_shape=snap["input_shape"], output_shape=snap["output_shape"], dtype=snap["dtype"],
-                       weight_shape=snap["weight_shape"], attributes=snap["attributes"],
-                       weight_bytes_before=snap["weight_bytes"])
+def _inspect_node(
+    gpath: str, snap: dict, entry, g: Optional[gs.Graph], shapes: Mapping[str, list]
+) -> NodeInspection:
+    n = NodeInspection(
+        name=snap["name"],
+        graph=gpath,
+        input=snap["input"],
+        output=snap["output"],
+        input_shape=snap["input_shape"],
+        output_shape=snap["output_shape"],
+        dtype=snap["dtype"],
+        weight_shape=snap["weight_shape"],
+        attributes=snap["attributes"],
+        weight_bytes_before=snap["weight_bytes"],
+    )
     spatial = None
-    if n.input_shape is not None and n.weight_shape is not None and len(n.input_shape) == len(n.weight_shape):
+    if (
+        n.input_shape is not None
+        and n.weight_shape is not None
+        and len(n.input_shape) == len(n.weight_shape)
+    ):
         spatial = _known_ints(n.input_shape[2:])
     w_numel = None if n.weight_shape is None else int(np.prod(n.weight_shape, dtype=np.int64))
     n.macs_per_input_pixel_before = w_numel
@@ -376,7 +429,7 @@ def _inspect_node(gpath: str, snap: dict, entry, g: Optional[gs.Graph], shapes: 
 
     if entry is None or not entry.rewritten:
         n.rewritable, n.choice = False, "keep"
-        n.reason = n.why = (entry.reason if entry is not None else "not reached by the rewrite pass")
+        n.reason = n.why = entry.reason if entry is not None else "not reached by the rewrite pass"
         n.code = entry.code if entry is not None else "not_reached"
         n.macs_after, n.macs_per_input_pixel_after = n.macs_before, n.macs_per_input_pixel_before
         n.weight_bytes_after = n.weight_bytes_before
@@ -385,17 +438,38 @@ def _inspect_node(gpath: str, snap: dict, entry, g: Optional[gs.Graph], shapes: 
     n.rewritable = True
     n.choice = getattr(entry, "strategy", None) or "subpixel"
     n.why = getattr(entry, "strategy_reason", None)
-    n.emission = {k: getattr(entry, k, None) for k in
-                  ("conv_kernel", "conv_channels", "conv_dilations", "conv_pads", "group", "shuffle", "crop",
-                   "empty_phases", "strategy", "sunk", "notes")}
+    n.emission = {
+        k: getattr(entry, k, None)
+        for k in (
+            "conv_kernel",
+            "conv_channels",
+            "conv_dilations",
+            "conv_pads",
+            "group",
+            "shuffle",
+            "crop",
+            "empty_phases",
+            "strategy",
+            "sunk",
+            "notes",
+        )
+    }
     new = set(entry.new_nodes or [])
-    convs = [m for m in (g.nodes if g is not None else []) if m.name in new and m.op in ("Conv", "ConvTranspose", "Gemm")]
+    convs = [
+        m
+        for m in (g.nodes if g is not None else [])
+        if m.name in new and m.op in ("Conv", "ConvTranspose", "Gemm")
+    ]
     macs, per_pixel, wbytes = 0, 0, 0
     for conv in convs:
         # strategy "pointwise_gemm": weight [rows, C] x input [C, prod(spatial)]
         gemm = conv.op == "Gemm"
         wt = conv.inputs[0 if gemm else 1] if len(conv.inputs) > 1 else None
-        bt = conv.inputs[2] if len(conv.inputs) > 2 and conv.inputs[2] is not None and conv.inputs[2].name else None
+        bt = (
+            conv.inputs[2]
+            if len(conv.inputs) > 2 and conv.inputs[2] is not None and conv.inputs[2].name
+            else None
+        )
         shape = _known_ints(_tensor_shape(wt, shapes))
         wb, bb = _const_bytes(wt), _const_bytes(bt)
         wbytes = None if wbytes is None or wb is None or bb is None else wbytes + wb + bb
@@ -405,10 +479,18 @@ def _inspect_node(gpath: str, snap: dict, entry, g: Optional[gs.Graph], shapes: 
         numel = int(np.prod(shape, dtype=np.int64))
         per_pixel = None if per_pixel is None else per_pixel + numel
         if gemm:  # batch 1, 1x1 kernel without pads: one MAC per weight and input pixel
-            macs = None if macs is None or spatial is None else macs + numel * int(np.prod(spatial, dtype=np.int64))
+            macs = (
+                None
+                if macs is None or spatial is None
+                else macs + numel * int(np.prod(spatial, dtype=np.int64))
+            )
             continue
         # The Conv reads the ConvTranspose's input, so its input size is known when that one is.
-        in_spatial = spatial if conv.inputs[0].name == n.input else _known_ints((_tensor_shape(conv.inputs[0], shapes) or [None, None])[2:])
+        in_spatial = (
+            spatial
+            if conv.inputs[0].name == n.input
+            else _known_ints((_tensor_shape(conv.inputs[0], shapes) or [None, None])[2:])
+        )
         if macs is None or in_spatial is None or conv.op != "Conv":
             macs = None
             continue
@@ -450,7 +532,10 @@ def _shape_cell(shape: Optional[Sequence]) -> str:
     if shape is None:
         return "?"
     # ONNX shape inference names unknown dims "unk__N": they say nothing to a user.
-    return "x".join("?" if d is None or (isinstance(d, str) and d.startswith("unk__")) else str(d) for d in shape)
+    return "x".join(
+        "?" if d is None or (isinstance(d, str) and d.startswith("unk__")) else str(d)
+        for d in shape
+    )
 
 
 def _row(first: str, cells: List[str]) -> str:
@@ -474,7 +559,9 @@ def format_inspection(report: InspectionReport, width: int = 80) -> str:
                  + (f", rule for target {report.target}" if report.strategy == "default" else ""))
     if report.input_shapes:
         shapes = ", ".join(f"{k}:{_shape_cell(v)}" for k, v in report.input_shapes.items())
-        lines += textwrap.wrap("inputs: " + shapes, width, subsequent_indent="    ", break_on_hyphens=False)
+        lines += textwrap.wrap(
+            "inputs: " + shapes, width, subsequent_indent="    ", break_on_hyphens=False
+        )
     if not report.nodes:
         lines.append("no ConvTranspose nodes: nothing to rewrite")
         return "\n".join(lines)
@@ -489,9 +576,12 @@ def format_inspection(report: InspectionReport, width: int = 80) -> str:
         name = n.name if n.graph == "main" else f"{n.name}  [{n.graph}]"
         lines.append(_row(str(i), [_fit(name, width - _INDENT)]))
         attrs = n.attributes_text()
-        cells = [_fit(_shape_cell(n.input_shape), _COLS[0][1] - 1), _fit_end(attrs, _COLS[1][1] - 1),
-                 f"{format_count(n.macs_before)}→{format_count(n.macs_after)}",
-                 f"{format_bytes(n.weight_bytes_before)}→{format_bytes(n.weight_bytes_after)}"]
+        cells = [
+            _fit(_shape_cell(n.input_shape), _COLS[0][1] - 1),
+            _fit_end(attrs, _COLS[1][1] - 1),
+            f"{format_count(n.macs_before)}→{format_count(n.macs_after)}",
+            f"{format_bytes(n.weight_bytes_before)}→{format_bytes(n.weight_bytes_after)}",
+        ]
         lines.append(_row("", cells))
         detail = n.emission_text()
         if len(attrs) > _COLS[1][1] - 1:
@@ -499,11 +589,20 @@ def format_inspection(report: InspectionReport, width: int = 80) -> str:
         lines += textwrap.wrap(detail, width, initial_indent=pad, subsequent_indent=pad + "  ",
                                break_on_hyphens=False)
         if n.why:  # which rule of which profile chose the emission, and what it refused
-            lines += textwrap.wrap("why: " + n.why, width, initial_indent=pad, subsequent_indent=pad + "  ",
-                                   break_on_hyphens=False)
+            lines += textwrap.wrap(
+                "why: " + n.why,
+                width,
+                initial_indent=pad,
+                subsequent_indent=pad + "  ",
+                break_on_hyphens=False,
+            )
     lines.append(rule)
     t = report.totals
-    macs = f"{format_count(t.macs_before)}→{format_count(t.macs_after)}" if t.macs_unknown < t.nodes else "?"
+    macs = (
+        f"{format_count(t.macs_before)}→{format_count(t.macs_after)}"
+        if t.macs_unknown < t.nodes
+        else "?"
+    )
     wts = (f"{format_bytes(t.weight_bytes_before)}→{format_bytes(t.weight_bytes_after)}"
            if t.weight_unknown < t.nodes else "?")
     label = f"total: {t.rewritable} of {t.nodes} rewritable"
@@ -513,12 +612,19 @@ def format_inspection(report: InspectionReport, width: int = 80) -> str:
         label = ""
     lines.append((pad + label.ljust(span) + macs.ljust(_COLS[2][1]) + wts).rstrip())
     if t.macs_before and t.macs_unknown < t.nodes:
-        lines.append(f"MACs after/before: {t.macs_after / t.macs_before:.2f}x"
-                     + ("" if not t.weight_bytes_before else
-                        f"; weights after/before: {t.weight_bytes_after / t.weight_bytes_before:.2f}x"))
+        lines.append(
+            f"MACs after/before: {t.macs_after / t.macs_before:.2f}x"
+            + (
+                ""
+                if not t.weight_bytes_before
+                else f"; weights after/before: {t.weight_bytes_after / t.weight_bytes_before:.2f}x"
+            )
+        )
     if t.macs_unknown and t.macs_unknown < t.nodes:
-        lines.append(f"note: {t.macs_unknown} node(s) with unknown input size are not in the MAC total "
-                     "(give --input-shape)")
+        lines.append(
+            f"note: {t.macs_unknown} node(s) with unknown input size are not in the MAC total "
+            "(give --input-shape)"
+        )
     elif t.macs_unknown:
         lines.append("note: input sizes unknown: give --input-shape NAME:dims for MAC counts")
     return "\n".join(lines)

@@ -60,11 +60,15 @@ class NodeReport:
             return f"{self.name}: skipped: {self.reason}"
         crop = "no crop" if not self.crop else "crop " + " ".join(f"{b}/{e}" for b, e in self.crop)
         return (
-            f"{self.name}: ConvTranspose k{'x'.join(map(str, self.kernel))} s{'x'.join(map(str, self.strides))}"
-            f" g{self.group} -> Conv k{'x'.join(map(str, self.conv_kernel))} ({self.conv_channels} ch)"
-            f" + {self.shuffle}, {crop}"
-            + (f", MACs {self.macs_ratio:.2f}x" if self.macs_ratio is not None else "")
-        ) + "".join(f"; {note}" for note in self.notes) + "".join(f"; warning: {w}" for w in self.warnings)
+            (
+                f"{self.name}: ConvTranspose k{'x'.join(map(str, self.kernel))} s{'x'.join(map(str, self.strides))}"
+                f" g{self.group} -> Conv k{'x'.join(map(str, self.conv_kernel))} ({self.conv_channels} ch)"
+                f" + {self.shuffle}, {crop}"
+                + (f", MACs {self.macs_ratio:.2f}x" if self.macs_ratio is not None else "")
+            )
+            + "".join(f"; {note}" for note in self.notes)
+            + "".join(f"; warning: {w}" for w in self.warnings)
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)

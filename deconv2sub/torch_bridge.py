@@ -76,7 +76,11 @@ def pixel_shuffle_nd(x: torch.Tensor, scale: IntOrTuple) -> torch.Tensor:
     q = list(x.shape[2:])
     # Traced for export, -1 stands for the channel count (no size arithmetic in the graph); eagerly
     # the count is explicit so that an empty batch still reshapes.
-    channels = -1 if (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()) else x.shape[1] // math.prod(s)
+    channels = (
+        -1
+        if (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+        else x.shape[1] // math.prod(s)
+    )
     y = x.reshape([batch, channels, *s, *q])
     perm = [0, 1]
     for a in range(n):
@@ -166,9 +170,13 @@ class SubPixelFromTransposed(nn.Module):
         if not isinstance(module, _TRANSPOSED):
             raise TypeError(f"expected nn.ConvTranspose1d/2d/3d, got {type(module).__name__}")
         if isinstance(module.weight, nn.parameter.UninitializedParameter):
-            raise ValueError("lazy ConvTranspose is not initialised yet: run one forward pass first")
+            raise ValueError(
+                "lazy ConvTranspose is not initialised yet: run one forward pass first"
+            )
         if module.padding_mode != "zeros":
-            raise ValueError(f"padding_mode {module.padding_mode!r} is not supported (only 'zeros')")
+            raise ValueError(
+                f"padding_mode {module.padding_mode!r} is not supported (only 'zeros')"
+            )
         if isinstance(module.padding, str):
             raise ValueError(f"string padding {module.padding!r} is not supported")
         n = module.weight.dim() - 2
@@ -206,9 +214,13 @@ class SubPixelFromTransposed(nn.Module):
             dtype=dtype,
         )
         with torch.no_grad():
-            out.conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(plan.weight)).to(device=device, dtype=dtype))
+            out.conv.weight.copy_(
+                torch.from_numpy(np.ascontiguousarray(plan.weight)).to(device=device, dtype=dtype)
+            )
             if plan.bias is not None:
-                out.conv.bias.copy_(torch.from_numpy(np.ascontiguousarray(plan.bias)).to(device=device, dtype=dtype))
+                out.conv.bias.copy_(
+                    torch.from_numpy(np.ascontiguousarray(plan.bias)).to(device=device, dtype=dtype)
+                )
         out.plan = plan
         out.train(module.training)
         return out
@@ -222,7 +234,9 @@ class SubPixelFromTransposed(nn.Module):
         y = self.conv(x)
         y = pixel_shuffle_nd(y, self.strides)
         if any(b or e for b, e in self.crops):
-            index = [slice(None), slice(None)] + [slice(b, -e if e else None) for b, e in self.crops]
+            index = [slice(None), slice(None)] + [
+                slice(b, -e if e else None) for b, e in self.crops
+            ]
             y = y[tuple(index)]
         return y.squeeze(0) if unbatched else y
 
@@ -236,7 +250,9 @@ def _replaceable(module: nn.Module) -> bool:
     base = next(c for c in _TRANSPOSED if isinstance(module, c))
     if type(module).forward is not base.forward:
         warnings.warn(
-            f"{type(module).__name__} overrides forward(); left as it is", RuntimeWarning, stacklevel=3
+            f"{type(module).__name__} overrides forward(); left as it is",
+            RuntimeWarning,
+            stacklevel=3,
         )
         return False
     return True
@@ -281,7 +297,11 @@ def icnr_(weight: torch.Tensor, scale: IntOrTuple, init=nn.init.kaiming_normal_)
     if weight.shape[0] % phases:
         raise ValueError(f"{weight.shape[0]} output channels are not a multiple of {phases} phases")
     with torch.no_grad():
-        sub = torch.empty((weight.shape[0] // phases,) + tuple(weight.shape[1:]), dtype=weight.dtype, device=weight.device)
+        sub = torch.empty(
+            (weight.shape[0] // phases,) + tuple(weight.shape[1:]),
+            dtype=weight.dtype,
+            device=weight.device,
+        )
         init(sub)
         weight.copy_(sub.repeat_interleave(phases, dim=0))
     return weight
@@ -354,15 +374,36 @@ class SubPixelConv(nn.Module):
 
 
 class SubPixelConv1d(SubPixelConv):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple = 3, scale: IntOrTuple = 2, **kwargs):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple = 3,
+        scale: IntOrTuple = 2,
+        **kwargs,
+    ):
         super().__init__(1, in_channels, out_channels, kernel_size, scale, **kwargs)
 
 
 class SubPixelConv2d(SubPixelConv):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple = 3, scale: IntOrTuple = 2, **kwargs):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple = 3,
+        scale: IntOrTuple = 2,
+        **kwargs,
+    ):
         super().__init__(2, in_channels, out_channels, kernel_size, scale, **kwargs)
 
 
 class SubPixelConv3d(SubPixelConv):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple = 3, scale: IntOrTuple = 2, **kwargs):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple = 3,
+        scale: IntOrTuple = 2,
+        **kwargs,
+    ):
         super().__init__(3, in_channels, out_channels, kernel_size, scale, **kwargs)

@@ -73,7 +73,11 @@ class DCGANGenerator(nn.Module):
         super().__init__()
 
         def up(cin, cout, k, s, p):
-            return [nn.ConvTranspose2d(cin, cout, k, s, p, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+            return [
+                nn.ConvTranspose2d(cin, cout, k, s, p, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(True),
+            ]
 
         self.main = nn.Sequential(
             *up(nz, ngf * 4, 4, 1, 0),
@@ -127,7 +131,9 @@ class UNet(nn.Module):
         self.inc = _double_conv(cin, c[0])
         self.downs = nn.ModuleList([_double_conv(c[i], c[i + 1]) for i in range(3)])
         self.pool = nn.MaxPool2d(2)
-        self.ups = nn.ModuleList([nn.ConvTranspose2d(c[i + 1], c[i], 2, stride=2) for i in reversed(range(3))])
+        self.ups = nn.ModuleList(
+            [nn.ConvTranspose2d(c[i + 1], c[i], 2, stride=2) for i in reversed(range(3))]
+        )
         self.up_convs = nn.ModuleList([_double_conv(c[i] * 2, c[i]) for i in reversed(range(3))])
         self.head = nn.Conv2d(c[0], classes, 1)
 
@@ -190,7 +196,9 @@ class ENetDecoder(nn.Module):
         super().__init__()
         self.stage4 = nn.Sequential(ENetUpsamplingBottleneck(cin, 16), ENetRegular(16))
         self.stage5 = nn.Sequential(ENetUpsamplingBottleneck(16, 8), ENetRegular(8))
-        self.fullconv = nn.ConvTranspose2d(8, classes, 3, stride=2, padding=1, output_padding=1, bias=False)
+        self.fullconv = nn.ConvTranspose2d(
+            8, classes, 3, stride=2, padding=1, output_padding=1, bias=False
+        )
 
     def forward(self, x):
         return self.fullconv(self.stage5(self.stage4(x)))
@@ -202,7 +210,9 @@ class ENetDecoder(nn.Module):
 class HiFiGANResBlock(nn.Module):
     def __init__(self, c: int, k: int = 3, dilations=(1, 3)):
         super().__init__()
-        self.convs = nn.ModuleList([nn.Conv1d(c, c, k, dilation=d, padding=d * (k - 1) // 2) for d in dilations])
+        self.convs = nn.ModuleList(
+            [nn.Conv1d(c, c, k, dilation=d, padding=d * (k - 1) // 2) for d in dilations]
+        )
 
     def forward(self, x):
         for conv in self.convs:
@@ -216,7 +226,12 @@ class HiFiGANUpsampler(nn.Module):
     def __init__(self, mels: int = 16, ch: int = 32):
         super().__init__()
         self.conv_pre = nn.Conv1d(mels, ch, 7, padding=3)
-        self.ups = nn.ModuleList([nn.ConvTranspose1d(ch, ch // 2, 16, 8, 4), nn.ConvTranspose1d(ch // 2, ch // 4, 4, 2, 1)])
+        self.ups = nn.ModuleList(
+            [
+                nn.ConvTranspose1d(ch, ch // 2, 16, 8, 4),
+                nn.ConvTranspose1d(ch // 2, ch // 4, 4, 2, 1),
+            ]
+        )
         self.resblocks = nn.ModuleList([HiFiGANResBlock(ch // 2), HiFiGANResBlock(ch // 4)])
         self.conv_post = nn.Conv1d(ch // 4, 1, 7, padding=3)
 
@@ -237,8 +252,12 @@ class UNet3DUpBlock(nn.Module):
         super().__init__()
         self.up = nn.ConvTranspose3d(cin, cin, 2, stride=2)
         self.conv = nn.Sequential(
-            nn.Conv3d(cin + cskip, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout), nn.ReLU(True),
-            nn.Conv3d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout), nn.ReLU(True),
+            nn.Conv3d(cin + cskip, cout, 3, padding=1, bias=False),
+            nn.BatchNorm3d(cout),
+            nn.ReLU(True),
+            nn.Conv3d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm3d(cout),
+            nn.ReLU(True),
         )
 
     def forward(self, x, skip):
@@ -254,7 +273,9 @@ class GroupedUpsampler(nn.Module):
     def __init__(self, c: int = 8):
         super().__init__()
         self.grouped = nn.ConvTranspose2d(c, 2 * c, 4, stride=2, padding=1, groups=4)
-        self.depthwise = nn.ConvTranspose2d(2 * c, 2 * c, 3, stride=2, padding=1, output_padding=1, groups=2 * c)
+        self.depthwise = nn.ConvTranspose2d(
+            2 * c, 2 * c, 3, stride=2, padding=1, output_padding=1, groups=2 * c
+        )
         self.head = nn.Conv2d(2 * c, 3, 1)
 
     def forward(self, x):
@@ -262,24 +283,65 @@ class GroupedUpsampler(nn.Module):
 
 
 SAMPLES: List[Sample] = [
-    Sample("seed_example", "the issue's example: ConvTranspose k4 s2 p1, (1,1,4,4) -> (1,1,8,8)",
-           build_seed_example, {"x": (1, 1, 4, 4)}),
-    Sample("dcgan_generator", "DCGAN generator, latent 16 -> 32x32 RGB", DCGANGenerator,
-           {"z": (1, 16, 1, 1)}, {"z": {0: "N"}, "y": {0: "N"}}),
-    Sample("autoencoder", "conv autoencoder for 28x28 MNIST", ConvAutoencoder,
-           {"x": (1, 1, 28, 28)}, {"x": {0: "N"}, "y": {0: "N"}}),
-    Sample("unet_decoder", "U-Net (3 levels), k2 s2 up-convolutions + skip concat", UNet,
-           {"x": (1, 3, 32, 32)}, {"x": {0: "N", 2: "H", 3: "W"}, "y": {0: "N", 2: "H", 3: "W"}}),
-    Sample("enet_decoder", "ENet decoder, ConvTranspose k3 s2 p1 op1", ENetDecoder,
-           {"x": (1, 32, 8, 8)}, {"x": {0: "N", 2: "H", 3: "W"}, "y": {0: "N", 2: "H8", 3: "W8"}}),
-    Sample("hifigan_upsampler", "HiFi-GAN-style 1-D upsampler, k16 s8 p4 and k4 s2 p1", HiFiGANUpsampler,
-           {"mel": (1, 16, 20)}, {"mel": {0: "N", 2: "T"}, "y": {0: "N", 2: "T16"}}),
-    Sample("unet3d_upblock", "3-D U-Net up block, ConvTranspose3d k2 s2 + skip", UNet3DUpBlock,
-           {"x": (1, 16, 4, 4, 4), "skip": (1, 8, 8, 8, 8)},
-           {"x": {0: "N", 2: "D", 3: "H", 4: "W"}, "skip": {0: "N", 2: "D2", 3: "H2", 4: "W2"},
-            "y": {0: "N", 2: "D2", 3: "H2", 4: "W2"}}),
-    Sample("grouped_upsampler", "grouped (g=4) and depthwise ConvTranspose2d", GroupedUpsampler,
-           {"x": (1, 8, 8, 8)}, {"x": {0: "N", 2: "H", 3: "W"}, "y": {0: "N", 2: "H4", 3: "W4"}}),
+    Sample(
+        "seed_example",
+        "the issue's example: ConvTranspose k4 s2 p1, (1,1,4,4) -> (1,1,8,8)",
+        build_seed_example,
+        {"x": (1, 1, 4, 4)},
+    ),
+    Sample(
+        "dcgan_generator",
+        "DCGAN generator, latent 16 -> 32x32 RGB",
+        DCGANGenerator,
+        {"z": (1, 16, 1, 1)},
+        {"z": {0: "N"}, "y": {0: "N"}},
+    ),
+    Sample(
+        "autoencoder",
+        "conv autoencoder for 28x28 MNIST",
+        ConvAutoencoder,
+        {"x": (1, 1, 28, 28)},
+        {"x": {0: "N"}, "y": {0: "N"}},
+    ),
+    Sample(
+        "unet_decoder",
+        "U-Net (3 levels), k2 s2 up-convolutions + skip concat",
+        UNet,
+        {"x": (1, 3, 32, 32)},
+        {"x": {0: "N", 2: "H", 3: "W"}, "y": {0: "N", 2: "H", 3: "W"}},
+    ),
+    Sample(
+        "enet_decoder",
+        "ENet decoder, ConvTranspose k3 s2 p1 op1",
+        ENetDecoder,
+        {"x": (1, 32, 8, 8)},
+        {"x": {0: "N", 2: "H", 3: "W"}, "y": {0: "N", 2: "H8", 3: "W8"}},
+    ),
+    Sample(
+        "hifigan_upsampler",
+        "HiFi-GAN-style 1-D upsampler, k16 s8 p4 and k4 s2 p1",
+        HiFiGANUpsampler,
+        {"mel": (1, 16, 20)},
+        {"mel": {0: "N", 2: "T"}, "y": {0: "N", 2: "T16"}},
+    ),
+    Sample(
+        "unet3d_upblock",
+        "3-D U-Net up block, ConvTranspose3d k2 s2 + skip",
+        UNet3DUpBlock,
+        {"x": (1, 16, 4, 4, 4), "skip": (1, 8, 8, 8, 8)},
+        {
+            "x": {0: "N", 2: "D", 3: "H", 4: "W"},
+            "skip": {0: "N", 2: "D2", 3: "H2", 4: "W2"},
+            "y": {0: "N", 2: "D2", 3: "H2", 4: "W2"},
+        },
+    ),
+    Sample(
+        "grouped_upsampler",
+        "grouped (g=4) and depthwise ConvTranspose2d",
+        GroupedUpsampler,
+        {"x": (1, 8, 8, 8)},
+        {"x": {0: "N", 2: "H", 3: "W"}, "y": {0: "N", 2: "H4", 3: "W4"}},
+    ),
 ]
 
 
@@ -292,12 +354,21 @@ def export(sample: Sample, out_dir: str, seed: int = 0) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, args, f, dynamo=False, opset_version=OPSET, input_names=list(sample.inputs),
-            output_names=sample.outputs, dynamic_axes=sample.dynamic_axes or None, do_constant_folding=True,
+            model,
+            args,
+            f,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=list(sample.inputs),
+            output_names=sample.outputs,
+            dynamic_axes=sample.dynamic_axes or None,
+            do_constant_folding=True,
         )
     proto = onnx.load_from_string(f.getvalue())
     proto.ir_version = IR_VERSION
-    proto.doc_string = f"deconv2sub sample '{sample.name}': {sample.description} (random weights, seed {seed})"
+    proto.doc_string = (
+        f"deconv2sub sample '{sample.name}': {sample.description} (random weights, seed {seed})"
+    )
     onnx.checker.check_model(proto)
     path = os.path.join(out_dir, f"{sample.name}.onnx")
     onnx.save(proto, path)

@@ -42,7 +42,9 @@ def load_digits_tensor(size: int) -> torch.Tensor:
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise SystemExit("this sample needs scikit-learn: pip install scikit-learn (or the 'samples' extra)") from err
+        raise SystemExit(
+            "this sample needs scikit-learn: pip install scikit-learn (or the 'samples' extra)"
+        ) from err
     images = load_digits().images.astype(np.float32) / 16.0  # (1797, 8, 8) in [0, 1]
     x = torch.from_numpy(images)[:, None]
     if size != 8:
@@ -82,19 +84,33 @@ def write_png(path: str, image: np.ndarray) -> None:
     raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(height))
 
     def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + tag
+            + data
+            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8 bit, grayscale
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+        f.write(
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw, 9))
+            + chunk(b"IEND", b"")
+        )
 
 
-def grid(inputs: np.ndarray, recons: np.ndarray, per_row: int = 10, zoom: int = 4, gap: int = 2) -> np.ndarray:
+def grid(
+    inputs: np.ndarray, recons: np.ndarray, per_row: int = 10, zoom: int = 4, gap: int = 2
+) -> np.ndarray:
     """Rows of inputs, each followed by the row of their reconstructions; pixels zoomed for viewing."""
     n, size = inputs.shape[0], inputs.shape[-1]
     rows = []
     for start in range(0, n, per_row):
-        for j, batch in enumerate((inputs[start : start + per_row], recons[start : start + per_row])):
+        for j, batch in enumerate(
+            (inputs[start : start + per_row], recons[start : start + per_row])
+        ):
             tiles = [np.kron(img, np.ones((zoom, zoom))) for img in batch]
             row = np.ones((size * zoom, per_row * (size * zoom + gap) - gap))
             for i, t in enumerate(tiles):
@@ -141,7 +157,9 @@ def main(argv=None) -> int:
         model.eval()
         with torch.no_grad():
             test_loss = loss_fn(model(test), test).item()
-        print(f"epoch {epoch:2d}: train loss {total / len(train):.5f}  test loss {test_loss:.5f}  ({time.time() - start:.1f}s)")
+        print(
+            f"epoch {epoch:2d}: train loss {total / len(train):.5f}  test loss {test_loss:.5f}  ({time.time() - start:.1f}s)"
+        )
 
     os.makedirs(args.out_dir, exist_ok=True)
     model.eval()
@@ -169,7 +187,9 @@ def main(argv=None) -> int:
 
         ort.set_default_logger_severity(3)
         sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-        err = np.abs(sess.run(None, {"x": test[:8].numpy()})[0] - model(test[:8]).detach().numpy()).max()
+        err = np.abs(
+            sess.run(None, {"x": test[:8].numpy()})[0] - model(test[:8]).detach().numpy()
+        ).max()
         print(f"ONNX Runtime vs torch: max abs error {err:.2e}")
     except ImportError:
         pass

@@ -31,7 +31,11 @@ def convtranspose_model(
     if weight_as == "initializer":
         inits.append(numpy_helper.from_array(weight, "W"))
     elif weight_as == "constant":
-        nodes.append(helper.make_node("Constant", [], ["W"], value=numpy_helper.from_array(weight, "Wc"), name="W_const"))
+        nodes.append(
+            helper.make_node(
+                "Constant", [], ["W"], value=numpy_helper.from_array(weight, "Wc"), name="W_const"
+            )
+        )
     inputs = ["X", "W"]
     graph_inputs = [helper.make_tensor_value_info("X", elem, list(in_shape))]
     if weight_as == "input":
@@ -42,8 +46,12 @@ def convtranspose_model(
     attrs = {k: v for k, v in attrs.items() if v is not None}
     nodes.append(helper.make_node("ConvTranspose", inputs, ["Y"], name=name, **attrs))
     out_shape = [f"y{i}" for i in range(len(in_shape))]
-    graph = helper.make_graph(nodes, "g", graph_inputs, [helper.make_tensor_value_info("Y", elem, out_shape)], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version)
+    graph = helper.make_graph(
+        nodes, "g", graph_inputs, [helper.make_tensor_value_info("Y", elem, out_shape)], inits
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version
+    )
 
 
 def run(model: onnx.ModelProto, feeds: dict) -> list:

@@ -18,16 +18,37 @@ def two_deconv_model(shape=(1, 8, 5, 5), seed: int = 0) -> onnx.ModelProto:
     b1 = rng.standard_normal(4).astype(np.float32)
     w2 = (rng.standard_normal((4, 2, 3, 3)) * 0.2).astype(np.float32)
     nodes = [
-        helper.make_node("ConvTranspose", ["x", "w1", "b1"], ["y1"], name="up1", strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "ConvTranspose",
+            ["x", "w1", "b1"],
+            ["y1"],
+            name="up1",
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+        ),
         helper.make_node("Relu", ["y1"], ["r1"], name="relu1"),
-        helper.make_node("ConvTranspose", ["r1", "w2"], ["y2"], name="up2", strides=[2, 2], pads=[1, 1, 1, 1],
-                         output_padding=[1, 1]),
+        helper.make_node(
+            "ConvTranspose",
+            ["r1", "w2"],
+            ["y2"],
+            name="up2",
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+            output_padding=[1, 1],
+        ),
         helper.make_node("Tanh", ["y2"], ["out"], name="tanh"),
     ]
     graph = helper.make_graph(
-        nodes, "two_deconv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        nodes,
+        "two_deconv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"), numpy_helper.from_array(w2, "w2")])
+        [
+            numpy_helper.from_array(w1, "w1"),
+            numpy_helper.from_array(b1, "b1"),
+            numpy_helper.from_array(w2, "w2"),
+        ],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -87,8 +108,13 @@ def add_chain_model(length: int, bump_at: Optional[int] = None, shape=(1, 4)) ->
         out = "out" if k == length - 1 else f"t{k}"
         nodes.append(helper.make_node("Add", [prev, f"c{k}"], [out], name=f"add{k}"))
         prev = out
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, list(shape))], inits)
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, list(shape))],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 

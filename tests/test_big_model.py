@@ -33,15 +33,31 @@ def _external_model(tmp_path, c=16, name="model.onnx"):
     w2 = RNG.standard_normal((c, 4, 3, 3)).astype(np.float32) * 0.1
     extra = RNG.standard_normal((1, c, 16, 16)).astype(np.float32)
     nodes = [
-        helper.make_node("ConvTranspose", ["X", "W1"], ["H"], name="up1", strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "ConvTranspose", ["X", "W1"], ["H"], name="up1", strides=[2, 2], pads=[1, 1, 1, 1]
+        ),
         helper.make_node("Add", ["H", "E"], ["H2"], name="add"),
-        helper.make_node("ConvTranspose", ["H2", "W2"], ["Y"], name="up2", strides=[2, 2], pads=[1, 1, 0, 0],
-                         output_padding=[1, 1]),
+        helper.make_node(
+            "ConvTranspose",
+            ["H2", "W2"],
+            ["Y"],
+            name="up2",
+            strides=[2, 2],
+            pads=[1, 1, 0, 0],
+            output_padding=[1, 1],
+        ),
     ]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, c, 8, 8])],
-                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 4, 33, 33])],
-                          [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2"),
-                           numpy_helper.from_array(extra, "E")])
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, c, 8, 8])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 4, 33, 33])],
+        [
+            numpy_helper.from_array(w1, "W1"),
+            numpy_helper.from_array(w2, "W2"),
+            numpy_helper.from_array(extra, "E"),
+        ],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     path = tmp_path / name
     save_model(m, path, external_data=True)
@@ -49,11 +65,15 @@ def _external_model(tmp_path, c=16, name="model.onnx"):
 
 
 def _snapshot(folder):
-    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_file()}
+    return {
+        p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_file()
+    }
 
 
 def _locations(model):
-    return {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+    return {
+        e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"
+    }
 
 
 def test_cli_external_data_round_trip(tmp_path):
@@ -62,7 +82,9 @@ def test_cli_external_data_round_trip(tmp_path):
     path, m = _external_model(src_dir)
     before = _snapshot(src_dir)
     out = out_dir / "conv.onnx"
-    r = CliRunner().invoke(main, ["convert", str(path), "-o", str(out), "--json"], catch_exceptions=False)
+    r = CliRunner().invoke(
+        main, ["convert", str(path), "-o", str(out), "--json"], catch_exceptions=False
+    )
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["verification"]["status"] == "PASSED" and data["conversion"]["rewritten"] == 2
@@ -77,8 +99,11 @@ def test_cli_external_data_round_trip(tmp_path):
     x = RNG.standard_normal((1, 16, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(run(loaded, {"X": x})[0], run(m, {"X": x})[0], rtol=1e-4, atol=1e-4)
     # Converting the output again from another working directory: nothing to rewrite, still loads.
-    r = CliRunner().invoke(main, ["convert", str(out), "-o", str(tmp_path / "again.onnx"), "--no-verify"],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(
+        main,
+        ["convert", str(out), "-o", str(tmp_path / "again.onnx"), "--no-verify"],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
 
 
@@ -86,10 +111,18 @@ def test_force_overwrite_external_output(tmp_path):
     path, _ = _external_model(tmp_path)
     out = tmp_path / "o.onnx"
     for _ in range(2):
-        r = CliRunner().invoke(main, ["convert", str(path), "-o", str(out), "--force", "--no-verify"],
-                               catch_exceptions=False)
+        r = CliRunner().invoke(
+            main,
+            ["convert", str(path), "-o", str(out), "--force", "--no-verify"],
+            catch_exceptions=False,
+        )
         assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data", "o.onnx", "o.onnx.data"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model.onnx",
+        "model.onnx.data",
+        "o.onnx",
+        "o.onnx.data",
+    ]
     assert onnx.load(out)
     # Overwriting with an inline output removes the old output's data file.
     r = CliRunner().invoke(main, ["convert", str(path), "-o", str(out), "--force", "--no-verify",
@@ -104,14 +137,19 @@ def test_library_convert_path_is_self_contained(tmp_path):
     assert len(report.rewritten) == 2
     assert not _locations(converted)  # every tensor in memory: safe to save anywhere
     x = RNG.standard_normal((1, 16, 8, 8)).astype(np.float32)
-    np.testing.assert_allclose(run(converted, {"X": x})[0], run(m, {"X": x})[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        run(converted, {"X": x})[0], run(m, {"X": x})[0], rtol=1e-4, atol=1e-4
+    )
 
 
 def test_library_unloaded_external_data_needs_its_folder(tmp_path):
     path, _ = _external_model(tmp_path)
     skeleton = onnx.load(path, load_external_data=False)
     _, report = deconv2sub.convert_model(skeleton)
-    assert not report.rewritten and "external data file that was not loaded" in report.skipped[0].reason
+    assert (
+        not report.rewritten
+        and "external data file that was not loaded" in report.skipped[0].reason
+    )
     converted, report = deconv2sub.convert_model(skeleton, external_data_dir=str(tmp_path))
     assert len(report.rewritten) == 2 and not _locations(converted)
 
@@ -120,7 +158,9 @@ def test_truncated_external_data_is_exit_2(tmp_path):
     path, _ = _external_model(tmp_path)
     data = tmp_path / "model.onnx.data"
     data.write_bytes(data.read_bytes()[:1000])
-    r = CliRunner().invoke(main, ["convert", str(path), "-o", str(tmp_path / "o.onnx")], catch_exceptions=False)
+    r = CliRunner().invoke(
+        main, ["convert", str(path), "-o", str(tmp_path / "o.onnx")], catch_exceptions=False
+    )
     assert r.exit_code == 2 and "too short" in r.output and len(r.output.strip().splitlines()) == 1
 
 
@@ -155,15 +195,20 @@ def test_big_new_weights_go_straight_to_the_output(tmp_path, external, monkeypat
 
     written = []
     real = model_io._detached_bytes
-    monkeypatch.setattr(model_io, "_detached_bytes", lambda src: written.append(type(src).__name__) or real(src))
+    monkeypatch.setattr(
+        model_io, "_detached_bytes", lambda src: written.append(type(src).__name__) or real(src)
+    )
     c = 136  # W1: 136*136*4*4 float32 = 1.18 MB
     path, m = _external_model(tmp_path, c=c)
     out = tmp_path / "o.onnx"
     flag = "--external-data" if external else "--no-external-data"
     # --strategy two_stage: one Conv holds the whole rewritten weight (the default may split it per
     # phase)
-    r = CliRunner().invoke(main, ["convert", str(path), "-o", str(out), flag, "--strategy", "two_stage"],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(
+        main,
+        ["convert", str(path), "-o", str(out), flag, "--strategy", "two_stage"],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     assert "PASSED" in r.output
     assert (tmp_path / "o.onnx.data").exists() == external
@@ -183,7 +228,11 @@ def test_shape_inference_of_big_inline_models_skips_their_data(monkeypatch):
     full = api.infer_shapes(m)
     calls = []
     real = onnx.shape_inference.infer_shapes
-    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", lambda model, *a, **k: calls.append(model.ByteSize()) or real(model, *a, **k))
+    monkeypatch.setattr(
+        onnx.shape_inference,
+        "infer_shapes",
+        lambda model, *a, **k: calls.append(model.ByteSize()) or real(model, *a, **k),
+    )
     monkeypatch.setattr(api, "_SKELETON_BYTES", 1000)
     assert api.infer_shapes(m) == full
     assert calls and calls[0] < m.ByteSize() / 2

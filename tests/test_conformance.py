@@ -106,7 +106,9 @@ def _ort_copy(model: onnx.ModelProto) -> bytes:
 def _run(model, feeds):
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(_ort_copy(model), so, providers=["CPUExecutionProvider"]).run(None, feeds)
+    return ort.InferenceSession(_ort_copy(model), so, providers=["CPUExecutionProvider"]).run(
+        None, feeds
+    )
 
 
 def _feeds(model, inputs):
@@ -131,8 +133,14 @@ def _close(a, b, rtol, atol):
 
 def test_cases_found():
     assert len(CASES) >= 11
-    assert {"test_convtranspose", "test_convtranspose_1d", "test_convtranspose_3d", "test_convtranspose_pads",
-            "test_convtranspose_autopad_same", "test_convtranspose_group_2"} <= set(CASES)
+    assert {
+        "test_convtranspose",
+        "test_convtranspose_1d",
+        "test_convtranspose_3d",
+        "test_convtranspose_pads",
+        "test_convtranspose_autopad_same",
+        "test_convtranspose_group_2",
+    } <= set(CASES)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -154,7 +162,9 @@ def test_baked_weight_rewritten_matches_ort_and_expected(name):
     converted, report = deconv2sub.convert_model(baked)
     assert converted.ir_version == model.ir_version  # never raised (nor lowered) in the output
     if name in DECLINED:
-        assert not report.rewritten and DECLINED[name] in report.skipped[0].reason, report.nodes[0].summary()
+        assert not report.rewritten and DECLINED[name] in report.skipped[0].reason, report.nodes[
+            0
+        ].summary()
     else:
         assert report.rewritten and not report.skipped, [n.reason for n in report.skipped]
         assert "ConvTranspose" not in [n.op_type for n in converted.graph.node]

@@ -36,9 +36,16 @@ def _model(dtype, opset=17, ir_version=8, in_shape=("N", 3, 5, 5), bias=True, **
         inputs.append("B")
     attrs = {"strides": [2, 2], "pads": [1, 1, 0, 0], "output_padding": [1, 1], **attrs}
     node = helper.make_node("ConvTranspose", inputs, ["Y"], name="up", **attrs)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", elem, list(in_shape))],
-                              [helper.make_tensor_value_info("Y", elem, ["n", "c", "h", "w"])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("X", elem, list(in_shape))],
+        [helper.make_tensor_value_info("Y", elem, ["n", "c", "h", "w"])],
+        inits,
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version
+    )
 
 
 def _reference_equal(original, converted, x, tol):
@@ -66,8 +73,15 @@ def test_float16_end_to_end(tmp_path):
 
 def test_float16_3d_grouped():
     w = RNG.standard_normal((4, 1, 3, 2, 3)).astype(np.float16)
-    m = convtranspose_model([1, 4, 3, 4, 3], w, RNG.standard_normal(4).astype(np.float16), strides=[2, 2, 1],
-                            pads=[1, 0, 1, 0, 1, 0], output_padding=[1, 0, 0], group=4)
+    m = convtranspose_model(
+        [1, 4, 3, 4, 3],
+        w,
+        RNG.standard_normal(4).astype(np.float16),
+        strides=[2, 2, 1],
+        pads=[1, 0, 1, 0, 1, 0],
+        output_padding=[1, 0, 0],
+        group=4,
+    )
     converted, report = deconv2sub.convert_model(m)
     assert report.rewritten and "ConvTranspose" not in op_types(converted)
     x = RNG.standard_normal((1, 4, 3, 4, 3)).astype(np.float16)
@@ -82,7 +96,11 @@ def test_float64_converted_not_verified(tmp_path):
     r = _invoke("convert", p, "-o", tmp_path / "o.onnx", "--json")
     assert r.exit_code == 0, r.output
     v = json.loads(r.stdout)["verification"]
-    assert v["status"] == "NOT VERIFIED" and "float64" in v["unavailable"] and "CPU" in v["unavailable"]
+    assert (
+        v["status"] == "NOT VERIFIED"
+        and "float64" in v["unavailable"]
+        and "CPU" in v["unavailable"]
+    )
     assert "warning: the rewrite was NOT verified" in r.output
     out = onnx.load(tmp_path / "o.onnx")
     assert "ConvTranspose" not in op_types(out)

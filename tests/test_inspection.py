@@ -19,7 +19,12 @@ RNG = np.random.default_rng(3)
 CONFIGS = [
     # (in_shape, weight shape, attrs, bias)
     ((1, 4, 5, 5), (4, 3, 4, 4), dict(strides=[2, 2], pads=[1, 1, 1, 1]), True),
-    ((1, 4, 5, 6), (4, 2, 3, 3), dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]), False),
+    (
+        (1, 4, 5, 6),
+        (4, 2, 3, 3),
+        dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]),
+        False,
+    ),
     ((1, 4, 5, 6), (4, 2, 3, 2), dict(strides=[3, 2], dilations=[2, 1]), True),
     ((1, 6, 4, 4), (6, 1, 4, 4), dict(strides=[2, 2], pads=[1, 1, 1, 1], group=6), True),
     ((1, 4, 5, 5), (4, 2, 3, 3), dict(strides=[2, 2], auto_pad="SAME_UPPER"), False),
@@ -67,7 +72,15 @@ def test_plan_matches_convert_and_costs_are_exact(in_shape, wshape, attrs, bias)
     (entry,) = conv_report.nodes
     assert node.rewritable and entry.rewritten
     assert node.choice == (getattr(entry, "strategy", None) or "subpixel")
-    for key in ("conv_kernel", "conv_channels", "conv_dilations", "conv_pads", "group", "shuffle", "crop"):
+    for key in (
+        "conv_kernel",
+        "conv_channels",
+        "conv_dilations",
+        "conv_pads",
+        "group",
+        "shuffle",
+        "crop",
+    ):
         assert node.emission[key] == getattr(entry, key), key
     assert node.input_shape == list(in_shape) and node.weight_shape == list(wshape)
     assert node.macs_before == w.size * int(np.prod(in_shape[2:]))
@@ -76,7 +89,12 @@ def test_plan_matches_convert_and_costs_are_exact(in_shape, wshape, attrs, bias)
     assert node.macs_after == macs_after
     assert node.weight_bytes_after == bytes_after
     t = report.totals
-    assert (t.nodes, t.rewritable, t.macs_before, t.macs_after) == (1, 1, node.macs_before, node.macs_after)
+    assert (t.nodes, t.rewritable, t.macs_before, t.macs_after) == (
+        1,
+        1,
+        node.macs_before,
+        node.macs_after,
+    )
 
 
 @pytest.mark.parametrize("shuffle,order", [("reshape", "auto"), ("auto", "DCR")])
@@ -124,18 +142,44 @@ def _if_model():
     w = numpy_helper.from_array(RNG.standard_normal((2, 2, 4, 4)).astype(np.float32), "w")
 
     def branch(name):
-        node = helper.make_node("ConvTranspose", ["x", "w"], [f"{name}_y"], name=f"{name}_deconv", strides=[2, 2],
-                                pads=[1, 1, 1, 1])
-        return helper.make_graph([node], name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT,
-                                                                                 None)])
+        node = helper.make_node(
+            "ConvTranspose",
+            ["x", "w"],
+            [f"{name}_y"],
+            name=f"{name}_deconv",
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+        )
+        return helper.make_graph(
+            [node], name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, None)]
+        )
 
-    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["main_y"], name="main_deconv", strides=[2, 2]),
-             helper.make_node("If", ["cond"], ["y"], name="branchy", then_branch=branch("then"),
-                              else_branch=branch("else"))]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4]),
-                                           helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
-                               helper.make_tensor_value_info("main_y", TensorProto.FLOAT, None)], [w])
+    nodes = [
+        helper.make_node(
+            "ConvTranspose", ["x", "w"], ["main_y"], name="main_deconv", strides=[2, 2]
+        ),
+        helper.make_node(
+            "If",
+            ["cond"],
+            ["y"],
+            name="branchy",
+            then_branch=branch("then"),
+            else_branch=branch("else"),
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4]),
+            helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("main_y", TensorProto.FLOAT, None),
+        ],
+        [w],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -164,8 +208,16 @@ def test_no_convtranspose():
 
 def test_text_fits_80_columns_with_long_names_and_attributes():
     w = RNG.standard_normal((4, 2, 3, 3)).astype(np.float32)
-    model = convtranspose_model([1, 4, 5, 5], w, None, strides=[3, 2], dilations=[2, 1], output_padding=[1, 1],
-                                pads=[2, 1, 0, 3], name="/decoder/upsample_block_3/very_long_module_name/ConvTranspose")
+    model = convtranspose_model(
+        [1, 4, 5, 5],
+        w,
+        None,
+        strides=[3, 2],
+        dilations=[2, 1],
+        output_padding=[1, 1],
+        pads=[2, 1, 0, 3],
+        name="/decoder/upsample_block_3/very_long_module_name/ConvTranspose",
+    )
     text = inspect_model(model, path="model.onnx").format_text()
     assert all(len(line) <= 80 for line in text.splitlines()), text
     # attributes too long for their column: in full below
@@ -178,12 +230,28 @@ def test_json_ready():
 
     data = json.loads(json.dumps(inspect_model(two_deconv_model()).to_dict()))
     assert data["totals"]["nodes"] == 2 and data["nodes"][0]["choice"] not in (None, "keep")
-    assert {"macs_before", "macs_after", "weight_bytes_before", "weight_bytes_after", "emission", "why",
-            "attributes", "input_shape"} <= set(data["nodes"][0])
+    assert {
+        "macs_before",
+        "macs_after",
+        "weight_bytes_before",
+        "weight_bytes_after",
+        "emission",
+        "why",
+        "attributes",
+        "input_shape",
+    } <= set(data["nodes"][0])
 
 
 def test_number_formats():
     assert [format_count(v) for v in (None, 0, 950, 1000, 16400, 1.64e6, 123.4e9, 5e15)] == \
         ["?", "0", "950", "1k", "16.4k", "1.64M", "123G", "5000T"]
-    assert format_count(1_640_000) == "1.64M" and format_count(950) == "950" and format_count(None) == "?"
-    assert format_bytes(64) == "64B" and format_bytes(131_072) == "131kB" and format_bytes(2_300_000) == "2.3MB"
+    assert (
+        format_count(1_640_000) == "1.64M"
+        and format_count(950) == "950"
+        and format_count(None) == "?"
+    )
+    assert (
+        format_bytes(64) == "64B"
+        and format_bytes(131_072) == "131kB"
+        and format_bytes(2_300_000) == "2.3MB"
+    )

@@ -43,8 +43,18 @@ def configs(draw):
     batch = draw(st.integers(1, 2))
     # the default rule differs per target
     target = draw(st.sampled_from(["onnxruntime", "openvino"]))
-    return dict(rank=rank, axes=axes, group=group, c=c, m_per_group=m_per_group, auto_pad=auto_pad, bias=bias,
-                symbolic=symbolic, batch=batch, target=target)
+    return dict(
+        rank=rank,
+        axes=axes,
+        group=group,
+        c=c,
+        m_per_group=m_per_group,
+        auto_pad=auto_pad,
+        bias=bias,
+        symbolic=symbolic,
+        batch=batch,
+        target=target,
+    )
 
 
 def _out_size(a, auto_pad):
@@ -54,14 +64,25 @@ def _out_size(a, auto_pad):
     return a["s"] * (a["size"] - 1) + a["op"] + a["d"] * (a["k"] - 1) + 1 - pads
 
 
-@settings(max_examples=int(os.environ.get("DECONV2SUB_PROPERTY_EXAMPLES", "60")), deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("DECONV2SUB_PROPERTY_EXAMPLES", "60")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(cfg=configs())
 def test_random_convtranspose_matches_ort(cfg):
     axes, auto_pad = cfg["axes"], cfg["auto_pad"]
     assume(all(_out_size(a, auto_pad) > 0 for a in axes))
     rng = np.random.default_rng(0)
-    w = rng.standard_normal((cfg["c"], cfg["m_per_group"]) + tuple(a["k"] for a in axes)).astype(np.float32)
-    b = rng.standard_normal(cfg["m_per_group"] * cfg["group"]).astype(np.float32) if cfg["bias"] else None
+    w = rng.standard_normal((cfg["c"], cfg["m_per_group"]) + tuple(a["k"] for a in axes)).astype(
+        np.float32
+    )
+    b = (
+        rng.standard_normal(cfg["m_per_group"] * cfg["group"]).astype(np.float32)
+        if cfg["bias"]
+        else None
+    )
     attrs = dict(strides=[a["s"] for a in axes], dilations=[a["d"] for a in axes],
                  output_padding=[a["op"] for a in axes], group=cfg["group"])
     if auto_pad == "NOTSET":
@@ -72,7 +93,9 @@ def test_random_convtranspose_matches_ort(cfg):
     shape = [("N" if sym in ("batch", "all") else cfg["batch"]), cfg["c"]]
     shape += [(f"D{i}" if sym in ("spatial", "all") else a["size"]) for i, a in enumerate(axes)]
     model = convtranspose_model(shape, w, b, **attrs)
-    converted, report = deconv2sub.convert_model(model, deconv2sub.ConvertOptions(target=cfg["target"]))
+    converted, report = deconv2sub.convert_model(
+        model, deconv2sub.ConvertOptions(target=cfg["target"])
+    )
     assert report.rewritten and not report.skipped, [n.reason for n in report.skipped]
     assert "ConvTranspose" not in op_types(converted)
     onnx.checker.check_model(converted, full_check=True)
@@ -80,7 +103,11 @@ def test_random_convtranspose_matches_ort(cfg):
     trials = [tuple([cfg["batch"], cfg["c"]] + [a["size"] for a in axes])]
     if sym != "none":
         bigger = [cfg["batch"] + (1 if sym in ("batch", "all") else 0), cfg["c"]]
-        bigger += [a["size"] + (i + 2 if sym in ("spatial", "all") else 0) for i, a in enumerate(axes)]
+        bigger += [
+            a["size"] + (i + 2 if sym in ("spatial", "all") else 0) for i, a in enumerate(axes)
+        ]
         trials.append(tuple(bigger))
     for t in trials:
-        assert_equivalent(model, converted, {"X": rng.standard_normal(t).astype(np.float32)}, rel=5e-5)
+        assert_equivalent(
+            model, converted, {"X": rng.standard_normal(t).astype(np.float32)}, rel=5e-5
+        )

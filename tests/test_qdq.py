@@ -72,24 +72,58 @@ def qdq_model(
     }
     nodes = [
         helper.make_node("QuantizeLinear", ["X", "x_scale", "x_zp"], ["x_q"], name="x_quant"),
-        helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zp"], ["x_dq"], name="x_dequant"),
+        helper.make_node(
+            "DequantizeLinear", ["x_q", "x_scale", "x_zp"], ["x_dq"], name="x_dequant"
+        ),
     ]
     dq_attrs = {} if axis is None else {"axis": axis}
-    nodes.append(helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["W"], name="w_dequant", **dq_attrs))
+    nodes.append(
+        helper.make_node(
+            "DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["W"], name="w_dequant", **dq_attrs
+        )
+    )
     ct_inputs = ["x_dq", "W"]
     if bias:
-        b_scale = (np.float32(x_scale) * (scale_arr if axis == 1 and group == 1 else np.float32(scale_arr.reshape(-1)[0]))).astype(np.float32)
-        b_scale = np.asarray(b_scale, np.float32).reshape(-1) if b_scale.size > 1 else np.asarray(b_scale.reshape(-1)[0], np.float32)
+        b_scale = (
+            np.float32(x_scale)
+            * (scale_arr if axis == 1 and group == 1 else np.float32(scale_arr.reshape(-1)[0]))
+        ).astype(np.float32)
+        b_scale = (
+            np.asarray(b_scale, np.float32).reshape(-1)
+            if b_scale.size > 1
+            else np.asarray(b_scale.reshape(-1)[0], np.float32)
+        )
         inits["b_q"] = RNG.integers(-300, 300, m).astype(np.int32)
         inits["b_scale"] = b_scale
-        nodes.append(helper.make_node("DequantizeLinear", ["b_q", "b_scale"], ["B"], name="b_dequant",
-                                      **({"axis": 0} if b_scale.size > 1 else {})))
+        nodes.append(
+            helper.make_node(
+                "DequantizeLinear",
+                ["b_q", "b_scale"],
+                ["B"],
+                name="b_dequant",
+                **({"axis": 0} if b_scale.size > 1 else {}),
+            )
+        )
         ct_inputs.append("B")
-    nodes.append(helper.make_node("ConvTranspose", ct_inputs, ["y_f"], name="up", strides=list(strides), pads=list(pads),
-                                  output_padding=list(output_padding), group=group))
+    nodes.append(
+        helper.make_node(
+            "ConvTranspose",
+            ct_inputs,
+            ["y_f"],
+            name="up",
+            strides=list(strides),
+            pads=list(pads),
+            output_padding=list(output_padding),
+            group=group,
+        )
+    )
     if out_qdq:
-        nodes += [helper.make_node("QuantizeLinear", ["y_f", "y_scale", "y_zp"], ["y_q"], name="y_quant"),
-                  helper.make_node("DequantizeLinear", ["y_q", "y_scale", "y_zp"], ["Y"], name="y_dequant")]
+        nodes += [
+            helper.make_node("QuantizeLinear", ["y_f", "y_scale", "y_zp"], ["y_q"], name="y_quant"),
+            helper.make_node(
+                "DequantizeLinear", ["y_q", "y_scale", "y_zp"], ["Y"], name="y_dequant"
+            ),
+        ]
     else:
         nodes.append(helper.make_node("Identity", ["y_f"], ["Y"], name="out"))
     graph = helper.make_graph(
@@ -110,7 +144,12 @@ def _conv_weight_dq(converted):
     assert dq.op_type == "DequantizeLinear"
     inits = {i.name: numpy_helper.to_array(i) for i in converted.graph.initializer}
     axis = next((a.i for a in dq.attribute if a.name == "axis"), None)
-    return inits[dq.input[0]], inits[dq.input[1]], inits.get(dq.input[2]) if len(dq.input) > 2 else None, axis
+    return (
+        inits[dq.input[0]],
+        inits[dq.input[1]],
+        inits.get(dq.input[2]) if len(dq.input) > 2 else None,
+        axis,
+    )
 
 
 def _convert(model):
@@ -128,7 +167,9 @@ def _convert(model):
 @pytest.mark.parametrize("bias", [True, False])
 def test_qdq_exact(dtype, axis, group, bias):
     """Power-of-two scales make every float product and sum exact: the outputs must be identical."""
-    model = qdq_model(dtype=dtype, axis=axis, group=group, bias=bias, m_per_group=3 if group == 1 else 2)
+    model = qdq_model(
+        dtype=dtype, axis=axis, group=group, bias=bias, m_per_group=3 if group == 1 else 2
+    )
     converted, report = _convert(model)
     q, scale, zp, dq_axis = _conv_weight_dq(converted)
     assert q.dtype == dtype and zp.dtype == dtype
@@ -148,7 +189,9 @@ def test_missing_taps_hold_the_zero_point():
     model = qdq_model(dtype=np.uint8, axis=1, kernel=(3, 3), bias=False)
     converted, _ = _convert(model)
     q, scale, zp, _ = _conv_weight_dq(converted)
-    dequantized = (q.astype(np.int32) - zp.reshape(-1, 1, 1, 1).astype(np.int32)) * scale.reshape(-1, 1, 1, 1)
+    dequantized = (q.astype(np.int32) - zp.reshape(-1, 1, 1, 1).astype(np.int32)) * scale.reshape(
+        -1, 1, 1, 1
+    )
     # Every Conv tap that is not a ConvTranspose tap dequantizes to exactly 0.
     w_q = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "w_q"))
     assert (dequantized == 0).sum() >= q.size - w_q.size * 1  # zero taps exist and are exact zeros
@@ -217,7 +260,9 @@ def test_qdq_runs_with_ort_optimisations():
     converted, _ = _convert(model)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(converted.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        converted.SerializeToString(), so, providers=["CPUExecutionProvider"]
+    )
     feeds = _feeds(model)
     got = sess.run(None, feeds)[0]
     np.testing.assert_allclose(got, run(model, feeds)[0], atol=0.25 * 1.001)
@@ -235,7 +280,11 @@ def test_per_channel_input_axis_group_1():
 def test_per_channel_input_axis_grouped_is_declined():
     model = qdq_model(axis=0, group=2, m_per_group=2, bias=False)
     converted, report = deconv2sub.convert_model(model)
-    assert report.skipped and "axis 0" in report.skipped[0].reason and "group == 1" in report.skipped[0].reason
+    assert (
+        report.skipped
+        and "axis 0" in report.skipped[0].reason
+        and "group == 1" in report.skipped[0].reason
+    )
     assert "ConvTranspose" in op_types(converted)
 
 
@@ -248,7 +297,11 @@ def test_blocked_quantization_is_declined():
     c, m, kh, kw = w_q.dims
     for name, dtype in (("w_scale", np.float32), ("w_zp", np.int8)):
         init = next(i for i in model.graph.initializer if i.name == name)
-        init.CopyFrom(numpy_helper.from_array(np.ones((c // 2, m, kh, kw), dtype) * (2**-5 if dtype == np.float32 else 0), name))
+        init.CopyFrom(
+            numpy_helper.from_array(
+                np.ones((c // 2, m, kh, kw), dtype) * (2**-5 if dtype == np.float32 else 0), name
+            )
+        )
     del dq.attribute[:]
     dq.attribute.extend([helper.make_attribute("axis", 0), helper.make_attribute("block_size", 2)])
     _, report = deconv2sub.convert_model(model)
@@ -270,6 +323,8 @@ def test_cli_verifies_qdq_model(tmp_path):
 
     path = tmp_path / "qdq.onnx"
     onnx.save(qdq_model(axis=1, dtype=np.uint8), path)
-    r = CliRunner().invoke(main, ["convert", str(path), "-o", str(tmp_path / "out.onnx")], catch_exceptions=False)
+    r = CliRunner().invoke(
+        main, ["convert", str(path), "-o", str(tmp_path / "out.onnx")], catch_exceptions=False
+    )
     assert r.exit_code == 0, r.output
     assert "PASSED" in r.output

@@ -38,8 +38,16 @@ def _export(model, args, input_names, dynamic_axes=None, output_names=("y",)) ->
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, f, dynamo=False, opset_version=17, input_names=list(input_names),
-                          output_names=list(output_names), dynamic_axes=dynamic_axes)
+        torch.onnx.export(
+            model,
+            args,
+            f,
+            dynamo=False,
+            opset_version=17,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes,
+        )
     proto = onnx.load_from_string(f.getvalue())
     proto.ir_version = min(proto.ir_version, 8)
     return proto
@@ -94,7 +102,9 @@ def test_bias_behind_identity():
     proto = _export(model, (torch.randn(1, 4, 3, 3),), ["x"])
     assert "Identity" in op_types(proto)
     _, report = deconv2sub.convert_model(proto)
-    assert [n.status for n in report.nodes] == ["rewritten", "rewritten"], [n.reason for n in report.nodes]
+    assert [n.status for n in report.nodes] == ["rewritten", "rewritten"], [
+        n.reason for n in report.nodes
+    ]
 
 
 # ---- transformers --------------------------------------------------------------------------------
@@ -118,13 +128,28 @@ def _sam(init):
     )
 
     torch.manual_seed(0)
-    vision = SamVisionConfig(hidden_size=32, output_channels=32, num_hidden_layers=2, num_attention_heads=2,
-                             image_size=64, patch_size=8, window_size=4, global_attn_indexes=[1], mlp_dim=64,
-                             num_pos_feats=16)
-    prompt = SamPromptEncoderConfig(hidden_size=32, image_size=64, patch_size=8, image_embedding_size=8,
-                                    mask_input_channels=4)
-    decoder = SamMaskDecoderConfig(hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2,
-                                   iou_head_hidden_dim=32)
+    vision = SamVisionConfig(
+        hidden_size=32,
+        output_channels=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=64,
+        patch_size=8,
+        window_size=4,
+        global_attn_indexes=[1],
+        mlp_dim=64,
+        num_pos_feats=16,
+    )
+    prompt = SamPromptEncoderConfig(
+        hidden_size=32, image_size=64, patch_size=8, image_embedding_size=8, mask_input_channels=4
+    )
+    decoder = SamMaskDecoderConfig(
+        hidden_size=32,
+        mlp_dim=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        iou_head_hidden_dim=32,
+    )
     config = tf.SamConfig(vision_config=vision.to_dict(), prompt_encoder_config=prompt.to_dict(),
                           mask_decoder_config=decoder.to_dict())
     model = tf.SamModel(config).eval()
@@ -157,7 +182,9 @@ def test_sam_mask_decoder(init):
     wrapper = MaskDecoder(model).eval()
     rng = np.random.default_rng(0)
     with torch.no_grad():
-        emb = model.get_image_embeddings(torch.from_numpy(rng.standard_normal((1, 3, 64, 64)).astype(np.float32)))
+        emb = model.get_image_embeddings(
+            torch.from_numpy(rng.standard_normal((1, 3, 64, 64)).astype(np.float32))
+        )
     example = {"image_embeddings": emb.numpy(), **_points(rng, 2)}
     proto = _export(wrapper, tuple(torch.from_numpy(v) for v in example.values()), list(example),
                     {"input_points": {2: "P"}, "input_labels": {2: "P"}, "y": {2: "P"}})
@@ -176,15 +203,25 @@ def test_sam_full_model(init):
             self.sam = sam
 
         def forward(self, pixel_values, input_points, input_labels):
-            return self.sam(pixel_values=pixel_values, input_points=input_points, input_labels=input_labels,
-                            multimask_output=True).pred_masks
+            return self.sam(
+                pixel_values=pixel_values,
+                input_points=input_points,
+                input_labels=input_labels,
+                multimask_output=True,
+            ).pred_masks
 
     wrapper = Full(model).eval()
     rng = np.random.default_rng(1)
-    example = {"pixel_values": rng.standard_normal((1, 3, 64, 64)).astype(np.float32), **_points(rng, 1)}
+    example = {
+        "pixel_values": rng.standard_normal((1, 3, 64, 64)).astype(np.float32),
+        **_points(rng, 1),
+    }
     proto = _export(wrapper, tuple(torch.from_numpy(v) for v in example.values()), list(example),
                     {"input_points": {2: "P"}, "input_labels": {2: "P"}, "y": {2: "P"}})
-    feeds = [example, {"pixel_values": rng.standard_normal((1, 3, 64, 64)).astype(np.float32), **_points(rng, 3)}]
+    feeds = [
+        example,
+        {"pixel_values": rng.standard_normal((1, 3, 64, 64)).astype(np.float32), **_points(rng, 3)},
+    ]
     _convert_and_compare(f"SAM full model ({init})", proto, feeds, 2, wrapper)
 
 
@@ -196,9 +233,17 @@ def test_sam_full_model(init):
 def test_dpt_depth_estimation(init):
     tf = _transformers()
     torch.manual_seed(0)
-    config = tf.DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
-                          image_size=64, patch_size=8, backbone_out_indices=[0, 1, 2, 3],
-                          neck_hidden_sizes=[8, 16, 32, 64], fusion_hidden_size=16)
+    config = tf.DPTConfig(
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=64,
+        patch_size=8,
+        backbone_out_indices=[0, 1, 2, 3],
+        neck_hidden_sizes=[8, 16, 32, 64],
+        fusion_hidden_size=16,
+    )
     model = tf.DPTForDepthEstimation(config).eval()
     if init == "perturbed":
         _perturb(model)
@@ -213,8 +258,15 @@ def test_dpt_depth_estimation(init):
 
     wrapper = Depth(model).eval()
     rng = np.random.default_rng(2)
-    proto = _export(wrapper, (torch.randn(1, 3, 64, 64),), ["pixel_values"], {"pixel_values": {0: "N"}, "y": {0: "N"}})
-    feeds = [{"pixel_values": rng.standard_normal((n, 3, 64, 64)).astype(np.float32)} for n in (1, 2)]
+    proto = _export(
+        wrapper,
+        (torch.randn(1, 3, 64, 64),),
+        ["pixel_values"],
+        {"pixel_values": {0: "N"}, "y": {0: "N"}},
+    )
+    feeds = [
+        {"pixel_values": rng.standard_normal((n, 3, 64, 64)).astype(np.float32)} for n in (1, 2)
+    ]
     _convert_and_compare(f"DPT depth estimation ({init})", proto, feeds, 2, wrapper)
 
 
@@ -226,14 +278,22 @@ def test_dpt_depth_estimation(init):
 def test_speecht5_hifigan(init):
     tf = _transformers()
     torch.manual_seed(0)
-    config = tf.SpeechT5HifiGanConfig(model_in_dim=16, upsample_initial_channel=32, upsample_rates=[4, 4, 2],
-                                      upsample_kernel_sizes=[8, 8, 4], resblock_kernel_sizes=[3, 5],
-                                      resblock_dilation_sizes=[[1, 3], [1, 3]])
+    config = tf.SpeechT5HifiGanConfig(
+        model_in_dim=16,
+        upsample_initial_channel=32,
+        upsample_rates=[4, 4, 2],
+        upsample_kernel_sizes=[8, 8, 4],
+        resblock_kernel_sizes=[3, 5],
+        resblock_dilation_sizes=[[1, 3], [1, 3]],
+    )
     model = tf.SpeechT5HifiGan(config).eval()
     if init == "perturbed":
         _perturb(model)
     rng = np.random.default_rng(3)
     proto = _export(model, (torch.randn(1, 10, 16),), ["spectrogram"],
                     {"spectrogram": {0: "N", 1: "T"}, "y": {0: "N", 1: "T32"}})
-    feeds = [{"spectrogram": rng.standard_normal(s).astype(np.float32)} for s in ((1, 10, 16), (3, 23, 16))]
+    feeds = [
+        {"spectrogram": rng.standard_normal(s).astype(np.float32)}
+        for s in ((1, 10, 16), (3, 23, 16))
+    ]
     _convert_and_compare(f"SpeechT5 HiFi-GAN ({init})", proto, feeds, 3, model)

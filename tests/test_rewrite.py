@@ -33,7 +33,9 @@ def _x(shape, dtype=np.float32):
 # ---- 1-D: the full attribute space of one axis ---------------------------------------------------
 CASES_1D = [
     (k, s, d, pb, pe, op)
-    for k, s, d, pb, pe, op in itertools.product([1, 2, 3, 4, 5], [1, 2, 3], [1, 2], [0, 1, 3], [0, 2], [0, 1, 2])
+    for k, s, d, pb, pe, op in itertools.product(
+        [1, 2, 3, 4, 5], [1, 2, 3], [1, 2], [0, 1, 3], [0, 2], [0, 1, 2]
+    )
     if op < s  # ONNX Runtime requires output_padding < stride
 ]
 
@@ -45,12 +47,25 @@ def test_1d_attribute_space(k, s, d, pb, pe, op):
         pytest.skip("empty output")
     w = _x((3, 2, k))
     b = _x((2,))
-    m = convtranspose_model([1, 3, size], w, b, strides=[s], dilations=[d], pads=[pb, pe], output_padding=[op])
+    m = convtranspose_model(
+        [1, 3, size], w, b, strides=[s], dilations=[d], pads=[pb, pe], output_padding=[op]
+    )
     _convert_and_check(m, [{"X": _x((1, 3, size))}])
 
 
 @pytest.mark.parametrize("auto_pad", ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"])
-@pytest.mark.parametrize("k,s,d,op", [(1, 2, 1, 0), (2, 2, 1, 0), (3, 2, 1, 1), (4, 2, 1, 0), (5, 3, 1, 2), (3, 2, 2, 1), (16, 8, 1, 0)])
+@pytest.mark.parametrize(
+    "k,s,d,op",
+    [
+        (1, 2, 1, 0),
+        (2, 2, 1, 0),
+        (3, 2, 1, 1),
+        (4, 2, 1, 0),
+        (5, 3, 1, 2),
+        (3, 2, 2, 1),
+        (16, 8, 1, 0),
+    ],
+)
 def test_1d_auto_pad(auto_pad, k, s, d, op):
     attrs = dict(strides=[s], dilations=[d], output_padding=[op])
     if auto_pad != "NOTSET":
@@ -61,7 +76,9 @@ def test_1d_auto_pad(auto_pad, k, s, d, op):
 
 
 @pytest.mark.parametrize("auto_pad", ["NOTSET", "SAME_UPPER", "SAME_LOWER"])
-@pytest.mark.parametrize("k,s,shrink", [(4, 2, 0), (4, 2, 1), (4, 2, 3), (3, 2, 2), (5, 3, 4), (2, 2, 1)])
+@pytest.mark.parametrize(
+    "k,s,shrink", [(4, 2, 0), (4, 2, 1), (4, 2, 3), (3, 2, 2), (5, 3, 4), (2, 2, 1)]
+)
 def test_1d_output_shape(auto_pad, k, s, shrink):
     size = 5
     out = s * (size - 1) + k - shrink
@@ -96,8 +113,16 @@ def test_2d(kernel, strides, dilations, pads, op, group, bias):
     c, m_per_group = 4, 3 if group != 4 else 1
     w = _x((c, m_per_group) + kernel)
     b = _x((m_per_group * group,)) if bias else None
-    m = convtranspose_model([2, c, 5, 6], w, b, strides=list(strides), dilations=list(dilations), pads=list(pads),
-                            output_padding=list(op), group=group)
+    m = convtranspose_model(
+        [2, c, 5, 6],
+        w,
+        b,
+        strides=list(strides),
+        dilations=list(dilations),
+        pads=list(pads),
+        output_padding=list(op),
+        group=group,
+    )
     _convert_and_check(m, [{"X": _x((2, c, 5, 6))}])
 
 
@@ -106,9 +131,20 @@ def test_2d(kernel, strides, dilations, pads, op, group, bias):
 def test_opsets(opset, group):
     """DepthToSpace DCR before opset 11, CRD from 11; Slice attributes before opset 10."""
     w = _x((4, 2, 3, 3))
-    m = convtranspose_model([1, 4, 5, 5], w, _x((2 * group,)), opset=opset, ir_version=7 if opset < 13 else 8,
-                            strides=[2, 2], pads=[1, 1, 0, 0], output_padding=[1, 1], group=group)
-    converted, report = _convert_and_check(m, [{"X": _x((1, 4, 5, 5))}], options=ConvertOptions(strategy="depth_to_space"))
+    m = convtranspose_model(
+        [1, 4, 5, 5],
+        w,
+        _x((2 * group,)),
+        opset=opset,
+        ir_version=7 if opset < 13 else 8,
+        strides=[2, 2],
+        pads=[1, 1, 0, 0],
+        output_padding=[1, 1],
+        group=group,
+    )
+    converted, report = _convert_and_check(
+        m, [{"X": _x((1, 4, 5, 5))}], options=ConvertOptions(strategy="depth_to_space")
+    )
     shuffle = report.nodes[0].shuffle
     if group == 1:
         assert shuffle == ("DepthToSpace(CRD)" if opset >= 11 else "DepthToSpace(DCR)")
@@ -120,13 +156,23 @@ def test_opsets(opset, group):
 # ---- 3-D -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "kernel,strides,pads,op,group",
-    [((2, 2, 2), (2, 2, 2), (0,) * 6, (0, 0, 0), 1), ((3, 4, 3), (2, 2, 1), (1, 1, 0, 0, 1, 1), (1, 0, 0), 2),
-     ((3, 3, 3), (1, 2, 3), (0, 1, 2, 2, 1, 0), (0, 1, 2), 1)],
+    [
+        ((2, 2, 2), (2, 2, 2), (0,) * 6, (0, 0, 0), 1),
+        ((3, 4, 3), (2, 2, 1), (1, 1, 0, 0, 1, 1), (1, 0, 0), 2),
+        ((3, 3, 3), (1, 2, 3), (0, 1, 2, 2, 1, 0), (0, 1, 2), 1),
+    ],
 )
 def test_3d(kernel, strides, pads, op, group):
     w = _x((4, 2) + kernel)
-    m = convtranspose_model([1, 4, 3, 4, 5], w, _x((2 * group,)), strides=list(strides), pads=list(pads),
-                            output_padding=list(op), group=group)
+    m = convtranspose_model(
+        [1, 4, 3, 4, 5],
+        w,
+        _x((2 * group,)),
+        strides=list(strides),
+        pads=list(pads),
+        output_padding=list(op),
+        group=group,
+    )
     _convert_and_check(m, [{"X": _x((1, 4, 3, 4, 5))}])
 
 
@@ -139,31 +185,51 @@ def test_3d(kernel, strides, pads, op, group):
         (["N", 3, "H", "W"], [(1, 3, 5, 6), (2, 3, 9, 4)], (3, 5), (2, 3), (0, 1, 2, 0), (1, 0)),
         (["N", 3, "H", 6], [(1, 3, 5, 6), (2, 3, 9, 6)], (3, 5), (2, 3), (0, 1, 2, 0), (1, 0)),
         (["N", 3, "L"], [(1, 3, 10), (2, 3, 33)], (16,), (8,), (4, 4), (0,)),
-        ([None, 3, "D", "H", "W"], [(1, 3, 2, 3, 4), (2, 3, 3, 2, 5)], (3, 2, 3), (2, 2, 2), (1, 0, 1, 0, 0, 1), (1, 0, 0)),
+        (
+            [None, 3, "D", "H", "W"],
+            [(1, 3, 2, 3, 4), (2, 3, 3, 2, 5)],
+            (3, 2, 3),
+            (2, 2, 2),
+            (1, 0, 1, 0, 0, 1),
+            (1, 0, 0),
+        ),
     ],
 )
 def test_symbolic_dims(in_shape, shapes, kernel, strides, pads, op):
     w = _x((3, 2) + kernel)
-    m = convtranspose_model(in_shape, w, _x((2,)), strides=list(strides), pads=list(pads), output_padding=list(op))
+    m = convtranspose_model(
+        in_shape, w, _x((2,)), strides=list(strides), pads=list(pads), output_padding=list(op)
+    )
     _convert_and_check(m, [{"X": _x(s)} for s in shapes])
 
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
 def test_symbolic_auto_pad(auto_pad):
-    m = convtranspose_model(["N", 2, "H", "W"], _x((2, 2, 3, 3)), None, strides=[2, 2], auto_pad=auto_pad)
+    m = convtranspose_model(
+        ["N", 2, "H", "W"], _x((2, 2, 3, 3)), None, strides=[2, 2], auto_pad=auto_pad
+    )
     _convert_and_check(m, [{"X": _x((1, 2, 4, 5))}, {"X": _x((2, 2, 7, 3))}])
 
 
 def test_output_shape_with_symbolic_input_crops_at_run_time():
     """The pads depend on the run-time size: a run-time crop (more in test_output_shape.py)."""
-    m = convtranspose_model(["N", 2, "H", "W"], _x((2, 2, 3, 3)), None, strides=[2, 2], output_shape=[10, 10])
+    m = convtranspose_model(
+        ["N", 2, "H", "W"], _x((2, 2, 3, 3)), None, strides=[2, 2], output_shape=[10, 10]
+    )
     _, report = _convert_and_check(m, [{"X": _x((1, 2, 5, 5))}, {"X": _x((2, 2, 4, 6))}])
     assert report.nodes[0].crop == [["run-time", 10], ["run-time", 10]]
 
 
 # ---- weights, dtypes, model-level invariants -----------------------------------------------------
 def test_constant_node_weight():
-    m = convtranspose_model([1, 2, 4, 4], _x((2, 1, 4, 4)), None, weight_as="constant", strides=[2, 2], pads=[1, 1, 1, 1])
+    m = convtranspose_model(
+        [1, 2, 4, 4],
+        _x((2, 1, 4, 4)),
+        None,
+        weight_as="constant",
+        strides=[2, 2],
+        pads=[1, 1, 1, 1],
+    )
     _convert_and_check(m, [{"X": _x((1, 2, 4, 4))}])
 
 
@@ -176,7 +242,9 @@ def test_runtime_weight_is_skipped_with_reason():
 
 def test_float16():
     w = _x((2, 2, 4, 4), np.float16)
-    m = convtranspose_model([1, 2, 5, 5], w, _x((2,), np.float16), strides=[2, 2], pads=[1, 1, 1, 1])
+    m = convtranspose_model(
+        [1, 2, 5, 5], w, _x((2,), np.float16), strides=[2, 2], pads=[1, 1, 1, 1]
+    )
     converted, _ = deconv2sub.convert_model(m)
     x = _x((1, 2, 5, 5), np.float16)
     ref, got = run(m, {"X": x})[0], run(converted, {"X": x})[0]
@@ -188,7 +256,9 @@ def test_seed_example():
     """The seed paper's example: input (1,4,4), r = 2, kernel (1,1,4,4) -> Conv kernel (4,1,2,2) + shuffle to (1,8,8)."""
     w = _x((1, 1, 4, 4))
     m = convtranspose_model([1, 1, 4, 4], w, None, strides=[2, 2], pads=[1, 1, 1, 1])
-    converted, report = _convert_and_check(m, [{"X": _x((1, 1, 4, 4))}], options=ConvertOptions(strategy="depth_to_space"))
+    converted, report = _convert_and_check(
+        m, [{"X": _x((1, 1, 4, 4))}], options=ConvertOptions(strategy="depth_to_space")
+    )
     conv_w = [i for i in converted.graph.initializer if i.name.endswith("subpixel_weight")][0]
     assert list(conv_w.dims) == [4, 1, 2, 2]
     assert run(converted, {"X": _x((1, 1, 4, 4))})[0].shape == (1, 1, 8, 8)
@@ -200,29 +270,55 @@ def test_model_fields_names_and_shared_weight():
 
     w = _x((2, 2, 4, 4))
     nodes = [
-        helper.make_node("ConvTranspose", ["X", "W"], ["Y1"], name="up1", strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "ConvTranspose", ["X", "W"], ["Y1"], name="up1", strides=[2, 2], pads=[1, 1, 1, 1]
+        ),
         helper.make_node("ConvTranspose", ["X", "W"], ["Y2"], name="up2", strides=[2, 2]),
         helper.make_node("Relu", ["Y1"], ["R"], name="relu"),
         helper.make_node("Identity", ["W"], ["Wout"], name="w_out"),
     ]
     vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, ["a", "b", "c", "d"])
-    g = helper.make_graph(nodes, "my_graph", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 2, 4, 4])],
-                          [vi("R"), vi("Y2"), vi("Wout")], [numpy_helper.from_array(w, "W")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8, producer_name="tester",
-                          producer_version="9.9", doc_string="doc", model_version=7)
+    g = helper.make_graph(
+        nodes,
+        "my_graph",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [vi("R"), vi("Y2"), vi("Wout")],
+        [numpy_helper.from_array(w, "W")],
+    )
+    m = helper.make_model(
+        g,
+        opset_imports=[helper.make_opsetid("", 13)],
+        ir_version=8,
+        producer_name="tester",
+        producer_version="9.9",
+        doc_string="doc",
+        model_version=7,
+    )
     helper.set_model_props(m, {"author": "me"})
     converted, report = _convert_and_check(m, [{"X": _x((1, 2, 4, 4))}])
     assert [o.name for o in converted.graph.output] == ["R", "Y2", "Wout"]
-    assert (converted.ir_version, converted.producer_name, converted.producer_version) == (8, "tester", "9.9")
-    assert (converted.doc_string, converted.model_version, converted.graph.name) == ("doc", 7, "my_graph")
+    assert (converted.ir_version, converted.producer_name, converted.producer_version) == (
+        8,
+        "tester",
+        "9.9",
+    )
+    assert (converted.doc_string, converted.model_version, converted.graph.name) == (
+        "doc",
+        7,
+        "my_graph",
+    )
     assert {p.key: p.value for p in converted.metadata_props} == {"author": "me"}
     names = [n.name for n in converted.graph.node]
-    assert len(names) == len(set(names)) and all(n.startswith(("up1/", "up2/", "relu", "w_out")) for n in names)
+    assert len(names) == len(set(names)) and all(
+        n.startswith(("up1/", "up2/", "relu", "w_out")) for n in names
+    )
     assert {n.output for n in report.nodes} == {"Y1", "Y2"}
 
 
 def test_idempotent():
-    m = convtranspose_model([1, 2, 4, 4], _x((2, 2, 4, 4)), _x((2,)), strides=[2, 2], pads=[1, 1, 1, 1])
+    m = convtranspose_model(
+        [1, 2, 4, 4], _x((2, 2, 4, 4)), _x((2,)), strides=[2, 2], pads=[1, 1, 1, 1]
+    )
     once, _ = deconv2sub.convert_model(m)
     twice, report = deconv2sub.convert_model(once)
     assert not report.nodes
@@ -239,8 +335,17 @@ def test_input_model_not_modified():
 @pytest.mark.parametrize("shuffle", ["auto", "reshape"])
 @pytest.mark.parametrize("order", ["auto", "CRD", "DCR"])
 def test_options(shuffle, order):
-    m = convtranspose_model(["N", 3, "H", "W"], _x((3, 2, 4, 4)), _x((2,)), strides=[2, 2], pads=[1, 1, 1, 1])
-    converted, report = _convert_and_check(m, [{"X": _x((1, 3, 4, 5))}, {"X": _x((2, 3, 3, 3))}],
-                                           options=ConvertOptions(shuffle=shuffle, order=order, strategy="depth_to_space"))
+    m = convtranspose_model(
+        ["N", 3, "H", "W"], _x((3, 2, 4, 4)), _x((2,)), strides=[2, 2], pads=[1, 1, 1, 1]
+    )
+    converted, report = _convert_and_check(
+        m,
+        [{"X": _x((1, 3, 4, 5))}, {"X": _x((2, 3, 3, 3))}],
+        options=ConvertOptions(shuffle=shuffle, order=order, strategy="depth_to_space"),
+    )
     kind = report.nodes[0].shuffle
-    assert kind == ("Reshape/Transpose" if shuffle == "reshape" else f"DepthToSpace({'DCR' if order == 'DCR' else 'CRD'})")
+    assert kind == (
+        "Reshape/Transpose"
+        if shuffle == "reshape"
+        else f"DepthToSpace({'DCR' if order == 'DCR' else 'CRD'})"
+    )

@@ -63,7 +63,9 @@ def test_sample_converts_and_matches_ort(name):
     original = onnx.load(_path(name))
     converted, report = deconv2sub.convert_model(_path(name))
     assert len(report.nodes) == count
-    assert all(n.status == "rewritten" for n in report.nodes), [(n.name, n.reason) for n in report.nodes]
+    assert all(n.status == "rewritten" for n in report.nodes), [
+        (n.name, n.reason) for n in report.nodes
+    ]
     assert "ConvTranspose" not in op_types(converted)
     onnx.checker.check_model(converted, full_check=True)
     rng = np.random.default_rng(0)
@@ -99,7 +101,9 @@ def test_sample_converts_with_the_readme_defaults(name, tmp_path, capfd):
 
 
 def test_seed_example_is_the_issue_example():
-    converted, report = deconv2sub.convert_model(_path("seed_example"), deconv2sub.ConvertOptions(strategy="depth_to_space"))
+    converted, report = deconv2sub.convert_model(
+        _path("seed_example"), deconv2sub.ConvertOptions(strategy="depth_to_space")
+    )
     (node,) = report.nodes
     assert node.conv_kernel == [2, 2] and node.conv_channels == 4  # Conv weight (4, 1, 2, 2)
     assert node.shuffle.startswith("DepthToSpace")

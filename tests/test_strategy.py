@@ -31,8 +31,14 @@ def cache_dir(tmp_path, monkeypatch):
 
 
 def _enet(shape=(1, 4, 6, 6)):
-    return convtranspose_model(list(shape), _x((shape[1], 3, 3, 3)), _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1],
-                               output_padding=[1, 1])
+    return convtranspose_model(
+        list(shape),
+        _x((shape[1], 3, 3, 3)),
+        _x((3,)),
+        strides=[2, 2],
+        pads=[1, 1, 1, 1],
+        output_padding=[1, 1],
+    )
 
 
 def test_default_is_fixed_and_reported():
@@ -52,7 +58,10 @@ def test_unknown_strategy_is_an_error():
 
 def test_legacy_knobs_select_depth_to_space():
     _, report = deconv2sub.convert_model(_enet(), ConvertOptions(shuffle="reshape"))
-    assert report.nodes[0].strategy == "depth_to_space" and report.nodes[0].shuffle == "Reshape/Transpose"
+    assert (
+        report.nodes[0].strategy == "depth_to_space"
+        and report.nodes[0].shuffle == "Reshape/Transpose"
+    )
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
@@ -60,7 +69,9 @@ def test_auto_measures_and_caches(cache_dir, runtime):
     if runtime == "openvino":
         pytest.importorskip("openvino")
     m = _enet()
-    converted, report = deconv2sub.convert_model(m, ConvertOptions(strategy="auto", tune_runtime=runtime))
+    converted, report = deconv2sub.convert_model(
+        m, ConvertOptions(strategy="auto", tune_runtime=runtime)
+    )
     entry = report.nodes[0]
     assert entry.strategy in strategy.FIXED
     assert entry.strategy_reason.startswith("auto: fastest measured on " + runtime)
@@ -71,10 +82,16 @@ def test_auto_measures_and_caches(cache_dir, runtime):
     assert len(data) == 1 and next(iter(data.values()))["choice"] == entry.strategy
     # second conversion: from the cache (memory), then from disk after the memory cache is cleared
     _, again = deconv2sub.convert_model(m, ConvertOptions(strategy="auto", tune_runtime=runtime))
-    assert again.nodes[0].strategy == entry.strategy and again.nodes[0].strategy_reason.count("(cached)") == 1
+    assert (
+        again.nodes[0].strategy == entry.strategy
+        and again.nodes[0].strategy_reason.count("(cached)") == 1
+    )
     autotune.clear_cache()
     _, third = deconv2sub.convert_model(m, ConvertOptions(strategy="auto", tune_runtime=runtime))
-    assert third.nodes[0].strategy == entry.strategy and third.nodes[0].strategy_reason.count("(cached)") == 1
+    assert (
+        third.nodes[0].strategy == entry.strategy
+        and third.nodes[0].strategy_reason.count("(cached)") == 1
+    )
 
 
 def test_auto_cache_key_separates_shapes_and_runtimes(cache_dir):
@@ -85,7 +102,9 @@ def test_auto_cache_key_separates_shapes_and_runtimes(cache_dir):
 
 
 def test_auto_without_input_size_falls_back(cache_dir):
-    m = convtranspose_model(["N", 4, "H", "W"], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1])
+    m = convtranspose_model(
+        ["N", 4, "H", "W"], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1]
+    )
     converted, report = deconv2sub.convert_model(m, ConvertOptions(strategy="auto"))
     entry = report.nodes[0]
     assert entry.strategy_reason.startswith("auto: input size unknown")
@@ -103,7 +122,9 @@ def test_auto_candidates():
         return check(g.nodes[0], graph=g)
 
     assert "per_phase" in autotune.candidates(material(_enet()), 17)  # k3 s2: 9 of 16 taps
-    dcgan = convtranspose_model([1, 4, 6, 6], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1])
+    dcgan = convtranspose_model(
+        [1, 4, 6, 6], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1]
+    )
     # k4 s2 p1: per-phase Convs fold the crop
     assert "per_phase" in autotune.candidates(material(dcgan), 17)
     unet = convtranspose_model([1, 4, 6, 6], _x((4, 3, 2, 2)), None, strides=[2, 2])
@@ -119,7 +140,9 @@ def test_cli_strategy_option(tmp_path, cache_dir):
     onnx.save(_enet(), src)
     for name in ("per_phase", "depth_to_space", "auto"):
         out = tmp_path / f"{name}.onnx"
-        res = CliRunner().invoke(main, ["convert", str(src), "-o", str(out), "--strategy", name, "--json", "-q"])
+        res = CliRunner().invoke(
+            main, ["convert", str(src), "-o", str(out), "--strategy", name, "--json", "-q"]
+        )
         assert res.exit_code == 0, res.output
         converted = onnx.load(out)
         assert "ConvTranspose" not in op_types(converted)
@@ -140,11 +163,16 @@ def test_cli_target_picks_the_rule(tmp_path):
 
     src = tmp_path / "m.onnx"
     onnx.save(convtranspose_model([1, 4, 6, 6], _x((4, 3, 2, 2)), None, strides=[2, 2]), src)
-    for extra, strategy_name in [([], "depth_to_space"), (["--runtime", "openvino"], "depth_to_space"),
-                                 (["--runtime", "openvino", "--target", "openvino"], "channels_last"),
-                                 (["--target", "onnxruntime"], "pointwise_gemm")]:
+    for extra, strategy_name in [
+        ([], "depth_to_space"),
+        (["--runtime", "openvino"], "depth_to_space"),
+        (["--runtime", "openvino", "--target", "openvino"], "channels_last"),
+        (["--target", "onnxruntime"], "pointwise_gemm"),
+    ]:
         out = tmp_path / f"{len(extra)}_{strategy_name}.onnx"
-        res = CliRunner().invoke(main, ["convert", str(src), "-o", str(out), "--json", "-q", *extra])
+        res = CliRunner().invoke(
+            main, ["convert", str(src), "-o", str(out), "--json", "-q", *extra]
+        )
         assert res.exit_code == 0, res.output
         node = json.loads(res.stdout)["conversion"]["nodes"][0]
         assert node["strategy"] == strategy_name, (extra, node["strategy_reason"])

@@ -191,8 +191,9 @@ def test_profile_output_is_exact_and_within_limits(profile, case, symbolic):
     entry = report.nodes[0]
     if not entry.rewritten:
         # the only refusal a profile may give here: shape arithmetic it does not allow
-        assert (symbolic and not prof.dynamic_shapes and "run-time shape arithmetic" in entry.reason) or (
-            entry.code == "target_keeps" and rank in prof.keep_ranks)
+        assert (
+            symbolic and not prof.dynamic_shapes and "run-time shape arithmetic" in entry.reason
+        ) or (entry.code == "target_keeps" and rank in prof.keep_ranks)
         return
     assert entry.strategy in ("depth_to_space", "low_rank_transpose"), entry.strategy_reason
     shape_free = rank == 1 or (
@@ -409,7 +410,9 @@ def test_mnn_keeps_2d_and_rewrites_1d():
     rewrites 1-D ones (MNN's own 1-D ConvTranspose gives the wrong output rank); portable's 2x2 Conv
     warns for --toolchain mnn.
     """
-    m = convtranspose_model([1, 64, 32, 32], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1])
+    m = convtranspose_model(
+        [1, 64, 32, 32], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1]
+    )
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target="mnn"))
     assert report.nodes[0].code == "target_keeps" and op_types(converted) == ["ConvTranspose"]
     _, report = deconv2sub.convert_model(m, ConvertOptions(toolchains=("mnn",)))
@@ -425,8 +428,12 @@ def test_fold_crop_always_gives_a_3x3_conv_without_a_slice():
     MACs, said in the report): the form that survives MNN's inexact wide 2x2 Conv.
     """
     prof = TargetProfile(name="grow", fold_crop="always")
-    m = convtranspose_model([1, 64, 32, 32], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1])
-    converted, report = deconv2sub.convert_model(m, ConvertOptions(target=prof, toolchains=("mnn",)))
+    m = convtranspose_model(
+        [1, 64, 32, 32], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1]
+    )
+    converted, report = deconv2sub.convert_model(
+        m, ConvertOptions(target=prof, toolchains=("mnn",))
+    )
     entry = report.nodes[0]
     assert entry.conv_kernel == [3, 3] and op_types(converted) == ["Conv", "DepthToSpace"]
     assert report.toolchain_warnings == [] and "larger kernel" in entry.warnings[0]
@@ -450,8 +457,13 @@ def test_square_tensor_before_a_padded_conv_warns_for_tflite():
     w = numpy_helper.from_array(_x((4, 8, 3, 3)), "W")
     nodes = [helper.make_node("Reshape", ["X", "shape"], ["r"], name="square"),
              helper.make_node("Conv", ["r", "W"], ["Y"], pads=[1, 1, 1, 1], name="conv")]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 512])],
-                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], [shape, w])
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 512])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        [shape, w],
+    )
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     from deconv2sub.targets import ALL_BUGS
     from deconv2sub.targets.bugs import find_hits

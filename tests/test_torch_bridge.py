@@ -49,13 +49,18 @@ CASES = [
     (3, 4, 2, (3, 2, 4), (1, 2, 3), (1, 0, 2), (0, 1, 2), 1, 2, True),
     (3, 2, 2, 3, 2, 1, 0, 2, 2, False),
 ]
-IDS = [f"{c[0]}d-k{c[3]}-s{c[4]}-p{c[5]}-op{c[6]}-d{c[7]}-g{c[8]}-{'b' if c[9] else 'nb'}" for c in CASES]
+IDS = [
+    f"{c[0]}d-k{c[3]}-s{c[4]}-p{c[5]}-op{c[6]}-d{c[7]}-g{c[8]}-{'b' if c[9] else 'nb'}"
+    for c in CASES
+]
 
 
 def _make(case, seed=0):
     ndim, cin, cout, k, s, p, op, d, g, bias = case
     torch.manual_seed(seed)
-    m = TRANSPOSED[ndim](cin, cout, k, stride=s, padding=p, output_padding=op, dilation=d, groups=g, bias=bias)
+    m = TRANSPOSED[ndim](
+        cin, cout, k, stride=s, padding=p, output_padding=op, dilation=d, groups=g, bias=bias
+    )
     return m.eval()
 
 
@@ -95,8 +100,16 @@ def test_onnx_export_has_no_convtranspose(case):
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(sub, (x,), f, dynamo=False, opset_version=17, input_names=["x"], output_names=["y"],
-                          dynamic_axes=dyn)
+        torch.onnx.export(
+            sub,
+            (x,),
+            f,
+            dynamo=False,
+            opset_version=17,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes=dyn,
+        )
     model = onnx.load_from_string(f.getvalue())
     ops = {n.op_type for n in model.graph.node}
     assert "ConvTranspose" not in ops and "Conv" in ops
@@ -221,7 +234,9 @@ def checkerboard_energy(y: torch.Tensor, scale) -> float:
     s = d2s._tuple(scale, n, "scale")
     blocks = d2s.pixel_unshuffle_nd(y.double(), s)  # [N, C*P, Q...], channel c*P + phase
     blocks = blocks.reshape(y.shape[0], y.shape[1], int(np.prod(s)), *blocks.shape[2:])
-    return float(blocks.var(dim=2, unbiased=False).mean() / y.double().square().mean().clamp_min(1e-30))
+    return float(
+        blocks.var(dim=2, unbiased=False).mean() / y.double().square().mean().clamp_min(1e-30)
+    )
 
 
 def _smooth_inputs(ndim, channels=4, size=8):
@@ -323,6 +338,8 @@ print('ok')
     env = dict(os.environ)
     src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("ok")

@@ -203,7 +203,11 @@ class SubPixelPlan:
         if self.order == "DCR":
             return phases + [("M", self.out_channels)]
         lead = f"S{self.lead_axis}"
-        return [p for p in phases if p[0] == lead] + [("M", self.out_channels)] + [p for p in phases if p[0] != lead]
+        return (
+            [p for p in phases if p[0] == lead]
+            + [("M", self.out_channels)]
+            + [p for p in phases if p[0] != lead]
+        )
 
     def row_channels(self) -> np.ndarray:
         """Output channel ``m`` of every Conv output row."""
@@ -377,8 +381,18 @@ def _axis_plan(s: int, d: int, k: int, pb: int, pe: int, op: int) -> tuple:
     return table, t_max, a, b, c0, crop_end, growth
 
 
-def _fold_axis(table: np.ndarray, a: int, c0: int, s: int, d: int, k: int, pb: int, pe: int, op: int,
-               grow: bool = False) -> Optional[tuple]:
+def _fold_axis(
+    table: np.ndarray,
+    a: int,
+    c0: int,
+    s: int,
+    d: int,
+    k: int,
+    pb: int,
+    pe: int,
+    op: int,
+    grow: bool = False,
+) -> Optional[tuple]:
     """Fold the begin crop into the phases (see the module docstring); None when it would cost taps.
 
     Returns (table, a, b, crop_end, growth) of the folded axis.

@@ -27,7 +27,15 @@ import onnx_graphsurgeon as gs
 
 from .domains import DEFAULT_DOMAINS
 
-__all__ = ["FoldResult", "FoldError", "fold_tensor", "drop_dead", "producer_nodes", "MAX_NODES", "MAX_BYTES"]
+__all__ = [
+    "FoldResult",
+    "FoldError",
+    "fold_tensor",
+    "drop_dead",
+    "producer_nodes",
+    "MAX_NODES",
+    "MAX_BYTES",
+]
 
 #: Most nodes a folded producer subgraph may have.
 MAX_NODES = 256
@@ -135,12 +143,26 @@ def _precheck(node: gs.Node, inputs: List[Optional[np.ndarray]]) -> None:
     try:
         if node.op == "ConstantOfShape" and inputs and inputs[0] is not None:
             value = node.attrs.get("value")
-            itemsize = np.asarray(value.values).dtype.itemsize if isinstance(value, gs.Constant) else 4
+            itemsize = (
+                np.asarray(value.values).dtype.itemsize if isinstance(value, gs.Constant) else 4
+            )
             size = _nbytes(inputs[0].reshape(-1), itemsize)
-        elif node.op == "Expand" and len(inputs) > 1 and inputs[0] is not None and inputs[1] is not None:
-            shape = np.broadcast_shapes(tuple(inputs[0].shape), tuple(int(v) for v in inputs[1].reshape(-1)))
+        elif (
+            node.op == "Expand"
+            and len(inputs) > 1
+            and inputs[0] is not None
+            and inputs[1] is not None
+        ):
+            shape = np.broadcast_shapes(
+                tuple(inputs[0].shape), tuple(int(v) for v in inputs[1].reshape(-1))
+            )
             size = _nbytes(shape, inputs[0].dtype.itemsize)
-        elif node.op == "Tile" and len(inputs) > 1 and inputs[0] is not None and inputs[1] is not None:
+        elif (
+            node.op == "Tile"
+            and len(inputs) > 1
+            and inputs[0] is not None
+            and inputs[1] is not None
+        ):
             size = inputs[0].nbytes * int(np.prod(inputs[1].astype(np.float64)))
         elif node.op == "Range" and len(inputs) == 3 and all(i is not None for i in inputs):
             start, limit, delta = (float(np.asarray(i).reshape(-1)[0]) for i in inputs)
@@ -151,7 +173,9 @@ def _precheck(node: gs.Node, inputs: List[Optional[np.ndarray]]) -> None:
     except (ValueError, TypeError, OverflowError):
         return  # let the op itself report the problem
     if size > MAX_BYTES:
-        raise FoldError(f"{node.op} node '{node.name}' would produce {size / 1e9:.1f} GB (limit {MAX_BYTES / 1e9:.1f} GB)")
+        raise FoldError(
+            f"{node.op} node '{node.name}' would produce {size / 1e9:.1f} GB (limit {MAX_BYTES / 1e9:.1f} GB)"
+        )
 
 
 def _evaluate(node: gs.Node, inputs: List[Optional[np.ndarray]], opset: int) -> List[np.ndarray]:
@@ -202,7 +226,9 @@ def fold_tensor(
         if node.op == "Constant":
             v = constant_values(node.outputs[0])
             if v is None:
-                raise FoldError(f"Constant node '{node.name}' has a value kind that cannot be folded")
+                raise FoldError(
+                    f"Constant node '{node.name}' has a value kind that cannot be folded"
+                )
             values[id(node.outputs[0])] = v
             continue
         inputs = [value_of(t) for t in node.inputs]
@@ -213,8 +239,12 @@ def fold_tensor(
             raise FoldError(f"evaluating {node.op} node '{node.name}' ran out of memory") from None
         # any evaluation failure is a reason to leave the node alone
         except Exception as exc:  # noqa: BLE001
-            first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-            raise FoldError(f"evaluating {node.op} node '{node.name}' failed: {first[:200]}") from None
+            first = next(
+                (ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__
+            )
+            raise FoldError(
+                f"evaluating {node.op} node '{node.name}' failed: {first[:200]}"
+            ) from None
         del inputs
         for out, res in zip(node.outputs, results):
             res = np.asarray(res)
@@ -236,7 +266,9 @@ def _is_graph_output(tensor: gs.Tensor, graphs: List[gs.Graph]) -> bool:
     return any(any(o is tensor for o in g.outputs) for g in graphs)
 
 
-def drop_dead(graph: gs.Graph, nodes: List[gs.Node], protected_graphs: Optional[List[gs.Graph]] = None) -> int:
+def drop_dead(
+    graph: gs.Graph, nodes: List[gs.Node], protected_graphs: Optional[List[gs.Graph]] = None
+) -> int:
     """Remove those of ``nodes`` (in ``graph``) whose outputs nobody uses any more; returns how many.
 
     A node stays when any output is consumed (in this graph, a subgraph or a function) or is an

@@ -40,7 +40,17 @@ WEIGHT_TYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}
 BIAS_TYPES = WEIGHT_TYPES | {"int32"}
 # Ops the shuffle and crop are made of: they only move values, so re-quantizing before them is
 # exact.
-_DATA_MOVEMENT = {"Gather", "DepthToSpace", "Reshape", "Transpose", "Slice", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
+_DATA_MOVEMENT = {
+    "Gather",
+    "DepthToSpace",
+    "Reshape",
+    "Transpose",
+    "Slice",
+    "Identity",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+}
 
 
 class QdqError(Exception):
@@ -97,25 +107,33 @@ def read_dequantize(
     if len(node.inputs) > 2 and node.inputs[2] is not None and node.inputs[2].name != "":
         zp, z_src = values_of(node.inputs[2])
     if q.dtype.name not in allowed:
-        raise QdqError(f"{what} is quantized as {q.dtype.name}, not supported ({', '.join(sorted(allowed))})")
+        raise QdqError(
+            f"{what} is quantized as {q.dtype.name}, not supported ({', '.join(sorted(allowed))})"
+        )
     attrs = {k: v for k, v in node.attrs.items() if k not in ("axis", "block_size")}
     if int(node.attrs.get("block_size", 0) or 0) != 0:
-        raise QdqError(f"{what} uses blocked quantization (block_size), which the rewrite does not support")
+        raise QdqError(
+            f"{what} uses blocked quantization (block_size), which the rewrite does not support"
+        )
     if any(isinstance(v, gs.Node.AttributeRef) for v in node.attrs.values()):
         raise QdqError(f"{what} DequantizeLinear '{node.name}' uses function attributes")
     scale = np.asarray(scale)
     if zp is not None:
         zp = np.asarray(zp)
         if zp.shape != scale.shape:
-            raise QdqError(f"{what} zero point shape {list(zp.shape)} differs from scale shape {list(scale.shape)}")
+            raise QdqError(
+                f"{what} zero point shape {list(zp.shape)} differs from scale shape {list(scale.shape)}"
+            )
     axis = None
     if scale.size != 1:  # per-channel (a one-element scale is per-tensor, whatever its axis)
         axis = int(node.attrs.get("axis", 1))
         if axis < 0:
             axis += q.ndim
         if scale.ndim != 1 or not 0 <= axis < q.ndim or q.shape[axis] != scale.shape[0]:
-            raise QdqError(f"{what} DequantizeLinear '{node.name}' has scale shape {list(scale.shape)} "
-                           f"that does not match axis {node.attrs.get('axis', 1)} of {list(q.shape)}")
+            raise QdqError(
+                f"{what} DequantizeLinear '{node.name}' has scale shape {list(scale.shape)} "
+                f"that does not match axis {node.attrs.get('axis', 1)} of {list(q.shape)}"
+            )
     return Quantized(np.asarray(q), scale, zp, axis, attrs, node, [node] + q_src + s_src + z_src)
 
 
@@ -133,16 +151,24 @@ def weight_for_plan(w: Quantized, group: int) -> np.ndarray:
         return q - zp.reshape(shape)
     if w.axis == 0:
         if group != 1:
-            raise QdqError("per-channel weight quantization over input channels (axis 0) needs group == 1")
+            raise QdqError(
+                "per-channel weight quantization over input channels (axis 0) needs group == 1"
+            )
         return q - zp.reshape(shape)
-    raise QdqError(f"per-channel weight quantization over a spatial axis ({w.axis}) is not supported")
+    raise QdqError(
+        f"per-channel weight quantization over a spatial axis ({w.axis}) is not supported"
+    )
 
 
 def check_weight(w: Quantized, group: int) -> None:
     if w.axis not in (None, 0, 1):
-        raise QdqError(f"per-channel weight quantization over a spatial axis ({w.axis}) is not supported")
+        raise QdqError(
+            f"per-channel weight quantization over a spatial axis ({w.axis}) is not supported"
+        )
     if w.axis == 0 and group != 1:
-        raise QdqError("per-channel weight quantization over input channels (axis 0) needs group == 1")
+        raise QdqError(
+            "per-channel weight quantization over input channels (axis 0) needs group == 1"
+        )
 
 
 def _row_channels(plan) -> np.ndarray:
@@ -206,7 +232,9 @@ def emit_bias(em, plan, b: Quantized) -> gs.Variable:
     return _dequantize_node(em, "subpixel_bias", values, scale, zp, axis, b.attrs, b.float_dtype)
 
 
-def requantize_conv_output(graph: gs.Graph, y: gs.Tensor, unique: Callable[[str], str], base: str) -> List[str]:
+def requantize_conv_output(
+    graph: gs.Graph, y: gs.Tensor, unique: Callable[[str], str], base: str
+) -> List[str]:
     """If ``y`` (the kept ConvTranspose output) feeds exactly one per-tensor QuantizeLinear, put the same
     Q/DQ pair right after the new Conv (before shuffle/crop). Returns the new node names.
     """
@@ -249,8 +277,12 @@ def requantize_conv_output(graph: gs.Graph, y: gs.Tensor, unique: Callable[[str]
     q_inputs = [conv_out, scale_t] + ([zp_t] if zp_t is not None else [])
     dq_inputs = [q_out, scale_t] + ([zp_t] if zp_t is not None else [])
     q_attrs = {k: v for k, v in q_node.attrs.items() if k != "axis"}
-    new_q = gs.Node("QuantizeLinear", unique(f"{base}/subpixel_conv_quantize"), q_attrs, q_inputs, [q_out])
-    new_dq = gs.Node("DequantizeLinear", unique(f"{base}/subpixel_conv_dequantize"), {}, dq_inputs, [dq_out])
+    new_q = gs.Node(
+        "QuantizeLinear", unique(f"{base}/subpixel_conv_quantize"), q_attrs, q_inputs, [q_out]
+    )
+    new_dq = gs.Node(
+        "DequantizeLinear", unique(f"{base}/subpixel_conv_dequantize"), {}, dq_inputs, [dq_out]
+    )
     index = next(i for i, n in enumerate(graph.nodes) if n is conv)
     graph.nodes[index + 1 : index + 1] = [new_q, new_dq]
     return [new_q.name, new_dq.name]

@@ -54,7 +54,13 @@ class Emitter:
         return gs.Variable(self.unique(f"{self.base}_{suffix}"), dtype=dtype)
 
     def node(self, op: str, suffix: str, inputs, outputs, attrs=None) -> gs.Node:
-        n = gs.Node(op=op, name=self.unique(f"{self.base}/{suffix}"), attrs=attrs or {}, inputs=inputs, outputs=outputs)
+        n = gs.Node(
+            op=op,
+            name=self.unique(f"{self.base}/{suffix}"),
+            attrs=attrs or {},
+            inputs=inputs,
+            outputs=outputs,
+        )
         self.nodes.append(n)
         return n
 
@@ -120,8 +126,20 @@ def emit_shuffle(
         em.node("Mul", "subpixel_shape_scale", [spatial, em.int64s("strides", s)], [scaled])
         shape1_t = em.var("shuffle_shape1", np.int64)
         shape2_t = em.var("shuffle_shape2", np.int64)
-        em.node("Concat", "subpixel_shape1", [batch, em.int64s("shape_mid", [m] + s), spatial], [shape1_t], {"axis": 0})
-        em.node("Concat", "subpixel_shape2", [batch, em.int64s("shape_m", [m]), scaled], [shape2_t], {"axis": 0})
+        em.node(
+            "Concat",
+            "subpixel_shape1",
+            [batch, em.int64s("shape_mid", [m] + s), spatial],
+            [shape1_t],
+            {"axis": 0},
+        )
+        em.node(
+            "Concat",
+            "subpixel_shape2",
+            [batch, em.int64s("shape_m", [m]), scaled],
+            [shape2_t],
+            {"axis": 0},
+        )
     r1 = em.var("phases")
     em.node("Reshape", "subpixel_split_phases", [x, shape1_t], [r1])
     tr = em.var("interleaved")
@@ -134,11 +152,22 @@ def _slice(em: Emitter, suffix: str, x, y, starts, ends, axes) -> None:
         em.node(
             "Slice",
             suffix,
-            [x, em.int64s(suffix + "_starts", starts), em.int64s(suffix + "_ends", ends), em.int64s(suffix + "_axes", axes)],
+            [
+                x,
+                em.int64s(suffix + "_starts", starts),
+                em.int64s(suffix + "_ends", ends),
+                em.int64s(suffix + "_axes", axes),
+            ],
             [y],
         )
     else:
-        em.node("Slice", suffix, [x], [y], {"starts": list(starts), "ends": list(ends), "axes": list(axes)})
+        em.node(
+            "Slice",
+            suffix,
+            [x],
+            [y],
+            {"starts": list(starts), "ends": list(ends), "axes": list(axes)},
+        )
 
 
 def emit_crop(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
@@ -249,7 +278,12 @@ class _Shapes:
                 value = prod
             if factor != 1:
                 prod = self.em.var(f"{suffix}_{i}_scaled", np.int64)
-                self.em.node("Mul", f"subpixel_{suffix}_{i}_scale", [value, self.em.int64s(f"{suffix}_{i}_f", [factor])], [prod])
+                self.em.node(
+                    "Mul",
+                    f"subpixel_{suffix}_{i}_scale",
+                    [value, self.em.int64s(f"{suffix}_{i}_f", [factor])],
+                    [prod],
+                )
                 value = prod
             parts.append(value)
         out = self.em.var(suffix, np.int64)
@@ -257,7 +291,9 @@ class _Shapes:
         return out
 
 
-def _permute(em: Emitter, shapes: _Shapes, x: gs.Variable, src: list, dst_labels: list, suffix: str) -> gs.Variable:
+def _permute(
+    em: Emitter, shapes: _Shapes, x: gs.Variable, src: list, dst_labels: list, suffix: str
+) -> gs.Variable:
     """Transpose ``x`` (logical axes ``src``) into the label order ``dst_labels``; returns the result
     (or ``x`` itself when the permutation only merges/splits axes).
     """
@@ -265,7 +301,9 @@ def _permute(em: Emitter, shapes: _Shapes, x: gs.Variable, src: list, dst_labels
     if perm == list(range(len(perm))):
         return x
     r = em.var(f"{suffix}_in")
-    em.node("Reshape", f"subpixel_{suffix}_reshape", [x, shapes.tensor(f"{suffix}_shape", merged)], [r])
+    em.node(
+        "Reshape", f"subpixel_{suffix}_reshape", [x, shapes.tensor(f"{suffix}_shape", merged)], [r]
+    )
     t = em.var(f"{suffix}_out")
     em.node("Transpose", f"subpixel_{suffix}", [r], [t], {"perm": perm})
     return t
@@ -300,10 +338,18 @@ def emit_permuted_shuffle(
     if channels_last:
         n = plan.rank
         current = em.var("channels_last")
-        em.node("Transpose", "subpixel_channels_last", [x], [current], {"perm": [0] + list(range(2, 2 + n)) + [1]})
+        em.node(
+            "Transpose",
+            "subpixel_channels_last",
+            [x],
+            [current],
+            {"perm": [0] + list(range(2, 2 + n)) + [1]},
+        )
         src = layout[:1] + layout[-n:] + layout[1:-n]
     for i, labels in enumerate(stages):
-        current = _permute(em, shapes, current, src, labels, f"shuffle{i + 1}" if len(stages) > 1 else "shuffle")
+        current = _permute(
+            em, shapes, current, src, labels, f"shuffle{i + 1}" if len(stages) > 1 else "shuffle"
+        )
         src = [(label, sizes.get(label, (1, ()))) for label in labels]
     final = [sizes["N"], (plan.out_channels, ())]
     for a, ax in enumerate(plan.axes):
@@ -334,13 +380,24 @@ def emit_gather_shuffle(
     gathered = int(np.prod([sizes[label][0] for label in others]))
     inner = size_mul([sizes[f"Q{n - 1}"], (last.stride, ())])
     if axis == 2:
-        data_shape = [sizes["N"], (plan.out_channels, ()), (gathered // plan.out_channels, ()), inner]
+        data_shape = [
+            sizes["N"],
+            (plan.out_channels, ()),
+            (gathered // plan.out_channels, ()),
+            inner,
+        ]
     # a Gather on axis 1 with 2-D indices breaks OpenVINO's CPU plugin when a Conv follows: axis 0
     else:
         data_shape = [(batch * gathered, ()), inner]
     data = em.var("rows")
     em.node("Reshape", "subpixel_rows", [moved, shapes.tensor("rows_shape", data_shape)], [data])
-    em.node("Gather", "subpixel_gather", [data, em.const("gather_indices", indices)], [y], {"axis": axis})
+    em.node(
+        "Gather",
+        "subpixel_gather",
+        [data, em.const("gather_indices", indices)],
+        [y],
+        {"axis": axis},
+    )
 
 
 def _batch_reshape_shape(shapes: "_Shapes", suffix: str, rest: list) -> gs.Tensor:
@@ -373,7 +430,13 @@ def emit_cascade_shuffle(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.
                 em.node("Reshape", f"subpixel_{suffix}_reshape",
                         [current, _batch_reshape_shape(shapes, f"{suffix}_shape", merged)], [r])
                 t = em.var(f"{suffix}_out")
-                em.node("Transpose", f"subpixel_{suffix}", [r], [t], {"perm": [0] + [p + 1 for p in perm]})
+                em.node(
+                    "Transpose",
+                    f"subpixel_{suffix}",
+                    [r],
+                    [t],
+                    {"perm": [0] + [p + 1 for p in perm]},
+                )
                 current, transposes = t, transposes + 1
         else:
             out = _permute(em, shapes, current, src, labels, suffix)
@@ -400,6 +463,11 @@ def emit_d2s_cascade(em: Emitter, x: gs.Variable, y: gs.Variable, blocks: Sequen
         attrs = {"blocksize": int(b)}
         if em.opset >= 11:
             attrs["mode"] = mode
-        em.node("DepthToSpace", "subpixel_shuffle" if len(blocks) == 1 else f"subpixel_shuffle{i + 1}",
-                [current], [out], attrs)
+        em.node(
+            "DepthToSpace",
+            "subpixel_shuffle" if len(blocks) == 1 else f"subpixel_shuffle{i + 1}",
+            [current],
+            [out],
+            attrs,
+        )
         current = out

@@ -31,8 +31,23 @@ __all__ = ["SinkContext", "sink_consumers", "UNARY_OPS", "PER_CHANNEL_OPS"]
 
 # Elementwise, one data input, no parameter tensors (attributes only).
 UNARY_OPS = {
-    "Relu", "LeakyRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Softplus",
-    "Softsign", "Gelu", "Mish", "ThresholdedRelu", "Abs", "Neg", "Erf",
+    "Relu",
+    "LeakyRelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Softplus",
+    "Softsign",
+    "Gelu",
+    "Mish",
+    "ThresholdedRelu",
+    "Abs",
+    "Neg",
+    "Erf",
 }
 PER_CHANNEL_OPS = {"BatchNormalization", "PRelu", "Add", "Sub", "Mul", "Div", "Clip"}
 
@@ -98,16 +113,29 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
             v = known_values(t)
             if v is None or v.size != 1:
                 return None
-            new.append(t if isinstance(t, gs.Constant) else gs.Constant(ctx.unique(f"{ctx.base}_{op}_bound"), v))
+            new.append(
+                t
+                if isinstance(t, gs.Constant)
+                else gs.Constant(ctx.unique(f"{ctx.base}_{op}_bound"), v)
+            )
         return new
     if op == "BatchNormalization":
-        if ctx.matrix or node.inputs[0] is not y or len(node.inputs) != 5 or int(node.attrs.get("training_mode", 0)):
+        if (
+            ctx.matrix
+            or node.inputs[0] is not y
+            or len(node.inputs) != 5
+            or int(node.attrs.get("training_mode", 0))
+        ):
             return None
         params = [known_values(t) for t in node.inputs[1:]]
         if any(p is None or p.ndim != 1 or p.shape[0] != channels for p in params):
             return None
-        return [None] + [gs.Constant(ctx.unique(f"{ctx.base}_{node.name or op}_{i}"), np.ascontiguousarray(p[rows]))
-                         for i, p in enumerate(params)]
+        return [None] + [
+            gs.Constant(
+                ctx.unique(f"{ctx.base}_{node.name or op}_{i}"), np.ascontiguousarray(p[rows])
+            )
+            for i, p in enumerate(params)
+        ]
     if op == "PRelu":
         if node.inputs[0] is not y or len(node.inputs) != 2:
             return None
@@ -135,7 +163,9 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
     return None
 
 
-def _row_operand(pc: np.ndarray, rows: np.ndarray, ctx: SinkContext, what: str, dtype, full: bool = False) -> gs.Constant:
+def _row_operand(
+    pc: np.ndarray, rows: np.ndarray, ctx: SinkContext, what: str, dtype, full: bool = False
+) -> gs.Constant:
     """A per-channel operand ([M] or [1]) repeated per Conv output row, shaped to broadcast over
     ``[N, rows, Q...]`` (``full``: rank n+2, else ``[rows, 1...]`` as PRelu's slope).
     """
@@ -143,7 +173,10 @@ def _row_operand(pc: np.ndarray, rows: np.ndarray, ctx: SinkContext, what: str, 
     shape = ((1,) if full else ()) + (values.shape[0],) + (1,) * ctx.rank
     if ctx.matrix:
         shape = (values.shape[0], 1)
-    return gs.Constant(ctx.unique(f"{ctx.base}_{what}"), np.ascontiguousarray(values.reshape(shape)).astype(dtype, copy=False))
+    return gs.Constant(
+        ctx.unique(f"{ctx.base}_{what}"),
+        np.ascontiguousarray(values.reshape(shape)).astype(dtype, copy=False),
+    )
 
 
 def sink_consumers(ctx: SinkContext) -> List[str]:
@@ -219,8 +252,18 @@ def _index(nodes, node, start: int = 0) -> int:
 
 def _sink_into_branches(ctx: SinkContext, node: gs.Node, y: gs.Variable, t: gs.Variable) -> None:
     """Clone ``node`` onto every per-phase branch (after its Conv); the shuffle's last node produces ``t``."""
-    branch_ctx = SinkContext(ctx.graph, ctx.conv, ctx.z, y, ctx.chain, ctx.branch_rows, ctx.rank, ctx.unique, ctx.base,
-                             start=ctx.start)
+    branch_ctx = SinkContext(
+        ctx.graph,
+        ctx.conv,
+        ctx.z,
+        y,
+        ctx.chain,
+        ctx.branch_rows,
+        ctx.rank,
+        ctx.unique,
+        ctx.base,
+        start=ctx.start,
+    )
     # parameters for M rows in the original order: shared
     new_inputs = _movable(node, y, branch_ctx)
     concat = ctx.z.inputs[0]

@@ -76,7 +76,9 @@ def _attr(node: "onnx.NodeProto", name: str, default=None):
     return default
 
 
-def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumers=None) -> Optional[str]:
+def _matches(
+    bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumers=None
+) -> Optional[str]:
     """Why ``node`` hits ``bug`` (a short detail), or None."""
     if node.op_type != bug.op:
         return None
@@ -110,7 +112,10 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumer
         y = shapes.get(node.output[0]) if node.output else None
         square = y is not None and None not in y and (
             (len(y) == 4 and y[1] == y[2] == y[3]) or (len(y) == 3 and y[1] == y[2]))
-        padded = any(c.op_type == "Conv" and any(_attr(c, "pads", []) or []) for c in consumers.get(node.output[0], ()))
+        padded = any(
+            c.op_type == "Conv" and any(_attr(c, "pads", []) or [])
+            for c in consumers.get(node.output[0], ())
+        )
         if not (square and padded):
             return None
         detail.append(f"shape {y} into a padded Conv")

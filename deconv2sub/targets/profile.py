@@ -124,8 +124,10 @@ class TargetProfile:
         if any(tuple(k) == strides for k in self.keep_strides):
             return f"target '{self.name}' keeps ConvTranspose for strides {list(strides)}"
         if len(strides) in self.keep_ranks:
-            return (f"target '{self.name}' keeps {len(strides)}-D ConvTranspose (it runs them natively "
-                    "and cannot run their rewrite)")
+            return (
+                f"target '{self.name}' keeps {len(strides)}-D ConvTranspose (it runs them natively "
+                "and cannot run their rewrite)"
+            )
         return None
 
     def bugs_for(self, toolchain: str):
@@ -168,7 +170,9 @@ def profile_from_dict(data: dict, origin: str) -> TargetProfile:
     except TypeError as e:
         raise ProfileError(f"{origin}: {e}") from None
     if "fold_crop" in values and values["fold_crop"] not in (True, False, "always"):
-        raise ProfileError(f"{origin}: fold_crop must be true, false or \"always\", not {values['fold_crop']!r}")
+        raise ProfileError(
+            f'{origin}: fold_crop must be true, false or "always", not {values["fold_crop"]!r}'
+        )
     for key in ("gather", "gemm", "phase_convs", "dynamic_shapes"):
         if key in values and not isinstance(values[key], bool):
             raise ProfileError(f"{origin}: {key} must be true or false, not {values[key]!r}")
