@@ -28,7 +28,9 @@ ModelLike = Union[onnx.ModelProto, str, os.PathLike]
 
 def infer_shapes(model: onnx.ModelProto,
                  input_shapes: Optional[Dict[str, Tuple[int, ...]]] = None) -> Dict[str, list]:
-    """Tensor name → shape (int, dim_param string, or None) from ONNX shape inference, subgraphs included.
+    """Tensor name → shape (int, dim_param string, or None) from ONNX shape inference.
+
+    Subgraphs included.
 
     Runs on a copy; the caller's model is never modified. Failures of inference are not fatal: the
     pass then only knows what the model itself declares. Big models are inferred on a skeleton that
@@ -132,9 +134,10 @@ def _node_subgraphs(node: onnx.NodeProto):
 
 def _hoist_initializers(sub: onnx.GraphProto, main: onnx.GraphProto,
                         hoisted: Dict[str, onnx.TensorProto]) -> None:
-    """Move the initializers of ``sub`` and its nested subgraphs into ``main`` (``hoisted``: the
-    initializers of ``main`` by name). A different tensor under a name already there is left in
-    place: the checker then refuses the output rather than it meaning something else.
+    """Move the initializers of ``sub`` and its nested subgraphs into ``main``.
+
+    ``hoisted``: the initializers of ``main`` by name. A different tensor under a name already there
+    is left in place: the checker then refuses the output rather than it meaning something else.
     """
     gone = []
     for i, init in enumerate(sub.initializer):
@@ -160,8 +163,9 @@ def _first_line(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def _quiet_graphsurgeon():
-    """onnx-graphsurgeon logs warnings (e.g. bfloat16 has no NumPy type) on stdout; keep them out of
-    the user's terminal and JSON.
+    """Keep onnx-graphsurgeon's warnings out of the user's terminal and JSON.
+
+    onnx-graphsurgeon logs warnings (e.g. bfloat16 has no NumPy type) on stdout.
     """
     try:
         from onnx_graphsurgeon.logger import G_LOGGER as logger
@@ -258,10 +262,11 @@ def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto,
 
 
 def _lazy_external_values(graph: gs.Graph, base_dir: str) -> None:
-    """Let every constant whose data sits in a not-loaded external file read it from ``base_dir`` when
-    (and only when) someone asks for its values. onnx-graphsurgeon's own lazy loading would resolve
-    the file against the current directory. Exported untouched, such a constant keeps pointing to
-    the file.
+    """Let constants whose data sits in a not-loaded external file read it from ``base_dir``.
+
+    They read it when (and only when) someone asks for their values. onnx-graphsurgeon's own lazy
+    loading would resolve the file against the current directory. Exported untouched, such a
+    constant keeps pointing to the file.
     """
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
 
@@ -327,10 +332,11 @@ def convert_for_save(
     options: Optional[ConvertOptions],
     external_data_dir: Optional[Union[str, os.PathLike]],
 ) -> Tuple[onnx.ModelProto, ConversionReport, Dict[str, object]]:
-    """What ``deconv2sub convert`` uses: like ``convert_model(..., load_external_data=False)``, but the big
-    new weights are not copied into the returned model either: it points to them
-    (``DETACHED_LOCATION``) and they come back as a third value, to go straight into the output's
-    data file with
+    """Convert like ``convert_model(..., load_external_data=False)``, keeping big new weights out.
+
+    This is what ``deconv2sub convert`` uses: the big new weights are not copied into the returned
+    model either: it points to them (``DETACHED_LOCATION``) and they come back as a third value, to
+    go straight into the output's data file with
     ``model_io.stage_model(model, ..., source_dir=external_data_dir, detached=that)``.
     """
     return _convert(

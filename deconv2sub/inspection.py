@@ -38,7 +38,7 @@ __all__ = ["NodeInspection", "InspectionReport", "inspect_model", "format_count"
 
 @dataclass
 class NodeInspection:
-    """One ConvTranspose: what it is, what the rewrite plans for it, and the cost before and after."""
+    """One ConvTranspose: what it is, what the rewrite plans for it, its cost before and after."""
 
     name: str
     graph: str  # "main" or a subgraph path
@@ -177,7 +177,8 @@ class InspectionReport:
         if t.nodes and t.macs_unknown < t.nodes:
             text += f"; MACs {format_count(t.macs_before)}→{format_count(t.macs_after)}"
         if t.nodes and t.weight_unknown < t.nodes:
-            text += f"; weights {format_bytes(t.weight_bytes_before)}→{format_bytes(t.weight_bytes_after)}"
+            before, after = t.weight_bytes_before, t.weight_bytes_after
+            text += f"; weights {format_bytes(before)}→{format_bytes(after)}"
         return text
 
     def to_dict(self) -> dict:
@@ -237,8 +238,9 @@ def _constant(tensor) -> Optional[gs.Constant]:
 
 
 def _const_bytes(tensor, depth: int = 3) -> Optional[int]:
-    """Bytes of the constant data a weight tensor comes from; follows a few nodes back (e.g. a
-    DequantizeLinear of an int8 initializer). None when the data is computed at run time.
+    """Bytes of the constant data a weight tensor comes from (None when computed at run time).
+
+    Follows a few nodes back (e.g. a DequantizeLinear of an int8 initializer).
     """
     if tensor is None:
         return 0
@@ -323,10 +325,12 @@ def inspect_model(
     path: Optional[str] = None,
     progress: Optional[ProgressFn] = None,
 ) -> InspectionReport:
-    """Inspect every ConvTranspose of ``model`` (not modified). ``input_shapes`` (default:
-    ``options.input_shapes``) fixes symbolic input dims for the size-dependent numbers (MACs, output
-    shapes) and for ``strategy="auto"``'s measurements; the planned emission is what ``convert``
-    (with the same options and input shapes) would emit for the model as it is.
+    """Inspect every ConvTranspose of ``model`` (not modified).
+
+    ``input_shapes`` (default: ``options.input_shapes``) fixes symbolic input dims for the
+    size-dependent numbers (MACs, output shapes) and for ``strategy="auto"``'s measurements; the
+    planned emission is what ``convert`` (with the same options and input shapes) would emit for the
+    model as it is.
     """
     options = options or ConvertOptions()
     input_shapes = input_shapes or options.input_shapes

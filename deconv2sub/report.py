@@ -61,8 +61,10 @@ class NodeReport:
         crop = "no crop" if not self.crop else "crop " + " ".join(f"{b}/{e}" for b, e in self.crop)
         return (
             (
-                f"{self.name}: ConvTranspose k{'x'.join(map(str, self.kernel))} s{'x'.join(map(str, self.strides))}"
-                f" g{self.group} -> Conv k{'x'.join(map(str, self.conv_kernel))} ({self.conv_channels} ch)"
+                f"{self.name}: ConvTranspose k{'x'.join(map(str, self.kernel))}"
+                f" s{'x'.join(map(str, self.strides))}"
+                f" g{self.group} -> Conv k{'x'.join(map(str, self.conv_kernel))}"
+                f" ({self.conv_channels} ch)"
                 f" + {self.shuffle}, {crop}"
                 + (f", MACs {self.macs_ratio:.2f}x" if self.macs_ratio is not None else "")
             )
@@ -107,4 +109,7 @@ class ConversionReport:
         }
 
     def summary(self) -> str:
-        return f"{len(self.nodes)} ConvTranspose node(s): {len(self.rewritten)} rewritten, {len(self.skipped)} skipped"
+        return (
+            f"{len(self.nodes)} ConvTranspose node(s): {len(self.rewritten)} rewritten,"
+            f" {len(self.skipped)} skipped"
+        )

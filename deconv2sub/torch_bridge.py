@@ -166,7 +166,10 @@ class SubPixelFromTransposed(nn.Module):
 
     @classmethod
     def from_transposed(cls, module: nn.Module) -> "SubPixelFromTransposed":
-        """The exact sub-pixel equivalent of an ``nn.ConvTranspose{1,2,3}d`` (weights copied, same device/dtype)."""
+        """The exact sub-pixel equivalent of an ``nn.ConvTranspose{1,2,3}d``.
+
+        Weights copied, same device/dtype.
+        """
         if not isinstance(module, _TRANSPOSED):
             raise TypeError(f"expected nn.ConvTranspose1d/2d/3d, got {type(module).__name__}")
         if isinstance(module.weight, nn.parameter.UninitializedParameter):
@@ -241,7 +244,8 @@ class SubPixelFromTransposed(nn.Module):
         return y.squeeze(0) if unbatched else y
 
     def extra_repr(self) -> str:
-        return f"strides={self.strides}, pad={self.pad if not self.symmetric_pad else 'in conv'}, crops={self.crops}"
+        pad = self.pad if not self.symmetric_pad else "in conv"
+        return f"strides={self.strides}, pad={pad}, crops={self.crops}"
 
 
 def _replaceable(module: nn.Module) -> bool:
@@ -259,7 +263,9 @@ def _replaceable(module: nn.Module) -> bool:
 
 
 def convert_module(module: nn.Module, inplace: bool = False) -> nn.Module:
-    """Replace every ``nn.ConvTranspose{1,2,3}d`` in ``module`` by an exact :class:`SubPixelFromTransposed`.
+    """Replace every ``nn.ConvTranspose{1,2,3}d`` in ``module`` by :class:`SubPixelFromTransposed`.
+
+    The replacement is exact.
 
     Returns the converted module: a deep copy unless ``inplace`` (then ``module`` itself is edited,
     and returned unless it is a ConvTranspose itself, which cannot replace itself). Subclasses that
@@ -285,7 +291,9 @@ def convert_module(module: nn.Module, inplace: bool = False) -> nn.Module:
 
 
 def icnr_(weight: torch.Tensor, scale: IntOrTuple, init=nn.init.kaiming_normal_) -> torch.Tensor:
-    """ICNR initialisation in place (Aitken et al. 2017, "Checkerboard artifact free sub-pixel convolution").
+    """ICNR initialisation in place.
+
+    Aitken et al. 2017, "Checkerboard artifact free sub-pixel convolution".
 
     ``weight`` is ``[out*P, in/groups, k...]`` with ``P = prod(scale)`` phases in CRD order (channel
     ``c*P + phase``). One sub-kernel ``[out, in/groups, k...]`` is initialised with ``init`` and

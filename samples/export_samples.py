@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""(Re)export every sample model of samples/ to ONNX, deterministically (random init from a fixed seed).
+"""(Re)export every sample model of samples/ to ONNX, deterministically.
+
+Random init from a fixed seed.
 
     python samples/export_samples.py                 # writes samples/*.onnx
     python samples/export_samples.py -o /tmp/x       # somewhere else
@@ -123,7 +125,10 @@ def _double_conv(cin, cout):
 
 
 class UNet(nn.Module):
-    """Ronneberger et al. 2015, 3 levels: up blocks are ConvTranspose k2 s2, concat skip, double conv."""
+    """Ronneberger et al. 2015, 3 levels.
+
+    Up blocks are ConvTranspose k2 s2, concat skip, double conv.
+    """
 
     def __init__(self, cin: int = 3, classes: int = 2, base: int = 8):
         super().__init__()
@@ -151,7 +156,9 @@ class UNet(nn.Module):
 
 
 class ENetUpsamplingBottleneck(nn.Module):
-    """Paszke et al. 2016 upsampling bottleneck; the extension branch has ConvTranspose k3 s2 p1 op1.
+    """Paszke et al. 2016 upsampling bottleneck.
+
+    The extension branch has ConvTranspose k3 s2 p1 op1.
 
     The main branch is a 1x1 conv + BN followed by nearest upsampling (the paper unpools with the
     encoder's max-pool indices; a decoder exported on its own has no indices).
@@ -190,7 +197,10 @@ class ENetRegular(nn.Module):
 
 
 class ENetDecoder(nn.Module):
-    """ENet stages 4-5 and the final full convolution (ConvTranspose k3 s2 p1 op1), 1/8 -> full size."""
+    """ENet stages 4-5 and the final full convolution (ConvTranspose k3 s2 p1 op1).
+
+    1/8 -> full size.
+    """
 
     def __init__(self, cin: int = 32, classes: int = 5):
         super().__init__()
@@ -221,7 +231,10 @@ class HiFiGANResBlock(nn.Module):
 
 
 class HiFiGANUpsampler(nn.Module):
-    """Kong et al. 2020 generator, scaled down: mel (N,16,T) -> (N,1,16*T); ConvTranspose1d k16 s8 p4, k4 s2 p1."""
+    """Kong et al. 2020 generator, scaled down: mel (N,16,T) -> (N,1,16*T).
+
+    ConvTranspose1d k16 s8 p4, then k4 s2 p1.
+    """
 
     def __init__(self, mels: int = 16, ch: int = 32):
         super().__init__()
@@ -246,7 +259,7 @@ class HiFiGANUpsampler(nn.Module):
 
 
 class UNet3DUpBlock(nn.Module):
-    """Çiçek et al. 2016 synthesis block: ConvTranspose3d k2 s2, concat the skip, two Conv3d + BN + ReLU."""
+    """Çiçek et al. 2016 synthesis block: ConvTranspose3d k2 s2, concat skip, 2x Conv3d+BN+ReLU."""
 
     def __init__(self, cin: int = 16, cskip: int = 8, cout: int = 8):
         super().__init__()
@@ -268,7 +281,10 @@ class UNet3DUpBlock(nn.Module):
 
 
 class GroupedUpsampler(nn.Module):
-    """Grouped (g=4) and depthwise (g=C) ConvTranspose2d, then a 1x1 conv: (N,8,H,W) -> (N,3,4H,4W)."""
+    """Grouped (g=4) and depthwise (g=C) ConvTranspose2d, then a 1x1 conv.
+
+    (N,8,H,W) -> (N,3,4H,4W).
+    """
 
     def __init__(self, c: int = 8):
         super().__init__()

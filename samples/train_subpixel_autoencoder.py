@@ -104,7 +104,10 @@ def write_png(path: str, image: np.ndarray) -> None:
 def grid(
     inputs: np.ndarray, recons: np.ndarray, per_row: int = 10, zoom: int = 4, gap: int = 2
 ) -> np.ndarray:
-    """Rows of inputs, each followed by the row of their reconstructions; pixels zoomed for viewing."""
+    """Rows of inputs, each followed by the row of their reconstructions.
+
+    Pixels zoomed for viewing.
+    """
     n, size = inputs.shape[0], inputs.shape[-1]
     rows = []
     for start in range(0, n, per_row):
@@ -158,7 +161,8 @@ def main(argv=None) -> int:
         with torch.no_grad():
             test_loss = loss_fn(model(test), test).item()
         print(
-            f"epoch {epoch:2d}: train loss {total / len(train):.5f}  test loss {test_loss:.5f}  ({time.time() - start:.1f}s)"
+            f"epoch {epoch:2d}: train loss {total / len(train):.5f}  test loss {test_loss:.5f}"
+            f"  ({time.time() - start:.1f}s)"
         )
 
     os.makedirs(args.out_dir, exist_ok=True)

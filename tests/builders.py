@@ -1,4 +1,7 @@
-"""Test model builders and the reference check: ORT running the ORIGINAL ConvTranspose is the oracle."""
+"""Test model builders and the reference check.
+
+ORT running the ORIGINAL ConvTranspose is the oracle.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +27,10 @@ def convtranspose_model(
     name="deconv",
     **attrs,
 ) -> onnx.ModelProto:
-    """A one-node model X -> ConvTranspose -> Y. ``in_shape`` entries may be strings (symbolic dims)."""
+    """A one-node model X -> ConvTranspose -> Y.
+
+    ``in_shape`` entries may be strings (symbolic dims).
+    """
     weight = np.asarray(weight)
     elem = NP_TO_ONNX[weight.dtype]
     nodes, inits = [], []

@@ -63,8 +63,9 @@ def converted(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def perturb_conv_weight(model: onnx.ModelProto, conv_name: str, factor: float = 1.01,
                         element: Optional[str] = "largest") -> onnx.ModelProto:
-    """A copy with the weight of Conv ``conv_name`` scaled by ``factor``: one element (the largest in
-    magnitude) or, with ``element=None``, the whole tensor.
+    """A copy with the weight of Conv ``conv_name`` scaled by ``factor``.
+
+    One element (the largest in magnitude) or, with ``element=None``, the whole tensor.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -99,7 +100,10 @@ def rename_output(model: onnx.ModelProto, old: str, new: str) -> onnx.ModelProto
 
 
 def add_chain_model(length: int, bump_at: Optional[int] = None, shape=(1, 4)) -> onnx.ModelProto:
-    """X -> Add(c0) -> t0 -> Add(c1) -> t1 ... -> out; constant c_k is 0.1, or 0.2 at ``bump_at``."""
+    """X -> Add(c0) -> t0 -> Add(c1) -> t1 ... -> out.
+
+    Constant c_k is 0.1, or 0.2 at ``bump_at``.
+    """
     nodes, inits = [], []
     prev = "x"
     for k in range(length):

@@ -1,6 +1,8 @@
-"""Models with external data: weights read lazily, untouched tensors streamed into OUTPUT.data (relative
-location), verification from the files, the input and its data never modified. The multi-hundred-MB
-round trip (with a peak-memory check) is marked slow; the small ones run by default.
+"""Models with external data.
+
+Weights read lazily, untouched tensors streamed into OUTPUT.data (relative location), verification
+from the files, the input and its data never modified. The multi-hundred-MB round trip (with a
+peak-memory check) is marked slow; the small ones run by default.
 """
 
 from __future__ import annotations
@@ -166,8 +168,9 @@ def test_truncated_external_data_is_exit_2(tmp_path):
 
 @pytest.mark.slow
 def test_300mb_round_trip_and_memory(tmp_path):
-    """~300 MB of weights: converted and verified from the files; the output loads and matches; the
-    converter's peak memory stays within 3x the weights (plus the interpreter and runtime).
+    """~300 MB of weights: converted and verified from the files; the output loads and matches.
+
+    The converter's peak memory stays within 3x the weights (plus the interpreter and runtime).
     """
     facts = big_model.build_model(str(tmp_path), 300_000_000, layers=3)
     weights = facts["weights_bytes"]
@@ -188,8 +191,9 @@ def test_300mb_round_trip_and_memory(tmp_path):
 
 @pytest.mark.parametrize("external", [True, False])
 def test_big_new_weights_go_straight_to_the_output(tmp_path, external, monkeypatch):
-    """Rewritten weights of 1 MiB and more bypass the in-memory model (written straight into the output),
-    for an external-data output and for an inline one.
+    """Rewritten weights of 1 MiB and more bypass the in-memory model.
+
+    They are written straight into the output, for an external-data output and for an inline one.
     """
     from deconv2sub.io import model_io
 
@@ -221,7 +225,7 @@ def test_big_new_weights_go_straight_to_the_output(tmp_path, external, monkeypat
 
 
 def test_shape_inference_of_big_inline_models_skips_their_data(monkeypatch):
-    """Above a size, shapes are inferred on a skeleton without the big initializers' data: same result."""
+    """Above a size, shapes are inferred on a skeleton without the big data: same result."""
     from deconv2sub import api
 
     _, m = _external_model_in_memory()

@@ -65,8 +65,10 @@ def _load_cases():
 
 
 def _generated_cases():
-    """The ConvTranspose node cases from onnx's generator. ``collect_testcases`` imports every op's
-    module (seconds); importing only ``convtranspose`` with the op filter set is enough and fast.
+    """The ConvTranspose node cases from onnx's generator.
+
+    ``collect_testcases`` imports every op's module (seconds); importing only ``convtranspose`` with
+    the op filter set is enough and fast.
     """
     import importlib
 

@@ -1,5 +1,7 @@
-"""float16, float64 and bfloat16 models: converted in their own dtype; verified where ORT CPU can run them,
-otherwise converted, reported as not verified (exit 0), and checked here with the ONNX reference.
+"""float16, float64 and bfloat16 models: converted in their own dtype.
+
+Verified where ORT CPU can run them, otherwise converted, reported as not verified (exit 0), and
+checked here with the ONNX reference.
 """
 
 from __future__ import annotations
@@ -127,7 +129,10 @@ def test_bfloat16_opset22_converted_not_verified(tmp_path):
 
 
 def test_bfloat16_before_opset22_is_invalid_input(tmp_path):
-    """ConvTranspose accepts bfloat16 only from opset 22: an older model is rejected with one line, exit 2."""
+    """ConvTranspose accepts bfloat16 only from opset 22.
+
+    An older model is rejected with one line, exit 2.
+    """
     m = _model(BF16, opset=17, ir_version=8)
     p = tmp_path / "bf16_old.onnx"
     onnx.save(m, p)
@@ -150,8 +155,10 @@ def test_weight_dtype_kept_by_library(dtype):
 
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 def test_non_finite_weight_is_left_alone(bad):
-    """Exactness holds for finite weights only: the Conv also multiplies zero taps and zero padding, and
-    0 * inf = NaN would reach cells the ConvTranspose computes without that tap.
+    """Exactness holds for finite weights only.
+
+    The Conv also multiplies zero taps and zero padding, and 0 * inf = NaN would reach cells the
+    ConvTranspose computes without that tap.
     """
     w = RNG.standard_normal((3, 2, 4, 4)).astype(np.float32)
     w[1, 0, 2, 3] = bad

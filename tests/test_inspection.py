@@ -1,4 +1,7 @@
-"""deconv2sub.inspection: the planned emission equals what convert emits; MACs and bytes are right."""
+"""deconv2sub.inspection: the planned emission equals what convert emits.
+
+MACs and bytes are right.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +46,10 @@ def _model(in_shape, wshape, attrs, bias):
 
 
 def _conv_costs(converted: onnx.ModelProto, new_nodes):
-    """Independent numbers from the converted model itself: MACs from inferred Conv output shapes."""
+    """Independent numbers from the converted model itself.
+
+    MACs from inferred Conv output shapes.
+    """
     inferred = onnx.shape_inference.infer_shapes(converted)
     shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
               for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}

@@ -1,5 +1,6 @@
-"""Emission strategies, crop folding and shuffle sinking, checked against ONNX Runtime running the ORIGINAL
-ConvTranspose (+ its consumers).
+"""Emission strategies, crop folding and shuffle sinking.
+
+Checked against ONNX Runtime running the ORIGINAL ConvTranspose (+ its consumers).
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ def _x(shape, dtype=np.float32):
 
 
 def _chain_model(in_shape, weight, bias, consumers, attrs, *, extra_outputs=(), opset=17):
-    """X -> ConvTranspose -> consumers... -> Y. ``consumers``: list of (op, extra input arrays, attrs)."""
+    """X -> ConvTranspose -> consumers... -> Y.
+
+    ``consumers``: list of (op, extra input arrays, attrs).
+    """
     inits = [numpy_helper.from_array(weight, "W")]
     inputs = ["X", "W"]
     if bias is not None:
@@ -196,9 +200,12 @@ STRATEGY_CASES = [
     (["N", 3, 5, 6], [(1, 3, 5, 6), (3, 3, 5, 6)], (3, 3), (2, 2), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     (["N", 3, "H", "W"], [(1, 3, 5, 6), (2, 3, 9, 4)],
      (3, 5), (2, 3), (1, 1), (0, 1, 2, 0), (1, 0), 1),
-    ([1, 3, "H", "W"], [(1, 3, 5, 6), (1, 3, 9, 4)], (4, 4), (2, 2), (1, 1), (1, 1, 1, 1), (0, 0), 1),
-    (["N", 3, "H", 6], [(1, 3, 5, 6), (2, 3, 9, 6)], (3, 3), (2, 1), (1, 2), (1, 0, 0, 1), (1, 0), 1),
-    (["N", 3, "H", 6], [(1, 3, 5, 6), (2, 3, 9, 6)], (3, 3), (1, 2), (2, 1), (1, 0, 0, 1), (0, 1), 1),
+    ([1, 3, "H", "W"], [(1, 3, 5, 6), (1, 3, 9, 4)],
+     (4, 4), (2, 2), (1, 1), (1, 1, 1, 1), (0, 0), 1),
+    (["N", 3, "H", 6], [(1, 3, 5, 6), (2, 3, 9, 6)],
+     (3, 3), (2, 1), (1, 2), (1, 0, 0, 1), (1, 0), 1),
+    (["N", 3, "H", 6], [(1, 3, 5, 6), (2, 3, 9, 6)],
+     (3, 3), (1, 2), (2, 1), (1, 0, 0, 1), (0, 1), 1),
     ([1, 4, 5, 5], [(1, 4, 5, 5)], (4, 4), (2, 2), (2, 2), (1, 2, 2, 1), (1, 1), 2),
     ([1, 4, 5, 5], [(1, 4, 5, 5)], (3, 3), (2, 2), (1, 1), (5, 0, 0, 5), (1, 1), 2),
     (["N", 3, "L"], [(1, 3, 10), (2, 3, 33)], (16,), (8,), (1,), (4, 4), (0,), 1),
@@ -266,7 +273,10 @@ def test_strategies(strategy, in_shape, shapes, kernel, strides, dilations, pads
 
 
 def test_crop_folds_away_for_enet():
-    """k3 s2 p1 op1: the begin crop becomes a phase rotation with no extra tap, and no Slice is left."""
+    """k3 s2 p1 op1: the begin crop becomes a phase rotation with no extra tap.
+
+    No Slice is left.
+    """
     w = _x((4, 3, 3, 3))
     m = convtranspose_model(
         [1, 4, 6, 6], w, _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]
@@ -333,7 +343,10 @@ def test_per_phase_stores_only_real_taps():
 
 
 def test_per_phase_folds_every_crop():
-    """k4 s2 p1 (DCGAN): the shared kernel would grow to 3 taps, but each phase Conv keeps its 2: no Slice."""
+    """k4 s2 p1 (DCGAN): no Slice.
+
+    The shared kernel would grow to 3 taps, but each phase Conv keeps its 2.
+    """
     m = convtranspose_model(
         [1, 4, 6, 6], _x((4, 3, 4, 4)), _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1]
     )
@@ -373,8 +386,10 @@ def test_phase_groups(in_shape, kernel, strides, pads, op, convs):
 
 
 def test_gemm_and_gather_emissions():
-    """U-Net k2 s2, batch 1: the default is one Gemm + one 2-D Transpose + one Gather that writes the
-    output (no Reshape after it); a BatchNormalization after it keeps the Conv (which absorbs it).
+    """U-Net k2 s2, batch 1: the default is one Gemm + one 2-D Transpose + one Gather.
+
+    The Gather writes the output (no Reshape after it); a BatchNormalization after it keeps the Conv
+    (which absorbs it).
     """
     w = _x((4, 3, 2, 2))
     m = convtranspose_model([1, 4, 6, 8], w, _x((3,)), strides=[2, 2])
@@ -448,8 +463,9 @@ def test_default_rule_per_target(target, expected):
 
 
 def test_sunk_operands_from_constant_nodes_leave_no_dead_constant():
-    """Operands produced by Constant nodes are copied onto the moved op; the Constant nodes then die and
-    are removed (ONNX Runtime would warn about unused nodes).
+    """Operands produced by Constant nodes are copied onto the moved op.
+
+    The Constant nodes then die and are removed (ONNX Runtime would warn about unused nodes).
     """
     w = _x((3, M, 4, 4))
     nodes = [
@@ -475,8 +491,10 @@ def test_sunk_operands_from_constant_nodes_leave_no_dead_constant():
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_phase_convs_with_row_gather(batch):
-    """DCGAN k4 s2 p1 (ONNX Runtime rule): 4 phase Convs, one 2-D Transpose, one Gather on axis 0 whose
-    indices carry the batch; no Slice. A symbolic batch falls back to the two-stage transpose.
+    """DCGAN k4 s2 p1 (ONNX Runtime rule): 4 phase Convs, one 2-D Transpose, one Gather on axis 0.
+
+    The Gather's indices carry the batch; no Slice. A symbolic batch falls back to the two-stage
+    transpose.
     """
     w = _x((4, 3, 4, 4))
     m = convtranspose_model([batch, 4, 5, 6], w, _x((3,)), strides=[2, 2], pads=[1, 1, 1, 1])
@@ -498,8 +516,10 @@ def test_phase_convs_with_row_gather(batch):
 
 
 def test_gather_emissions_run_on_openvino():
-    """The ONNX Runtime rule's models must run on OpenVINO too (a Gather on axis 1 with 2-D indices
-    followed by a Conv fails OpenVINO's CPU plugin: the Gathers use axis 2 or 0).
+    """The ONNX Runtime rule's models must run on OpenVINO too.
+
+    A Gather on axis 1 with 2-D indices followed by a Conv fails OpenVINO's CPU plugin: the Gathers
+    use axis 2 or 0.
     """
     ov = pytest.importorskip("openvino")
 

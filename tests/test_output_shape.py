@@ -54,9 +54,7 @@ def _full(size, k, s, d, op):
 
 
 def _check_all_strategies(model, shapes):
-    """Every fixed strategy rewrites the node; the result equals ORT's ConvTranspose at every
-    shape.
-    """
+    """Every fixed strategy rewrites the node, equal to ORT's ConvTranspose at every shape."""
     for name in FIXED:
         converted, report = deconv2sub.convert_model(model, ConvertOptions(strategy=name))
         assert report.rewritten and not report.skipped, (name, [n.reason for n in report.skipped])

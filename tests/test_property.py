@@ -1,4 +1,6 @@
-"""Property test: random valid ConvTranspose configurations, converted, against ORT running the original.
+"""Property test: random valid ConvTranspose configurations.
+
+Converted, and checked against ORT running the original.
 
 Rank 1-3; per axis kernel, stride, dilation, pads, output_padding < stride; group; bias; auto_pad;
 symbolic dims (then two input shapes). Every drawn node must be rewritten and match ORT to float

@@ -1,6 +1,7 @@
-"""Quantized (QDQ) ConvTranspose: the quantized weight is rearranged (zero taps = zero point), scales and
-zero points repeat per phase, activation Q/DQ pairs stay valid; checked against ORT running the
-original.
+"""Quantized (QDQ) ConvTranspose, checked against ORT running the original.
+
+The quantized weight is rearranged (zero taps = zero point), scales and zero points repeat per
+phase, activation Q/DQ pairs stay valid.
 """
 
 from __future__ import annotations
@@ -185,7 +186,10 @@ def test_qdq_exact(dtype, axis, group, bias):
 
 
 def test_missing_taps_hold_the_zero_point():
-    """Kernel 3 with stride 2 leaves empty taps; with a non-zero zero point they must hold it (not 0)."""
+    """Kernel 3 with stride 2 leaves empty taps.
+
+    With a non-zero zero point they must hold it (not 0).
+    """
     model = qdq_model(dtype=np.uint8, axis=1, kernel=(3, 3), bias=False)
     converted, _ = _convert(model)
     q, scale, zp, _ = _conv_weight_dq(converted)
@@ -202,8 +206,9 @@ def test_missing_taps_hold_the_zero_point():
 
 @pytest.mark.parametrize("order", ["CRD", "DCR", "auto"])
 def test_repeat_order_per_phase(order):
-    """Per-channel scales of the Conv repeat each output channel's scale for its P phases: np.repeat in
-    CRD order, np.tile in DCR, and whatever row layout the plan picks otherwise.
+    """Per-channel scales of the Conv repeat each output channel's scale for its P phases.
+
+    np.repeat in CRD order, np.tile in DCR, and whatever row layout the plan picks otherwise.
     """
     from deconv2sub import ConvertOptions
 
@@ -243,7 +248,10 @@ def test_activation_qdq_pairs_and_requantized_conv_output():
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8])
 @pytest.mark.parametrize("axis", [None, 1])
 def test_qdq_general_scales_within_one_step(dtype, axis):
-    """Arbitrary scales: float summation order may flip a rounding tie, by at most one quantization step."""
+    """Arbitrary scales: at most one quantization step off.
+
+    Float summation order may flip a rounding tie.
+    """
     model = qdq_model(dtype=dtype, axis=axis, pow2=False, spatial=(7, 7))
     converted, _ = _convert(model)
     feeds = _feeds(model)
@@ -255,7 +263,7 @@ def test_qdq_general_scales_within_one_step(dtype, axis):
 
 
 def test_qdq_runs_with_ort_optimisations():
-    """With graph optimisations ORT may fuse DQ → Conv → Q into an integer Conv; the model must still run."""
+    """The model still runs when ORT's optimisations fuse DQ → Conv → Q into an integer Conv."""
     model = qdq_model(axis=1, dtype=np.uint8)
     converted, _ = _convert(model)
     so = ort.SessionOptions()

@@ -1,4 +1,6 @@
-"""Real architectures written by others, built from configs with random weights (nothing downloaded).
+"""Real architectures written by others.
+
+Built from configs with random weights (nothing downloaded).
 
 Each model is exported from PyTorch to ONNX (opset 17, IR 8, legacy exporter), converted with
 ``deconv2sub.convert_model`` and checked with ONNX Runtime (CPU) against the ORIGINAL model: every

@@ -1,4 +1,7 @@
-"""The graph pass, checked against ONNX Runtime running the ORIGINAL ConvTranspose (never our formula)."""
+"""The graph pass, checked against ONNX Runtime running the ORIGINAL ConvTranspose.
+
+Never against our formula.
+"""
 
 from __future__ import annotations
 
@@ -253,7 +256,10 @@ def test_float16():
 
 
 def test_seed_example():
-    """The seed paper's example: input (1,4,4), r = 2, kernel (1,1,4,4) -> Conv kernel (4,1,2,2) + shuffle to (1,8,8)."""
+    """The seed paper's example: input (1,4,4), r = 2, kernel (1,1,4,4).
+
+    Conv kernel (4,1,2,2) + shuffle to (1,8,8).
+    """
     w = _x((1, 1, 4, 4))
     m = convtranspose_model([1, 1, 4, 4], w, None, strides=[2, 2], pads=[1, 1, 1, 1])
     converted, report = _convert_and_check(
@@ -265,7 +271,7 @@ def test_seed_example():
 
 
 def test_model_fields_names_and_shared_weight():
-    """Output names kept, model metadata kept, a weight shared by two nodes and a graph output stays valid."""
+    """Output names and metadata kept; a weight shared by two nodes, a graph output, stay valid."""
     from onnx import TensorProto, helper, numpy_helper
 
     w = _x((2, 2, 4, 4))

@@ -1,5 +1,6 @@
-"""Every committed sample in samples/ converts completely and matches ONNX Runtime running the
-original, also through the CLI with the README's defaults (no --input-shape).
+"""Every committed sample in samples/ converts completely and matches ORT running the original.
+
+Also through the CLI with the README's defaults (no --input-shape).
 
 Needs no torch: the samples are committed .onnx files (re-exported by samples/export_samples.py).
 """
@@ -82,8 +83,10 @@ def test_sample_converts_and_matches_ort(name):
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_sample_converts_with_the_readme_defaults(name, tmp_path, capfd):
-    """``deconv2sub convert samples/X.onnx -o out.onnx``: verified (at two different shapes where a
-    dim is symbolic, sizes tied by the graph included), and no ONNX Runtime log line anywhere.
+    """``deconv2sub convert samples/X.onnx -o out.onnx`` verifies, with no ONNX Runtime log line.
+
+    Verified at two different shapes where a dim is symbolic, sizes tied by the graph included; no
+    ONNX Runtime log line anywhere.
     """
     out = tmp_path / "out.onnx"
     r = CliRunner().invoke(main, ["convert", _path(name), "-o", str(out), "--json"],

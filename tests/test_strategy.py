@@ -1,4 +1,7 @@
-"""Strategy selection: fixed strategies, ``auto`` (measured, cached), the CLI option, and the report fields."""
+"""Strategy selection.
+
+Fixed strategies, ``auto`` (measured, cached), the CLI option, and the report fields.
+"""
 
 from __future__ import annotations
 
@@ -153,8 +156,9 @@ def test_cli_strategy_option(tmp_path, cache_dir):
 
 
 def test_cli_target_picks_the_rule(tmp_path):
-    """The default target is portable whatever --runtime verifies on; --target names the rule; inspect
-    shows it.
+    """The default target is portable whatever --runtime verifies on.
+
+    --target names the rule; inspect shows it.
     """
     pytest.importorskip("openvino")
     from click.testing import CliRunner

@@ -68,7 +68,10 @@ def _walk_ops(graph):
 
 
 def test_if_both_branches_same_node_names():
-    """Both branches hold a node called 'up' (one with an outer-scope weight, one with a branch-local one)."""
+    """Both branches hold a node called 'up'.
+
+    One with an outer-scope weight, one with a branch-local one.
+    """
     w_outer, w_inner = _x(3, 2, 4, 4), _x(3, 2, 3, 3)
     then_g = helper.make_graph(
         [
@@ -125,7 +128,7 @@ def test_if_both_branches_same_node_names():
 
 
 def test_loop_body_carried_and_scan_output():
-    """Loop body: a stride-1 ConvTranspose on the carried state and a stride-2 one as scan output."""
+    """Loop body: a stride-1 ConvTranspose on the carried state, a stride-2 one as scan output."""
     w_keep, w_up = _x(3, 3, 3, 3) * 0.3, _x(3, 2, 4, 4)
     body = helper.make_graph(
         [

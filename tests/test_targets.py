@@ -1,6 +1,7 @@
-"""Target profiles: built-in and TOML profiles, the portable default, profile limits honoured by every
-emitted graph (checked against ONNX Runtime running the original), MACs, kept strides, toolchain
-bugs.
+"""Target profiles.
+
+Built-in and TOML profiles, the portable default, profile limits honoured by every emitted graph
+(checked against ONNX Runtime running the original), MACs, kept strides, toolchain bugs.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ SHAPE_OPS = {"Shape", "Slice", "Mul", "Concat"}  # run-time shape arithmetic (sy
 def _assert_within(
     profile: TargetProfile, converted: onnx.ModelProto, static: bool, shape_free: bool = True
 ):
-    """Every emitted node is one the profile allows, with its limits; without shape arithmetic where the
-    sizes are static or ``shape_free`` (1-D, and 2-D with equal strides, need none).
+    """Every emitted node is one the profile allows, with its limits.
+
+    Without shape arithmetic where the sizes are static or ``shape_free`` (1-D, and 2-D with equal
+    strides, need none).
     """
     allowed = PORTABLE_OPS | ({"Gather"} if profile.gather else set())
     if not static and not shape_free and profile.dynamic_shapes:
@@ -232,7 +235,10 @@ def test_portable_default_2d_is_conv_depth_to_space():
 
 
 def test_one_d_symbolic_needs_no_shape_arithmetic():
-    """1-D with symbolic batch and length: Reshape [0, M, s, -1] -> Transpose -> Reshape [0, M, -1]."""
+    """1-D with symbolic batch and length.
+
+    Reshape [0, M, s, -1] -> Transpose -> Reshape [0, M, -1].
+    """
     m = convtranspose_model(["N", 4, "L"], _x((4, 3, 16)), None, strides=[8], pads=[4, 4])
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target="tvm"))
     assert report.nodes[0].rewritten and "Shape" not in op_types(converted)
@@ -253,7 +259,10 @@ def test_block_cascade_for_small_max_block():
 
 
 def test_sinking_follows_a_reordered_cascade():
-    """BN + Relu moved above a DepthToSpace cascade: their per-channel values follow the row order."""
+    """BN + Relu moved above a DepthToSpace cascade.
+
+    Their per-channel values follow the row order.
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     w, m_out = _x((3, 2, 8, 8)), 2
@@ -287,8 +296,10 @@ def test_sinking_follows_a_reordered_cascade():
 # ---- MACs ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("target", ["portable", "onnxruntime", "ncnn", "ethos-n"])
 def test_one_by_one_input_keeps_the_macs(target):
-    """The latent projection of a DCGAN generator (k4 s1 on 1x1 -> 4x4): a 1x1 Conv with 16x the
-    channels + DepthToSpace(4), the original's MACs, instead of a 4x4 Conv over a padded 7x7 input.
+    """The latent projection of a DCGAN generator (k4 s1 on 1x1 -> 4x4).
+
+    A 1x1 Conv with 16x the channels + DepthToSpace(4), the original's MACs, instead of a 4x4 Conv
+    over a padded 7x7 input.
     """
     m = convtranspose_model(["N", 16, 1, 1], _x((16, 8, 4, 4)), _x((8,)), strides=[1, 1])
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target=target))
@@ -340,8 +351,10 @@ def test_kept_strides_leave_the_node_with_the_reason():
 
 
 def test_toolchain_bug_warnings(tmp_path):
-    """CRD DepthToSpace with C/b^2 != b is miscompiled by IREE: portable's output warns for --toolchain
-    iree, the iree profile's (DCR) does not; a C/b^2 == b DepthToSpace does not warn.
+    """CRD DepthToSpace with C/b^2 != b is miscompiled by IREE.
+
+    Portable's output warns for --toolchain iree, the iree profile's (DCR) does not; a C/b^2 == b
+    DepthToSpace does not warn.
     """
     m = convtranspose_model([1, 4, 5, 6], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1])
     _, report = deconv2sub.convert_model(m, ConvertOptions(toolchains=("iree",)))
@@ -406,9 +419,10 @@ def test_benchmark_blocks_default_form():
 
 
 def test_mnn_keeps_2d_and_rewrites_1d():
-    """MNN's 2-D Deconvolution is exact (its wide 2x2 Conv is not): --target mnn keeps 2-D nodes and
-    rewrites 1-D ones (MNN's own 1-D ConvTranspose gives the wrong output rank); portable's 2x2 Conv
-    warns for --toolchain mnn.
+    """MNN's 2-D Deconvolution is exact (its wide 2x2 Conv is not).
+
+    --target mnn keeps 2-D nodes and rewrites 1-D ones (MNN's own 1-D ConvTranspose gives the wrong
+    output rank); portable's 2x2 Conv warns for --toolchain mnn.
     """
     m = convtranspose_model(
         [1, 64, 32, 32], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1]
@@ -424,8 +438,9 @@ def test_mnn_keeps_2d_and_rewrites_1d():
 
 
 def test_fold_crop_always_gives_a_3x3_conv_without_a_slice():
-    """fold_crop "always": DCGAN's k4 s2 p1 becomes a 3x3 Conv + DepthToSpace, no Slice (exact, more
-    MACs, said in the report): the form that survives MNN's inexact wide 2x2 Conv.
+    """fold_crop "always": DCGAN's k4 s2 p1 becomes a 3x3 Conv + DepthToSpace, no Slice.
+
+    Exact, more MACs, said in the report: the form that survives MNN's inexact wide 2x2 Conv.
     """
     prof = TargetProfile(name="grow", fold_crop="always")
     m = convtranspose_model(
@@ -450,7 +465,10 @@ def test_fold_crop_always_in_toml(tmp_path):
 
 
 def test_square_tensor_before_a_padded_conv_warns_for_tflite():
-    """onnx2tf guesses layouts by shape: a Reshape result [N, C, C, C] into a padded Conv is flagged."""
+    """onnx2tf guesses layouts by shape.
+
+    A Reshape result [N, C, C, C] into a padded Conv is flagged.
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     shape = numpy_helper.from_array(np.array([1, 8, 8, 8], np.int64), "shape")

@@ -1,4 +1,7 @@
-"""The PyTorch bridge: exact ConvTranspose replacement, ONNX export without ConvTranspose, ICNR sub-pixel layers."""
+"""The PyTorch bridge.
+
+Exact ConvTranspose replacement, ONNX export without ConvTranspose, ICNR sub-pixel layers.
+"""
 
 from __future__ import annotations
 
@@ -225,7 +228,9 @@ def test_pixel_shuffle_nd_roundtrip_and_order(ndim, scale):
 
 
 def checkerboard_energy(y: torch.Tensor, scale) -> float:
-    """Variance between the phases of each ``scale`` block of ``y``, relative to the mean square of ``y``.
+    """Variance between the phases of each ``scale`` block of ``y``.
+
+    Relative to the mean square of ``y``.
 
     0 when every block is constant (nearest-neighbour upsampling of something); a checkerboard makes
     it positive. Blocks start at index 0 of every axis.

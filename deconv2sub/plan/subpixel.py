@@ -1,4 +1,4 @@
-"""The sub-pixel plan: pure arithmetic that turns a ConvTranspose into a Conv + periodic shuffle + crop.
+"""The sub-pixel plan: pure arithmetic turning a ConvTranspose into Conv + periodic shuffle + crop.
 
 Nothing here knows about ONNX protobufs or graphs: attributes and the kernel go in, the
 low-resolution Conv's kernel, pads and dilations, the shuffle's channel order and the crop come out.
@@ -173,7 +173,10 @@ class AxisPlan:
 
 @dataclass
 class SubPixelPlan:
-    """The emission for one ConvTranspose: Conv(weight, bias, pads, dilations, group) → shuffle → crop."""
+    """The emission for one ConvTranspose.
+
+    Conv(weight, bias, pads, dilations, group) → shuffle → crop.
+    """
 
     axes: tuple
     group: int
@@ -194,8 +197,10 @@ class SubPixelPlan:
         return axes[-1] if axes else None
 
     def row_layout(self) -> list:
-        """The Conv output channel axis as named factors, outermost first: ``("M", M)`` and
-        ``("S<a>", s_a)`` for every axis ``a`` with ``s_a > 1``; ``M`` stands for ``(g, M/g)``.
+        """The Conv output channel axis as named factors, outermost first.
+
+        ``("M", M)`` and ``("S<a>", s_a)`` for every axis ``a`` with ``s_a > 1``; ``M`` stands for
+        ``(g, M/g)``.
         """
         phases = [(f"S{i}", a.stride) for i, a in enumerate(self.axes) if a.stride > 1]
         if self.order == "CRD":
@@ -260,8 +265,9 @@ class SubPixelPlan:
 
 
 def layout_row_channels(layout: Sequence) -> np.ndarray:
-    """Output channel ``m`` of every row of a channel axis laid out as ``[(name, size), ...]`` (outermost
-    first, one factor named "M").
+    """Output channel ``m`` of every row of a channel axis laid out as ``[(name, size), ...]``.
+
+    Factors are outermost first, one of them named "M".
     """
     grid = np.indices([n for _, n in layout]).reshape(len(layout), -1)
     return grid[[name for name, _ in layout].index("M")]

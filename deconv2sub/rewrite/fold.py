@@ -88,7 +88,9 @@ def _has_subgraph_or_ref(node: gs.Node) -> Optional[str]:
 
 
 def producer_nodes(tensor: gs.Tensor) -> List[gs.Node]:
-    """The nodes that compute ``tensor`` from constants, in topological order (``Constant`` nodes included).
+    """The nodes that compute ``tensor`` from constants, in topological order.
+
+    ``Constant`` nodes included.
 
     Raises :class:`FoldError` when the tensor depends on anything known only at run time, on a
     non-deterministic or custom op, or when the subgraph is larger than :data:`MAX_NODES`.
@@ -174,7 +176,8 @@ def _precheck(node: gs.Node, inputs: List[Optional[np.ndarray]]) -> None:
         return  # let the op itself report the problem
     if size > MAX_BYTES:
         raise FoldError(
-            f"{node.op} node '{node.name}' would produce {size / 1e9:.1f} GB (limit {MAX_BYTES / 1e9:.1f} GB)"
+            f"{node.op} node '{node.name}' would produce {size / 1e9:.1f} GB"
+            f" (limit {MAX_BYTES / 1e9:.1f} GB)"
         )
 
 
@@ -269,7 +272,7 @@ def _is_graph_output(tensor: gs.Tensor, graphs: List[gs.Graph]) -> bool:
 def drop_dead(
     graph: gs.Graph, nodes: List[gs.Node], protected_graphs: Optional[List[gs.Graph]] = None
 ) -> int:
-    """Remove those of ``nodes`` (in ``graph``) whose outputs nobody uses any more; returns how many.
+    """Remove those of ``nodes`` (in ``graph``) whose outputs nobody uses any more; return how many.
 
     A node stays when any output is consumed (in this graph, a subgraph or a function) or is an
     output of ``graph`` or of ``protected_graphs``. Goes backwards, so whole dead chains disappear.

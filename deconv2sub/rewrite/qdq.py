@@ -96,8 +96,9 @@ def read_dequantize(
     allowed: set,
     what: str,
 ) -> Quantized:
-    """Read a DequantizeLinear whose inputs are constants. ``values_of`` returns (array, producer nodes)
-    or raises QdqError with a reason.
+    """Read a DequantizeLinear whose inputs are constants.
+
+    ``values_of`` returns (array, producer nodes) or raises QdqError with a reason.
     """
     if len(node.inputs) < 2:
         raise QdqError(f"{what} DequantizeLinear '{node.name}' has no scale")
@@ -122,7 +123,8 @@ def read_dequantize(
         zp = np.asarray(zp)
         if zp.shape != scale.shape:
             raise QdqError(
-                f"{what} zero point shape {list(zp.shape)} differs from scale shape {list(scale.shape)}"
+                f"{what} zero point shape {list(zp.shape)} differs from scale shape"
+                f" {list(scale.shape)}"
             )
     axis = None
     if scale.size != 1:  # per-channel (a one-element scale is per-tensor, whatever its axis)
@@ -172,8 +174,9 @@ def check_weight(w: Quantized, group: int) -> None:
 
 
 def _row_channels(plan) -> np.ndarray:
-    """Output channel m of every Conv output row (CRD: m*P + phase, DCR: phase*M + m, or whatever
-    layout the plan reports).
+    """Output channel m of every Conv output row.
+
+    CRD: m*P + phase, DCR: phase*M + m, or whatever layout the plan reports.
     """
     if hasattr(plan, "row_channels"):
         return np.asarray(plan.row_channels())
@@ -198,7 +201,10 @@ def _dequantize_node(em, suffix: str, values, scale, zero_point, axis, attrs, dt
 
 
 def emit_weight(em, plan, w: Quantized) -> gs.Variable:
-    """DequantizeLinear feeding the Conv: the planned ``w_q - z_w`` with zero points added back per row."""
+    """DequantizeLinear feeding the Conv.
+
+    It dequantizes the planned ``w_q - z_w`` with the zero points added back per row.
+    """
     shifted = plan.weight.astype(np.int32)
     channels = _row_channels(plan)
     scale, zp, axis = w.scale, w.zero_point, None
@@ -235,8 +241,10 @@ def emit_bias(em, plan, b: Quantized) -> gs.Variable:
 def requantize_conv_output(
     graph: gs.Graph, y: gs.Tensor, unique: Callable[[str], str], base: str
 ) -> List[str]:
-    """If ``y`` (the kept ConvTranspose output) feeds exactly one per-tensor QuantizeLinear, put the same
-    Q/DQ pair right after the new Conv (before shuffle/crop). Returns the new node names.
+    """Re-quantize the new Conv's output like ``y``'s; return the new node names.
+
+    If ``y`` (the kept ConvTranspose output) feeds exactly one per-tensor QuantizeLinear, put the
+    same Q/DQ pair right after the new Conv (before shuffle/crop).
     """
     if len(y.outputs) != 1 or any(o is y for o in graph.outputs):
         return []

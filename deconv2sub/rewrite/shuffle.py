@@ -69,7 +69,10 @@ class Emitter:
 
 
 def shuffle_kind(plan: SubPixelPlan, opset: int, prefer: str = "auto") -> str:
-    """Which shuffle the plan gets: "none", "DepthToSpace(CRD)", "DepthToSpace(DCR)" or "Reshape/Transpose"."""
+    """Which shuffle the plan gets.
+
+    One of "none", "DepthToSpace(CRD)", "DepthToSpace(DCR)" or "Reshape/Transpose".
+    """
     if not plan.needs_shuffle:
         return "none"
     d2s_ok = plan.rank == 2 and plan.strides[0] == plan.strides[1]
@@ -89,7 +92,10 @@ def emit_shuffle(
     y: gs.Variable,
     in_spatial: Optional[Sequence[Optional[int]]],
 ) -> None:
-    """Shuffle ``x`` (Conv output) into ``y``; ``in_spatial`` are the ConvTranspose input sizes (None = unknown)."""
+    """Shuffle ``x`` (Conv output) into ``y``.
+
+    ``in_spatial`` are the ConvTranspose input sizes (None = unknown).
+    """
     n = plan.rank
     if kind.startswith("DepthToSpace"):
         attrs = {"blocksize": plan.strides[0]}
@@ -172,8 +178,9 @@ def _slice(em: Emitter, suffix: str, x, y, starts, ends, axes) -> None:
 
 def emit_crop(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
               crops: Optional[Sequence[Sequence[int]]] = None) -> List[List[int]]:
-    """Slice the shuffled tensor ``x`` into ``y``; returns the per-axis [begin, end] crop (``crops``:
-    instead of the plan's, when part of it was done elsewhere).
+    """Slice the shuffled tensor ``x`` into ``y``; return the per-axis [begin, end] crop.
+
+    ``crops``: instead of the plan's, when part of it was done elsewhere.
     """
     if crops is None:
         crops = [[ax.crop_begin, ax.crop_end] for ax in plan.axes]
@@ -189,13 +196,14 @@ def emit_crop(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
 
 def emit_runtime_crop(em: Emitter, plan: SubPixelPlan, x_in: gs.Tensor, x: gs.Variable,
                       y: gs.Variable, crops: Optional[Sequence[Sequence[int]]] = None) -> list:
-    """Slice ``x`` into ``y`` when some axes (``plan.runtime_axes``: ``output_shape`` with a
-    symbolic input size) are cut at run time. Their begin is the ConvTranspose's begin pad, computed
-    from the run-time size ``I`` of ``x_in`` (the ConvTranspose input): ``t = max(0, s*I +
-    offset)``, begin ``t - t // 2`` (``t // 2`` for SAME_UPPER); their end is ``begin +
-    output_shape``. The other axes keep their constant crop (``crops``, default the plan's); one
-    Slice does all. Needs opset >= 10 (Slice inputs). Returns the per-axis crop for the report,
-    ``["run-time", out]`` on the run-time axes.
+    """Slice ``x`` into ``y`` when some axes are cut at run time; return the per-axis crop.
+
+    Those axes are ``plan.runtime_axes``: ``output_shape`` with a symbolic input size. Their begin
+    is the ConvTranspose's begin pad, computed from the run-time size ``I`` of ``x_in`` (the
+    ConvTranspose input): ``t = max(0, s*I + offset)``, begin ``t - t // 2`` (``t // 2`` for
+    SAME_UPPER); their end is ``begin + output_shape``. The other axes keep their constant crop
+    (``crops``, default the plan's); one Slice does all. Needs opset >= 10 (Slice inputs). The
+    returned crop (for the report) is ``["run-time", out]`` on the run-time axes.
     """
     if em.opset < 10:
         raise ValueError("a run-time crop needs Slice with inputs (opset >= 10)")
@@ -294,8 +302,9 @@ class _Shapes:
 def _permute(
     em: Emitter, shapes: _Shapes, x: gs.Variable, src: list, dst_labels: list, suffix: str
 ) -> gs.Variable:
-    """Transpose ``x`` (logical axes ``src``) into the label order ``dst_labels``; returns the result
-    (or ``x`` itself when the permutation only merges/splits axes).
+    """Transpose ``x`` (logical axes ``src``) into the label order ``dst_labels``; return it.
+
+    The result is ``x`` itself when the permutation only merges/splits axes.
     """
     merged, perm, _ = merge_axes(src, dst_labels)
     if perm == list(range(len(perm))):
@@ -320,9 +329,10 @@ def emit_permuted_shuffle(
     rows: Optional[list] = None,
     channels_last: bool = False,
 ) -> None:
-    """Shuffle ``x`` (the Conv output) into ``y`` through the label orders ``stages`` (the last one must be
-    :func:`output_labels`), each a Transpose after merging axes, then one Reshape to
-    ``[N, M, Q*s...]``. ``rows`` is the channel layout of ``x`` when it is not
+    """Shuffle ``x`` (the Conv output) into ``y`` through the label orders ``stages``.
+
+    The last stage must be :func:`output_labels`; each is a Transpose after merging axes, then one
+    Reshape to ``[N, M, Q*s...]``. ``rows`` is the channel layout of ``x`` when it is not
     ``plan.row_layout()``. With ``channels_last`` the first step is a Transpose of ``x`` itself to
     ``[N, Q1, ..., Qn, C']`` (no Reshape before it): runtimes whose convolutions compute
     channels-last (OpenVINO's CPU plugin) make it a free layout change, and the one remaining
@@ -367,9 +377,11 @@ def emit_gather_shuffle(
     rows: Optional[list] = None,
     split=None,
 ) -> None:
-    """Shuffle ``x`` (Conv output; "LCR" rows, or the concatenation of phase-group Convs ``split`` with
-    channel layout ``rows``) into ``y`` by one 2-D Transpose (the last axis' phase to the end) and
-    one Gather (see above); the crop left to slice is :func:`gather_crop`.
+    """Shuffle ``x`` into ``y`` by one 2-D Transpose and one Gather (see above).
+
+    ``x`` is the Conv output ("LCR" rows), or the concatenation of phase-group Convs ``split`` with
+    channel layout ``rows``; the Transpose moves the last axis' phase to the end. The crop left to
+    slice is :func:`gather_crop`.
     """
     n = plan.rank
     last = plan.axes[n - 1]
@@ -401,7 +413,7 @@ def emit_gather_shuffle(
 
 
 def _batch_reshape_shape(shapes: "_Shapes", suffix: str, rest: list) -> gs.Tensor:
-    """A Reshape target ``[0, rest...]``: the batch copied from the input (its axis 0), ``rest`` sizes."""
+    """A Reshape target ``[0, rest...]``: the batch copied from the input (axis 0), then rest."""
     if sum(not known(sz) for sz in rest) <= 1:
         return shapes.em.int64s(suffix, [0] + [f if known((f, d)) else -1 for f, d in rest])
     batch_dim = (1, (0,))
@@ -410,8 +422,9 @@ def _batch_reshape_shape(shapes: "_Shapes", suffix: str, rest: list) -> gs.Tenso
 
 def emit_cascade_shuffle(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
                          in_spatial, batch: Optional[int], max_rank: int) -> int:
-    """Shuffle ``x`` (Conv output, CRD rows) into ``y`` by the block-swap cascade, every Transpose of at
-    most ``max_rank`` axes; returns the number of Transposes.
+    """Shuffle ``x`` into ``y`` by the block-swap cascade; return the number of Transposes.
+
+    ``x`` is the Conv output (CRD rows); every Transpose has at most ``max_rank`` axes.
     """
     steps, keep, _ = cascade_plan(plan, in_spatial, batch, max_rank)
     shapes = _Shapes(em, x)

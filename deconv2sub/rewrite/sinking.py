@@ -54,9 +54,10 @@ PER_CHANNEL_OPS = {"BatchNormalization", "PRelu", "Add", "Sub", "Mul", "Div", "C
 
 @dataclass
 class SinkContext:
-    """What the rewrite of one node produced: the Conv output ``z`` (before any shuffle), the final
-    tensor ``y`` (after shuffle and crop), the shuffle/crop nodes, the Conv node, and the row →
-    channel map of ``z``.
+    """What the rewrite of one node produced.
+
+    The Conv output ``z`` (before any shuffle), the final tensor ``y`` (after shuffle and crop), the
+    shuffle/crop nodes, the Conv node, and the row → channel map of ``z``.
     """
 
     graph: gs.Graph
@@ -81,8 +82,9 @@ class SinkContext:
 
 
 def _per_channel(values: np.ndarray, rank: int, channels: int) -> Optional[np.ndarray]:
-    """``values`` as a broadcast operand of an ``[N, M, spatial...]`` tensor, if it varies at most along
-    the channel axis: returns it as shape ``[M]`` or ``[1]`` (None otherwise).
+    """``values`` as a broadcast operand of an ``[N, M, spatial...]`` tensor, as ``[M]`` or ``[1]``.
+
+    Only if it varies at most along the channel axis (None otherwise).
     """
     full = rank + 2
     if values.ndim > full:
@@ -94,7 +96,10 @@ def _per_channel(values: np.ndarray, rank: int, channels: int) -> Optional[np.nd
 
 
 def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
-    """New input list of ``node`` operating on the Conv output rows instead of ``y`` (None: cannot move)."""
+    """New input list of ``node`` operating on the Conv output rows instead of ``y``.
+
+    None: it cannot move.
+    """
     if node.domain not in DEFAULT_DOMAINS or len(node.outputs) != 1:
         return None
     rows = ctx.row_channels
@@ -166,8 +171,10 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
 def _row_operand(
     pc: np.ndarray, rows: np.ndarray, ctx: SinkContext, what: str, dtype, full: bool = False
 ) -> gs.Constant:
-    """A per-channel operand ([M] or [1]) repeated per Conv output row, shaped to broadcast over
-    ``[N, rows, Q...]`` (``full``: rank n+2, else ``[rows, 1...]`` as PRelu's slope).
+    """A per-channel operand ([M] or [1]) repeated per Conv output row.
+
+    Shaped to broadcast over ``[N, rows, Q...]`` (``full``: rank n+2, else ``[rows, 1...]`` as
+    PRelu's slope).
     """
     values = pc if pc.shape[0] == 1 else pc[rows]
     shape = ((1,) if full else ()) + (values.shape[0],) + (1,) * ctx.rank
@@ -180,8 +187,10 @@ def _row_operand(
 
 
 def sink_consumers(ctx: SinkContext) -> List[str]:
-    """Move movable consumers of ``ctx.y`` above the shuffle, one after the other; returns
-    ``["<op> <name>", ...]`` of the moved nodes. ``ctx`` is updated (``z``/``y`` are the new ends).
+    """Move movable consumers of ``ctx.y`` above the shuffle, one after the other.
+
+    Returns ``["<op> <name>", ...]`` of the moved nodes. ``ctx`` is updated (``z``/``y`` are the new
+    ends).
     """
     moved: List[str] = []
     graph = ctx.graph
@@ -235,14 +244,19 @@ def sink_consumers(ctx: SinkContext) -> List[str]:
 
 
 def _constant_producers(node: gs.Node) -> List[gs.Node]:
-    """``Constant`` nodes feeding ``node``: the moved node reads copies of their values, so they may die."""
+    """``Constant`` nodes feeding ``node``.
+
+    The moved node reads copies of their values, so they may die.
+    """
     return [t.inputs[0] for t in node.inputs
             if isinstance(t, gs.Variable) and len(t.inputs) == 1 and t.inputs[0].op == "Constant"]
 
 
 def _index(nodes, node, start: int = 0) -> int:
-    """Position of ``node`` (by identity), searched from ``start`` first: the nodes the pass touches sit
-    right after the rewritten node, so the search stays short in big graphs.
+    """Position of ``node`` (by identity), searched from ``start`` first.
+
+    The nodes the pass touches sit right after the rewritten node, so the search stays short in big
+    graphs.
     """
     for i in range(max(0, min(start, len(nodes))), len(nodes)):
         if nodes[i] is node:
@@ -251,7 +265,10 @@ def _index(nodes, node, start: int = 0) -> int:
 
 
 def _sink_into_branches(ctx: SinkContext, node: gs.Node, y: gs.Variable, t: gs.Variable) -> None:
-    """Clone ``node`` onto every per-phase branch (after its Conv); the shuffle's last node produces ``t``."""
+    """Clone ``node`` onto every per-phase branch (after its Conv).
+
+    The shuffle's last node produces ``t``.
+    """
     branch_ctx = SinkContext(
         ctx.graph,
         ctx.conv,

@@ -119,7 +119,7 @@ class TargetProfile:
             raise ProfileError(f"target profile {self.name!r}: bad " + "; bad ".join(problems))
 
     def keeps(self, strides) -> Optional[str]:
-        """Why a ConvTranspose with these strides stays (``keep_strides``, ``keep_ranks``), or None."""
+        """Why a ConvTranspose with these strides stays (keep_strides, keep_ranks), or None."""
         strides = tuple(int(s) for s in strides)
         if any(tuple(k) == strides for k in self.keep_strides):
             return f"target '{self.name}' keeps ConvTranspose for strides {list(strides)}"
