@@ -99,6 +99,7 @@ class NodeInspection:
         return " ".join(parts)
 
     def emission_text(self) -> str:
+        """The planned emission in words ("Conv k2x2, 16 ch, ..."), or why the node is kept."""
         if not self.rewritable:
             return f"kept as ConvTranspose: {self.reason}"
         e = self.emission or {}
@@ -127,6 +128,7 @@ class NodeInspection:
         return text
 
     def to_dict(self) -> dict:
+        """Every field as a JSON-ready dict."""
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
@@ -147,6 +149,7 @@ class Totals:
 
 @dataclass
 class InspectionReport:
+    """What ``inspect`` found in a model: one :class:`NodeInspection` per ConvTranspose."""
     model: Optional[str]
     opset: Optional[int]
     nodes: List[NodeInspection] = field(default_factory=list)
@@ -157,6 +160,7 @@ class InspectionReport:
 
     @property
     def totals(self) -> Totals:
+        """Sums of MACs and weight bytes over the nodes, with the count of unknown ones."""
         t = Totals(nodes=len(self.nodes), rewritable=sum(n.rewritable for n in self.nodes))
         for n in self.nodes:
             if n.macs_before is None or n.macs_after is None:
@@ -172,6 +176,7 @@ class InspectionReport:
         return t
 
     def summary(self) -> str:
+        """One line: nodes rewritable and kept, total MACs and weights before → after."""
         t = self.totals
         text = f"{t.nodes} ConvTranspose: {t.rewritable} rewritable, {t.nodes - t.rewritable} kept"
         if t.nodes and t.macs_unknown < t.nodes:
@@ -182,6 +187,7 @@ class InspectionReport:
         return text
 
     def to_dict(self) -> dict:
+        """The report as a JSON-ready dict (``inspect --json``)."""
         return {
             "model": self.model,
             "opset": self.opset,
@@ -194,6 +200,7 @@ class InspectionReport:
         }
 
     def format_text(self, width: int = 80) -> str:
+        """The report as a text table ``width`` columns wide."""
         return format_inspection(self, width)
 
 

@@ -52,6 +52,7 @@ class NodeReport:
 
     @property
     def rewritten(self) -> bool:
+        """Whether the node was replaced."""
         return self.status == REWRITTEN
 
     def summary(self) -> str:
@@ -73,6 +74,7 @@ class NodeReport:
         )
 
     def to_dict(self) -> dict:
+        """Every field as a JSON-ready dict."""
         return asdict(self)
 
 
@@ -91,13 +93,16 @@ class ConversionReport:
 
     @property
     def rewritten(self) -> List[NodeReport]:
+        """The nodes that were replaced."""
         return [n for n in self.nodes if n.rewritten]
 
     @property
     def skipped(self) -> List[NodeReport]:
+        """The nodes left as ConvTranspose."""
         return [n for n in self.nodes if not n.rewritten]
 
     def to_dict(self) -> dict:
+        """The report as a JSON-ready dict, with counts."""
         return {
             "convtranspose_nodes": len(self.nodes),
             "rewritten": len(self.rewritten),
@@ -109,6 +114,7 @@ class ConversionReport:
         }
 
     def summary(self) -> str:
+        """One line: how many ConvTranspose nodes were rewritten and skipped."""
         return (
             f"{len(self.nodes)} ConvTranspose node(s): {len(self.rewritten)} rewritten,"
             f" {len(self.skipped)} skipped"

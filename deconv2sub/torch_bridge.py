@@ -137,6 +137,7 @@ class SubPixelFromTransposed(nn.Module):
         device=None,
         dtype=None,
     ):
+        """Build the Conv and crops of a planned ConvTranspose (weights set by the caller)."""
         super().__init__()
         self.ndim = int(ndim)
         self.in_channels = int(in_channels)
@@ -229,6 +230,7 @@ class SubPixelFromTransposed(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Conv, periodic shuffle and crop of ``x`` (batched or not)."""
         unbatched = x.dim() == self.ndim + 1
         if unbatched:
             x = x.unsqueeze(0)
@@ -244,6 +246,7 @@ class SubPixelFromTransposed(nn.Module):
         return y.squeeze(0) if unbatched else y
 
     def extra_repr(self) -> str:
+        """Strides, padding and crops, for ``repr``."""
         pad = self.pad if not self.symmetric_pad else "in conv"
         return f"strides={self.strides}, pad={pad}, crops={self.crops}"
 
@@ -340,6 +343,7 @@ class SubPixelConv(nn.Module):
         device=None,
         dtype=None,
     ):
+        """Build the Conv with ``prod(scale)`` times the output channels."""
         super().__init__()
         if ndim not in _CONV:
             raise ValueError(f"ndim must be 1, 2 or 3, got {ndim}")
@@ -370,18 +374,22 @@ class SubPixelConv(nn.Module):
             self.reset_icnr()
 
     def reset_icnr(self) -> None:
+        """Re-initialise the weight with ICNR and zero the bias."""
         icnr_(self.conv.weight, self.scale)
         if self.conv.bias is not None:
             nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Conv of ``x``, then the periodic shuffle by ``scale``."""
         return pixel_shuffle_nd(self.conv(x), self.scale)
 
     def extra_repr(self) -> str:
+        """Scale and ICNR flag, for ``repr``."""
         return f"scale={self.scale}, icnr={self.icnr}"
 
 
 class SubPixelConv1d(SubPixelConv):
+    """A 1-D :class:`SubPixelConv`."""
     def __init__(
         self,
         in_channels: int,
@@ -390,10 +398,12 @@ class SubPixelConv1d(SubPixelConv):
         scale: IntOrTuple = 2,
         **kwargs,
     ):
+        """See :class:`SubPixelConv`; ``ndim`` is 1."""
         super().__init__(1, in_channels, out_channels, kernel_size, scale, **kwargs)
 
 
 class SubPixelConv2d(SubPixelConv):
+    """A 2-D :class:`SubPixelConv`."""
     def __init__(
         self,
         in_channels: int,
@@ -402,10 +412,12 @@ class SubPixelConv2d(SubPixelConv):
         scale: IntOrTuple = 2,
         **kwargs,
     ):
+        """See :class:`SubPixelConv`; ``ndim`` is 2."""
         super().__init__(2, in_channels, out_channels, kernel_size, scale, **kwargs)
 
 
 class SubPixelConv3d(SubPixelConv):
+    """A 3-D :class:`SubPixelConv`."""
     def __init__(
         self,
         in_channels: int,
@@ -414,4 +426,5 @@ class SubPixelConv3d(SubPixelConv):
         scale: IntOrTuple = 2,
         **kwargs,
     ):
+        """See :class:`SubPixelConv`; ``ndim`` is 3."""
         super().__init__(3, in_channels, out_channels, kernel_size, scale, **kwargs)

@@ -33,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @dataclass
 class Sample:
+    """One sample model: its builder, example input shapes and dynamic axes."""
     name: str
     description: str
     build: Callable[[], nn.Module]
@@ -72,6 +73,7 @@ class DCGANGenerator(nn.Module):
     """Radford et al. 2015, scaled down: z (N,16,1,1) -> 4x4 -> 8x8 -> 16x16 -> 32x32 RGB."""
 
     def __init__(self, nz: int = 16, ngf: int = 16, nc: int = 3):
+        """Latent ``nz`` channels to ``nc`` channels through four up-convolutions."""
         super().__init__()
 
         def up(cin, cout, k, s, p):
@@ -90,6 +92,7 @@ class DCGANGenerator(nn.Module):
         )
 
     def forward(self, z):
+        """The generated image for latent ``z``."""
         return self.main(z)
 
 
@@ -100,6 +103,7 @@ class ConvAutoencoder(nn.Module):
     """28x28 -> 14x14 -> 7x7 -> (ConvTranspose k3 s2 p1 op1) 14x14 -> 28x28."""
 
     def __init__(self):
+        """Two stride-2 Convs down, two ConvTranspose up."""
         super().__init__()
         self.encoder = nn.Sequential(
             nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),
@@ -111,6 +115,7 @@ class ConvAutoencoder(nn.Module):
         )
 
     def forward(self, x):
+        """The reconstruction of ``x``."""
         return self.decoder(self.encoder(x))
 
 
@@ -131,6 +136,7 @@ class UNet(nn.Module):
     """
 
     def __init__(self, cin: int = 3, classes: int = 2, base: int = 8):
+        """Three down levels of ``base``-multiple channels and three up blocks."""
         super().__init__()
         c = [base, base * 2, base * 4, base * 8]
         self.inc = _double_conv(cin, c[0])
@@ -143,6 +149,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(c[0], classes, 1)
 
     def forward(self, x):
+        """Per-pixel class scores for ``x``."""
         skips = [self.inc(x)]
         for down in self.downs:
             skips.append(down(self.pool(skips[-1])))
@@ -165,6 +172,7 @@ class ENetUpsamplingBottleneck(nn.Module):
     """
 
     def __init__(self, cin: int, cout: int, ratio: int = 4):
+        """Main branch (1x1 + unpool) and the ConvTranspose extension branch."""
         super().__init__()
         mid = cin // ratio
         self.main = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
@@ -178,11 +186,14 @@ class ENetUpsamplingBottleneck(nn.Module):
         self.act = nn.PReLU()
 
     def forward(self, x):
+        """Sum of both branches of ``x``, activated."""
         return self.act(self.up(self.main(x)) + self.ext(x))
 
 
 class ENetRegular(nn.Module):
+    """ENet regular bottleneck: 1x1 reduce, 3x3, 1x1 expand, residual."""
     def __init__(self, c: int, ratio: int = 4):
+        """Layers for ``c`` channels, reduced by ``ratio`` inside."""
         super().__init__()
         mid = c // ratio
         self.ext = nn.Sequential(
@@ -193,6 +204,7 @@ class ENetRegular(nn.Module):
         self.act = nn.PReLU()
 
     def forward(self, x):
+        """``x`` plus its bottleneck branch, activated."""
         return self.act(x + self.ext(x))
 
 
@@ -203,6 +215,7 @@ class ENetDecoder(nn.Module):
     """
 
     def __init__(self, cin: int = 32, classes: int = 5):
+        """Stages 4 and 5 and the full convolution to ``classes`` channels."""
         super().__init__()
         self.stage4 = nn.Sequential(ENetUpsamplingBottleneck(cin, 16), ENetRegular(16))
         self.stage5 = nn.Sequential(ENetUpsamplingBottleneck(16, 8), ENetRegular(8))
@@ -211,6 +224,7 @@ class ENetDecoder(nn.Module):
         )
 
     def forward(self, x):
+        """Class scores at full size for the 1/8-size features ``x``."""
         return self.fullconv(self.stage5(self.stage4(x)))
 
 
@@ -218,13 +232,16 @@ class ENetDecoder(nn.Module):
 
 
 class HiFiGANResBlock(nn.Module):
+    """HiFi-GAN residual block: dilated Conv1d layers with LeakyReLU."""
     def __init__(self, c: int, k: int = 3, dilations=(1, 3)):
+        """One Conv1d of kernel ``k`` per dilation."""
         super().__init__()
         self.convs = nn.ModuleList(
             [nn.Conv1d(c, c, k, dilation=d, padding=d * (k - 1) // 2) for d in dilations]
         )
 
     def forward(self, x):
+        """``x`` with every dilated Conv's residual added."""
         for conv in self.convs:
             x = x + conv(nn.functional.leaky_relu(x, 0.1))
         return x
@@ -237,6 +254,7 @@ class HiFiGANUpsampler(nn.Module):
     """
 
     def __init__(self, mels: int = 16, ch: int = 32):
+        """Pre-Conv, two up-convolutions with residual blocks, post-Conv."""
         super().__init__()
         self.conv_pre = nn.Conv1d(mels, ch, 7, padding=3)
         self.ups = nn.ModuleList(
@@ -249,6 +267,7 @@ class HiFiGANUpsampler(nn.Module):
         self.conv_post = nn.Conv1d(ch // 4, 1, 7, padding=3)
 
     def forward(self, mel):
+        """The waveform for mel spectrogram ``mel``."""
         x = self.conv_pre(mel)
         for up, res in zip(self.ups, self.resblocks):
             x = res(up(nn.functional.leaky_relu(x, 0.1)))
@@ -262,6 +281,7 @@ class UNet3DUpBlock(nn.Module):
     """Çiçek et al. 2016 synthesis block: ConvTranspose3d k2 s2, concat skip, 2x Conv3d+BN+ReLU."""
 
     def __init__(self, cin: int = 16, cskip: int = 8, cout: int = 8):
+        """The ConvTranspose3d and the two Conv3d + BN + ReLU."""
         super().__init__()
         self.up = nn.ConvTranspose3d(cin, cin, 2, stride=2)
         self.conv = nn.Sequential(
@@ -274,6 +294,7 @@ class UNet3DUpBlock(nn.Module):
         )
 
     def forward(self, x, skip):
+        """``x`` upsampled, concatenated with ``skip``, convolved."""
         return self.conv(torch.cat([skip, self.up(x)], dim=1))
 
 
@@ -287,6 +308,7 @@ class GroupedUpsampler(nn.Module):
     """
 
     def __init__(self, c: int = 8):
+        """Grouped and depthwise ConvTranspose2d, then a 1x1 head."""
         super().__init__()
         self.grouped = nn.ConvTranspose2d(c, 2 * c, 4, stride=2, padding=1, groups=4)
         self.depthwise = nn.ConvTranspose2d(
@@ -295,6 +317,7 @@ class GroupedUpsampler(nn.Module):
         self.head = nn.Conv2d(2 * c, 3, 1)
 
     def forward(self, x):
+        """``x`` upsampled 4x to 3 channels."""
         return self.head(torch.relu(self.depthwise(torch.relu(self.grouped(x)))))
 
 
@@ -362,6 +385,7 @@ SAMPLES: List[Sample] = [
 
 
 def export(sample: Sample, out_dir: str, seed: int = 0) -> str:
+    """Export ``sample`` (seeded random weights) to ``out_dir``; return the file path."""
     torch.manual_seed(seed)
     model = _randomise_batchnorm(sample.build()).eval()
     g = torch.Generator().manual_seed(seed + 1)
@@ -392,6 +416,7 @@ def export(sample: Sample, out_dir: str, seed: int = 0) -> str:
 
 
 def main(argv=None) -> int:
+    """Export the samples named on the command line (all by default); return 0."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="samples to export (default: all)")
     parser.add_argument("-o", "--out-dir", default=HERE)

@@ -39,6 +39,7 @@ except ImportError:  # running from a checkout without installing
 
 
 def load_digits_tensor(size: int) -> torch.Tensor:
+    """scikit-learn's 8x8 digits as ``(N, 1, size, size)`` in [0, 1]."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -56,6 +57,7 @@ class SubPixelAutoencoder(nn.Module):
     """size -> size/4 (strided convs) -> size (two ICNR sub-pixel convs, x2 each)."""
 
     def __init__(self, base: int = 16, latent: int = 8):
+        """Encoder to ``latent`` channels at 1/4 size, decoder of two sub-pixel convs."""
         super().__init__()
         self.encoder = nn.Sequential(
             nn.Conv2d(1, base, 3, stride=2, padding=1), nn.ReLU(),
@@ -70,6 +72,7 @@ class SubPixelAutoencoder(nn.Module):
         )
 
     def forward(self, x):
+        """The reconstruction of ``x``."""
         return self.decoder(self.encoder(x))
 
 
@@ -124,6 +127,7 @@ def grid(
 
 
 def main(argv=None) -> int:
+    """Train, print the losses, write the reconstructions (PNG) and the ONNX model; return 0."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--size", type=int, default=16, choices=[8, 16, 32])

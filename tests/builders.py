@@ -61,6 +61,7 @@ def convtranspose_model(
 
 
 def run(model: onnx.ModelProto, feeds: dict) -> list:
+    """Outputs of ``model`` on ``feeds`` with ONNX Runtime's CPU provider, unoptimised."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -80,4 +81,5 @@ def assert_equivalent(original: onnx.ModelProto, converted: onnx.ModelProto, fee
 
 
 def op_types(model: onnx.ModelProto) -> list:
+    """Op types of the main graph's nodes, in order."""
     return [n.op_type for n in model.graph.node]

@@ -53,6 +53,7 @@ def two_deconv_model(shape=(1, 8, 5, 5), seed: int = 0) -> onnx.ModelProto:
 
 
 def converted(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` converted without sinking (every ConvTranspose output stays)."""
     # sink=False: keep every ConvTranspose output tensor (y1, y2) in the converted model, so that
     # faults planted in a rewritten node are localised to it (the default moves the Relu/Tanh that
     # follow above the shuffle, and y1/y2 then no longer exist).
@@ -84,6 +85,7 @@ def perturb_conv_weight(model: onnx.ModelProto, conv_name: str, factor: float = 
 
 
 def rename_output(model: onnx.ModelProto, old: str, new: str) -> onnx.ModelProto:
+    """A copy of ``model`` with tensor ``old`` renamed ``new`` where nodes produce it."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     for n in out.graph.node:
@@ -123,5 +125,6 @@ def add_chain_model(length: int, bump_at: Optional[int] = None, shape=(1, 4)) ->
 
 
 def save(model: onnx.ModelProto, path) -> str:
+    """Save ``model`` at ``path``; return the path as a string."""
     onnx.save(model, str(path))
     return str(path)

@@ -221,34 +221,42 @@ class SubPixelPlan:
 
     @property
     def rank(self) -> int:
+        """Number of spatial axes."""
         return len(self.axes)
 
     @property
     def strides(self) -> tuple:
+        """Stride of every axis."""
         return tuple(a.stride for a in self.axes)
 
     @property
     def phases(self) -> int:
+        """Number of phases ``P``, the product of the strides."""
         return int(np.prod(self.strides, dtype=np.int64))
 
     @property
     def conv_pads(self) -> list:
+        """The Conv's ``pads`` attribute: every begin pad, then every end pad."""
         return [a.conv_pad_begin for a in self.axes] + [a.conv_pad_end for a in self.axes]
 
     @property
     def conv_dilations(self) -> list:
+        """The Conv's ``dilations`` attribute."""
         return [a.conv_dilation for a in self.axes]
 
     @property
     def conv_kernel(self) -> tuple:
+        """The Conv's spatial kernel shape."""
         return tuple(self.weight.shape[2:])
 
     @property
     def needs_shuffle(self) -> bool:
+        """Whether there is more than one phase to interleave."""
         return self.phases > 1
 
     @property
     def needs_crop(self) -> bool:
+        """Whether any axis is cropped after the shuffle (constant or at run time)."""
         return any(a.crop_begin or a.crop_end or a.runtime_out is not None for a in self.axes)
 
     @property
@@ -257,6 +265,7 @@ class SubPixelPlan:
         return [i for i, a in enumerate(self.axes) if a.runtime_out is not None]
 
     def output_shape(self, spatial: Sequence[int]) -> tuple:
+        """Output spatial sizes for the input spatial sizes ``spatial``."""
         return tuple(a.output_size(i) for a, i in zip(self.axes, spatial))
 
     def macs_per_input_pixel(self) -> int:

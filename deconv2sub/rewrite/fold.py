@@ -59,6 +59,7 @@ class FoldError(Exception):
 
 @dataclass
 class FoldResult:
+    """A folded constant: its values and the producer nodes evaluated for it."""
     values: np.ndarray
     nodes: List[gs.Node] = field(default_factory=list)  # evaluated producers, topological order
 
@@ -68,6 +69,7 @@ class FoldResult:
         return sum(1 for n in self.nodes if n.op != "Constant")
 
     def note(self, what: str = "weight") -> str:
+        """A report note saying ``what`` was folded from how many nodes."""
         n = self.computed_nodes
         return f"{what} folded from {n} constant node{'s' if n != 1 else ''}"
 

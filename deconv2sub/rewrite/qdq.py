@@ -71,17 +71,20 @@ class Quantized:
 
     @property
     def float_dtype(self) -> np.dtype:
+        """The dtype the DequantizeLinear produces (``output_dtype``, else the scale's)."""
         out = self.attrs.get("output_dtype")
         if out:
             return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(out)))
         return self.scale.dtype
 
     def zero_point_or_zero(self) -> np.ndarray:
+        """The zero point, or zeros of the scale's shape and the values' dtype."""
         if self.zero_point is not None:
             return self.zero_point
         return np.zeros(self.scale.shape, dtype=self.values.dtype)
 
     def describe(self) -> str:
+        """The quantization in words, e.g. "int8 per-channel (axis 0)"."""
         kind = "per-tensor" if self.axis is None else f"per-channel (axis {self.axis})"
         return f"{self.values.dtype.name} {kind}"
 

@@ -42,18 +42,22 @@ class Emitter:
     """Creates uniquely named nodes and constants for one rewritten ConvTranspose."""
 
     def __init__(self, base: str, unique: Callable[[str], str], opset: int):
+        """Collect nodes named after ``base``, made unique by ``unique``, for ``opset``."""
         self.base = base
         self.unique = unique
         self.opset = opset
         self.nodes: List[gs.Node] = []
 
     def const(self, suffix: str, values) -> gs.Constant:
+        """A new constant named after ``suffix`` holding ``values``."""
         return gs.Constant(self.unique(f"{self.base}_{suffix}"), np.asarray(values))
 
     def var(self, suffix: str, dtype=None) -> gs.Variable:
+        """A new variable named after ``suffix``."""
         return gs.Variable(self.unique(f"{self.base}_{suffix}"), dtype=dtype)
 
     def node(self, op: str, suffix: str, inputs, outputs, attrs=None) -> gs.Node:
+        """A new node (also appended to ``self.nodes``), named after ``suffix``."""
         n = gs.Node(
             op=op,
             name=self.unique(f"{self.base}/{suffix}"),
@@ -65,6 +69,7 @@ class Emitter:
         return n
 
     def int64s(self, suffix: str, values) -> gs.Constant:
+        """A new int64 constant named after ``suffix`` holding ``values``."""
         return self.const(suffix, np.asarray(values, dtype=np.int64))
 
 

@@ -19,6 +19,7 @@ from .profile import KnownBug
 
 @dataclass(frozen=True)
 class BugHit:
+    """A known toolchain bug that one node of the output hits."""
     toolchain: str
     node: str
     op: str
@@ -33,6 +34,7 @@ class BugHit:
         return f"{self.toolchain}: node '{self.node}' ({what}): {self.note}{ref}"
 
     def to_dict(self) -> dict:
+        """Every field as a JSON-ready dict."""
         return dict(self.__dict__)
 
 
@@ -166,4 +168,5 @@ def find_hits(
 
 
 def toolchains_with_bugs(bugs: Iterable[KnownBug]) -> List[str]:
+    """The toolchains named by ``bugs``, sorted, each once."""
     return sorted({b.toolchain for b in bugs})

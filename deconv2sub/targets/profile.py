@@ -98,6 +98,7 @@ class TargetProfile:
     bugs: Tuple[KnownBug, ...] = ()
 
     def __post_init__(self):
+        """Check every field; raise ProfileError listing all the problems."""
         problems = []
         if not self.name or not isinstance(self.name, str):
             problems.append("a profile needs a name")
@@ -131,9 +132,11 @@ class TargetProfile:
         return None
 
     def bugs_for(self, toolchain: str):
+        """The known bugs of ``toolchain``."""
         return [b for b in self.bugs if b.toolchain == toolchain]
 
     def to_dict(self) -> dict:
+        """The profile as a JSON/TOML-ready dict."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["bugs"] = [b.__dict__.copy() for b in self.bugs]
         out["depth_to_space"] = list(self.depth_to_space)
