@@ -79,6 +79,7 @@ def _locations(model):
 
 
 def test_cli_external_data_round_trip(tmp_path):
+    """``convert`` of an external-data model: verified, data beside the output, input untouched."""
     src_dir, out_dir = tmp_path / "in", tmp_path / "out"
     src_dir.mkdir(), out_dir.mkdir()
     path, m = _external_model(src_dir)
@@ -110,6 +111,7 @@ def test_cli_external_data_round_trip(tmp_path):
 
 
 def test_force_overwrite_external_output(tmp_path):
+    """``--force`` overwrites an external-data output; an inline one removes the old data file."""
     path, _ = _external_model(tmp_path)
     out = tmp_path / "o.onnx"
     for _ in range(2):
@@ -134,6 +136,7 @@ def test_force_overwrite_external_output(tmp_path):
 
 
 def test_library_convert_path_is_self_contained(tmp_path):
+    """convert_model on a path returns a model with every tensor in memory."""
     path, m = _external_model(tmp_path)
     converted, report = deconv2sub.convert_model(str(path))
     assert len(report.rewritten) == 2
@@ -145,6 +148,7 @@ def test_library_convert_path_is_self_contained(tmp_path):
 
 
 def test_library_unloaded_external_data_needs_its_folder(tmp_path):
+    """Unloaded external data is declined unless ``external_data_dir`` says where it is."""
     path, _ = _external_model(tmp_path)
     skeleton = onnx.load(path, load_external_data=False)
     _, report = deconv2sub.convert_model(skeleton)
@@ -157,6 +161,7 @@ def test_library_unloaded_external_data_needs_its_folder(tmp_path):
 
 
 def test_truncated_external_data_is_exit_2(tmp_path):
+    """A truncated external data file is a one-line error with exit code 2."""
     path, _ = _external_model(tmp_path)
     data = tmp_path / "model.onnx.data"
     data.write_bytes(data.read_bytes()[:1000])

@@ -134,6 +134,7 @@ def _close(a, b, rtol, atol):
 
 
 def test_cases_found():
+    """ONNX's ConvTranspose node test cases are found."""
     assert len(CASES) >= 11
     assert {
         "test_convtranspose",
@@ -147,6 +148,7 @@ def test_cases_found():
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_as_shipped_weight_is_a_graph_input(name):
+    """As shipped (weight a graph input) the node is kept; outputs equal ORT's on the original."""
     model, inputs, _ = CASES[name]
     converted, report = deconv2sub.convert_model(model)
     assert not report.rewritten and "graph input" in report.skipped[0].reason
@@ -158,6 +160,7 @@ def test_as_shipped_weight_is_a_graph_input(name):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_baked_weight_rewritten_matches_ort_and_expected(name):
+    """With the weight baked in, the rewrite matches ORT and ONNX's expected output."""
     model, inputs, expected = CASES[name]
     baked, feeds = _bake_weight(model, _feeds(model, inputs))
     onnx.checker.check_model(baked, full_check=True)

@@ -58,6 +58,7 @@ def _reference_equal(original, converted, x, tol):
 
 
 def test_float16_end_to_end(tmp_path):
+    """A float16 model converts and verifies through the CLI, staying float16."""
     m = _model(np.float16)
     p = tmp_path / "f16.onnx"
     onnx.save(m, p)
@@ -74,6 +75,7 @@ def test_float16_end_to_end(tmp_path):
 
 
 def test_float16_3d_grouped():
+    """A grouped 3-D float16 ConvTranspose matches ORT."""
     w = RNG.standard_normal((4, 1, 3, 2, 3)).astype(np.float16)
     m = convtranspose_model(
         [1, 4, 3, 4, 3],
@@ -92,6 +94,7 @@ def test_float16_3d_grouped():
 
 
 def test_float64_converted_not_verified(tmp_path):
+    """float64 converts but is reported NOT VERIFIED (ORT CPU lacks the kernel)."""
     m = _model(np.float64)
     p = tmp_path / "f64.onnx"
     onnx.save(m, p)
@@ -110,6 +113,7 @@ def test_float64_converted_not_verified(tmp_path):
 
 
 def test_bfloat16_opset22_converted_not_verified(tmp_path):
+    """bfloat16 at opset 22 converts, stays bfloat16, and is reported NOT VERIFIED."""
     m = _model(BF16, opset=22, ir_version=10)
     onnx.checker.check_model(m, full_check=True)
     p = tmp_path / "bf16.onnx"
@@ -144,6 +148,7 @@ def test_bfloat16_before_opset22_is_invalid_input(tmp_path):
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float64, BF16])
 def test_weight_dtype_kept_by_library(dtype):
+    """The Conv weight keeps the model's dtype and the output passes the checker."""
     opset, ir = (22, 10) if dtype == BF16 else (17, 8)
     m = _model(dtype, opset=opset, ir_version=ir, bias=False)
     converted, report = deconv2sub.convert_model(m)

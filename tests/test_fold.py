@@ -48,6 +48,7 @@ def _ct(w="W", b=None, out="Y", name="up", **attrs):
 
 
 def test_transpose_cast_reshape_identity_chain():
+    """A weight behind Identity, Cast, Reshape and Transpose is folded and the chain removed."""
     w = _x(3, 2, 4, 4)
     # [k,k,M,C] flat
     stored = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).astype(np.float16).reshape(16, 6)
@@ -110,6 +111,7 @@ def test_constant_of_shape_scatter_nd():
 
 
 def test_constant_nodes_as_leaves_and_constant_weight_node_is_dropped():
+    """Constant nodes are fold leaves and die with the folded weight."""
     w = _x(3, 2, 4, 4)
     nodes = [
         helper.make_node(
@@ -128,6 +130,7 @@ def test_constant_nodes_as_leaves_and_constant_weight_node_is_dropped():
 
 
 def test_folded_weight_shared_by_two_nodes_and_a_graph_output():
+    """A folded weight shared by two nodes and a graph output keeps its producer."""
     w = _x(3, 2, 4, 4)
     nodes = [
         helper.make_node("Transpose", ["Wt"], ["W"], perm=[1, 0, 2, 3], name="t"),
@@ -147,6 +150,7 @@ def test_folded_weight_shared_by_two_nodes_and_a_graph_output():
 
 
 def test_initializer_weight_also_used_elsewhere():
+    """An initializer weight that something else reads stays in the model."""
     w = _x(3, 2, 4, 4)
     nodes = [_ct(), helper.make_node("ReduceSum", ["W"], ["S"], keepdims=1, name="sum")]
     converted, _ = _convert(_model(nodes, {"W": w}, outputs=("Y", "S")))
@@ -154,6 +158,7 @@ def test_initializer_weight_also_used_elsewhere():
 
 
 def test_weight_from_graph_input_is_skipped_with_reason():
+    """A weight computed from a graph input is declined, naming the node and input."""
     nodes = [helper.make_node("Mul", ["W0", "gain"], ["W"], name="gain_mul"), _ct()]
     m = _model(
         nodes, {"W0": _x(3, 2, 4, 4)}, extra_inputs=[helper.make_tensor_value_info("gain", F, [1])]
@@ -168,12 +173,14 @@ def test_weight_from_graph_input_is_skipped_with_reason():
 
 
 def test_random_op_is_not_folded():
+    """A weight from a random op is declined as non-deterministic."""
     nodes = [helper.make_node("RandomNormal", [], ["W"], shape=[3, 2, 4, 4], name="rnd"), _ct()]
     _, report = deconv2sub.convert_model(_model(nodes, {}))
     assert "non-deterministic" in report.skipped[0].reason
 
 
 def test_size_bound(monkeypatch):
+    """A fold producing more than MAX_BYTES is declined."""
     monkeypatch.setattr(fold, "MAX_BYTES", 1000)
     nodes = [
         helper.make_node("ConstantOfShape", ["wshape"], ["W"], name="huge",
@@ -187,6 +194,7 @@ def test_size_bound(monkeypatch):
 
 
 def test_node_count_bound(monkeypatch):
+    """A fold needing more than MAX_NODES nodes is declined."""
     monkeypatch.setattr(fold, "MAX_NODES", 5)
     nodes = [
         helper.make_node("Identity", [f"w{i}"], [f"w{i + 1}"], name=f"id{i}") for i in range(8)
@@ -197,6 +205,7 @@ def test_node_count_bound(monkeypatch):
 
 
 def test_fold_failure_is_a_reason_not_a_crash():
+    """A producer that fails to evaluate is a refusal, not a crash."""
     nodes = [helper.make_node("Reshape", ["W0", "bad"], ["W"], name="bad_reshape"), _ct()]
     _, report = deconv2sub.convert_model(
         _model(nodes, {"W0": _x(3, 2, 4, 4), "bad": np.array([7, 7], np.int64)})

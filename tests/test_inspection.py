@@ -69,6 +69,7 @@ def _conv_costs(converted: onnx.ModelProto, new_nodes):
 
 @pytest.mark.parametrize("in_shape,wshape,attrs,bias", CONFIGS)
 def test_plan_matches_convert_and_costs_are_exact(in_shape, wshape, attrs, bias):
+    """The plan ``inspect`` shows equals what convert emits; MACs and bytes are exact."""
     model, w, b = _model(in_shape, wshape, attrs, bias)
     before = model.SerializeToString()
     report = inspect_model(model)
@@ -105,6 +106,7 @@ def test_plan_matches_convert_and_costs_are_exact(in_shape, wshape, attrs, bias)
 
 @pytest.mark.parametrize("shuffle,order", [("reshape", "auto"), ("auto", "DCR")])
 def test_emission_options_are_honoured(shuffle, order):
+    """``inspect`` honours the shuffle and order options as convert does."""
     model, _, _ = _model((1, 4, 5, 5), (4, 3, 4, 4), dict(strides=[2, 2], pads=[1, 1, 1, 1]), True)
     options = ConvertOptions(shuffle=shuffle, order=order)
     (node,) = inspect_model(model, options).nodes
@@ -113,6 +115,7 @@ def test_emission_options_are_honoured(shuffle, order):
 
 
 def test_skipped_node_reason_and_unchanged_costs():
+    """A kept node shows its reason and unchanged costs."""
     w = RNG.standard_normal((4, 2, 3, 3)).astype(np.float32)
     model = convtranspose_model([1, 4, 5, 5], w, None, weight_as="input", strides=[2, 2])
     (node,) = inspect_model(model).nodes
@@ -125,6 +128,7 @@ def test_skipped_node_reason_and_unchanged_costs():
 
 
 def test_symbolic_dims_and_input_shapes():
+    """Symbolic dims leave sizes unknown until ``input_shapes`` fixes them."""
     model = two_deconv_model(shape=("N", 8, "H", "W"))
     report = inspect_model(model)
     assert [n.name for n in report.nodes] == ["up1", "up2"]
@@ -190,6 +194,7 @@ def _if_model():
 
 
 def test_subgraphs_included():
+    """Nodes inside If branches are inspected too."""
     report = inspect_model(_if_model())
     by_name = {n.name: n for n in report.nodes}
     assert set(by_name) == {"main_deconv", "then_deconv", "else_deconv"}
@@ -202,6 +207,7 @@ def test_subgraphs_included():
 
 
 def test_no_convtranspose():
+    """A model without ConvTranspose gives an empty report that says so."""
     model = helper.make_model(
         helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
@@ -213,6 +219,7 @@ def test_no_convtranspose():
 
 
 def test_text_fits_80_columns_with_long_names_and_attributes():
+    """The text report fits 80 columns even with long names and attributes."""
     w = RNG.standard_normal((4, 2, 3, 3)).astype(np.float32)
     model = convtranspose_model(
         [1, 4, 5, 5],
@@ -232,6 +239,7 @@ def test_text_fits_80_columns_with_long_names_and_attributes():
 
 
 def test_json_ready():
+    """``to_dict`` survives a JSON round trip and has the documented keys."""
     import json
 
     data = json.loads(json.dumps(inspect_model(two_deconv_model()).to_dict()))
@@ -249,6 +257,7 @@ def test_json_ready():
 
 
 def test_number_formats():
+    """format_count and format_bytes round to 3 significant digits with SI units."""
     assert [format_count(v) for v in (None, 0, 950, 1000, 16400, 1.64e6, 123.4e9, 5e15)] == \
         ["?", "0", "950", "1k", "16.4k", "1.64M", "123G", "5000T"]
     assert (

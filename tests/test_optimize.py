@@ -122,6 +122,7 @@ CASES_2D = [
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("consumers", sorted(CONSUMERS))
 def test_sink_2d(consumers, strategy):
+    """Movable consumers of a 2-D ConvTranspose go above the shuffle; exact against ORT."""
     kernel, strides, pads, op, group, spatial = CASES_2D[
         sorted(CONSUMERS).index(consumers) % len(CASES_2D)
     ]
@@ -140,6 +141,7 @@ def test_sink_2d(consumers, strategy):
 @pytest.mark.parametrize("consumers", ["bn_relu", "add_per_channel", "prelu_per_channel", "clip"])
 @pytest.mark.parametrize("rank", [1, 3])
 def test_sink_1d_3d(consumers, rank):
+    """Movable consumers go above the shuffle in 1-D and 3-D too; exact against ORT."""
     kernel, strides, pads, spatial = {
         1: ((16,), (8,), (4, 4), (5,)),
         3: ((3, 2, 3), (2, 2, 1), (1, 0, 0, 0, 1, 1), (3, 2, 3)),
@@ -161,6 +163,7 @@ def test_sink_1d_3d(consumers, rank):
 
 
 def test_not_sunk_when_spatial_operand_or_shared():
+    """Consumers stay below when an operand varies over space or a tensor is a graph output."""
     w = _x((2, M, 4, 4))
     attrs = dict(strides=[2, 2], pads=[1, 1, 1, 1])
     m = _chain_model([1, 2, 4, 4], w, None, NOT_MOVABLE["add_spatial"], attrs)
@@ -179,6 +182,7 @@ def test_not_sunk_when_spatial_operand_or_shared():
 
 
 def test_sink_off():
+    """``sink=False`` moves nothing: the consumers stay after the shuffle."""
     w = _x((2, M, 4, 4))
     m = _chain_model(
         [1, 2, 4, 4], w, None, CONSUMERS["bn_relu"], dict(strides=[2, 2], pads=[1, 1, 1, 1])
@@ -239,6 +243,7 @@ STRATEGY_CASES = [
 )
 @pytest.mark.parametrize("in_shape,shapes,kernel,strides,dilations,pads,op,group", STRATEGY_CASES)
 def test_strategies(strategy, in_shape, shapes, kernel, strides, dilations, pads, op, group):
+    """Every fixed strategy, over the attribute space, is exact against ORT and reported."""
     c = in_shape[1]
     w = _x((c, 6 // group if group > 1 else 2) + kernel)
     m_out = w.shape[1] * group
@@ -292,6 +297,7 @@ def test_crop_folds_away_for_enet():
 
 
 def test_fold_crop_never_adds_taps():
+    """Folding the crop never makes the kernel longer and keeps the begin pad >= 0."""
     import itertools
 
     for k, s, d, pb, op in itertools.product(
@@ -314,6 +320,7 @@ def test_fold_crop_never_adds_taps():
 
 @pytest.mark.parametrize("order", ["CRD", "DCR", "LCR"])
 def test_row_channels_match_bias(order):
+    """``row_channels`` maps every Conv row to the output channel its bias comes from."""
     w = _x((2, 3, 4, 3))
     b = np.arange(3, dtype=np.float32)
     plan = make_plan(w, b, ConvTransposeAttrs(strides=[2, 3], pads=[1, 0, 1, 0]), order=order)
@@ -439,6 +446,7 @@ def test_gather_folds_the_crop_of_leading_axes():
     ],
 )
 def test_default_rule_per_target(target, expected):
+    """Each target's default rule picks its emission for U-Net, ENet and DCGAN nodes."""
     models = {
         "unet": convtranspose_model([1, 4, 6, 6], _x((4, 3, 2, 2)), None, strides=[2, 2]),
         "enet": convtranspose_model(
@@ -558,6 +566,7 @@ def test_gather_emissions_run_on_openvino():
 
 
 def test_gather_falls_back_when_its_indices_would_be_big(monkeypatch):
+    """Too many Gather indices fall back to the two-stage Transpose; indices are int32."""
     import deconv2sub.plan.layout as layout
 
     monkeypatch.setattr(layout, "MAX_GATHER_INDICES", 8)

@@ -102,6 +102,7 @@ LONGER = [
 def test_output_shape_longer_than_full_output(
     spatial, kernel, strides, dilations, op, extra, group, bias, auto_pad
 ):
+    """output_shape past the full output (extra cells at the end) equals ORT, every strategy."""
     out = [
         _full(i, k, s, d, p) + e
         for i, k, s, d, p, e in zip(spatial, kernel, strides, dilations, op, extra)
@@ -153,6 +154,7 @@ SYMBOLIC = [
 def test_output_shape_with_symbolic_input_sizes(
     spatial, kernel, strides, dilations, op, out, group, bias, sizes, auto_pad
 ):
+    """output_shape with symbolic input sizes (run-time crop) matches ORT at every shape."""
     m = _model(spatial, kernel, strides, dilations, op, out, group, bias, auto_pad)
     _check_all_strategies(m, [(1, 4) + s for s in sizes])
 
@@ -179,6 +181,7 @@ def test_symbolic_output_shape_default_emission_is_small(opset, clamp):
 
 
 def test_symbolic_output_shape_declined_before_opset_10():
+    """A run-time crop needs Slice with inputs: before opset 10 the node is kept, with a reason."""
     m = _model(["H", "W"], (3, 3), (2, 2), (1, 1), (0, 0), (10, 9), 1, True, "NOTSET", opset=9)
     converted, report = deconv2sub.convert_model(m)
     assert not report.rewritten and "opset >= 10" in report.skipped[0].reason
@@ -186,6 +189,7 @@ def test_symbolic_output_shape_declined_before_opset_10():
 
 
 def test_symbolic_output_shape_declined_without_dynamic_shapes():
+    """A run-time crop is declined where dynamic shapes are off; known sizes still convert."""
     m = _model(["H", "W"], (3, 3), (2, 2), (1, 1), (0, 0), (10, 9), 1, True, "NOTSET")
     for options in (ConvertOptions(dynamic_shapes=False), ConvertOptions(target="tvm")):
         converted, report = deconv2sub.convert_model(m, options)

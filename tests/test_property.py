@@ -22,6 +22,7 @@ import deconv2sub
 
 @st.composite
 def configs(draw):
+    """A random valid ConvTranspose configuration (rank, attributes, groups, dims)."""
     rank = draw(st.integers(1, 3))
     small = rank == 3
     axes = []
@@ -74,6 +75,7 @@ def _out_size(a, auto_pad):
 )
 @given(cfg=configs())
 def test_random_convtranspose_matches_ort(cfg):
+    """A random ConvTranspose converts and matches ORT running the original."""
     axes, auto_pad = cfg["axes"], cfg["auto_pad"]
     assume(all(_out_size(a, auto_pad) > 0 for a in axes))
     rng = np.random.default_rng(0)

@@ -48,6 +48,7 @@ def qdq_model(
     opset=17,
     spatial=(5, 6),
 ):
+    """A QDQ ConvTranspose model: DQ(x), DQ(w), DQ(b) -> ConvTranspose -> Q/DQ of the output."""
     m = m_per_group * group
     w = RNG.standard_normal((c, m_per_group) + tuple(kernel)).astype(np.float32)
     signed = np.issubdtype(dtype, np.signedinteger)
@@ -229,6 +230,7 @@ def test_repeat_order_per_phase(order):
 
 
 def test_activation_qdq_pairs_and_requantized_conv_output():
+    """The Conv reads only DQ inputs and its output is re-quantized like the original's."""
     model = qdq_model(axis=1)
     converted, report = _convert(model)
     ops = op_types(converted)
@@ -277,6 +279,7 @@ def test_qdq_runs_with_ort_optimisations():
 
 
 def test_per_channel_input_axis_group_1():
+    """Per-channel weight scales over input channels (axis 0, group 1) are exact."""
     model = qdq_model(axis=0, group=1, bias=False)
     converted, _ = _convert(model)
     _, scale, _, dq_axis = _conv_weight_dq(converted)
@@ -286,6 +289,7 @@ def test_per_channel_input_axis_group_1():
 
 
 def test_per_channel_input_axis_grouped_is_declined():
+    """Per-channel scales over input channels with groups are declined, with the reason."""
     model = qdq_model(axis=0, group=2, m_per_group=2, bias=False)
     converted, report = deconv2sub.convert_model(model)
     assert (
@@ -297,6 +301,7 @@ def test_per_channel_input_axis_grouped_is_declined():
 
 
 def test_blocked_quantization_is_declined():
+    """Blocked weight quantization (opset 21) is declined."""
     model = qdq_model(axis=1, bias=False, opset=21)
     model.ir_version = 10
     dq = next(n for n in model.graph.node if n.name == "w_dequant")
@@ -317,6 +322,7 @@ def test_blocked_quantization_is_declined():
 
 
 def test_no_output_quantize_still_exact():
+    """Without an output QuantizeLinear the rewrite is still exact."""
     model = qdq_model(axis=1, out_qdq=False)
     converted, _ = _convert(model)
     assert op_types(converted).count("QuantizeLinear") == 1  # only the input's
@@ -325,6 +331,7 @@ def test_no_output_quantize_still_exact():
 
 
 def test_cli_verifies_qdq_model(tmp_path):
+    """The CLI converts and verifies a QDQ model."""
     from click.testing import CliRunner
 
     from deconv2sub.cli import main

@@ -96,6 +96,7 @@ def _convert_and_compare(name, proto, feeds_list, expected_convtranspose, torch_
 
 
 def test_bias_behind_identity():
+    """A bias behind the exporter's Identity is read and the rewrite is exact."""
     nn = torch.nn
     model = nn.Sequential(nn.ConvTranspose2d(4, 4, 2, 2), nn.ConvTranspose2d(4, 4, 2, 2)).eval()
     for m in model:
@@ -170,6 +171,7 @@ def _points(rng, n):
 @pytest.mark.slow
 @pytest.mark.parametrize("init", INITS)
 def test_sam_mask_decoder(init):
+    """SAM's mask decoder (transformers) converts and matches ORT."""
     model = _sam(init)
 
     class MaskDecoder(torch.nn.Module):
@@ -197,6 +199,7 @@ def test_sam_mask_decoder(init):
 @pytest.mark.slow
 @pytest.mark.parametrize("init", INITS)
 def test_sam_full_model(init):
+    """The full SAM model (transformers) converts and matches ORT."""
     model = _sam(init)
 
     class Full(torch.nn.Module):
@@ -233,6 +236,7 @@ def test_sam_full_model(init):
     INITS,
 )
 def test_dpt_depth_estimation(init):
+    """DPT depth estimation (transformers) converts and matches ORT."""
     tf = _transformers()
     torch.manual_seed(0)
     config = tf.DPTConfig(
@@ -278,6 +282,7 @@ def test_dpt_depth_estimation(init):
     INITS,
 )
 def test_speecht5_hifigan(init):
+    """SpeechT5's HiFi-GAN vocoder (transformers) converts and matches ORT."""
     tf = _transformers()
     torch.manual_seed(0)
     config = tf.SpeechT5HifiGanConfig(

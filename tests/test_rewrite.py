@@ -45,6 +45,7 @@ CASES_1D = [
 
 @pytest.mark.parametrize("k,s,d,pb,pe,op", CASES_1D)
 def test_1d_attribute_space(k, s, d, pb, pe, op):
+    """1-D kernel, stride, dilation, pads and output_padding: equal to ORT's ConvTranspose."""
     size = 6
     if s * (size - 1) + op + d * (k - 1) + 1 - pb - pe <= 0:
         pytest.skip("empty output")
@@ -70,6 +71,7 @@ def test_1d_attribute_space(k, s, d, pb, pe, op):
     ],
 )
 def test_1d_auto_pad(auto_pad, k, s, d, op):
+    """1-D auto_pad modes: equal to ORT's ConvTranspose."""
     attrs = dict(strides=[s], dilations=[d], output_padding=[op])
     if auto_pad != "NOTSET":
         attrs["auto_pad"] = auto_pad
@@ -83,6 +85,7 @@ def test_1d_auto_pad(auto_pad, k, s, d, op):
     "k,s,shrink", [(4, 2, 0), (4, 2, 1), (4, 2, 3), (3, 2, 2), (5, 3, 4), (2, 2, 1)]
 )
 def test_1d_output_shape(auto_pad, k, s, shrink):
+    """1-D output_shape (with and without auto_pad): ORT's output length and values."""
     size = 5
     out = s * (size - 1) + k - shrink
     attrs = dict(strides=[s], output_shape=[out])
@@ -113,6 +116,7 @@ CASES_2D = [
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("kernel,strides,dilations,pads,op,group", CASES_2D)
 def test_2d(kernel, strides, dilations, pads, op, group, bias):
+    """2-D kernels, strides, dilations, pads, output_padding, groups, bias: equal to ORT."""
     c, m_per_group = 4, 3 if group != 4 else 1
     w = _x((c, m_per_group) + kernel)
     b = _x((m_per_group * group,)) if bias else None
@@ -166,6 +170,7 @@ def test_opsets(opset, group):
     ],
 )
 def test_3d(kernel, strides, pads, op, group):
+    """3-D kernels, strides, pads, output_padding and groups: equal to ORT."""
     w = _x((4, 2) + kernel)
     m = convtranspose_model(
         [1, 4, 3, 4, 5],
@@ -199,6 +204,7 @@ def test_3d(kernel, strides, pads, op, group):
     ],
 )
 def test_symbolic_dims(in_shape, shapes, kernel, strides, pads, op):
+    """Symbolic batch and spatial dims: equal to ORT at two shapes each."""
     w = _x((3, 2) + kernel)
     m = convtranspose_model(
         in_shape, w, _x((2,)), strides=list(strides), pads=list(pads), output_padding=list(op)
@@ -208,6 +214,7 @@ def test_symbolic_dims(in_shape, shapes, kernel, strides, pads, op):
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
 def test_symbolic_auto_pad(auto_pad):
+    """auto_pad with symbolic dims: equal to ORT at two shapes."""
     m = convtranspose_model(
         ["N", 2, "H", "W"], _x((2, 2, 3, 3)), None, strides=[2, 2], auto_pad=auto_pad
     )
@@ -225,6 +232,7 @@ def test_output_shape_with_symbolic_input_crops_at_run_time():
 
 # ---- weights, dtypes, model-level invariants -----------------------------------------------------
 def test_constant_node_weight():
+    """A weight from a Constant node is rewritten; the result equals ORT's."""
     m = convtranspose_model(
         [1, 2, 4, 4],
         _x((2, 1, 4, 4)),
@@ -237,6 +245,7 @@ def test_constant_node_weight():
 
 
 def test_runtime_weight_is_skipped_with_reason():
+    """A weight fed as a graph input keeps the ConvTranspose, with the reason."""
     m = convtranspose_model([1, 2, 4, 4], _x((2, 1, 4, 4)), None, weight_as="input", strides=[2, 2])
     converted, report = deconv2sub.convert_model(m)
     assert len(report.skipped) == 1 and "graph input" in report.skipped[0].reason
@@ -244,6 +253,7 @@ def test_runtime_weight_is_skipped_with_reason():
 
 
 def test_float16():
+    """A float16 model converts in float16 and matches ORT."""
     w = _x((2, 2, 4, 4), np.float16)
     m = convtranspose_model(
         [1, 2, 5, 5], w, _x((2,), np.float16), strides=[2, 2], pads=[1, 1, 1, 1]
@@ -283,7 +293,10 @@ def test_model_fields_names_and_shared_weight():
         helper.make_node("Relu", ["Y1"], ["R"], name="relu"),
         helper.make_node("Identity", ["W"], ["Wout"], name="w_out"),
     ]
-    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, ["a", "b", "c", "d"])
+
+    def vi(n):
+        return helper.make_tensor_value_info(n, TensorProto.FLOAT, ["a", "b", "c", "d"])
+
     g = helper.make_graph(
         nodes,
         "my_graph",
@@ -322,6 +335,7 @@ def test_model_fields_names_and_shared_weight():
 
 
 def test_idempotent():
+    """Converting a converted model finds nothing and changes no byte."""
     m = convtranspose_model(
         [1, 2, 4, 4], _x((2, 2, 4, 4)), _x((2,)), strides=[2, 2], pads=[1, 1, 1, 1]
     )
@@ -332,6 +346,7 @@ def test_idempotent():
 
 
 def test_input_model_not_modified():
+    """convert_model leaves its input model unchanged."""
     m = convtranspose_model([1, 2, 4, 4], _x((2, 2, 4, 4)), None, strides=[2, 2])
     before = m.SerializeToString()
     deconv2sub.convert_model(m)
@@ -341,6 +356,7 @@ def test_input_model_not_modified():
 @pytest.mark.parametrize("shuffle", ["auto", "reshape"])
 @pytest.mark.parametrize("order", ["auto", "CRD", "DCR"])
 def test_options(shuffle, order):
+    """The shuffle and order options are honoured and stay exact at two shapes."""
     m = convtranspose_model(
         ["N", 3, "H", "W"], _x((3, 2, 4, 4)), _x((2,)), strides=[2, 2], pads=[1, 1, 1, 1]
     )

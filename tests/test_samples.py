@@ -43,12 +43,14 @@ def _path(name: str) -> str:
 
 
 def test_every_committed_sample_is_listed():
+    """Every .onnx file in samples/ is listed here, and only those."""
     committed = {f[: -len(".onnx")] for f in os.listdir(SAMPLES_DIR) if f.endswith(".onnx")}
     assert committed == set(SAMPLES)
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_sample_file(name):
+    """Each sample is small, valid, opset 17, and holds the listed ConvTranspose count."""
     path = _path(name)
     assert os.path.getsize(path) < 2 * 1024 * 1024
     model = onnx.load(path)
@@ -60,6 +62,7 @@ def test_sample_file(name):
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_sample_converts_and_matches_ort(name):
+    """Each sample converts completely and matches ORT running the original."""
     count, feeds_shapes = SAMPLES[name]
     original = onnx.load(_path(name))
     converted, report = deconv2sub.convert_model(_path(name))
@@ -104,6 +107,7 @@ def test_sample_converts_with_the_readme_defaults(name, tmp_path, capfd):
 
 
 def test_seed_example_is_the_issue_example():
+    """seed_example converts to the issue's Conv kernel (4,1,2,2) + DepthToSpace."""
     converted, report = deconv2sub.convert_model(
         _path("seed_example"), deconv2sub.ConvertOptions(strategy="depth_to_space")
     )

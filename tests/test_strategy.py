@@ -27,6 +27,7 @@ def _x(shape):
 
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
+    """A fresh auto-tuning cache directory for the test."""
     monkeypatch.setenv("DECONV2SUB_CACHE_DIR", str(tmp_path))
     autotune.clear_cache()
     yield tmp_path
@@ -45,6 +46,7 @@ def _enet(shape=(1, 4, 6, 6)):
 
 
 def test_default_is_fixed_and_reported():
+    """The default strategy is fixed, reproducible and reported."""
     m = _enet()
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target="onnxruntime"))
     entry = report.nodes[0]
@@ -55,11 +57,13 @@ def test_default_is_fixed_and_reported():
 
 
 def test_unknown_strategy_is_an_error():
+    """An unknown strategy name is a ValueError."""
     with pytest.raises(ValueError, match="unknown strategy"):
         deconv2sub.convert_model(_enet(), ConvertOptions(strategy="fastest"))
 
 
 def test_legacy_knobs_select_depth_to_space():
+    """The legacy ``shuffle`` option selects the depth_to_space strategy."""
     _, report = deconv2sub.convert_model(_enet(), ConvertOptions(shuffle="reshape"))
     assert (
         report.nodes[0].strategy == "depth_to_space"
@@ -69,6 +73,7 @@ def test_legacy_knobs_select_depth_to_space():
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_auto_measures_and_caches(cache_dir, runtime):
+    """``auto`` measures the candidates, caches the choice and stays exact."""
     if runtime == "openvino":
         pytest.importorskip("openvino")
     m = _enet()
@@ -98,6 +103,7 @@ def test_auto_measures_and_caches(cache_dir, runtime):
 
 
 def test_auto_cache_key_separates_shapes_and_runtimes(cache_dir):
+    """The auto cache keeps one entry per input shape, keyed with the runtime."""
     deconv2sub.convert_model(_enet((1, 4, 6, 6)), ConvertOptions(strategy="auto"))
     deconv2sub.convert_model(_enet((1, 4, 7, 5)), ConvertOptions(strategy="auto"))
     data = json.loads((cache_dir / "strategy.json").read_text())
@@ -105,6 +111,7 @@ def test_auto_cache_key_separates_shapes_and_runtimes(cache_dir):
 
 
 def test_auto_without_input_size_falls_back(cache_dir):
+    """``auto`` without an input size falls back to the default and caches nothing."""
     m = convtranspose_model(
         ["N", 4, "H", "W"], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1]
     )
@@ -116,6 +123,7 @@ def test_auto_without_input_size_falls_back(cache_dir):
 
 
 def test_auto_candidates():
+    """``auto``'s candidates include per_phase only where it saves zero taps or folds a crop."""
     import onnx_graphsurgeon as gs
 
     from deconv2sub.rewrite.match import check
@@ -135,6 +143,7 @@ def test_auto_candidates():
 
 
 def test_cli_strategy_option(tmp_path, cache_dir):
+    """``--strategy`` selects the emission in the CLI and the report shows it."""
     from click.testing import CliRunner
 
     from deconv2sub.cli import main

@@ -169,6 +169,7 @@ def test_loop_body_carried_and_scan_output():
 
 
 def test_scan_body():
+    """A ConvTranspose in a Scan body is rewritten; equal to ORT."""
     w = _x(3, 2, 3, 3)
     body = helper.make_graph(
         [
@@ -203,6 +204,7 @@ def test_scan_body():
 
 
 def test_if_inside_loop_body():
+    """ConvTransposes in an If inside a Loop body are rewritten; equal to ORT."""
     w = _x(3, 2, 4, 4)
     then_g = helper.make_graph(
         [
@@ -287,6 +289,7 @@ def _function(weight_as_constant=True, strides_ref=False):
 
 
 def test_model_local_function_called_twice():
+    """A model-local function called twice is rewritten once; both calls equal ORT."""
     fn, _ = _function()
     nodes = [helper.make_node("UpRelu", ["X"], ["Y1"], domain="local", name="call1"),
              helper.make_node("UpRelu", ["X"], ["Y2"], domain="local", name="call2")]
@@ -304,6 +307,7 @@ def test_model_local_function_called_twice():
 
 
 def test_function_weight_input_is_reported():
+    """A weight that is a function input is declined, with the reason; the model is unchanged."""
     fn, w = _function(weight_as_constant=False)
     nodes = [helper.make_node("UpRelu", ["X", "W"], ["Y"], domain="local", name="call")]
     m = _model(
@@ -321,6 +325,7 @@ def test_function_weight_input_is_reported():
 
 
 def test_function_attribute_reference_is_reported():
+    """A function attribute reference (strides from the caller) is declined, with the reason."""
     fn, _ = _function(strides_ref=True)
     call = helper.make_node("UpRelu", ["X"], ["Y"], domain="local", name="call", s=[2, 2])
     m = _model(
@@ -335,6 +340,7 @@ def test_function_attribute_reference_is_reported():
 
 
 def test_cli_converts_subgraph_model(tmp_path):
+    """The CLI converts and verifies a model with a local function."""
     from click.testing import CliRunner
 
     from deconv2sub.cli import main

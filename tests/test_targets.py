@@ -68,6 +68,7 @@ def _assert_within(
 
 # ---- profiles as data ----------------------------------------------------------------------------
 def test_builtin_profiles_are_valid_and_sourced():
+    """Every built-in profile is valid and cites its source."""
     for name in [
         "portable",
         "onnxruntime",
@@ -92,6 +93,7 @@ def test_builtin_profiles_are_valid_and_sourced():
 
 
 def test_toml_profile(tmp_path):
+    """A TOML profile loads with its fields and bugs."""
     f = tmp_path / "npu.toml"
     f.write_text(
         'name = "npu"\ndepth_to_space = ["dcr"]\nmax_block = 2\nkeep_strides = [[1, 1]]\n'
@@ -120,6 +122,7 @@ def test_toml_profile(tmp_path):
     ],
 )
 def test_bad_toml_profiles_are_one_line_errors(tmp_path, text, needle):
+    """A bad TOML profile is a one-line ProfileError, and exit code 2 in the CLI."""
     f = tmp_path / "bad.toml"
     f.write_text(text + "\n")
     with pytest.raises(ProfileError, match=needle) as info:
@@ -130,6 +133,7 @@ def test_bad_toml_profiles_are_one_line_errors(tmp_path, text, needle):
 
 
 def test_unknown_target_is_a_usage_error(tmp_path):
+    """An unknown target name or a missing profile file is a usage error (exit 2)."""
     r = CliRunner().invoke(main, ["inspect", "m.onnx", "--target", "nosuch"])
     assert r.exit_code == 2 and "unknown target 'nosuch'" in r.output
     r = CliRunner().invoke(main, ["inspect", "m.onnx", "--target", str(tmp_path / "missing.toml")])
@@ -173,6 +177,7 @@ PROFILES = [
 )
 @pytest.mark.parametrize("symbolic", [False, True], ids=["static", "symbolic"])
 def test_profile_output_is_exact_and_within_limits(profile, case, symbolic):
+    """Each profile's output is exact against ORT and uses only the ops and limits it allows."""
     rank, strides, kernel, pad, op, group = case
     prof = resolve(profile)
     c, m_per_group = 2 * group, 3
@@ -312,6 +317,7 @@ def test_one_by_one_input_keeps_the_macs(target):
 
 
 def test_macs_warning_for_zero_taps():
+    """A rewrite computing zero taps reports its MACs ratio to the original's."""
     m = convtranspose_model(
         [1, 4, 16, 16],
         _x((4, 3, 3, 3)),
@@ -337,6 +343,7 @@ def test_macs_warning_for_zero_taps():
 
 # ---- kept strides, toolchain bugs ----------------------------------------------------------------
 def test_kept_strides_leave_the_node_with_the_reason():
+    """A profile's kept strides leave the ConvTranspose, with the reason."""
     keep = TargetProfile(name="keeper", keep_strides=((2, 2),))
     m = convtranspose_model([1, 4, 6, 6], _x((4, 3, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1])
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target=keep))
@@ -401,6 +408,7 @@ def _portable_ops_only(
     "name", sorted(f[:-5] for f in os.listdir(SAMPLES_DIR) if f.endswith(".onnx"))
 )
 def test_samples_default_form(name):
+    """Every sample converts to portable ops only with the default target."""
     original = onnx.load(os.path.join(SAMPLES_DIR, name + ".onnx"))
     converted, report = deconv2sub.convert_model(original)
     assert report.rewritten and not report.skipped
@@ -409,6 +417,7 @@ def test_samples_default_form(name):
 
 
 def test_benchmark_blocks_default_form():
+    """Every benchmark block converts to portable ops only with the default target."""
     from bench_blocks import all_blocks, build_block
 
     for spec in all_blocks():
@@ -456,6 +465,7 @@ def test_fold_crop_always_gives_a_3x3_conv_without_a_slice():
 
 
 def test_fold_crop_always_in_toml(tmp_path):
+    """``fold_crop = "always"`` loads from TOML; an unknown value is a ProfileError."""
     f = tmp_path / "t.toml"
     f.write_text('fold_crop = "always"\n')
     assert load_profile_file(str(f)).fold_crop == "always"

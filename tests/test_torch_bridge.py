@@ -84,6 +84,7 @@ def _assert_close(ref: torch.Tensor, got: torch.Tensor, rel=1e-5):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_outputs_equal(case):
+    """convert_module's replacement equals the ConvTranspose module at two input sizes."""
     m = _make(case)
     sub = d2s.convert_module(m)
     assert isinstance(sub, d2s.SubPixelFromTransposed)
@@ -95,6 +96,7 @@ def test_outputs_equal(case):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_onnx_export_has_no_convtranspose(case):
+    """The converted module exports without ConvTranspose and ORT matches torch."""
     m = _make(case, seed=3)
     sub = d2s.convert_module(m)
     ndim = case[0]
@@ -128,6 +130,7 @@ def test_onnx_export_has_no_convtranspose(case):
 
 
 def test_float64_is_exact_to_rounding():
+    """In float64 the replacement equals the original to rounding."""
     case = (2, 3, 4, (3, 5), (2, 3), (1, 2), (1, 2), (1, 2), 1, True)
     m = _make(case).double()
     sub = d2s.convert_module(m)
@@ -138,6 +141,7 @@ def test_float64_is_exact_to_rounding():
 
 
 def test_unbatched_input_and_gradients():
+    """Unbatched inputs work and the input gradients equal the original's."""
     case = (1, 3, 2, 3, 2, 1, 1, 1, 1, True)
     m = _make(case)
     sub = d2s.convert_module(m)
@@ -165,6 +169,7 @@ class _Decoder(nn.Module):
 
 
 def test_convert_module_nested_copy_and_inplace():
+    """Nested modules convert into a copy by default, or in place; outputs unchanged."""
     torch.manual_seed(0)
     model = _Decoder().eval()
     x = torch.randn(2, 3, 5, 7)
@@ -185,6 +190,7 @@ def test_convert_module_nested_copy_and_inplace():
 
 
 def test_training_flag_kept_and_subclass_with_custom_forward_left_alone():
+    """The training flag is kept; a subclass overriding forward is left alone, with a warning."""
     class Custom(nn.ConvTranspose2d):
         def forward(self, x, output_size=None):
             return super().forward(x, output_size) * 2
@@ -197,6 +203,7 @@ def test_training_flag_kept_and_subclass_with_custom_forward_left_alone():
 
 
 def test_lazy_and_bad_inputs():
+    """Lazy modules convert once materialised; other module types are a TypeError."""
     lazy = nn.LazyConvTranspose2d(3, 4, 2)
     with pytest.raises(ValueError, match="lazy"):
         d2s.SubPixelFromTransposed.from_transposed(lazy)
@@ -211,6 +218,7 @@ def test_lazy_and_bad_inputs():
 
 @pytest.mark.parametrize("ndim,scale", [(1, 3), (2, 2), (2, (2, 3)), (3, 2), (3, (1, 2, 2))])
 def test_pixel_shuffle_nd_roundtrip_and_order(ndim, scale):
+    """pixel_shuffle_nd inverts pixel_unshuffle_nd and uses PyTorch's CRD order."""
     s = d2s._tuple(scale, ndim, "scale")
     x = torch.randn((2, 3 * int(np.prod(s))) + (4, 3, 2)[:ndim])
     y = d2s.pixel_shuffle_nd(x, scale)
@@ -253,6 +261,7 @@ def _smooth_inputs(ndim, channels=4, size=8):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_icnr_is_checkerboard_free_and_convtranspose_is_not(seed):
+    """ICNR sub-pixel convs show no checkerboard; ConvTranspose and plain ones do."""
     torch.manual_seed(seed)
     sub = d2s.SubPixelConv2d(4, 3, kernel_size=3, scale=2).eval()
     deconv = nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1).eval()
@@ -273,6 +282,7 @@ def test_icnr_is_checkerboard_free_and_convtranspose_is_not(seed):
 
 @pytest.mark.parametrize("ndim,scale", [(1, 4), (2, (2, 3)), (3, 2)])
 def test_icnr_nd_equals_nearest_upsampling_of_a_conv(ndim, scale):
+    """An ICNR-initialised SubPixelConv is nearest upsampling of a Conv, in 1-D to 3-D."""
     torch.manual_seed(0)
     sub = d2s.SubPixelConv(ndim, 3, 2, kernel_size=3, scale=scale).eval()
     x = torch.randn((2, 3) + (5, 4, 3)[:ndim])
@@ -293,6 +303,7 @@ def test_icnr_nd_equals_nearest_upsampling_of_a_conv(ndim, scale):
 
 
 def test_subpixelconv_exports_to_conv_depthtospace():
+    """SubPixelConv2d exports as Conv + DepthToSpace, and ORT matches torch."""
     torch.manual_seed(0)
     model = nn.Sequential(d2s.SubPixelConv2d(3, 4, 3, 2), nn.ReLU(), d2s.SubPixelConv2d(4, 2, 3, 2))
     x = torch.randn(1, 3, 6, 6)
@@ -315,6 +326,7 @@ def test_subpixelconv_exports_to_conv_depthtospace():
 
 
 def test_import_deconv2sub_without_torch():
+    """deconv2sub imports and converts with torch unavailable."""
     code = r"""
 import sys
 sys.modules['torch'] = None  # any 'import torch' now raises ImportError
