@@ -5,12 +5,17 @@ ORT running the ORIGINAL ConvTranspose is the oracle.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 ort.set_default_logger_severity(3)
+
+#: the repository root (tests/ is one level below it, whichever test folder imports this)
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NP_TO_ONNX = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float16): TensorProto.FLOAT16,
               np.dtype(np.float64): TensorProto.DOUBLE}

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from builders import assert_equivalent, convtranspose_model, op_types
+from builders import REPO_ROOT, assert_equivalent, convtranspose_model, op_types
 from click.testing import CliRunner
 
 import deconv2sub
@@ -20,9 +20,7 @@ from deconv2sub import ConvertOptions
 from deconv2sub.cli import main
 from deconv2sub.targets import BUILTIN, ProfileError, TargetProfile, load_profile_file, resolve
 
-sys.path.insert(
-    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-)
+sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
 
 PORTABLE_OPS = {"Conv", "DepthToSpace", "Slice", "Reshape", "Transpose"}
 
@@ -385,7 +383,7 @@ def test_toolchain_bug_warnings(tmp_path):
 
 
 # ---- the acceptance: samples and benchmark blocks in the portable form -------------------
-SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
+SAMPLES_DIR = os.path.join(REPO_ROOT, "samples")
 ORIGINAL_OPS_OK = PORTABLE_OPS
 
 
