@@ -6,15 +6,27 @@ are gone afterwards, those still used elsewhere (other nodes, graph outputs) kee
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import onnx
+import pytest
 from builders import assert_equivalent, op_types, run
 from onnx import TensorProto, helper, numpy_helper
 
 import deconv2sub
 from deconv2sub.rewrite import fold
 
+# import-time constants draw from this one; every test gets a fresh one (_fresh_rng)
 RNG = np.random.default_rng(42)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rng(monkeypatch):
+    """Each test draws from its own generator, seeded alike: values never depend on test order."""
+    monkeypatch.setattr(sys.modules[__name__], "RNG", np.random.default_rng(42))
+
+
 F = TensorProto.FLOAT
 
 
@@ -165,6 +177,7 @@ def test_weight_from_graph_input_is_skipped_with_reason():
     )
     converted, report = deconv2sub.convert_model(m)
     assert not report.rewritten
+    assert report.skipped[0].code == "weight_not_constant"
     reason = report.skipped[0].reason
     assert "'W' is computed at run time by Mul node 'gain_mul'" in reason and "'gain'" in reason, (
         reason
@@ -176,6 +189,7 @@ def test_random_op_is_not_folded():
     """A weight from a random op is declined as non-deterministic."""
     nodes = [helper.make_node("RandomNormal", [], ["W"], shape=[3, 2, 4, 4], name="rnd"), _ct()]
     _, report = deconv2sub.convert_model(_model(nodes, {}))
+    assert report.skipped[0].code == "weight_not_constant"
     assert "non-deterministic" in report.skipped[0].reason
 
 
@@ -190,6 +204,7 @@ def test_size_bound(monkeypatch):
     _, report = deconv2sub.convert_model(
         _model(nodes, {"wshape": np.array([3, 2, 40, 40], np.int64)})
     )
+    assert report.skipped[0].code == "weight_not_constant"
     assert "would produce" in report.skipped[0].reason
 
 
@@ -201,6 +216,7 @@ def test_node_count_bound(monkeypatch):
     ]
     nodes.append(_ct(w="w8"))
     _, report = deconv2sub.convert_model(_model(nodes, {"w0": _x(3, 2, 4, 4)}))
+    assert report.skipped[0].code == "weight_not_constant"
     assert "more than 5 nodes" in report.skipped[0].reason
 
 
@@ -210,6 +226,7 @@ def test_fold_failure_is_a_reason_not_a_crash():
     _, report = deconv2sub.convert_model(
         _model(nodes, {"W0": _x(3, 2, 4, 4), "bad": np.array([7, 7], np.int64)})
     )
+    assert report.skipped[0].code == "weight_not_constant"
     assert "evaluating Reshape node 'bad_reshape' failed" in report.skipped[0].reason
 
 
@@ -267,9 +284,8 @@ def test_weight_from_loop_state_is_skipped():
     nodes = [helper.make_node("Loop", ["trip", "", "W0"], ["w_final", "Y"], body=body, name="loop")]
     m = _model(nodes, {"W0": _x(3, 2, 4, 4), "trip": np.array(2, np.int64)})
     _, report = deconv2sub.convert_model(m)
-    assert report.skipped and "known only at run time" in report.skipped[0].reason, report.skipped[
-        0
-    ].reason
+    assert report.skipped and report.skipped[0].code == "weight_not_constant"
+    assert "known only at run time" in report.skipped[0].reason, report.skipped[0].reason
 
 
 def test_cli_runtime_weight_left_in_place_exit_0(tmp_path):

@@ -5,6 +5,8 @@ Checked against ONNX Runtime running the ORIGINAL ConvTranspose (+ its consumers
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import onnx
 import pytest
@@ -16,7 +18,16 @@ from deconv2sub import ConvertOptions
 from deconv2sub.plan.subpixel import ConvTransposeAttrs, make_plan
 from deconv2sub.rewrite.emissions import registry
 
+# import-time constants draw from this one; every test gets a fresh one (_fresh_rng)
 RNG = np.random.default_rng(99)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rng(monkeypatch):
+    """Each test draws from its own generator, seeded alike: values never depend on test order."""
+    monkeypatch.setattr(sys.modules[__name__], "RNG", np.random.default_rng(99))
+
+
 STRATEGIES = ["default", *registry.NAMES]  # every registered emission
 
 
@@ -228,6 +239,25 @@ STRATEGY_CASES = [
 ]
 
 
+# the ONNX Runtime rule's choice for each of STRATEGY_CASES (a table of the rule, not derived)
+DEFAULT_ORT = [
+    "per_phase", "per_phase", "per_phase", "transpose_gather", "transpose_gather", "per_phase",
+    "per_phase", "transpose_gather", "per_phase", "transpose_gather", "per_phase",
+    "pointwise_gemm", "pointwise_gemm", "pointwise_gemm", "pointwise_gemm", "per_phase",
+    "per_phase",
+]
+# the fallback of the phase-Conv emissions when a phase receives no tap
+FALLBACK = {"per_phase": "two_stage", "per_phase_channels_last": "channels_last"}
+
+
+def _has_empty_phase(kernel, strides, dilations) -> bool:
+    """By ONNX's scatter ``j = s*i + d*k``: some axis has an output phase no tap reaches."""
+    return any(
+        {(d * k) % s for k in range(size)} != set(range(s))
+        for size, s, d in zip(kernel, strides, dilations)
+    )
+
+
 @pytest.mark.parametrize(
     "strategy",
     [
@@ -260,21 +290,28 @@ def test_strategies(strategy, in_shape, shapes, kernel, strides, dilations, pads
     options = ConvertOptions(
         strategy=strategy, target="onnxruntime" if strategy == "default" else "portable"
     )
-    _, report = _check(m, [{"X": _x(s)} for s in shapes], options)
+    converted, report = _check(m, [{"X": _x(s)} for s in shapes], options)
     entry = report.nodes[0]
-    expected = strategy
-    if strategy == "per_phase" and "per_phase impossible" in (entry.strategy_reason or ""):
-        expected = "two_stage"
-    if strategy == "per_phase_channels_last" and "per_phase impossible" in (
-        entry.strategy_reason or ""
-    ):
-        expected = "channels_last"
+    parts = entry.strategy_reason.split("; ")
     if strategy == "default":
-        assert entry.strategy in ("transpose_gather", "pointwise_gemm", "per_phase")
-        assert entry.strategy_reason.startswith("default")
+        case = (in_shape, shapes, kernel, strides, dilations, pads, op, group)
+        assert entry.strategy == DEFAULT_ORT[STRATEGY_CASES.index(case)]
+        assert parts[0].startswith("default: ")
+        return
+    fixed = f"fixed strategy '{strategy}'"
+    if strategy in FALLBACK and _has_empty_phase(kernel, strides, dilations):
+        fallback = FALLBACK[strategy]
+        assert entry.strategy == fallback
+        assert parts == [fixed, f"per_phase impossible (a phase without taps): {fallback}"]
+        return
+    assert entry.strategy == strategy and parts[0] == fixed
+    notes = parts[1:]
+    if strategy in FALLBACK:
+        assert len(notes) == 1 and "Convs (" in notes[0] and "no begin crop" in notes[0], notes
+    elif strategy == "pointwise_gemm":
+        assert notes == (["Gemm instead of the 1x1 Conv"] if "Gemm" in op_types(converted) else [])
     else:
-        assert entry.strategy == expected
-    assert entry.strategy_reason
+        assert notes == []
 
 
 def test_crop_folds_away_for_enet():
