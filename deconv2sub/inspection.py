@@ -411,6 +411,55 @@ def _snapshot(node: gs.Node, shapes: Mapping[str, list]) -> dict:
     }
 
 
+def _new_conv_costs(convs: list, x_name: str, spatial, shapes: Mapping[str, list]) -> tuple:
+    """MACs, MACs per input pixel and weight bytes of the emitted Convs (None where unknown).
+
+    ``x_name`` is the ConvTranspose input, ``spatial`` its known spatial sizes (or None).
+    """
+    macs, per_pixel, wbytes = 0, 0, 0
+    for conv in convs:
+        # strategy "pointwise_gemm": weight [rows, C] x input [C, prod(spatial)]
+        gemm = conv.op == "Gemm"
+        wt = conv.inputs[0 if gemm else 1] if len(conv.inputs) > 1 else None
+        bt = (
+            conv.inputs[2]
+            if len(conv.inputs) > 2 and conv.inputs[2] is not None and conv.inputs[2].name
+            else None
+        )
+        shape = _known_ints(_tensor_shape(wt, shapes))
+        wb, bb = _const_bytes(wt), _const_bytes(bt)
+        wbytes = None if wbytes is None or wb is None or bb is None else wbytes + wb + bb
+        if shape is None:
+            macs = per_pixel = None
+            continue
+        numel = int(np.prod(shape, dtype=np.int64))
+        per_pixel = None if per_pixel is None else per_pixel + numel
+        if gemm:  # batch 1, 1x1 kernel without pads: one MAC per weight and input pixel
+            macs = (
+                None
+                if macs is None or spatial is None
+                else macs + numel * int(np.prod(spatial, dtype=np.int64))
+            )
+            continue
+        # The Conv reads the ConvTranspose's input, so its input size is known when that one is.
+        in_spatial = (
+            spatial
+            if conv.inputs[0].name == x_name
+            else _known_ints((_tensor_shape(conv.inputs[0], shapes) or [None, None])[2:])
+        )
+        if macs is None or in_spatial is None or conv.op != "Conv":
+            macs = None
+            continue
+        k = shape[2:]
+        r = len(k)
+        s = list(conv.attrs.get("strides") or [1] * r)
+        d = list(conv.attrs.get("dilations") or [1] * r)
+        p = list(conv.attrs.get("pads") or [0] * (2 * r))
+        out = [_conv_out(in_spatial[a], k[a], s[a], d[a], p[a], p[a + r]) for a in range(r)]
+        macs += numel * int(np.prod(out, dtype=np.int64))
+    return macs, per_pixel, wbytes
+
+
 def _inspect_node(
     gpath: str, snap: dict, entry, g: Optional[gs.Graph], shapes: Mapping[str, list]
 ) -> NodeInspection:
@@ -471,47 +520,7 @@ def _inspect_node(
         for m in (g.nodes if g is not None else [])
         if m.name in new and m.op in ("Conv", "ConvTranspose", "Gemm")
     ]
-    macs, per_pixel, wbytes = 0, 0, 0
-    for conv in convs:
-        # strategy "pointwise_gemm": weight [rows, C] x input [C, prod(spatial)]
-        gemm = conv.op == "Gemm"
-        wt = conv.inputs[0 if gemm else 1] if len(conv.inputs) > 1 else None
-        bt = (
-            conv.inputs[2]
-            if len(conv.inputs) > 2 and conv.inputs[2] is not None and conv.inputs[2].name
-            else None
-        )
-        shape = _known_ints(_tensor_shape(wt, shapes))
-        wb, bb = _const_bytes(wt), _const_bytes(bt)
-        wbytes = None if wbytes is None or wb is None or bb is None else wbytes + wb + bb
-        if shape is None:
-            macs = per_pixel = None
-            continue
-        numel = int(np.prod(shape, dtype=np.int64))
-        per_pixel = None if per_pixel is None else per_pixel + numel
-        if gemm:  # batch 1, 1x1 kernel without pads: one MAC per weight and input pixel
-            macs = (
-                None
-                if macs is None or spatial is None
-                else macs + numel * int(np.prod(spatial, dtype=np.int64))
-            )
-            continue
-        # The Conv reads the ConvTranspose's input, so its input size is known when that one is.
-        in_spatial = (
-            spatial
-            if conv.inputs[0].name == n.input
-            else _known_ints((_tensor_shape(conv.inputs[0], shapes) or [None, None])[2:])
-        )
-        if macs is None or in_spatial is None or conv.op != "Conv":
-            macs = None
-            continue
-        k = shape[2:]
-        r = len(k)
-        s = list(conv.attrs.get("strides") or [1] * r)
-        d = list(conv.attrs.get("dilations") or [1] * r)
-        p = list(conv.attrs.get("pads") or [0] * (2 * r))
-        out = [_conv_out(in_spatial[a], k[a], s[a], d[a], p[a], p[a + r]) for a in range(r)]
-        macs += numel * int(np.prod(out, dtype=np.int64))
+    macs, per_pixel, wbytes = _new_conv_costs(convs, n.input, spatial, shapes)
     if not convs:
         macs = per_pixel = wbytes = None
     n.macs_after = macs if spatial is not None else None
@@ -582,33 +591,48 @@ def format_inspection(report: InspectionReport, width: int = 80) -> str:
     lines.append(_row("", [h if h != "MACs" else "MACs (per sample)" for h, _ in _COLS]))
     lines.append(_row("", ["planned emission"]))
     lines.append(rule)
-    pad = " " * _INDENT
     for i, n in enumerate(report.nodes, 1):
-        name = n.name if n.graph == "main" else f"{n.name}  [{n.graph}]"
-        lines.append(_row(str(i), [_fit(name, width - _INDENT)]))
-        attrs = n.attributes_text()
-        cells = [
-            _fit(_shape_cell(n.input_shape), _COLS[0][1] - 1),
-            _fit_end(attrs, _COLS[1][1] - 1),
-            f"{format_count(n.macs_before)}→{format_count(n.macs_after)}",
-            f"{format_bytes(n.weight_bytes_before)}→{format_bytes(n.weight_bytes_after)}",
-        ]
-        lines.append(_row("", cells))
-        detail = n.emission_text()
-        if len(attrs) > _COLS[1][1] - 1:
-            detail = f"[{attrs}] " + detail
-        lines += textwrap.wrap(detail, width, initial_indent=pad, subsequent_indent=pad + "  ",
-                               break_on_hyphens=False)
-        if n.why:  # which rule of which profile chose the emission, and what it refused
-            lines += textwrap.wrap(
-                "why: " + n.why,
-                width,
-                initial_indent=pad,
-                subsequent_indent=pad + "  ",
-                break_on_hyphens=False,
-            )
+        lines += _node_lines(i, n, width)
     lines.append(rule)
-    t = report.totals
+    lines += _total_lines(report.totals)
+    return "\n".join(lines)
+
+
+def _node_lines(i: int, n: NodeInspection, width: int) -> List[str]:
+    """The lines of node number ``i``: its name, its numbers, the planned emission and why."""
+    import textwrap
+
+    pad = " " * _INDENT
+    name = n.name if n.graph == "main" else f"{n.name}  [{n.graph}]"
+    lines = [_row(str(i), [_fit(name, width - _INDENT)])]
+    attrs = n.attributes_text()
+    cells = [
+        _fit(_shape_cell(n.input_shape), _COLS[0][1] - 1),
+        _fit_end(attrs, _COLS[1][1] - 1),
+        f"{format_count(n.macs_before)}→{format_count(n.macs_after)}",
+        f"{format_bytes(n.weight_bytes_before)}→{format_bytes(n.weight_bytes_after)}",
+    ]
+    lines.append(_row("", cells))
+    detail = n.emission_text()
+    if len(attrs) > _COLS[1][1] - 1:
+        detail = f"[{attrs}] " + detail
+    lines += textwrap.wrap(detail, width, initial_indent=pad, subsequent_indent=pad + "  ",
+                           break_on_hyphens=False)
+    if n.why:  # which rule of which profile chose the emission, and what it refused
+        lines += textwrap.wrap(
+            "why: " + n.why,
+            width,
+            initial_indent=pad,
+            subsequent_indent=pad + "  ",
+            break_on_hyphens=False,
+        )
+    return lines
+
+
+def _total_lines(t: Totals) -> List[str]:
+    """The totals line, the after/before ratios and the notes on unknown sizes."""
+    pad = " " * _INDENT
+    lines: List[str] = []
     macs = (
         f"{format_count(t.macs_before)}→{format_count(t.macs_after)}"
         if t.macs_unknown < t.nodes
@@ -638,4 +662,4 @@ def format_inspection(report: InspectionReport, width: int = 80) -> str:
         )
     elif t.macs_unknown:
         lines.append("note: input sizes unknown: give --input-shape NAME:dims for MAC counts")
-    return "\n".join(lines)
+    return lines

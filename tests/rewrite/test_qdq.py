@@ -42,6 +42,44 @@ def _quantize(w, scale, zp, axis, dtype):
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
+def _quantized_weight(shape, dtype, axis, pow2):
+    """A random float weight quantized per tensor (``axis`` None) or per channel: (q, scale, zp)."""
+    w = RNG.standard_normal(shape).astype(np.float32)
+    signed = np.issubdtype(dtype, np.signedinteger)
+    if axis is None:
+        w_scale = np.float32(2.0**-5 if pow2 else 0.0123)
+        w_zp = np.array(0 if signed else 128, dtype) if not signed else np.array(3, dtype)
+        w_zp_arr = np.asarray(w_zp)
+        q = _quantize(w, w_scale, w_zp_arr.astype(np.float32), None, dtype)
+        return q, np.asarray(w_scale, np.float32), w_zp_arr
+    n = w.shape[axis]
+    scale_arr = (2.0 ** -RNG.integers(4, 7, n)).astype(np.float32) if pow2 else (
+        RNG.uniform(0.005, 0.02, n).astype(np.float32))
+    w_zp_arr = (RNG.integers(-5, 6, n) if signed else RNG.integers(120, 136, n)).astype(dtype)
+    return _quantize(w, scale_arr, w_zp_arr.astype(np.float32), axis, dtype), scale_arr, w_zp_arr
+
+
+def _bias_dequantize(inits, x_scale, w_scale, per_channel, m):
+    """The int32 bias (scale x_scale * w_scale, per output channel or not) and its DQ node."""
+    b_scale = (
+        np.float32(x_scale) * (w_scale if per_channel else np.float32(w_scale.reshape(-1)[0]))
+    ).astype(np.float32)
+    b_scale = (
+        np.asarray(b_scale, np.float32).reshape(-1)
+        if b_scale.size > 1
+        else np.asarray(b_scale.reshape(-1)[0], np.float32)
+    )
+    inits["b_q"] = RNG.integers(-300, 300, m).astype(np.int32)
+    inits["b_scale"] = b_scale
+    return helper.make_node(
+        "DequantizeLinear",
+        ["b_q", "b_scale"],
+        ["B"],
+        name="b_dequant",
+        **({"axis": 0} if b_scale.size > 1 else {}),
+    )
+
+
 def qdq_model(
     *,
     c=4,
@@ -61,20 +99,8 @@ def qdq_model(
 ):
     """A QDQ ConvTranspose model: DQ(x), DQ(w), DQ(b) -> ConvTranspose -> Q/DQ of the output."""
     m = m_per_group * group
-    w = RNG.standard_normal((c, m_per_group) + tuple(kernel)).astype(np.float32)
     signed = np.issubdtype(dtype, np.signedinteger)
-    if axis is None:
-        w_scale = np.float32(2.0**-5 if pow2 else 0.0123)
-        w_zp = np.array(0 if signed else 128, dtype) if not signed else np.array(3, dtype)
-        w_zp_arr = np.asarray(w_zp)
-        q = _quantize(w, w_scale, w_zp_arr.astype(np.float32), None, dtype)
-        scale_arr = np.asarray(w_scale, np.float32)
-    else:
-        n = w.shape[axis]
-        scale_arr = (2.0 ** -RNG.integers(4, 7, n)).astype(np.float32) if pow2 else (
-            RNG.uniform(0.005, 0.02, n).astype(np.float32))
-        w_zp_arr = (RNG.integers(-5, 6, n) if signed else RNG.integers(120, 136, n)).astype(dtype)
-        q = _quantize(w, scale_arr, w_zp_arr.astype(np.float32), axis, dtype)
+    q, scale_arr, w_zp_arr = _quantized_weight((c, m_per_group) + tuple(kernel), dtype, axis, pow2)
     x_scale, x_zp = (np.float32(2.0**-4), np.array(0 if signed else 128, dtype)) if pow2 else (
         np.float32(0.0371), np.array(2 if signed else 131, dtype))
     y_scale, y_zp = (np.float32(2.0**-2), np.array(0 if signed else 128, dtype)) if pow2 else (
@@ -97,26 +123,7 @@ def qdq_model(
     )
     ct_inputs = ["x_dq", "W"]
     if bias:
-        b_scale = (
-            np.float32(x_scale)
-            * (scale_arr if axis == 1 and group == 1 else np.float32(scale_arr.reshape(-1)[0]))
-        ).astype(np.float32)
-        b_scale = (
-            np.asarray(b_scale, np.float32).reshape(-1)
-            if b_scale.size > 1
-            else np.asarray(b_scale.reshape(-1)[0], np.float32)
-        )
-        inits["b_q"] = RNG.integers(-300, 300, m).astype(np.int32)
-        inits["b_scale"] = b_scale
-        nodes.append(
-            helper.make_node(
-                "DequantizeLinear",
-                ["b_q", "b_scale"],
-                ["B"],
-                name="b_dequant",
-                **({"axis": 0} if b_scale.size > 1 else {}),
-            )
-        )
+        nodes.append(_bias_dequantize(inits, x_scale, scale_arr, axis == 1 and group == 1, m))
         ct_inputs.append("B")
     nodes.append(
         helper.make_node(
