@@ -4,7 +4,7 @@ Library API::
 
     import deconv2sub
     model, report = deconv2sub.convert_model("model.onnx")      # onnx.ModelProto or path
-    report = deconv2sub.convert_graph(gs_graph)                   # onnx-graphsurgeon Graph, in place
+    report = deconv2sub.convert_graph(gs_graph) # onnx-graphsurgeon Graph, in place
 
 The public names are imported on first use (PEP 562 ``__getattr__``), not when the package is
 imported: importing ``deconv2sub.cli`` or ``deconv2sub.errors`` must not pay for onnx, numpy and

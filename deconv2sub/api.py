@@ -10,13 +10,13 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .rewrite.operands import external_data_dir as _external_data_dir
-from .targets.autotune import measurer
 from .errors import InputError
 from .io.tensors import DETACHED_LOCATION as _DETACHED
 from .report import ConversionReport
 from .rewrite.graph_pass import convert_graph
+from .rewrite.operands import external_data_dir as _external_data_dir
 from .rewrite.options import ConvertOptions
+from .targets.autotune import measurer
 
 #: Above this in-memory size, shape inference runs on a skeleton without the big tensors' data.
 _SKELETON_BYTES = 64 << 20
@@ -28,13 +28,15 @@ ModelLike = Union[onnx.ModelProto, str, os.PathLike]
 
 def infer_shapes(model: onnx.ModelProto,
                  input_shapes: Optional[Dict[str, Tuple[int, ...]]] = None) -> Dict[str, list]:
-    """Tensor name → shape (int, dim_param string, or None) from ONNX shape inference, subgraphs included.
+    """Tensor name → shape (int, dim_param string, or None) from ONNX shape inference.
 
-    Runs on a copy; the caller's model is never modified. Failures of inference are not fatal: the pass
-    then only knows what the model itself declares. Big models are inferred on a skeleton that leaves out
-    the data of big initializers (inference only needs their dims), so their weights are not copied.
-    ``input_shapes`` (``{graph input: shape}``, checked: InputError) replaces the inputs' declared
-    shapes.
+    Subgraphs included.
+
+    Runs on a copy; the caller's model is never modified. Failures of inference are not fatal: the
+    pass then only knows what the model itself declares. Big models are inferred on a skeleton that
+    leaves out the data of big initializers (inference only needs their dims), so their weights are
+    not copied. ``input_shapes`` (``{graph input: shape}``, checked: InputError) replaces the
+    inputs' declared shapes.
     """
     from .verify.inputs import check_input_shapes, with_input_shapes
 
@@ -48,7 +50,9 @@ def infer_shapes(model: onnx.ModelProto,
             source, _ = skeleton(model, min_bytes=1 << 16)
         if input_shapes:
             source = with_input_shapes(source, input_shapes)
-        inferred = onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=False, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(
+            source, check_type=False, strict_mode=False, data_prop=True
+        )
         del source
     except Exception:  # inference is best effort (models > 2GB, custom ops, ...)
         inferred = model
@@ -59,7 +63,8 @@ def infer_shapes(model: onnx.ModelProto,
             t = vi.type.tensor_type
             if t.HasField("shape"):
                 shapes[vi.name] = [
-                    d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim
+                    d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                    for d in t.shape.dim
                 ]
         for init in graph.initializer:
             shapes.setdefault(init.name, list(init.dims))
@@ -129,9 +134,11 @@ def _node_subgraphs(node: onnx.NodeProto):
 
 def _hoist_initializers(sub: onnx.GraphProto, main: onnx.GraphProto,
                         hoisted: Dict[str, onnx.TensorProto]) -> None:
-    """Move the initializers of ``sub`` and its nested subgraphs into ``main`` (``hoisted``: the
-    initializers of ``main`` by name). A different tensor under a name already there is left in
-    place: the checker then refuses the output rather than it meaning something else."""
+    """Move the initializers of ``sub`` and its nested subgraphs into ``main``.
+
+    ``hoisted``: the initializers of ``main`` by name. A different tensor under a name already there
+    is left in place: the checker then refuses the output rather than it meaning something else.
+    """
     gone = []
     for i, init in enumerate(sub.initializer):
         same = hoisted.get(init.name)
@@ -156,8 +163,10 @@ def _first_line(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def _quiet_graphsurgeon():
-    """onnx-graphsurgeon logs warnings (e.g. bfloat16 has no NumPy type) on stdout; keep them out of
-    the user's terminal and JSON."""
+    """Keep onnx-graphsurgeon's warnings out of the user's terminal and JSON.
+
+    onnx-graphsurgeon logs warnings (e.g. bfloat16 has no NumPy type) on stdout.
+    """
     try:
         from onnx_graphsurgeon.logger import G_LOGGER as logger
     except ImportError:  # pragma: no cover
@@ -178,12 +187,13 @@ _DETACH_MIN_BYTES = 1 << 20
 def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto, Dict[str, object]]:
     """``gs.export_onnx`` without its copies of big tensors; returns (model, detached data).
 
-    The export builds every initializer as a TensorProto, which ``make_graph`` copies into the graph and
-    ``make_model`` copies again: three copies of all weights at once. Big constants are therefore
-    exported as data-less stubs. With ``attach`` their data is put into the finished model one tensor at
-    a time (an array is dropped as soon as its bytes are in the model); without, the stubs keep pointing
-    to ``DETACHED_LOCATION`` and the data (arrays or TensorProtos, by tensor name) is returned, for
-    ``io.save.stage_model(..., detached=...)`` to write straight into the output's data file.
+    The export builds every initializer as a TensorProto, which ``make_graph`` copies into the graph
+    and ``make_model`` copies again: three copies of all weights at once. Big constants are
+    therefore exported as data-less stubs. With ``attach`` their data is put into the finished model
+    one tensor at a time (an array is dropped as soon as its bytes are in the model); without, the
+    stubs keep pointing to ``DETACHED_LOCATION`` and the data (arrays or TensorProtos, by tensor
+    name) is returned, for ``io.save.stage_model(..., detached=...)`` to write straight into the
+    output's data file.
     """
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
 
@@ -240,7 +250,11 @@ def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto,
         if isinstance(source, onnx.TensorProto):
             tensor.raw_data = source.raw_data
         else:
-            tensor.raw_data = np.ascontiguousarray(source).astype(source.dtype.newbyteorder("<"), copy=False).tobytes()
+            tensor.raw_data = (
+                np.ascontiguousarray(source)
+                .astype(source.dtype.newbyteorder("<"), copy=False)
+                .tobytes()
+            )
         del source
         tensor.data_location = onnx.TensorProto.DEFAULT
         del tensor.external_data[:]
@@ -248,9 +262,12 @@ def _export_lean(graph: gs.Graph, attach: bool = True) -> Tuple[onnx.ModelProto,
 
 
 def _lazy_external_values(graph: gs.Graph, base_dir: str) -> None:
-    """Let every constant whose data sits in a not-loaded external file read it from ``base_dir`` when
-    (and only when) someone asks for its values. onnx-graphsurgeon's own lazy loading would resolve the
-    file against the current directory. Exported untouched, such a constant keeps pointing to the file."""
+    """Let constants whose data sits in a not-loaded external file read it from ``base_dir``.
+
+    They read it when (and only when) someone asks for their values. onnx-graphsurgeon's own lazy
+    loading would resolve the file against the current directory. Exported untouched, such a
+    constant keeps pointing to the file.
+    """
     from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
 
     from .io.tensors import uses_external_data
@@ -267,8 +284,13 @@ def _lazy_external_values(graph: gs.Graph, base_dir: str) -> None:
     for g, _ in iter_graphs(graph):
         for t in g.tensors().values():
             values = getattr(t, "_values", None)
-            if (isinstance(t, gs.Constant) and isinstance(values, LazyValues) and not isinstance(values, SparseValues)
-                    and uses_external_data(values.tensor) and not values.tensor.HasField("raw_data")):
+            if (
+                isinstance(t, gs.Constant)
+                and isinstance(values, LazyValues)
+                and not isinstance(values, SparseValues)
+                and uses_external_data(values.tensor)
+                and not values.tensor.HasField("raw_data")
+            ):
                 t._values = ExternalLazyValues(values.tensor)
                 t.data_location = None  # if its values get loaded and exported, they are in memory
 
@@ -288,18 +310,21 @@ def convert_model(
 ) -> Tuple[onnx.ModelProto, ConversionReport]:
     """Rewrite every ConvTranspose of ``model`` into Conv + periodic shuffle (+ crop).
 
-    ``model`` is an ``onnx.ModelProto`` (left untouched) or a path. Returns the rewritten model and the
-    per-node report. When no node is rewritten the returned model is an unchanged copy, so converting an
-    already converted model changes nothing.
+    ``model`` is an ``onnx.ModelProto`` (left untouched) or a path. Returns the rewritten model and
+    the per-node report. When no node is rewritten the returned model is an unchanged copy, so
+    converting an already converted model changes nothing.
 
-    External data: from a path, only the ConvTranspose weights are read from the external data files;
-    the other tensors are loaded at the end so that the result is self-contained. A ModelProto loaded
-    with ``load_external_data=False`` needs ``external_data_dir`` (the model file's folder) for that.
-    With ``load_external_data=False`` the untouched tensors keep pointing into the input's data files
-    (relative to ``external_data_dir``): what ``deconv2sub convert`` does to stream them into the output
-    without holding them in memory (``io.save.save_model(..., source_dir=external_data_dir)``).
+    External data: from a path, only the ConvTranspose weights are read from the external data
+    files; the other tensors are loaded at the end so that the result is self-contained. A
+    ModelProto loaded with ``load_external_data=False`` needs ``external_data_dir`` (the model
+    file's folder) for that. With ``load_external_data=False`` the untouched tensors keep pointing
+    into the input's data files (relative to ``external_data_dir``): what ``deconv2sub convert``
+    does to stream them into the output without holding them in memory
+    (``io.save.save_model(..., source_dir=external_data_dir)``).
     """
-    return _convert(model, options, external_data_dir=external_data_dir, load_external_data=load_external_data)
+    return _convert(
+        model, options, external_data_dir=external_data_dir, load_external_data=load_external_data
+    )
 
 
 def convert_for_save(
@@ -307,11 +332,16 @@ def convert_for_save(
     options: Optional[ConvertOptions],
     external_data_dir: Optional[Union[str, os.PathLike]],
 ) -> Tuple[onnx.ModelProto, ConversionReport, Dict[str, object]]:
-    """What ``deconv2sub convert`` uses: like ``convert_model(..., load_external_data=False)``, but the big
-    new weights are not copied into the returned model either: it points to them (``DETACHED_LOCATION``)
-    and they come back as a third value, to go straight into the output's data file with
-    ``io.save.stage_model(model, ..., source_dir=external_data_dir, detached=that)``."""
-    return _convert(model, options, external_data_dir=external_data_dir, load_external_data=False, _detach=True)
+    """Convert like ``convert_model(..., load_external_data=False)``, keeping big new weights out.
+
+    This is what ``deconv2sub convert`` uses: the big new weights are not copied into the returned
+    model either: it points to them (``DETACHED_LOCATION``) and they come back as a third value, to
+    go straight into the output's data file with
+    ``io.save.stage_model(model, ..., source_dir=external_data_dir, detached=that)``.
+    """
+    return _convert(
+        model, options, external_data_dir=external_data_dir, load_external_data=False, _detach=True
+    )
 
 
 def toolchain_hits(model: onnx.ModelProto, options: ConvertOptions) -> list:
@@ -344,14 +374,19 @@ def _convert(
     with _quiet_graphsurgeon(), _external_data_dir(external_data_dir):
         try:
             graph = gs.import_onnx(model)
-        except Exception as exc:  # noqa: BLE001 - a model the checker let through but no one can read
+        # a model the checker let through but no one can read
+        except Exception as exc:  # noqa: BLE001
             raise InputError(f"cannot read the model's graph: {_first_line(exc)}") from None
         if external_data_dir is not None:
             _lazy_external_values(graph, os.fspath(external_data_dir))
         given = options.input_shapes if options is not None else None
         sizes = infer_shapes(model, given) if given else None
-        measure = measurer(convert_model) if options is not None and options.strategy == "auto" else None
-        report = convert_graph(graph, options, shapes=infer_shapes(model), sizes=sizes, measure=measure)
+        measure = (
+            measurer(convert_model) if options is not None and options.strategy == "auto" else None
+        )
+        report = convert_graph(
+            graph, options, shapes=infer_shapes(model), sizes=sizes, measure=measure
+        )
         detached: Dict[str, object] = {}
         if report.rewritten:
             try:

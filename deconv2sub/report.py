@@ -17,7 +17,8 @@ class NodeReport:
     graph: str  # "main", or a path like "main/If_3.then_branch"
     status: str  # REWRITTEN or SKIPPED
     reason: Optional[str] = None  # why it was skipped (one line)
-    code: Optional[str] = None  # the refusal's machine-readable code (deconv2sub.rewrite.refusal.Refusal)
+    # the refusal's machine-readable code (deconv2sub.rewrite.refusal.Refusal)
+    code: Optional[str] = None
     output: Optional[str] = None  # the tensor the node produced (kept by the rewrite)
     rank: Optional[int] = None
     strides: Optional[List[int]] = None
@@ -27,15 +28,18 @@ class NodeReport:
     conv_channels: Optional[int] = None
     conv_dilations: Optional[List[int]] = None
     conv_pads: Optional[List[int]] = None
-    shuffle: Optional[str] = None  # "DepthToSpace(CRD)", "DepthToSpace(DCR)", "Reshape/Transpose", "none"
+    # "DepthToSpace(CRD)", "DepthToSpace(DCR)", "Reshape/Transpose", "none"
+    shuffle: Optional[str] = None
     crop: Optional[List[List[int]]] = None  # per axis [begin, end] cells dropped, None if no crop
     empty_phases: int = 0
     new_nodes: List[str] = field(default_factory=list)
     strategy: Optional[str] = None  # emission strategy used ("two_stage", "depth_to_space", ...)
-    strategy_reason: Optional[str] = None  # why it was chosen (fixed option, default, or measured latencies)
-    sunk: List[str] = field(default_factory=list)  # consumers moved above the shuffle (e.g. "BatchNormalization bn")
-    # where the rewritten chain rejoins the original graph: ``output``, or the output of the last sunk
-    # consumer (``output`` itself then no longer exists in the converted model)
+    # why it was chosen (fixed option, default, or measured latencies)
+    strategy_reason: Optional[str] = None
+    # consumers moved above the shuffle (e.g. "BatchNormalization bn")
+    sunk: List[str] = field(default_factory=list)
+    # where the rewritten chain rejoins the original graph: ``output``, or the output of the last
+    # sunk consumer (``output`` itself then no longer exists in the converted model)
     rejoin: Optional[str] = None
     notes: List[str] = field(default_factory=list)  # e.g. "weight folded from 3 constant nodes"
     # multiply-accumulates per sample (batch 1) before and after, when the input size is known; the
@@ -43,10 +47,12 @@ class NodeReport:
     macs_before: Optional[int] = None
     macs_after: Optional[int] = None
     macs_ratio: Optional[float] = None
-    warnings: List[str] = field(default_factory=list)  # e.g. "MACs 1.78x the original's (zero taps)"
+    # e.g. "MACs 1.78x the original's (zero taps)"
+    warnings: List[str] = field(default_factory=list)
 
     @property
     def rewritten(self) -> bool:
+        """Whether the node was replaced."""
         return self.status == REWRITTEN
 
     def summary(self) -> str:
@@ -55,13 +61,20 @@ class NodeReport:
             return f"{self.name}: skipped: {self.reason}"
         crop = "no crop" if not self.crop else "crop " + " ".join(f"{b}/{e}" for b, e in self.crop)
         return (
-            f"{self.name}: ConvTranspose k{'x'.join(map(str, self.kernel))} s{'x'.join(map(str, self.strides))}"
-            f" g{self.group} -> Conv k{'x'.join(map(str, self.conv_kernel))} ({self.conv_channels} ch)"
-            f" + {self.shuffle}, {crop}"
-            + (f", MACs {self.macs_ratio:.2f}x" if self.macs_ratio is not None else "")
-        ) + "".join(f"; {note}" for note in self.notes) + "".join(f"; warning: {w}" for w in self.warnings)
+            (
+                f"{self.name}: ConvTranspose k{'x'.join(map(str, self.kernel))}"
+                f" s{'x'.join(map(str, self.strides))}"
+                f" g{self.group} -> Conv k{'x'.join(map(str, self.conv_kernel))}"
+                f" ({self.conv_channels} ch)"
+                f" + {self.shuffle}, {crop}"
+                + (f", MACs {self.macs_ratio:.2f}x" if self.macs_ratio is not None else "")
+            )
+            + "".join(f"; {note}" for note in self.notes)
+            + "".join(f"; warning: {w}" for w in self.warnings)
+        )
 
     def to_dict(self) -> dict:
+        """Every field as a JSON-ready dict."""
         return asdict(self)
 
 
@@ -71,7 +84,8 @@ class ConversionReport:
 
     nodes: List[NodeReport] = field(default_factory=list)
     target: Optional[str] = None  # the target profile's name
-    # known toolchain bugs the output hits (ConvertOptions.toolchains): deconv2sub.targets.bugs.BugHit
+    # known toolchain bugs the output hits (ConvertOptions.toolchains):
+    # deconv2sub.targets.bugs.BugHit
     toolchain_warnings: List[dict] = field(default_factory=list)
     # about the model rather than a node, one line each: e.g. the ONNX checker's complaint about an
     # input that ONNX Runtime loads all the same (``convert`` accepts such models)
@@ -79,13 +93,16 @@ class ConversionReport:
 
     @property
     def rewritten(self) -> List[NodeReport]:
+        """The nodes that were replaced."""
         return [n for n in self.nodes if n.rewritten]
 
     @property
     def skipped(self) -> List[NodeReport]:
+        """The nodes left as ConvTranspose."""
         return [n for n in self.nodes if not n.rewritten]
 
     def to_dict(self) -> dict:
+        """The report as a JSON-ready dict, with counts."""
         return {
             "convtranspose_nodes": len(self.nodes),
             "rewritten": len(self.rewritten),
@@ -97,4 +114,8 @@ class ConversionReport:
         }
 
     def summary(self) -> str:
-        return f"{len(self.nodes)} ConvTranspose node(s): {len(self.rewritten)} rewritten, {len(self.skipped)} skipped"
+        """One line: how many ConvTranspose nodes were rewritten and skipped."""
+        return (
+            f"{len(self.nodes)} ConvTranspose node(s): {len(self.rewritten)} rewritten,"
+            f" {len(self.skipped)} skipped"
+        )

@@ -4,12 +4,13 @@ This module needs PyTorch (the optional ``torch`` extra); ``import deconv2sub`` 
 
 * :func:`convert_module` replaces every ``nn.ConvTranspose{1,2,3}d`` of a model by a
   :class:`SubPixelFromTransposed` that computes exactly the same function (Conv with the re-arranged
-  kernel → periodic shuffle → crop). The kernel comes from :func:`deconv2sub.plan.subpixel.make_plan`, the same
-  arithmetic the ONNX pass uses, so ``torch.onnx.export`` of the converted model has no ConvTranspose.
+  kernel → periodic shuffle → crop). The kernel comes from
+  :func:`deconv2sub.plan.subpixel.make_plan`, the same arithmetic the ONNX pass uses, so
+  ``torch.onnx.export`` of the converted model has no ConvTranspose.
 * :class:`SubPixelConv` (aliases :class:`SubPixelConv1d`, :class:`SubPixelConv2d`,
   :class:`SubPixelConv3d`) is a trainable sub-pixel upsampling layer (Shi et al. 2016) with ICNR
-  initialisation (Aitken et al. 2017): at initialisation every phase has the same kernel, so the layer is a
-  convolution followed by nearest-neighbour upsampling and has no checkerboard artefact.
+  initialisation (Aitken et al. 2017): at initialisation every phase has the same kernel, so the
+  layer is a convolution followed by nearest-neighbour upsampling and has no checkerboard artefact.
 
 Example::
 
@@ -61,8 +62,9 @@ def _tuple(value: IntOrTuple, n: int, name: str) -> Tuple[int, ...]:
 def pixel_shuffle_nd(x: torch.Tensor, scale: IntOrTuple) -> torch.Tensor:
     """N-d periodic shuffle: ``[N, C*s1*...*sn, Q1, ..., Qn] -> [N, C, Q1*s1, ..., Qn*sn]``.
 
-    Channel ``c*P + phase`` ("CRD", phases row-major over ``(p1, ..., pn)``) lands at ``(Q1*s1 + p1, ...)``:
-    the order of ``torch.nn.functional.pixel_shuffle``, which is used for the 2-D equal-scale case.
+    Channel ``c*P + phase`` ("CRD", phases row-major over ``(p1, ..., pn)``) lands at
+    ``(Q1*s1 + p1, ...)``: the order of ``torch.nn.functional.pixel_shuffle``, which is used for the
+    2-D equal-scale case.
     """
     n = x.dim() - 2
     s = _tuple(scale, n, "scale")
@@ -72,9 +74,13 @@ def pixel_shuffle_nd(x: torch.Tensor, scale: IntOrTuple) -> torch.Tensor:
         return F.pixel_shuffle(x, s[0])
     batch = x.shape[0]
     q = list(x.shape[2:])
-    # Traced for export, -1 stands for the channel count (no size arithmetic in the graph); eagerly the
-    # count is explicit so that an empty batch still reshapes.
-    channels = -1 if (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()) else x.shape[1] // math.prod(s)
+    # Traced for export, -1 stands for the channel count (no size arithmetic in the graph); eagerly
+    # the count is explicit so that an empty batch still reshapes.
+    channels = (
+        -1
+        if (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+        else x.shape[1] // math.prod(s)
+    )
     y = x.reshape([batch, channels, *s, *q])
     perm = [0, 1]
     for a in range(n):
@@ -99,9 +105,9 @@ def pixel_unshuffle_nd(x: torch.Tensor, scale: IntOrTuple) -> torch.Tensor:
     return y.permute(perm).reshape([batch, channels * math.prod(s)] + q)
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Exact replacement of nn.ConvTranspose{1,2,3}d
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 class SubPixelFromTransposed(nn.Module):
@@ -110,9 +116,10 @@ class SubPixelFromTransposed(nn.Module):
     Build it with :meth:`from_transposed`. Only the default ``forward(input)`` of ConvTranspose is
     mirrored (no ``output_size`` argument). Unbatched inputs ``[C, L...]`` work like in PyTorch.
 
-    The Conv's weight holds the original kernel's values (taps are copied, never computed), with zeros
-    where a phase receives no tap; training the converted module does not keep those zeros, so it is meant
-    for inference and export. ``plan`` (a :class:`deconv2sub.plan.subpixel.SubPixelPlan`) records the geometry.
+    The Conv's weight holds the original kernel's values (taps are copied, never computed), with
+    zeros where a phase receives no tap; training the converted module does not keep those zeros, so
+    it is meant for inference and export. ``plan`` (a
+    :class:`deconv2sub.plan.subpixel.SubPixelPlan`) records the geometry.
     """
 
     def __init__(
@@ -130,6 +137,7 @@ class SubPixelFromTransposed(nn.Module):
         device=None,
         dtype=None,
     ):
+        """Build the Conv and crops of a planned ConvTranspose (weights set by the caller)."""
         super().__init__()
         self.ndim = int(ndim)
         self.in_channels = int(in_channels)
@@ -159,13 +167,20 @@ class SubPixelFromTransposed(nn.Module):
 
     @classmethod
     def from_transposed(cls, module: nn.Module) -> "SubPixelFromTransposed":
-        """The exact sub-pixel equivalent of an ``nn.ConvTranspose{1,2,3}d`` (weights copied, same device/dtype)."""
+        """The exact sub-pixel equivalent of an ``nn.ConvTranspose{1,2,3}d``.
+
+        Weights copied, same device/dtype.
+        """
         if not isinstance(module, _TRANSPOSED):
             raise TypeError(f"expected nn.ConvTranspose1d/2d/3d, got {type(module).__name__}")
         if isinstance(module.weight, nn.parameter.UninitializedParameter):
-            raise ValueError("lazy ConvTranspose is not initialised yet: run one forward pass first")
+            raise ValueError(
+                "lazy ConvTranspose is not initialised yet: run one forward pass first"
+            )
         if module.padding_mode != "zeros":
-            raise ValueError(f"padding_mode {module.padding_mode!r} is not supported (only 'zeros')")
+            raise ValueError(
+                f"padding_mode {module.padding_mode!r} is not supported (only 'zeros')"
+            )
         if isinstance(module.padding, str):
             raise ValueError(f"string padding {module.padding!r} is not supported")
         n = module.weight.dim() - 2
@@ -203,14 +218,19 @@ class SubPixelFromTransposed(nn.Module):
             dtype=dtype,
         )
         with torch.no_grad():
-            out.conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(plan.weight)).to(device=device, dtype=dtype))
+            out.conv.weight.copy_(
+                torch.from_numpy(np.ascontiguousarray(plan.weight)).to(device=device, dtype=dtype)
+            )
             if plan.bias is not None:
-                out.conv.bias.copy_(torch.from_numpy(np.ascontiguousarray(plan.bias)).to(device=device, dtype=dtype))
+                out.conv.bias.copy_(
+                    torch.from_numpy(np.ascontiguousarray(plan.bias)).to(device=device, dtype=dtype)
+                )
         out.plan = plan
         out.train(module.training)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Conv, periodic shuffle and crop of ``x`` (batched or not)."""
         unbatched = x.dim() == self.ndim + 1
         if unbatched:
             x = x.unsqueeze(0)
@@ -219,12 +239,16 @@ class SubPixelFromTransposed(nn.Module):
         y = self.conv(x)
         y = pixel_shuffle_nd(y, self.strides)
         if any(b or e for b, e in self.crops):
-            index = [slice(None), slice(None)] + [slice(b, -e if e else None) for b, e in self.crops]
+            index = [slice(None), slice(None)] + [
+                slice(b, -e if e else None) for b, e in self.crops
+            ]
             y = y[tuple(index)]
         return y.squeeze(0) if unbatched else y
 
     def extra_repr(self) -> str:
-        return f"strides={self.strides}, pad={self.pad if not self.symmetric_pad else 'in conv'}, crops={self.crops}"
+        """Strides, padding and crops, for ``repr``."""
+        pad = self.pad if not self.symmetric_pad else "in conv"
+        return f"strides={self.strides}, pad={pad}, crops={self.crops}"
 
 
 def _replaceable(module: nn.Module) -> bool:
@@ -233,18 +257,23 @@ def _replaceable(module: nn.Module) -> bool:
     base = next(c for c in _TRANSPOSED if isinstance(module, c))
     if type(module).forward is not base.forward:
         warnings.warn(
-            f"{type(module).__name__} overrides forward(); left as it is", RuntimeWarning, stacklevel=3
+            f"{type(module).__name__} overrides forward(); left as it is",
+            RuntimeWarning,
+            stacklevel=3,
         )
         return False
     return True
 
 
 def convert_module(module: nn.Module, inplace: bool = False) -> nn.Module:
-    """Replace every ``nn.ConvTranspose{1,2,3}d`` in ``module`` by an exact :class:`SubPixelFromTransposed`.
+    """Replace every ``nn.ConvTranspose{1,2,3}d`` in ``module`` by :class:`SubPixelFromTransposed`.
 
-    Returns the converted module: a deep copy unless ``inplace`` (then ``module`` itself is edited, and
-    returned unless it is a ConvTranspose itself, which cannot replace itself). Subclasses that override
-    ``forward`` are left alone with a warning. Outputs equal the original's up to float summation order.
+    The replacement is exact.
+
+    Returns the converted module: a deep copy unless ``inplace`` (then ``module`` itself is edited,
+    and returned unless it is a ConvTranspose itself, which cannot replace itself). Subclasses that
+    override ``forward`` are left alone with a warning. Outputs equal the original's up to float
+    summation order.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
@@ -259,24 +288,31 @@ def convert_module(module: nn.Module, inplace: bool = False) -> nn.Module:
     return root
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Trainable sub-pixel convolution with ICNR initialisation
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def icnr_(weight: torch.Tensor, scale: IntOrTuple, init=nn.init.kaiming_normal_) -> torch.Tensor:
-    """ICNR initialisation in place (Aitken et al. 2017, "Checkerboard artifact free sub-pixel convolution").
+    """ICNR initialisation in place.
+
+    Aitken et al. 2017, "Checkerboard artifact free sub-pixel convolution".
 
     ``weight`` is ``[out*P, in/groups, k...]`` with ``P = prod(scale)`` phases in CRD order (channel
-    ``c*P + phase``). One sub-kernel ``[out, in/groups, k...]`` is initialised with ``init`` and copied to
-    every phase, so the shuffled output is nearest-neighbour upsampling of one convolution.
+    ``c*P + phase``). One sub-kernel ``[out, in/groups, k...]`` is initialised with ``init`` and
+    copied to every phase, so the shuffled output is nearest-neighbour upsampling of one
+    convolution.
     """
     n = weight.dim() - 2
     phases = math.prod(_tuple(scale, n, "scale"))
     if weight.shape[0] % phases:
         raise ValueError(f"{weight.shape[0]} output channels are not a multiple of {phases} phases")
     with torch.no_grad():
-        sub = torch.empty((weight.shape[0] // phases,) + tuple(weight.shape[1:]), dtype=weight.dtype, device=weight.device)
+        sub = torch.empty(
+            (weight.shape[0] // phases,) + tuple(weight.shape[1:]),
+            dtype=weight.dtype,
+            device=weight.device,
+        )
         init(sub)
         weight.copy_(sub.repeat_interleave(phases, dim=0))
     return weight
@@ -285,9 +321,10 @@ def icnr_(weight: torch.Tensor, scale: IntOrTuple, init=nn.init.kaiming_normal_)
 class SubPixelConv(nn.Module):
     """Sub-pixel upsampling: ConvNd(in, out*prod(scale), kernel) → periodic shuffle by ``scale``.
 
-    ``padding`` defaults to ``"same"``-style ``(k - 1) * dilation // 2`` per axis (equal size for odd
-    kernels), so the output is ``scale`` times the input. With ``icnr=True`` (default) the weight is ICNR
-    initialised and the bias zeroed (a per-phase bias would itself be a checkerboard).
+    ``padding`` defaults to ``"same"``-style ``(k - 1) * dilation // 2`` per axis (equal size for
+    odd kernels), so the output is ``scale`` times the input. With ``icnr=True`` (default) the
+    weight is ICNR initialised and the bias zeroed (a per-phase bias would itself be a
+    checkerboard).
     """
 
     def __init__(
@@ -306,6 +343,7 @@ class SubPixelConv(nn.Module):
         device=None,
         dtype=None,
     ):
+        """Build the Conv with ``prod(scale)`` times the output channels."""
         super().__init__()
         if ndim not in _CONV:
             raise ValueError(f"ndim must be 1, 2 or 3, got {ndim}")
@@ -336,27 +374,57 @@ class SubPixelConv(nn.Module):
             self.reset_icnr()
 
     def reset_icnr(self) -> None:
+        """Re-initialise the weight with ICNR and zero the bias."""
         icnr_(self.conv.weight, self.scale)
         if self.conv.bias is not None:
             nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Conv of ``x``, then the periodic shuffle by ``scale``."""
         return pixel_shuffle_nd(self.conv(x), self.scale)
 
     def extra_repr(self) -> str:
+        """Scale and ICNR flag, for ``repr``."""
         return f"scale={self.scale}, icnr={self.icnr}"
 
 
 class SubPixelConv1d(SubPixelConv):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple = 3, scale: IntOrTuple = 2, **kwargs):
+    """A 1-D :class:`SubPixelConv`."""
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple = 3,
+        scale: IntOrTuple = 2,
+        **kwargs,
+    ):
+        """See :class:`SubPixelConv`; ``ndim`` is 1."""
         super().__init__(1, in_channels, out_channels, kernel_size, scale, **kwargs)
 
 
 class SubPixelConv2d(SubPixelConv):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple = 3, scale: IntOrTuple = 2, **kwargs):
+    """A 2-D :class:`SubPixelConv`."""
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple = 3,
+        scale: IntOrTuple = 2,
+        **kwargs,
+    ):
+        """See :class:`SubPixelConv`; ``ndim`` is 2."""
         super().__init__(2, in_channels, out_channels, kernel_size, scale, **kwargs)
 
 
 class SubPixelConv3d(SubPixelConv):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple = 3, scale: IntOrTuple = 2, **kwargs):
+    """A 3-D :class:`SubPixelConv`."""
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple = 3,
+        scale: IntOrTuple = 2,
+        **kwargs,
+    ):
+        """See :class:`SubPixelConv`; ``ndim`` is 3."""
         super().__init__(3, in_channels, out_channels, kernel_size, scale, **kwargs)

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Train a small autoencoder whose decoder upsamples with sub-pixel convolutions (ICNR initialised).
 
-    python samples/train_subpixel_autoencoder.py               # writes out/subpixel_autoencoder.{png,onnx}
-    python samples/train_subpixel_autoencoder.py --epochs 20 --size 32 -o /tmp/ae
+    python samples/train_subpixel_autoencoder.py # writes out/subpixel_autoencoder.{png,onnx} python
+    samples/train_subpixel_autoencoder.py --epochs 20 --size 32 -o /tmp/ae
 
 Data: scikit-learn's bundled 8x8 handwritten digits (``sklearn.datasets.load_digits``, offline, 1797
 images), scaled to [0, 1] and upscaled bilinearly to 16x16 (or 32x32). The decoder uses
-:class:`deconv2sub.torch_bridge.SubPixelConv2d` (Conv → pixel shuffle) instead of ConvTranspose, so the exported
-ONNX has Conv + DepthToSpace and no ConvTranspose; ICNR makes the untrained decoder checkerboard-free.
+:class:`deconv2sub.torch_bridge.SubPixelConv2d` (Conv → pixel shuffle) instead of ConvTranspose, so
+the exported ONNX has Conv + DepthToSpace and no ConvTranspose; ICNR makes the untrained decoder
+checkerboard-free.
 
 Prints the reconstruction loss per epoch, saves a PNG (top rows: held-out inputs, bottom rows: their
 reconstructions) and exports the trained model to ONNX (opset 17, IR 8, dynamic batch).
@@ -38,10 +39,13 @@ except ImportError:  # running from a checkout without installing
 
 
 def load_digits_tensor(size: int) -> torch.Tensor:
+    """scikit-learn's 8x8 digits as ``(N, 1, size, size)`` in [0, 1]."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise SystemExit("this sample needs scikit-learn: pip install scikit-learn (or the 'samples' extra)") from err
+        raise SystemExit(
+            "this sample needs scikit-learn: pip install scikit-learn (or the 'samples' extra)"
+        ) from err
     images = load_digits().images.astype(np.float32) / 16.0  # (1797, 8, 8) in [0, 1]
     x = torch.from_numpy(images)[:, None]
     if size != 8:
@@ -53,6 +57,7 @@ class SubPixelAutoencoder(nn.Module):
     """size -> size/4 (strided convs) -> size (two ICNR sub-pixel convs, x2 each)."""
 
     def __init__(self, base: int = 16, latent: int = 8):
+        """Encoder to ``latent`` channels at 1/4 size, decoder of two sub-pixel convs."""
         super().__init__()
         self.encoder = nn.Sequential(
             nn.Conv2d(1, base, 3, stride=2, padding=1), nn.ReLU(),
@@ -67,32 +72,51 @@ class SubPixelAutoencoder(nn.Module):
         )
 
     def forward(self, x):
+        """The reconstruction of ``x``."""
         return self.decoder(self.encoder(x))
 
 
-# ---- a tiny PNG writer (grayscale, 8 bit), so matplotlib/Pillow are not needed ----------------------
+# ---- a tiny PNG writer (grayscale, 8 bit), so matplotlib/Pillow are not needed -------------------
 
 
 def write_png(path: str, image: np.ndarray) -> None:
     """Write a 2-D array with values in [0, 1] as an 8-bit grayscale PNG."""
     pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     height, width = pixels.shape
-    raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(height))  # filter 0 per scanline
+    # filter 0 per scanline
+    raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(height))
 
     def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + tag
+            + data
+            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8 bit, grayscale
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+        f.write(
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw, 9))
+            + chunk(b"IEND", b"")
+        )
 
 
-def grid(inputs: np.ndarray, recons: np.ndarray, per_row: int = 10, zoom: int = 4, gap: int = 2) -> np.ndarray:
-    """Rows of inputs, each followed by the row of their reconstructions; pixels zoomed for viewing."""
+def grid(
+    inputs: np.ndarray, recons: np.ndarray, per_row: int = 10, zoom: int = 4, gap: int = 2
+) -> np.ndarray:
+    """Rows of inputs, each followed by the row of their reconstructions.
+
+    Pixels zoomed for viewing.
+    """
     n, size = inputs.shape[0], inputs.shape[-1]
     rows = []
     for start in range(0, n, per_row):
-        for j, batch in enumerate((inputs[start : start + per_row], recons[start : start + per_row])):
+        for j, batch in enumerate(
+            (inputs[start : start + per_row], recons[start : start + per_row])
+        ):
             tiles = [np.kron(img, np.ones((zoom, zoom))) for img in batch]
             row = np.ones((size * zoom, per_row * (size * zoom + gap) - gap))
             for i, t in enumerate(tiles):
@@ -103,6 +127,7 @@ def grid(inputs: np.ndarray, recons: np.ndarray, per_row: int = 10, zoom: int = 
 
 
 def main(argv=None) -> int:
+    """Train, print the losses, write the reconstructions (PNG) and the ONNX model; return 0."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--size", type=int, default=16, choices=[8, 16, 32])
@@ -139,7 +164,10 @@ def main(argv=None) -> int:
         model.eval()
         with torch.no_grad():
             test_loss = loss_fn(model(test), test).item()
-        print(f"epoch {epoch:2d}: train loss {total / len(train):.5f}  test loss {test_loss:.5f}  ({time.time() - start:.1f}s)")
+        print(
+            f"epoch {epoch:2d}: train loss {total / len(train):.5f}  test loss {test_loss:.5f}"
+            f"  ({time.time() - start:.1f}s)"
+        )
 
     os.makedirs(args.out_dir, exist_ok=True)
     model.eval()
@@ -167,7 +195,9 @@ def main(argv=None) -> int:
 
         ort.set_default_logger_severity(3)
         sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-        err = np.abs(sess.run(None, {"x": test[:8].numpy()})[0] - model(test[:8]).detach().numpy()).max()
+        err = np.abs(
+            sess.run(None, {"x": test[:8].numpy()})[0] - model(test[:8]).detach().numpy()
+        ).max()
         print(f"ONNX Runtime vs torch: max abs error {err:.2e}")
     except ImportError:
         pass

@@ -1,6 +1,11 @@
-"""Test model builders and the reference check: ORT running the ORIGINAL ConvTranspose is the oracle."""
+"""Test model builders and the reference check.
+
+ORT running the ORIGINAL ConvTranspose is the oracle.
+"""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import onnx
@@ -8,6 +13,9 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 ort.set_default_logger_severity(3)
+
+#: the repository root (tests/ is one level below it, whichever test folder imports this)
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NP_TO_ONNX = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float16): TensorProto.FLOAT16,
               np.dtype(np.float64): TensorProto.DOUBLE}
@@ -24,14 +32,21 @@ def convtranspose_model(
     name="deconv",
     **attrs,
 ) -> onnx.ModelProto:
-    """A one-node model X -> ConvTranspose -> Y. ``in_shape`` entries may be strings (symbolic dims)."""
+    """A one-node model X -> ConvTranspose -> Y.
+
+    ``in_shape`` entries may be strings (symbolic dims).
+    """
     weight = np.asarray(weight)
     elem = NP_TO_ONNX[weight.dtype]
     nodes, inits = [], []
     if weight_as == "initializer":
         inits.append(numpy_helper.from_array(weight, "W"))
     elif weight_as == "constant":
-        nodes.append(helper.make_node("Constant", [], ["W"], value=numpy_helper.from_array(weight, "Wc"), name="W_const"))
+        nodes.append(
+            helper.make_node(
+                "Constant", [], ["W"], value=numpy_helper.from_array(weight, "Wc"), name="W_const"
+            )
+        )
     inputs = ["X", "W"]
     graph_inputs = [helper.make_tensor_value_info("X", elem, list(in_shape))]
     if weight_as == "input":
@@ -42,11 +57,16 @@ def convtranspose_model(
     attrs = {k: v for k, v in attrs.items() if v is not None}
     nodes.append(helper.make_node("ConvTranspose", inputs, ["Y"], name=name, **attrs))
     out_shape = [f"y{i}" for i in range(len(in_shape))]
-    graph = helper.make_graph(nodes, "g", graph_inputs, [helper.make_tensor_value_info("Y", elem, out_shape)], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version)
+    graph = helper.make_graph(
+        nodes, "g", graph_inputs, [helper.make_tensor_value_info("Y", elem, out_shape)], inits
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version
+    )
 
 
 def run(model: onnx.ModelProto, feeds: dict) -> list:
+    """Outputs of ``model`` on ``feeds`` with ONNX Runtime's CPU provider, unoptimised."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -66,4 +86,5 @@ def assert_equivalent(original: onnx.ModelProto, converted: onnx.ModelProto, fee
 
 
 def op_types(model: onnx.ModelProto) -> list:
+    """Op types of the main graph's nodes, in order."""
     return [n.op_type for n in model.graph.node]

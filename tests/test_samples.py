@@ -1,5 +1,6 @@
-"""Every committed sample in samples/ converts completely and matches ONNX Runtime running the
-original, also through the CLI with the README's defaults (no --input-shape).
+"""Every committed sample in samples/ converts completely and matches ORT running the original.
+
+Also through the CLI with the README's defaults (no --input-shape).
 
 Needs no torch: the samples are committed .onnx files (re-exported by samples/export_samples.py).
 """
@@ -13,17 +14,17 @@ import re
 import numpy as np
 import onnx
 import pytest
+from builders import op_types, run
 from click.testing import CliRunner
 
 import deconv2sub
 from deconv2sub.cli import main
 from deconv2sub.verify.inputs import model_input_specs
 
-from builders import op_types, run
-
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
 
-# name -> (ConvTranspose count, list of feeds as {input: shape}); two shapes wherever a dim is dynamic.
+# name -> (ConvTranspose count, list of feeds as {input: shape}); two shapes wherever a dim is
+# dynamic.
 SAMPLES = {
     "seed_example": (1, [{"x": (1, 1, 4, 4)}]),
     "dcgan_generator": (4, [{"z": (1, 16, 1, 1)}, {"z": (5, 16, 1, 1)}]),
@@ -42,12 +43,14 @@ def _path(name: str) -> str:
 
 
 def test_every_committed_sample_is_listed():
+    """Every .onnx file in samples/ is listed here, and only those."""
     committed = {f[: -len(".onnx")] for f in os.listdir(SAMPLES_DIR) if f.endswith(".onnx")}
     assert committed == set(SAMPLES)
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_sample_file(name):
+    """Each sample is small, valid, opset 17, and holds the listed ConvTranspose count."""
     path = _path(name)
     assert os.path.getsize(path) < 2 * 1024 * 1024
     model = onnx.load(path)
@@ -59,11 +62,14 @@ def test_sample_file(name):
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_sample_converts_and_matches_ort(name):
+    """Each sample converts completely and matches ORT running the original."""
     count, feeds_shapes = SAMPLES[name]
     original = onnx.load(_path(name))
     converted, report = deconv2sub.convert_model(_path(name))
     assert len(report.nodes) == count
-    assert all(n.status == "rewritten" for n in report.nodes), [(n.name, n.reason) for n in report.nodes]
+    assert all(n.status == "rewritten" for n in report.nodes), [
+        (n.name, n.reason) for n in report.nodes
+    ]
     assert "ConvTranspose" not in op_types(converted)
     onnx.checker.check_model(converted, full_check=True)
     rng = np.random.default_rng(0)
@@ -80,8 +86,11 @@ def test_sample_converts_and_matches_ort(name):
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_sample_converts_with_the_readme_defaults(name, tmp_path, capfd):
-    """``deconv2sub convert samples/X.onnx -o out.onnx``: verified (at two different shapes where a
-    dim is symbolic, sizes tied by the graph included), and no ONNX Runtime log line anywhere."""
+    """``deconv2sub convert samples/X.onnx -o out.onnx`` verifies, with no ONNX Runtime log line.
+
+    Verified at two different shapes where a dim is symbolic, sizes tied by the graph included; no
+    ONNX Runtime log line anywhere.
+    """
     out = tmp_path / "out.onnx"
     r = CliRunner().invoke(main, ["convert", _path(name), "-o", str(out), "--json"],
                            catch_exceptions=False)
@@ -98,7 +107,10 @@ def test_sample_converts_with_the_readme_defaults(name, tmp_path, capfd):
 
 
 def test_seed_example_is_the_issue_example():
-    converted, report = deconv2sub.convert_model(_path("seed_example"), deconv2sub.ConvertOptions(strategy="depth_to_space"))
+    """seed_example converts to the issue's Conv kernel (4,1,2,2) + DepthToSpace."""
+    converted, report = deconv2sub.convert_model(
+        _path("seed_example"), deconv2sub.ConvertOptions(strategy="depth_to_space")
+    )
     (node,) = report.nodes
     assert node.conv_kernel == [2, 2] and node.conv_channels == 4  # Conv weight (4, 1, 2, 2)
     assert node.shuffle.startswith("DepthToSpace")

@@ -1,4 +1,7 @@
-"""The PyTorch bridge: exact ConvTranspose replacement, ONNX export without ConvTranspose, ICNR sub-pixel layers."""
+"""The PyTorch bridge.
+
+Exact ConvTranspose replacement, ONNX export without ConvTranspose, ICNR sub-pixel layers.
+"""
 
 from __future__ import annotations
 
@@ -49,13 +52,18 @@ CASES = [
     (3, 4, 2, (3, 2, 4), (1, 2, 3), (1, 0, 2), (0, 1, 2), 1, 2, True),
     (3, 2, 2, 3, 2, 1, 0, 2, 2, False),
 ]
-IDS = [f"{c[0]}d-k{c[3]}-s{c[4]}-p{c[5]}-op{c[6]}-d{c[7]}-g{c[8]}-{'b' if c[9] else 'nb'}" for c in CASES]
+IDS = [
+    f"{c[0]}d-k{c[3]}-s{c[4]}-p{c[5]}-op{c[6]}-d{c[7]}-g{c[8]}-{'b' if c[9] else 'nb'}"
+    for c in CASES
+]
 
 
 def _make(case, seed=0):
     ndim, cin, cout, k, s, p, op, d, g, bias = case
     torch.manual_seed(seed)
-    m = TRANSPOSED[ndim](cin, cout, k, stride=s, padding=p, output_padding=op, dilation=d, groups=g, bias=bias)
+    m = TRANSPOSED[ndim](
+        cin, cout, k, stride=s, padding=p, output_padding=op, dilation=d, groups=g, bias=bias
+    )
     return m.eval()
 
 
@@ -76,6 +84,7 @@ def _assert_close(ref: torch.Tensor, got: torch.Tensor, rel=1e-5):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_outputs_equal(case):
+    """convert_module's replacement equals the ConvTranspose module at two input sizes."""
     m = _make(case)
     sub = d2s.convert_module(m)
     assert isinstance(sub, d2s.SubPixelFromTransposed)
@@ -87,6 +96,7 @@ def test_outputs_equal(case):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_onnx_export_has_no_convtranspose(case):
+    """The converted module exports without ConvTranspose and ORT matches torch."""
     m = _make(case, seed=3)
     sub = d2s.convert_module(m)
     ndim = case[0]
@@ -95,8 +105,16 @@ def test_onnx_export_has_no_convtranspose(case):
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(sub, (x,), f, dynamo=False, opset_version=17, input_names=["x"], output_names=["y"],
-                          dynamic_axes=dyn)
+        torch.onnx.export(
+            sub,
+            (x,),
+            f,
+            dynamo=False,
+            opset_version=17,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes=dyn,
+        )
     model = onnx.load_from_string(f.getvalue())
     ops = {n.op_type for n in model.graph.node}
     assert "ConvTranspose" not in ops and "Conv" in ops
@@ -112,6 +130,7 @@ def test_onnx_export_has_no_convtranspose(case):
 
 
 def test_float64_is_exact_to_rounding():
+    """In float64 the replacement equals the original to rounding."""
     case = (2, 3, 4, (3, 5), (2, 3), (1, 2), (1, 2), (1, 2), 1, True)
     m = _make(case).double()
     sub = d2s.convert_module(m)
@@ -122,6 +141,7 @@ def test_float64_is_exact_to_rounding():
 
 
 def test_unbatched_input_and_gradients():
+    """Unbatched inputs work and the input gradients equal the original's."""
     case = (1, 3, 2, 3, 2, 1, 1, 1, 1, True)
     m = _make(case)
     sub = d2s.convert_module(m)
@@ -149,6 +169,7 @@ class _Decoder(nn.Module):
 
 
 def test_convert_module_nested_copy_and_inplace():
+    """Nested modules convert into a copy by default, or in place; outputs unchanged."""
     torch.manual_seed(0)
     model = _Decoder().eval()
     x = torch.randn(2, 3, 5, 7)
@@ -169,6 +190,7 @@ def test_convert_module_nested_copy_and_inplace():
 
 
 def test_training_flag_kept_and_subclass_with_custom_forward_left_alone():
+    """The training flag is kept; a subclass overriding forward is left alone, with a warning."""
     class Custom(nn.ConvTranspose2d):
         def forward(self, x, output_size=None):
             return super().forward(x, output_size) * 2
@@ -181,6 +203,7 @@ def test_training_flag_kept_and_subclass_with_custom_forward_left_alone():
 
 
 def test_lazy_and_bad_inputs():
+    """Lazy modules convert once materialised; other module types are a TypeError."""
     lazy = nn.LazyConvTranspose2d(3, 4, 2)
     with pytest.raises(ValueError, match="lazy"):
         d2s.SubPixelFromTransposed.from_transposed(lazy)
@@ -195,6 +218,7 @@ def test_lazy_and_bad_inputs():
 
 @pytest.mark.parametrize("ndim,scale", [(1, 3), (2, 2), (2, (2, 3)), (3, 2), (3, (1, 2, 2))])
 def test_pixel_shuffle_nd_roundtrip_and_order(ndim, scale):
+    """pixel_shuffle_nd inverts pixel_unshuffle_nd and uses PyTorch's CRD order."""
     s = d2s._tuple(scale, ndim, "scale")
     x = torch.randn((2, 3 * int(np.prod(s))) + (4, 3, 2)[:ndim])
     y = d2s.pixel_shuffle_nd(x, scale)
@@ -208,20 +232,24 @@ def test_pixel_shuffle_nd_roundtrip_and_order(ndim, scale):
     assert y[idx] == x[(0, 2 * int(np.prod(s)) + phase) + (0,) * ndim]
 
 
-# ---- SubPixelConv + ICNR -----------------------------------------------------------------------------
+# ---- SubPixelConv + ICNR -------------------------------------------------------------------------
 
 
 def checkerboard_energy(y: torch.Tensor, scale) -> float:
-    """Variance between the phases of each ``scale`` block of ``y``, relative to the mean square of ``y``.
+    """Variance between the phases of each ``scale`` block of ``y``.
 
-    0 when every block is constant (nearest-neighbour upsampling of something); a checkerboard makes it
-    positive. Blocks start at index 0 of every axis.
+    Relative to the mean square of ``y``.
+
+    0 when every block is constant (nearest-neighbour upsampling of something); a checkerboard makes
+    it positive. Blocks start at index 0 of every axis.
     """
     n = y.dim() - 2
     s = d2s._tuple(scale, n, "scale")
     blocks = d2s.pixel_unshuffle_nd(y.double(), s)  # [N, C*P, Q...], channel c*P + phase
     blocks = blocks.reshape(y.shape[0], y.shape[1], int(np.prod(s)), *blocks.shape[2:])
-    return float(blocks.var(dim=2, unbiased=False).mean() / y.double().square().mean().clamp_min(1e-30))
+    return float(
+        blocks.var(dim=2, unbiased=False).mean() / y.double().square().mean().clamp_min(1e-30)
+    )
 
 
 def _smooth_inputs(ndim, channels=4, size=8):
@@ -233,6 +261,7 @@ def _smooth_inputs(ndim, channels=4, size=8):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_icnr_is_checkerboard_free_and_convtranspose_is_not(seed):
+    """ICNR sub-pixel convs show no checkerboard; ConvTranspose and plain ones do."""
     torch.manual_seed(seed)
     sub = d2s.SubPixelConv2d(4, 3, kernel_size=3, scale=2).eval()
     deconv = nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1).eval()
@@ -245,14 +274,15 @@ def test_icnr_is_checkerboard_free_and_convtranspose_is_not(seed):
             e_deconv = checkerboard_energy(y_deconv, 2)
             e_plain = checkerboard_energy(y_plain, 2)
             assert e_sub < 1e-10, e_sub
-            # the measure does see checkerboards: a randomly initialised ConvTranspose and a sub-pixel conv
-            # without ICNR both have one
+            # the measure does see checkerboards: a randomly initialised ConvTranspose and a
+            # sub-pixel conv without ICNR both have one
             assert e_deconv > 1e-3, e_deconv
             assert e_plain > 1e-3, e_plain
 
 
 @pytest.mark.parametrize("ndim,scale", [(1, 4), (2, (2, 3)), (3, 2)])
 def test_icnr_nd_equals_nearest_upsampling_of_a_conv(ndim, scale):
+    """An ICNR-initialised SubPixelConv is nearest upsampling of a Conv, in 1-D to 3-D."""
     torch.manual_seed(0)
     sub = d2s.SubPixelConv(ndim, 3, 2, kernel_size=3, scale=scale).eval()
     x = torch.randn((2, 3) + (5, 4, 3)[:ndim])
@@ -273,6 +303,7 @@ def test_icnr_nd_equals_nearest_upsampling_of_a_conv(ndim, scale):
 
 
 def test_subpixelconv_exports_to_conv_depthtospace():
+    """SubPixelConv2d exports as Conv + DepthToSpace, and ORT matches torch."""
     torch.manual_seed(0)
     model = nn.Sequential(d2s.SubPixelConv2d(3, 4, 3, 2), nn.ReLU(), d2s.SubPixelConv2d(4, 2, 3, 2))
     x = torch.randn(1, 3, 6, 6)
@@ -291,10 +322,11 @@ def test_subpixelconv_exports_to_conv_depthtospace():
         _assert_close(model(x2), torch.from_numpy(sess.run(None, {"x": x2.numpy()})[0]))
 
 
-# ---- torch stays optional ---------------------------------------------------------------------------
+# ---- torch stays optional ------------------------------------------------------------------------
 
 
 def test_import_deconv2sub_without_torch():
+    """deconv2sub imports and converts with torch unavailable."""
     code = r"""
 import sys
 sys.modules['torch'] = None  # any 'import torch' now raises ImportError
@@ -323,6 +355,8 @@ print('ok')
     env = dict(os.environ)
     src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("ok")

@@ -1,7 +1,7 @@
-"""The sub-pixel plan: pure arithmetic that turns a ConvTranspose into a Conv + periodic shuffle + crop.
+"""The sub-pixel plan: pure arithmetic turning a ConvTranspose into Conv + periodic shuffle + crop.
 
-Nothing here knows about ONNX protobufs or graphs: attributes and the kernel go in, the low-resolution
-Conv's kernel, pads and dilations, the shuffle's channel order and the crop come out.
+Nothing here knows about ONNX protobufs or graphs: attributes and the kernel go in, the
+low-resolution Conv's kernel, pads and dilations, the shuffle's channel order and the crop come out.
 
 Derivation (one spatial axis; every axis is independent, channels are handled below)
 -----------------------------------------------------------------------------------
@@ -17,58 +17,62 @@ followed by a crop: ``y[o] = y_full[o + pb]`` for ``0 <= o < O`` with
 
 (``output_padding`` just lengthens the window; the cells it adds are real sums, not zeros.)
 
-Split the full output into ``s`` phases, ``j = s*q + p`` with ``0 <= p < s``. A tap ``k`` reaches phase
-``p`` exactly when ``d*k ≡ p (mod s)``, and then ``i = q - t_k`` with ``t_k = (d*k - p)/s = floor(d*k/s)``:
+Split the full output into ``s`` phases, ``j = s*q + p`` with ``0 <= p < s``. A tap ``k`` reaches
+phase ``p`` exactly when ``d*k ≡ p (mod s)``, and then ``i = q - t_k`` with
+``t_k = (d*k - p)/s = floor(d*k/s)``:
 
     y_full[s*q + p] = sum_{k : d*k ≡ p (mod s)} x[q - t_k] * w[k].
 
 For each phase this is an ordinary *correlation* over the low-resolution index ``q``. With
-``T = floor(d*(K - 1)/s)`` (the largest ``t_k``) put tap ``k`` at position ``m = T - t_k`` of a kernel
-of ``L = T + 1`` taps, ``v_p[T - t_k] = w[k]`` (every other tap 0). An ONNX ``Conv`` with begin pad
-``a`` computes ``z_p[u] = sum_m x[u + m - a] * v_p[m]``; choosing ``a = T - q0`` gives
+``T = floor(d*(K - 1)/s)`` (the largest ``t_k``) put tap ``k`` at position ``m = T - t_k`` of a
+kernel of ``L = T + 1`` taps, ``v_p[T - t_k] = w[k]`` (every other tap 0). An ONNX ``Conv`` with
+begin pad ``a`` computes ``z_p[u] = sum_m x[u + m - a] * v_p[m]``; choosing ``a = T - q0`` gives
 ``z_p[u] = y_full[s*(u + q0) + p]``. We take ``q0 = min(floor(pb/s), T)`` so that ``a >= 0``.
 
-All ``s`` phases share ``L``, ``a`` and the end pad, so they stack as ``s`` times more output channels of
-ONE Conv. The periodic shuffle (DepthToSpace, or Reshape/Transpose) interleaves them:
+All ``s`` phases share ``L``, ``a`` and the end pad, so they stack as ``s`` times more output
+channels of ONE Conv. The periodic shuffle (DepthToSpace, or Reshape/Transpose) interleaves them:
 ``Y[s*u + p] = z_p[u] = y_full[s*q0 + s*u + p]``, hence ``y[o] = Y[o + c0]`` with the begin crop
 ``c0 = pb - s*q0`` (``0 <= c0 < s`` unless ``pb > s*T``).
 
-The end pad ``b`` makes the Conv output ``Q = I + a + b - L + 1`` long; we need ``s*Q >= c0 + O``, i.e.
-``Q - I >= E = ceil((c0 - s + op + d*(K - 1) + 1 - pb - pe) / s)``, so ``b = E - a + L - 1`` (raised to 0
-if negative, the surplus is cropped). ``Q - I`` and the end crop ``e = s*Q - c0 - O`` do not depend on
-``I``: symbolic sizes keep working, nothing about the input size is baked in.
+The end pad ``b`` makes the Conv output ``Q = I + a + b - L + 1`` long; we need ``s*Q >= c0 + O``,
+i.e. ``Q - I >= E = ceil((c0 - s + op + d*(K - 1) + 1 - pb - pe) / s)``, so ``b = E - a + L - 1``
+(raised to 0 if negative, the surplus is cropped). ``Q - I`` and the end crop ``e = s*Q - c0 - O``
+do not depend on ``I``: symbolic sizes keep working, nothing about the input size is baked in.
 
 Dilation of the Conv: the used positions ``m`` may all be multiples of some ``D > 1`` (stride 1 with
-dilation ``d`` gives ``D = d``). Then the kernel is stored compressed (``L' = (L - 1)/D + 1`` taps) and
-the Conv gets dilation ``D``; its footprint, pads and output length are unchanged.
+dilation ``d`` gives ``D = d``). Then the kernel is stored compressed (``L' = (L - 1)/D + 1`` taps)
+and the Conv gets dilation ``D``; its footprint, pads and output length are unchanged.
 
-Several axes: phases are tuples ``(p_1, ..., p_n)``, ``P = prod(s_a)`` of them, and the kernel slice of a
-phase is the outer product of the per-axis selections.
+Several axes: phases are tuples ``(p_1, ..., p_n)``, ``P = prod(s_a)`` of them, and the kernel slice
+of a phase is the outer product of the per-axis selections.
 
-Channels and groups: ONNX's ConvTranspose weight is ``W[C, M/g, k...]`` (input channel first) and group
-``gi`` maps input channels ``[gi*C/g, (gi+1)*C/g)`` to output channels ``[gi*M/g, (gi+1)*M/g)``. The Conv
-weight is ``V[M*P, C/g, L...]``. In "CRD" order output channel ``m``'s phases are contiguous,
-``V[m*P + phase] = slice of W[:, m]``; this keeps every group's channels in one block, so the Conv keeps
-``group = g``, and matches DepthToSpace(mode=CRD) / PyTorch's pixel_shuffle. "DCR" order,
-``V[phase*M + m]``, matches DepthToSpace(mode=DCR) (the only mode before opset 11) and is only used for
-``g = 1``. The bias is repeated per phase in the same order. "LCR" order (lead phase, channel, rest; ``g = 1``)
-puts the phase of the *lead* axis (the last axis with ``s > 1``) first: ``V[(p_lead, m, other phases)]``.
-It lets the shuffle run as a cheap block move plus one ``[s_lead, L] -> [L, s_lead]`` transpose (see
-:mod:`deconv2sub.rewrite.shuffle`). :meth:`SubPixelPlan.row_channels` maps every Conv output row back to ``m``.
+Channels and groups: ONNX's ConvTranspose weight is ``W[C, M/g, k...]`` (input channel first) and
+group ``gi`` maps input channels ``[gi*C/g, (gi+1)*C/g)`` to output channels
+``[gi*M/g, (gi+1)*M/g)``. The Conv weight is ``V[M*P, C/g, L...]``. In "CRD" order output channel
+``m``'s phases are contiguous, ``V[m*P + phase] = slice of W[:, m]``; this keeps every group's
+channels in one block, so the Conv keeps ``group = g``, and matches DepthToSpace(mode=CRD) /
+PyTorch's pixel_shuffle. "DCR" order, ``V[phase*M + m]``, matches DepthToSpace(mode=DCR) (the only
+mode before opset 11) and is only used for ``g = 1``. The bias is repeated per phase in the same
+order. "LCR" order (lead phase, channel, rest; ``g = 1``) puts the phase of the *lead* axis (the
+last axis with ``s > 1``) first: ``V[(p_lead, m, other phases)]``. It lets the shuffle run as a
+cheap block move plus one ``[s_lead, L] -> [L, s_lead]`` transpose (see
+:mod:`deconv2sub.rewrite.shuffle`). :meth:`SubPixelPlan.row_channels` maps every Conv output row
+back to ``m``.
 
-Folding the begin crop into the phases (``fold_crop``). The crop ``y[o] = Y[o + c0]`` reads output phase
-``p'`` (``o = s*v + p'``) from Conv phase ``p = (p' + c0) mod s`` at ``v + δ``, ``δ = (p' + c0) div s``:
-``y[s*v + p'] = sum_m x[v + δ + m - a] * v_p[m]``. Re-indexing every phase by its input offset
-``j = δ + m - a`` gives a Conv whose phases are the *output* phases, with begin pad ``-min j`` and
-``max j - min j + 1`` taps, and no begin crop (the end crop is ``s*ceil(O/s) - O``, zero when ``s``
-divides ``O``). Taps are still copied, never computed. It is only done when it costs nothing: the
-folded kernel has no more taps than the unfolded one (ENet's k3 s2 p1 op1: yes; DCGAN's k4 s2 p1: no,
-3 taps instead of 2) and the begin pad stays >= 0.
+Folding the begin crop into the phases (``fold_crop``). The crop ``y[o] = Y[o + c0]`` reads output
+phase ``p'`` (``o = s*v + p'``) from Conv phase ``p = (p' + c0) mod s`` at ``v + δ``,
+``δ = (p' + c0) div s``: ``y[s*v + p'] = sum_m x[v + δ + m - a] * v_p[m]``. Re-indexing every phase
+by its input offset ``j = δ + m - a`` gives a Conv whose phases are the *output* phases, with begin
+pad ``-min j`` and ``max j - min j + 1`` taps, and no begin crop (the end crop is
+``s*ceil(O/s) - O``, zero when ``s`` divides ``O``). Taps are still copied, never computed. It is
+only done when it costs nothing: the folded kernel has no more taps than the unfolded one (ENet's k3
+s2 p1 op1: yes; DCGAN's k4 s2 p1: no, 3 taps instead of 2) and the begin pad stays >= 0.
 
 Pads from ``auto_pad`` / ``output_shape`` follow ONNX (checked against ONNX Runtime by the tests):
-``total = s*(I - 1) + op + d*(K - 1) + 1 - out`` where ``out`` is ``output_shape`` or ``I*s`` for SAME_*;
-SAME_UPPER puts the odd unit at the end (``pb = total // 2``), every other mode at the start. For SAME_*
-without ``output_shape`` ONNX Runtime clamps a negative total (kernel smaller than stride) to 0; so do we.
+``total = s*(I - 1) + op + d*(K - 1) + 1 - out`` where ``out`` is ``output_shape`` or ``I*s`` for
+SAME_*; SAME_UPPER puts the odd unit at the end (``pb = total // 2``), every other mode at the
+start. For SAME_* without ``output_shape`` ONNX Runtime clamps a negative total (kernel smaller than
+stride) to 0; so do we.
 
 ``output_shape`` longer than the full output (``total < 0``, ONNX's
 ``test_convtranspose_output_shape``): ONNX Runtime puts every extra cell at the END, whatever
@@ -84,9 +88,9 @@ on the run-time ``I``. The plan takes the longest output ONNX Runtime accepts, `
 -(s - 1 - op)`` (so ``c0 = 0`` and ``O = s*(I - 1) + op + d*(K - 1) + 1 + s - 1 - op``; ``Q - I``
 and ``e`` stay independent of ``I``), and marks the axis ``runtime_out = out``: after the shuffle it
 is cut at run time to ``[pb_rt, pb_rt + out)`` with ``pb_rt`` the begin pad above computed from
-``max(total, 0)`` (:func:`deconv2sub.rewrite.shuffle.emit_runtime_crop`). That window lies inside the
-planned output for every size ONNX Runtime accepts: ``pb_rt + out <= full`` when ``total >= 0``, and
-``out = full - total <= full + s - 1 - op`` when ``total < 0``.
+``max(total, 0)`` (:func:`deconv2sub.rewrite.shuffle.emit_runtime_crop`). That window lies inside
+the planned output for every size ONNX Runtime accepts: ``pb_rt + out <= full`` when ``total >= 0``,
+and ``out = full - total <= full + s - 1 - op`` when ``total < 0``.
 """
 
 from __future__ import annotations
@@ -169,7 +173,10 @@ class AxisPlan:
 
 @dataclass
 class SubPixelPlan:
-    """The emission for one ConvTranspose: Conv(weight, bias, pads, dilations, group) → shuffle → crop."""
+    """The emission for one ConvTranspose.
+
+    Conv(weight, bias, pads, dilations, group) → shuffle → crop.
+    """
 
     axes: tuple
     group: int
@@ -190,15 +197,22 @@ class SubPixelPlan:
         return axes[-1] if axes else None
 
     def row_layout(self) -> list:
-        """The Conv output channel axis as named factors, outermost first: ``("M", M)`` and
-        ``("S<a>", s_a)`` for every axis ``a`` with ``s_a > 1``; ``M`` stands for ``(g, M/g)``."""
+        """The Conv output channel axis as named factors, outermost first.
+
+        ``("M", M)`` and ``("S<a>", s_a)`` for every axis ``a`` with ``s_a > 1``; ``M`` stands for
+        ``(g, M/g)``.
+        """
         phases = [(f"S{i}", a.stride) for i, a in enumerate(self.axes) if a.stride > 1]
         if self.order == "CRD":
             return [("M", self.out_channels)] + phases
         if self.order == "DCR":
             return phases + [("M", self.out_channels)]
         lead = f"S{self.lead_axis}"
-        return [p for p in phases if p[0] == lead] + [("M", self.out_channels)] + [p for p in phases if p[0] != lead]
+        return (
+            [p for p in phases if p[0] == lead]
+            + [("M", self.out_channels)]
+            + [p for p in phases if p[0] != lead]
+        )
 
     def row_channels(self) -> np.ndarray:
         """Output channel ``m`` of every Conv output row."""
@@ -207,34 +221,42 @@ class SubPixelPlan:
 
     @property
     def rank(self) -> int:
+        """Number of spatial axes."""
         return len(self.axes)
 
     @property
     def strides(self) -> tuple:
+        """Stride of every axis."""
         return tuple(a.stride for a in self.axes)
 
     @property
     def phases(self) -> int:
+        """Number of phases ``P``, the product of the strides."""
         return int(np.prod(self.strides, dtype=np.int64))
 
     @property
     def conv_pads(self) -> list:
+        """The Conv's ``pads`` attribute: every begin pad, then every end pad."""
         return [a.conv_pad_begin for a in self.axes] + [a.conv_pad_end for a in self.axes]
 
     @property
     def conv_dilations(self) -> list:
+        """The Conv's ``dilations`` attribute."""
         return [a.conv_dilation for a in self.axes]
 
     @property
     def conv_kernel(self) -> tuple:
+        """The Conv's spatial kernel shape."""
         return tuple(self.weight.shape[2:])
 
     @property
     def needs_shuffle(self) -> bool:
+        """Whether there is more than one phase to interleave."""
         return self.phases > 1
 
     @property
     def needs_crop(self) -> bool:
+        """Whether any axis is cropped after the shuffle (constant or at run time)."""
         return any(a.crop_begin or a.crop_end or a.runtime_out is not None for a in self.axes)
 
     @property
@@ -243,6 +265,7 @@ class SubPixelPlan:
         return [i for i, a in enumerate(self.axes) if a.runtime_out is not None]
 
     def output_shape(self, spatial: Sequence[int]) -> tuple:
+        """Output spatial sizes for the input spatial sizes ``spatial``."""
         return tuple(a.output_size(i) for a, i in zip(self.axes, spatial))
 
     def macs_per_input_pixel(self) -> int:
@@ -251,8 +274,10 @@ class SubPixelPlan:
 
 
 def layout_row_channels(layout: Sequence) -> np.ndarray:
-    """Output channel ``m`` of every row of a channel axis laid out as ``[(name, size), ...]`` (outermost
-    first, one factor named "M")."""
+    """Output channel ``m`` of every row of a channel axis laid out as ``[(name, size), ...]``.
+
+    Factors are outermost first, one of them named "M".
+    """
     grid = np.indices([n for _, n in layout]).reshape(len(layout), -1)
     return grid[[name for name, _ in layout].index("M")]
 
@@ -371,11 +396,22 @@ def _axis_plan(s: int, d: int, k: int, pb: int, pe: int, op: int) -> tuple:
     return table, t_max, a, b, c0, crop_end, growth
 
 
-def _fold_axis(table: np.ndarray, a: int, c0: int, s: int, d: int, k: int, pb: int, pe: int, op: int,
-               grow: bool = False) -> Optional[tuple]:
+def _fold_axis(
+    table: np.ndarray,
+    a: int,
+    c0: int,
+    s: int,
+    d: int,
+    k: int,
+    pb: int,
+    pe: int,
+    op: int,
+    grow: bool = False,
+) -> Optional[tuple]:
     """Fold the begin crop into the phases (see the module docstring); None when it would cost taps.
 
-    Returns (table, a, b, crop_end, growth) of the folded axis."""
+    Returns (table, a, b, crop_end, growth) of the folded axis.
+    """
     length = table.shape[1]
     rows = []
     for p_out in range(s):

@@ -1,16 +1,17 @@
 """Constant-subgraph folding for ConvTranspose weights and biases.
 
-Some exporters do not store a ConvTranspose weight as an initializer but compute it in the graph from
-constants only: ``Identity``/``Cast``/``Reshape``/``Transpose`` chains, arithmetic on an initializer,
-``ConstantOfShape`` + ``ScatterND``, ``Concat`` of slices, ... The rewrite needs the values, so before
-giving up on such a weight we walk back its producer subgraph. If every leaf is a constant (initializer
-or ``Constant`` node) and no graph input, outer-scope run-time value or non-deterministic op is involved,
-the subgraph is evaluated node by node with ``onnx.reference`` (the ONNX reference implementation, so
-the numbers are the ones the spec defines) and the result stands in for the weight.
+Some exporters do not store a ConvTranspose weight as an initializer but compute it in the graph
+from constants only: ``Identity``/``Cast``/``Reshape``/``Transpose`` chains, arithmetic on an
+initializer, ``ConstantOfShape`` + ``ScatterND``, ``Concat`` of slices, ... The rewrite needs the
+values, so before giving up on such a weight we walk back its producer subgraph. If every leaf is a
+constant (initializer or ``Constant`` node) and no graph input, outer-scope run-time value or
+non-deterministic op is involved, the subgraph is evaluated node by node with ``onnx.reference``
+(the ONNX reference implementation, so the numbers are the ones the spec defines) and the result
+stands in for the weight.
 
-Nothing in the graph is changed here: the caller uses the values for the rewrite; producer nodes that
-end up unused afterwards can be dropped with :func:`drop_dead` (a folded tensor that is still consumed
-elsewhere, or is a graph output, stays computed as before).
+Nothing in the graph is changed here: the caller uses the values for the rewrite; producer nodes
+that end up unused afterwards can be dropped with :func:`drop_dead` (a folded tensor that is still
+consumed elsewhere, or is a graph output, stays computed as before).
 
 Bounds: at most :data:`MAX_NODES` nodes, and no intermediate larger than :data:`MAX_BYTES` (ops that
 expand small inputs into big outputs are checked before they run).
@@ -22,12 +23,19 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-import onnx
 import onnx_graphsurgeon as gs
 
 from .domains import DEFAULT_DOMAINS
 
-__all__ = ["FoldResult", "FoldError", "fold_tensor", "drop_dead", "producer_nodes", "MAX_NODES", "MAX_BYTES"]
+__all__ = [
+    "FoldResult",
+    "FoldError",
+    "fold_tensor",
+    "drop_dead",
+    "producer_nodes",
+    "MAX_NODES",
+    "MAX_BYTES",
+]
 
 #: Most nodes a folded producer subgraph may have.
 MAX_NODES = 256
@@ -51,6 +59,7 @@ class FoldError(Exception):
 
 @dataclass
 class FoldResult:
+    """A folded constant: its values and the producer nodes evaluated for it."""
     values: np.ndarray
     nodes: List[gs.Node] = field(default_factory=list)  # evaluated producers, topological order
 
@@ -60,6 +69,7 @@ class FoldResult:
         return sum(1 for n in self.nodes if n.op != "Constant")
 
     def note(self, what: str = "weight") -> str:
+        """A report note saying ``what`` was folded from how many nodes."""
         n = self.computed_nodes
         return f"{what} folded from {n} constant node{'s' if n != 1 else ''}"
 
@@ -80,7 +90,9 @@ def _has_subgraph_or_ref(node: gs.Node) -> Optional[str]:
 
 
 def producer_nodes(tensor: gs.Tensor) -> List[gs.Node]:
-    """The nodes that compute ``tensor`` from constants, in topological order (``Constant`` nodes included).
+    """The nodes that compute ``tensor`` from constants, in topological order.
+
+    ``Constant`` nodes included.
 
     Raises :class:`FoldError` when the tensor depends on anything known only at run time, on a
     non-deterministic or custom op, or when the subgraph is larger than :data:`MAX_NODES`.
@@ -135,12 +147,26 @@ def _precheck(node: gs.Node, inputs: List[Optional[np.ndarray]]) -> None:
     try:
         if node.op == "ConstantOfShape" and inputs and inputs[0] is not None:
             value = node.attrs.get("value")
-            itemsize = np.asarray(value.values).dtype.itemsize if isinstance(value, gs.Constant) else 4
+            itemsize = (
+                np.asarray(value.values).dtype.itemsize if isinstance(value, gs.Constant) else 4
+            )
             size = _nbytes(inputs[0].reshape(-1), itemsize)
-        elif node.op == "Expand" and len(inputs) > 1 and inputs[0] is not None and inputs[1] is not None:
-            shape = np.broadcast_shapes(tuple(inputs[0].shape), tuple(int(v) for v in inputs[1].reshape(-1)))
+        elif (
+            node.op == "Expand"
+            and len(inputs) > 1
+            and inputs[0] is not None
+            and inputs[1] is not None
+        ):
+            shape = np.broadcast_shapes(
+                tuple(inputs[0].shape), tuple(int(v) for v in inputs[1].reshape(-1))
+            )
             size = _nbytes(shape, inputs[0].dtype.itemsize)
-        elif node.op == "Tile" and len(inputs) > 1 and inputs[0] is not None and inputs[1] is not None:
+        elif (
+            node.op == "Tile"
+            and len(inputs) > 1
+            and inputs[0] is not None
+            and inputs[1] is not None
+        ):
             size = inputs[0].nbytes * int(np.prod(inputs[1].astype(np.float64)))
         elif node.op == "Range" and len(inputs) == 3 and all(i is not None for i in inputs):
             start, limit, delta = (float(np.asarray(i).reshape(-1)[0]) for i in inputs)
@@ -151,7 +177,10 @@ def _precheck(node: gs.Node, inputs: List[Optional[np.ndarray]]) -> None:
     except (ValueError, TypeError, OverflowError):
         return  # let the op itself report the problem
     if size > MAX_BYTES:
-        raise FoldError(f"{node.op} node '{node.name}' would produce {size / 1e9:.1f} GB (limit {MAX_BYTES / 1e9:.1f} GB)")
+        raise FoldError(
+            f"{node.op} node '{node.name}' would produce {size / 1e9:.1f} GB"
+            f" (limit {MAX_BYTES / 1e9:.1f} GB)"
+        )
 
 
 def _evaluate(node: gs.Node, inputs: List[Optional[np.ndarray]], opset: int) -> List[np.ndarray]:
@@ -177,8 +206,8 @@ def fold_tensor(
 ) -> FoldResult:
     """Evaluate ``tensor`` from constants only; raises :class:`FoldError` with a reason otherwise.
 
-    ``constant_values`` reads a constant leaf (initializer or Constant node output); ``opset`` is the
-    default-domain opset of the graph the nodes live in.
+    ``constant_values`` reads a constant leaf (initializer or Constant node output); ``opset`` is
+    the default-domain opset of the graph the nodes live in.
     """
     nodes = producer_nodes(tensor)
     values: Dict[int, np.ndarray] = {}
@@ -202,7 +231,9 @@ def fold_tensor(
         if node.op == "Constant":
             v = constant_values(node.outputs[0])
             if v is None:
-                raise FoldError(f"Constant node '{node.name}' has a value kind that cannot be folded")
+                raise FoldError(
+                    f"Constant node '{node.name}' has a value kind that cannot be folded"
+                )
             values[id(node.outputs[0])] = v
             continue
         inputs = [value_of(t) for t in node.inputs]
@@ -211,9 +242,14 @@ def fold_tensor(
             results = _evaluate(node, inputs, opset)
         except MemoryError:
             raise FoldError(f"evaluating {node.op} node '{node.name}' ran out of memory") from None
-        except Exception as exc:  # noqa: BLE001 - any evaluation failure is a reason to leave the node alone
-            first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-            raise FoldError(f"evaluating {node.op} node '{node.name}' failed: {first[:200]}") from None
+        # any evaluation failure is a reason to leave the node alone
+        except Exception as exc:  # noqa: BLE001
+            first = next(
+                (ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__
+            )
+            raise FoldError(
+                f"evaluating {node.op} node '{node.name}' failed: {first[:200]}"
+            ) from None
         del inputs
         for out, res in zip(node.outputs, results):
             res = np.asarray(res)
@@ -235,11 +271,13 @@ def _is_graph_output(tensor: gs.Tensor, graphs: List[gs.Graph]) -> bool:
     return any(any(o is tensor for o in g.outputs) for g in graphs)
 
 
-def drop_dead(graph: gs.Graph, nodes: List[gs.Node], protected_graphs: Optional[List[gs.Graph]] = None) -> int:
-    """Remove those of ``nodes`` (in ``graph``) whose outputs nobody uses any more; returns how many.
+def drop_dead(
+    graph: gs.Graph, nodes: List[gs.Node], protected_graphs: Optional[List[gs.Graph]] = None
+) -> int:
+    """Remove those of ``nodes`` (in ``graph``) whose outputs nobody uses any more; return how many.
 
-    A node stays when any output is consumed (in this graph, a subgraph or a function) or is an output of
-    ``graph`` or of ``protected_graphs``. Goes backwards, so whole dead chains disappear.
+    A node stays when any output is consumed (in this graph, a subgraph or a function) or is an
+    output of ``graph`` or of ``protected_graphs``. Goes backwards, so whole dead chains disappear.
     """
     graphs = [graph] + list(protected_graphs or [])
     removed = 0

@@ -6,10 +6,10 @@ The Conv output is ``[N, M*P, Q1, ..., Qn]`` with channel ``m*P + phase`` ("CRD"
 
 * DepthToSpace when it can express it: 4-D tensors, one block size for both axes; mode CRD needs
   opset >= 11 (before that the only mode is DCR).
-* Otherwise Reshape ``[N, M, s1..sn, Q1..Qn]`` (CRD) → Transpose to ``[N, M, Q1, s1, ..., Qn, sn]`` →
-  Reshape ``[N, M, Q1*s1, ...]``. Shapes are constants where the spatial sizes are known (``0`` copies
-  the batch, one ``-1`` covers one unknown size); with two or more unknown sizes they are computed at
-  run time from ``Shape`` so that no size the original left symbolic gets baked in.
+* Otherwise Reshape ``[N, M, s1..sn, Q1..Qn]`` (CRD) → Transpose to ``[N, M, Q1, s1, ..., Qn, sn]``
+  → Reshape ``[N, M, Q1*s1, ...]``. Shapes are constants where the spatial sizes are known (``0``
+  copies the batch, one ``-1`` covers one unknown size); with two or more unknown sizes they are
+  computed at run time from ``Shape`` so that no size the original left symbolic gets baked in.
 
 The crop is a Slice on the spatial axes: begin ``c0``, end ``-e`` (or "to the end"), which holds for
 every input size since ``e`` does not depend on it. Before opset 10 Slice takes attributes. The one
@@ -42,28 +42,42 @@ class Emitter:
     """Creates uniquely named nodes and constants for one rewritten ConvTranspose."""
 
     def __init__(self, base: str, unique: Callable[[str], str], opset: int):
+        """Collect nodes named after ``base``, made unique by ``unique``, for ``opset``."""
         self.base = base
         self.unique = unique
         self.opset = opset
         self.nodes: List[gs.Node] = []
 
     def const(self, suffix: str, values) -> gs.Constant:
+        """A new constant named after ``suffix`` holding ``values``."""
         return gs.Constant(self.unique(f"{self.base}_{suffix}"), np.asarray(values))
 
     def var(self, suffix: str, dtype=None) -> gs.Variable:
+        """A new variable named after ``suffix``."""
         return gs.Variable(self.unique(f"{self.base}_{suffix}"), dtype=dtype)
 
     def node(self, op: str, suffix: str, inputs, outputs, attrs=None) -> gs.Node:
-        n = gs.Node(op=op, name=self.unique(f"{self.base}/{suffix}"), attrs=attrs or {}, inputs=inputs, outputs=outputs)
+        """A new node (also appended to ``self.nodes``), named after ``suffix``."""
+        n = gs.Node(
+            op=op,
+            name=self.unique(f"{self.base}/{suffix}"),
+            attrs=attrs or {},
+            inputs=inputs,
+            outputs=outputs,
+        )
         self.nodes.append(n)
         return n
 
     def int64s(self, suffix: str, values) -> gs.Constant:
+        """A new int64 constant named after ``suffix`` holding ``values``."""
         return self.const(suffix, np.asarray(values, dtype=np.int64))
 
 
 def shuffle_kind(plan: SubPixelPlan, opset: int, prefer: str = "auto") -> str:
-    """Which shuffle the plan gets: "none", "DepthToSpace(CRD)", "DepthToSpace(DCR)" or "Reshape/Transpose"."""
+    """Which shuffle the plan gets.
+
+    One of "none", "DepthToSpace(CRD)", "DepthToSpace(DCR)" or "Reshape/Transpose".
+    """
     if not plan.needs_shuffle:
         return "none"
     d2s_ok = plan.rank == 2 and plan.strides[0] == plan.strides[1]
@@ -83,7 +97,10 @@ def emit_shuffle(
     y: gs.Variable,
     in_spatial: Optional[Sequence[Optional[int]]],
 ) -> None:
-    """Shuffle ``x`` (Conv output) into ``y``; ``in_spatial`` are the ConvTranspose input sizes (None = unknown)."""
+    """Shuffle ``x`` (Conv output) into ``y``.
+
+    ``in_spatial`` are the ConvTranspose input sizes (None = unknown).
+    """
     n = plan.rank
     if kind.startswith("DepthToSpace"):
         attrs = {"blocksize": plan.strides[0]}
@@ -120,8 +137,20 @@ def emit_shuffle(
         em.node("Mul", "subpixel_shape_scale", [spatial, em.int64s("strides", s)], [scaled])
         shape1_t = em.var("shuffle_shape1", np.int64)
         shape2_t = em.var("shuffle_shape2", np.int64)
-        em.node("Concat", "subpixel_shape1", [batch, em.int64s("shape_mid", [m] + s), spatial], [shape1_t], {"axis": 0})
-        em.node("Concat", "subpixel_shape2", [batch, em.int64s("shape_m", [m]), scaled], [shape2_t], {"axis": 0})
+        em.node(
+            "Concat",
+            "subpixel_shape1",
+            [batch, em.int64s("shape_mid", [m] + s), spatial],
+            [shape1_t],
+            {"axis": 0},
+        )
+        em.node(
+            "Concat",
+            "subpixel_shape2",
+            [batch, em.int64s("shape_m", [m]), scaled],
+            [shape2_t],
+            {"axis": 0},
+        )
     r1 = em.var("phases")
     em.node("Reshape", "subpixel_split_phases", [x, shape1_t], [r1])
     tr = em.var("interleaved")
@@ -134,17 +163,30 @@ def _slice(em: Emitter, suffix: str, x, y, starts, ends, axes) -> None:
         em.node(
             "Slice",
             suffix,
-            [x, em.int64s(suffix + "_starts", starts), em.int64s(suffix + "_ends", ends), em.int64s(suffix + "_axes", axes)],
+            [
+                x,
+                em.int64s(suffix + "_starts", starts),
+                em.int64s(suffix + "_ends", ends),
+                em.int64s(suffix + "_axes", axes),
+            ],
             [y],
         )
     else:
-        em.node("Slice", suffix, [x], [y], {"starts": list(starts), "ends": list(ends), "axes": list(axes)})
+        em.node(
+            "Slice",
+            suffix,
+            [x],
+            [y],
+            {"starts": list(starts), "ends": list(ends), "axes": list(axes)},
+        )
 
 
 def emit_crop(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
               crops: Optional[Sequence[Sequence[int]]] = None) -> List[List[int]]:
-    """Slice the shuffled tensor ``x`` into ``y``; returns the per-axis [begin, end] crop (``crops``:
-    instead of the plan's, when part of it was done elsewhere)."""
+    """Slice the shuffled tensor ``x`` into ``y``; return the per-axis [begin, end] crop.
+
+    ``crops``: instead of the plan's, when part of it was done elsewhere.
+    """
     if crops is None:
         crops = [[ax.crop_begin, ax.crop_end] for ax in plan.axes]
     starts, ends, axes = [], [], []
@@ -159,13 +201,15 @@ def emit_crop(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
 
 def emit_runtime_crop(em: Emitter, plan: SubPixelPlan, x_in: gs.Tensor, x: gs.Variable,
                       y: gs.Variable, crops: Optional[Sequence[Sequence[int]]] = None) -> list:
-    """Slice ``x`` into ``y`` when some axes (``plan.runtime_axes``: ``output_shape`` with a
-    symbolic input size) are cut at run time. Their begin is the ConvTranspose's begin pad, computed
-    from the run-time size ``I`` of ``x_in`` (the ConvTranspose input): ``t = max(0, s*I +
-    offset)``, begin ``t - t // 2`` (``t // 2`` for SAME_UPPER); their end is ``begin +
-    output_shape``. The other axes keep their constant crop (``crops``, default the plan's); one
-    Slice does all. Needs opset >= 10 (Slice inputs). Returns the per-axis crop for the report,
-    ``["run-time", out]`` on the run-time axes."""
+    """Slice ``x`` into ``y`` when some axes are cut at run time; return the per-axis crop.
+
+    Those axes are ``plan.runtime_axes``: ``output_shape`` with a symbolic input size. Their begin
+    is the ConvTranspose's begin pad, computed from the run-time size ``I`` of ``x_in`` (the
+    ConvTranspose input): ``t = max(0, s*I + offset)``, begin ``t - t // 2`` (``t // 2`` for
+    SAME_UPPER); their end is ``begin + output_shape``. The other axes keep their constant crop
+    (``crops``, default the plan's); one Slice does all. Needs opset >= 10 (Slice inputs). The
+    returned crop (for the report) is ``["run-time", out]`` on the run-time axes.
+    """
     if em.opset < 10:
         raise ValueError("a run-time crop needs Slice with inputs (opset >= 10)")
     if crops is None:
@@ -247,7 +291,12 @@ class _Shapes:
                 value = prod
             if factor != 1:
                 prod = self.em.var(f"{suffix}_{i}_scaled", np.int64)
-                self.em.node("Mul", f"subpixel_{suffix}_{i}_scale", [value, self.em.int64s(f"{suffix}_{i}_f", [factor])], [prod])
+                self.em.node(
+                    "Mul",
+                    f"subpixel_{suffix}_{i}_scale",
+                    [value, self.em.int64s(f"{suffix}_{i}_f", [factor])],
+                    [prod],
+                )
                 value = prod
             parts.append(value)
         out = self.em.var(suffix, np.int64)
@@ -255,14 +304,20 @@ class _Shapes:
         return out
 
 
-def _permute(em: Emitter, shapes: _Shapes, x: gs.Variable, src: list, dst_labels: list, suffix: str) -> gs.Variable:
-    """Transpose ``x`` (logical axes ``src``) into the label order ``dst_labels``; returns the result
-    (or ``x`` itself when the permutation only merges/splits axes)."""
+def _permute(
+    em: Emitter, shapes: _Shapes, x: gs.Variable, src: list, dst_labels: list, suffix: str
+) -> gs.Variable:
+    """Transpose ``x`` (logical axes ``src``) into the label order ``dst_labels``; return it.
+
+    The result is ``x`` itself when the permutation only merges/splits axes.
+    """
     merged, perm, _ = merge_axes(src, dst_labels)
     if perm == list(range(len(perm))):
         return x
     r = em.var(f"{suffix}_in")
-    em.node("Reshape", f"subpixel_{suffix}_reshape", [x, shapes.tensor(f"{suffix}_shape", merged)], [r])
+    em.node(
+        "Reshape", f"subpixel_{suffix}_reshape", [x, shapes.tensor(f"{suffix}_shape", merged)], [r]
+    )
     t = em.var(f"{suffix}_out")
     em.node("Transpose", f"subpixel_{suffix}", [r], [t], {"perm": perm})
     return t
@@ -279,12 +334,15 @@ def emit_permuted_shuffle(
     rows: Optional[list] = None,
     channels_last: bool = False,
 ) -> None:
-    """Shuffle ``x`` (the Conv output) into ``y`` through the label orders ``stages`` (the last one must be
-    :func:`output_labels`), each a Transpose after merging axes, then one Reshape to ``[N, M, Q*s...]``.
-    ``rows`` is the channel layout of ``x`` when it is not ``plan.row_layout()``. With ``channels_last``
-    the first step is a Transpose of ``x`` itself to ``[N, Q1, ..., Qn, C']`` (no Reshape before it):
-    runtimes whose convolutions compute channels-last (OpenVINO's CPU plugin) make it a free layout
-    change, and the one remaining Transpose then reads the Conv output in its native layout."""
+    """Shuffle ``x`` (the Conv output) into ``y`` through the label orders ``stages``.
+
+    The last stage must be :func:`output_labels`; each is a Transpose after merging axes, then one
+    Reshape to ``[N, M, Q*s...]``. ``rows`` is the channel layout of ``x`` when it is not
+    ``plan.row_layout()``. With ``channels_last`` the first step is a Transpose of ``x`` itself to
+    ``[N, Q1, ..., Qn, C']`` (no Reshape before it): runtimes whose convolutions compute
+    channels-last (OpenVINO's CPU plugin) make it a free layout change, and the one remaining
+    Transpose then reads the Conv output in its native layout.
+    """
     shapes = _Shapes(em, x)
     layout = conv_output_layout(plan, in_spatial, batch, rows)
     sizes = dict(layout)
@@ -295,10 +353,18 @@ def emit_permuted_shuffle(
     if channels_last:
         n = plan.rank
         current = em.var("channels_last")
-        em.node("Transpose", "subpixel_channels_last", [x], [current], {"perm": [0] + list(range(2, 2 + n)) + [1]})
+        em.node(
+            "Transpose",
+            "subpixel_channels_last",
+            [x],
+            [current],
+            {"perm": [0] + list(range(2, 2 + n)) + [1]},
+        )
         src = layout[:1] + layout[-n:] + layout[1:-n]
     for i, labels in enumerate(stages):
-        current = _permute(em, shapes, current, src, labels, f"shuffle{i + 1}" if len(stages) > 1 else "shuffle")
+        current = _permute(
+            em, shapes, current, src, labels, f"shuffle{i + 1}" if len(stages) > 1 else "shuffle"
+        )
         src = [(label, sizes.get(label, (1, ()))) for label in labels]
     final = [sizes["N"], (plan.out_channels, ())]
     for a, ax in enumerate(plan.axes):
@@ -316,9 +382,12 @@ def emit_gather_shuffle(
     rows: Optional[list] = None,
     split=None,
 ) -> None:
-    """Shuffle ``x`` (Conv output; "LCR" rows, or the concatenation of phase-group Convs ``split`` with
-    channel layout ``rows``) into ``y`` by one 2-D Transpose (the last axis' phase to the end) and one
-    Gather (see above); the crop left to slice is :func:`gather_crop`."""
+    """Shuffle ``x`` into ``y`` by one 2-D Transpose and one Gather (see above).
+
+    ``x`` is the Conv output ("LCR" rows), or the concatenation of phase-group Convs ``split`` with
+    channel layout ``rows``; the Transpose moves the last axis' phase to the end. The crop left to
+    slice is :func:`gather_crop`.
+    """
     n = plan.rank
     last = plan.axes[n - 1]
     shapes = _Shapes(em, x)
@@ -328,16 +397,28 @@ def emit_gather_shuffle(
     gathered = int(np.prod([sizes[label][0] for label in others]))
     inner = size_mul([sizes[f"Q{n - 1}"], (last.stride, ())])
     if axis == 2:
-        data_shape = [sizes["N"], (plan.out_channels, ()), (gathered // plan.out_channels, ()), inner]
-    else:  # a Gather on axis 1 with 2-D indices breaks OpenVINO's CPU plugin when a Conv follows: axis 0
+        data_shape = [
+            sizes["N"],
+            (plan.out_channels, ()),
+            (gathered // plan.out_channels, ()),
+            inner,
+        ]
+    # a Gather on axis 1 with 2-D indices breaks OpenVINO's CPU plugin when a Conv follows: axis 0
+    else:
         data_shape = [(batch * gathered, ()), inner]
     data = em.var("rows")
     em.node("Reshape", "subpixel_rows", [moved, shapes.tensor("rows_shape", data_shape)], [data])
-    em.node("Gather", "subpixel_gather", [data, em.const("gather_indices", indices)], [y], {"axis": axis})
+    em.node(
+        "Gather",
+        "subpixel_gather",
+        [data, em.const("gather_indices", indices)],
+        [y],
+        {"axis": axis},
+    )
 
 
 def _batch_reshape_shape(shapes: "_Shapes", suffix: str, rest: list) -> gs.Tensor:
-    """A Reshape target ``[0, rest...]``: the batch copied from the input (its axis 0), ``rest`` sizes."""
+    """A Reshape target ``[0, rest...]``: the batch copied from the input (axis 0), then rest."""
     if sum(not known(sz) for sz in rest) <= 1:
         return shapes.em.int64s(suffix, [0] + [f if known((f, d)) else -1 for f, d in rest])
     batch_dim = (1, (0,))
@@ -346,8 +427,10 @@ def _batch_reshape_shape(shapes: "_Shapes", suffix: str, rest: list) -> gs.Tenso
 
 def emit_cascade_shuffle(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
                          in_spatial, batch: Optional[int], max_rank: int) -> int:
-    """Shuffle ``x`` (Conv output, CRD rows) into ``y`` by the block-swap cascade, every Transpose of at
-    most ``max_rank`` axes; returns the number of Transposes."""
+    """Shuffle ``x`` into ``y`` by the block-swap cascade; return the number of Transposes.
+
+    ``x`` is the Conv output (CRD rows); every Transpose has at most ``max_rank`` axes.
+    """
     steps, keep, _ = cascade_plan(plan, in_spatial, batch, max_rank)
     shapes = _Shapes(em, x)
     layout = conv_output_layout(plan, in_spatial, batch)
@@ -365,7 +448,13 @@ def emit_cascade_shuffle(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.
                 em.node("Reshape", f"subpixel_{suffix}_reshape",
                         [current, _batch_reshape_shape(shapes, f"{suffix}_shape", merged)], [r])
                 t = em.var(f"{suffix}_out")
-                em.node("Transpose", f"subpixel_{suffix}", [r], [t], {"perm": [0] + [p + 1 for p in perm]})
+                em.node(
+                    "Transpose",
+                    f"subpixel_{suffix}",
+                    [r],
+                    [t],
+                    {"perm": [0] + [p + 1 for p in perm]},
+                )
                 current, transposes = t, transposes + 1
         else:
             out = _permute(em, shapes, current, src, labels, suffix)
@@ -392,6 +481,11 @@ def emit_d2s_cascade(em: Emitter, x: gs.Variable, y: gs.Variable, blocks: Sequen
         attrs = {"blocksize": int(b)}
         if em.opset >= 11:
             attrs["mode"] = mode
-        em.node("DepthToSpace", "subpixel_shuffle" if len(blocks) == 1 else f"subpixel_shuffle{i + 1}",
-                [current], [out], attrs)
+        em.node(
+            "DepthToSpace",
+            "subpixel_shuffle" if len(blocks) == 1 else f"subpixel_shuffle{i + 1}",
+            [current],
+            [out],
+            attrs,
+        )
         current = out

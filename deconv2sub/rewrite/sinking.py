@@ -1,18 +1,18 @@
 """Post-rewrite graph optimisation: sink the shuffle below per-channel and elementwise consumers.
 
-After the rewrite a ConvTranspose output ``y`` is ``crop(shuffle(z))`` with ``z`` the low-resolution Conv
-output. An elementwise op ``f`` commutes with any permutation and crop of its input, and a per-channel op
-(BatchNormalization, PRelu, Add/Sub/Mul/Div with a per-channel constant) does too once its parameters are
-repeated for every Conv output row (each row belongs to one output channel, see
-:meth:`deconv2sub.plan.subpixel.SubPixelPlan.row_channels`):
+After the rewrite a ConvTranspose output ``y`` is ``crop(shuffle(z))`` with ``z`` the low-resolution
+Conv output. An elementwise op ``f`` commutes with any permutation and crop of its input, and a
+per-channel op (BatchNormalization, PRelu, Add/Sub/Mul/Div with a per-channel constant) does too
+once its parameters are repeated for every Conv output row (each row belongs to one output channel,
+see :meth:`deconv2sub.plan.subpixel.SubPixelPlan.row_channels`):
 
     f(crop(shuffle(z))) == crop(shuffle(f'(z)))
 
-So the op moves between the Conv and the shuffle, where runtimes fuse it into the Conv (ONNX Runtime:
-Conv + BatchNormalization folding, Conv + activation fusion; OpenVINO likewise), instead of running it as
-one more pass over the high-resolution tensor. Parameters are copied (repeated), never computed: the
-moved op does the same arithmetic on the same values. Nothing moves when the tensor in between has other
-consumers or is a graph output.
+So the op moves between the Conv and the shuffle, where runtimes fuse it into the Conv (ONNX
+Runtime: Conv + BatchNormalization folding, Conv + activation fusion; OpenVINO likewise), instead of
+running it as one more pass over the high-resolution tensor. Parameters are copied (repeated), never
+computed: the moved op does the same arithmetic on the same values. Nothing moves when the tensor in
+between has other consumers or is a graph output.
 """
 
 from __future__ import annotations
@@ -24,24 +24,41 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from .domains import DEFAULT_DOMAINS
-from .operands import known_values
 from .fold import drop_dead
+from .operands import known_values
 
 __all__ = ["SinkContext", "sink_consumers", "UNARY_OPS", "PER_CHANNEL_OPS"]
 
 # Elementwise, one data input, no parameter tensors (attributes only).
 UNARY_OPS = {
-    "Relu", "LeakyRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Softplus",
-    "Softsign", "Gelu", "Mish", "ThresholdedRelu", "Abs", "Neg", "Erf",
+    "Relu",
+    "LeakyRelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Softplus",
+    "Softsign",
+    "Gelu",
+    "Mish",
+    "ThresholdedRelu",
+    "Abs",
+    "Neg",
+    "Erf",
 }
 PER_CHANNEL_OPS = {"BatchNormalization", "PRelu", "Add", "Sub", "Mul", "Div", "Clip"}
 
 
 @dataclass
 class SinkContext:
-    """What the rewrite of one node produced: the Conv output ``z`` (before any shuffle), the final
-    tensor ``y`` (after shuffle and crop), the shuffle/crop nodes, the Conv node, and the row → channel
-    map of ``z``."""
+    """What the rewrite of one node produced.
+
+    The Conv output ``z`` (before any shuffle), the final tensor ``y`` (after shuffle and crop), the
+    shuffle/crop nodes, the Conv node, and the row → channel map of ``z``.
+    """
 
     graph: gs.Graph
     conv: gs.Node
@@ -52,20 +69,23 @@ class SinkContext:
     rank: int  # spatial rank
     unique: Callable[[str], str]
     base: str
-    # Per-phase emission: the Conv outputs concatenated into z, one per phase, each with the M output
-    # channels in their original order. A moved op is then cloned onto every branch (same parameters),
-    # right after its Conv, where the runtime fuses it.
+    # Per-phase emission: the Conv outputs concatenated into z, one per phase, each with the M
+    # output channels in their original order. A moved op is then cloned onto every branch (same
+    # parameters), right after its Conv, where the runtime fuses it.
     branches: Optional[List[gs.Variable]] = None
     branch_rows: Optional[np.ndarray] = None  # row -> output channel of every branch (all alike)
     start: int = 0  # where the rewritten nodes begin in graph.nodes (a search hint)
-    # ``z`` is a Gemm output ``[rows, L]`` (batch 1, spatial flattened) instead of ``[N, rows, Q...]``:
-    # per-channel operands become ``[rows, 1]``; BatchNormalization cannot move (it reads axis 1).
+    # ``z`` is a Gemm output ``[rows, L]`` (batch 1, spatial flattened) instead of
+    # ``[N, rows, Q...]``: per-channel operands become ``[rows, 1]``; BatchNormalization cannot move
+    # (it reads axis 1).
     matrix: bool = False
 
 
 def _per_channel(values: np.ndarray, rank: int, channels: int) -> Optional[np.ndarray]:
-    """``values`` as a broadcast operand of an ``[N, M, spatial...]`` tensor, if it varies at most along
-    the channel axis: returns it as shape ``[M]`` or ``[1]`` (None otherwise)."""
+    """``values`` as a broadcast operand of an ``[N, M, spatial...]`` tensor, as ``[M]`` or ``[1]``.
+
+    Only if it varies at most along the channel axis (None otherwise).
+    """
     full = rank + 2
     if values.ndim > full:
         return None
@@ -76,7 +96,10 @@ def _per_channel(values: np.ndarray, rank: int, channels: int) -> Optional[np.nd
 
 
 def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
-    """New input list of ``node`` operating on the Conv output rows instead of ``y`` (None: cannot move)."""
+    """New input list of ``node`` operating on the Conv output rows instead of ``y``.
+
+    None: it cannot move.
+    """
     if node.domain not in DEFAULT_DOMAINS or len(node.outputs) != 1:
         return None
     rows = ctx.row_channels
@@ -95,16 +118,29 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
             v = known_values(t)
             if v is None or v.size != 1:
                 return None
-            new.append(t if isinstance(t, gs.Constant) else gs.Constant(ctx.unique(f"{ctx.base}_{op}_bound"), v))
+            new.append(
+                t
+                if isinstance(t, gs.Constant)
+                else gs.Constant(ctx.unique(f"{ctx.base}_{op}_bound"), v)
+            )
         return new
     if op == "BatchNormalization":
-        if ctx.matrix or node.inputs[0] is not y or len(node.inputs) != 5 or int(node.attrs.get("training_mode", 0)):
+        if (
+            ctx.matrix
+            or node.inputs[0] is not y
+            or len(node.inputs) != 5
+            or int(node.attrs.get("training_mode", 0))
+        ):
             return None
         params = [known_values(t) for t in node.inputs[1:]]
         if any(p is None or p.ndim != 1 or p.shape[0] != channels for p in params):
             return None
-        return [None] + [gs.Constant(ctx.unique(f"{ctx.base}_{node.name or op}_{i}"), np.ascontiguousarray(p[rows]))
-                         for i, p in enumerate(params)]
+        return [None] + [
+            gs.Constant(
+                ctx.unique(f"{ctx.base}_{node.name or op}_{i}"), np.ascontiguousarray(p[rows])
+            )
+            for i, p in enumerate(params)
+        ]
     if op == "PRelu":
         if node.inputs[0] is not y or len(node.inputs) != 2:
             return None
@@ -132,19 +168,30 @@ def _movable(node: gs.Node, y: gs.Variable, ctx: SinkContext) -> Optional[List]:
     return None
 
 
-def _row_operand(pc: np.ndarray, rows: np.ndarray, ctx: SinkContext, what: str, dtype, full: bool = False) -> gs.Constant:
-    """A per-channel operand ([M] or [1]) repeated per Conv output row, shaped to broadcast over
-    ``[N, rows, Q...]`` (``full``: rank n+2, else ``[rows, 1...]`` as PRelu's slope)."""
+def _row_operand(
+    pc: np.ndarray, rows: np.ndarray, ctx: SinkContext, what: str, dtype, full: bool = False
+) -> gs.Constant:
+    """A per-channel operand ([M] or [1]) repeated per Conv output row.
+
+    Shaped to broadcast over ``[N, rows, Q...]`` (``full``: rank n+2, else ``[rows, 1...]`` as
+    PRelu's slope).
+    """
     values = pc if pc.shape[0] == 1 else pc[rows]
     shape = ((1,) if full else ()) + (values.shape[0],) + (1,) * ctx.rank
     if ctx.matrix:
         shape = (values.shape[0], 1)
-    return gs.Constant(ctx.unique(f"{ctx.base}_{what}"), np.ascontiguousarray(values.reshape(shape)).astype(dtype, copy=False))
+    return gs.Constant(
+        ctx.unique(f"{ctx.base}_{what}"),
+        np.ascontiguousarray(values.reshape(shape)).astype(dtype, copy=False),
+    )
 
 
 def sink_consumers(ctx: SinkContext) -> List[str]:
-    """Move movable consumers of ``ctx.y`` above the shuffle, one after the other; returns
-    ``["<op> <name>", ...]`` of the moved nodes. ``ctx`` is updated (``z``/``y`` are the new ends)."""
+    """Move movable consumers of ``ctx.y`` above the shuffle, one after the other.
+
+    Returns ``["<op> <name>", ...]`` of the moved nodes. ``ctx`` is updated (``z``/``y`` are the new
+    ends).
+    """
     moved: List[str] = []
     graph = ctx.graph
     outputs = graph.outputs
@@ -165,7 +212,8 @@ def sink_consumers(ctx: SinkContext) -> List[str]:
             continue
         z = ctx.z
         z_new = gs.Variable(ctx.unique(f"{ctx.base}_{node.op.lower()}_rows"), dtype=z.dtype)
-        # Everything that read z (the shuffle chain, a Shape node) reads z_new: same shape, new values.
+        # Everything that read z (the shuffle chain, a Shape node) reads z_new: same shape, new
+        # values.
         for consumer in list(z.outputs):
             for i, inp in enumerate(consumer.inputs):
                 if inp is z:
@@ -182,8 +230,9 @@ def sink_consumers(ctx: SinkContext) -> List[str]:
         outs = [t if o is y else o for o in last.outputs]
         last.outputs.clear()
         last.outputs.extend(outs)
-        # Keep the node list topologically sorted: node goes right after the Conv (or the previous one).
-        # (Identity comparisons only: gs.Node.__eq__ compares whole nodes, list.remove would be O(n) of those.)
+        # Keep the node list topologically sorted: node goes right after the Conv (or the previous
+        # one). (Identity comparisons only: gs.Node.__eq__ compares whole nodes, list.remove would
+        # be O(n) of those.)
         nodes = graph.nodes
         del nodes[_index(nodes, node, ctx.start)]
         index = _index(nodes, z.inputs[0], ctx.start)
@@ -195,14 +244,20 @@ def sink_consumers(ctx: SinkContext) -> List[str]:
 
 
 def _constant_producers(node: gs.Node) -> List[gs.Node]:
-    """``Constant`` nodes feeding ``node``: the moved node reads copies of their values, so they may die."""
+    """``Constant`` nodes feeding ``node``.
+
+    The moved node reads copies of their values, so they may die.
+    """
     return [t.inputs[0] for t in node.inputs
             if isinstance(t, gs.Variable) and len(t.inputs) == 1 and t.inputs[0].op == "Constant"]
 
 
 def _index(nodes, node, start: int = 0) -> int:
-    """Position of ``node`` (by identity), searched from ``start`` first: the nodes the pass touches sit
-    right after the rewritten node, so the search stays short in big graphs."""
+    """Position of ``node`` (by identity), searched from ``start`` first.
+
+    The nodes the pass touches sit right after the rewritten node, so the search stays short in big
+    graphs.
+    """
     for i in range(max(0, min(start, len(nodes))), len(nodes)):
         if nodes[i] is node:
             return i
@@ -210,10 +265,24 @@ def _index(nodes, node, start: int = 0) -> int:
 
 
 def _sink_into_branches(ctx: SinkContext, node: gs.Node, y: gs.Variable, t: gs.Variable) -> None:
-    """Clone ``node`` onto every per-phase branch (after its Conv); the shuffle's last node produces ``t``."""
-    branch_ctx = SinkContext(ctx.graph, ctx.conv, ctx.z, y, ctx.chain, ctx.branch_rows, ctx.rank, ctx.unique, ctx.base,
-                             start=ctx.start)
-    new_inputs = _movable(node, y, branch_ctx)  # parameters for M rows in the original order: shared
+    """Clone ``node`` onto every per-phase branch (after its Conv).
+
+    The shuffle's last node produces ``t``.
+    """
+    branch_ctx = SinkContext(
+        ctx.graph,
+        ctx.conv,
+        ctx.z,
+        y,
+        ctx.chain,
+        ctx.branch_rows,
+        ctx.rank,
+        ctx.unique,
+        ctx.base,
+        start=ctx.start,
+    )
+    # parameters for M rows in the original order: shared
+    new_inputs = _movable(node, y, branch_ctx)
     concat = ctx.z.inputs[0]
     nodes = ctx.graph.nodes
     del nodes[_index(nodes, node, ctx.start)]

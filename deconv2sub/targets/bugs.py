@@ -1,8 +1,9 @@
 """Which known toolchain bugs (:class:`deconv2sub.targets.KnownBug`) a converted model would hit.
 
-``convert --toolchain ncnn`` (or :func:`find_hits`) scans the converted graph, subgraphs included, for
-the operators of the toolchain's known bugs and reports each hit as data: the node, the bug, why it
-matches. A hit is a warning, not a refusal: the model is exact; the named toolchain may mistranslate it.
+``convert --toolchain ncnn`` (or :func:`find_hits`) scans the converted graph, subgraphs included,
+for the operators of the toolchain's known bugs and reports each hit as data: the node, the bug, why
+it matches. A hit is a warning, not a refusal: the model is exact; the named toolchain may
+mistranslate it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .profile import KnownBug
 
 @dataclass(frozen=True)
 class BugHit:
+    """A known toolchain bug that one node of the output hits."""
     toolchain: str
     node: str
     op: str
@@ -32,6 +34,7 @@ class BugHit:
         return f"{self.toolchain}: node '{self.node}' ({what}): {self.note}{ref}"
 
     def to_dict(self) -> dict:
+        """Every field as a JSON-ready dict."""
         return dict(self.__dict__)
 
 
@@ -75,7 +78,9 @@ def _attr(node: "onnx.NodeProto", name: str, default=None):
     return default
 
 
-def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumers=None) -> Optional[str]:
+def _matches(
+    bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumers=None
+) -> Optional[str]:
     """Why ``node`` hits ``bug`` (a short detail), or None."""
     if node.op_type != bug.op:
         return None
@@ -109,7 +114,10 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumer
         y = shapes.get(node.output[0]) if node.output else None
         square = y is not None and None not in y and (
             (len(y) == 4 and y[1] == y[2] == y[3]) or (len(y) == 3 and y[1] == y[2]))
-        padded = any(c.op_type == "Conv" and any(_attr(c, "pads", []) or []) for c in consumers.get(node.output[0], ()))
+        padded = any(
+            c.op_type == "Conv" and any(_attr(c, "pads", []) or [])
+            for c in consumers.get(node.output[0], ())
+        )
         if not (square and padded):
             return None
         detail.append(f"shape {y} into a padded Conv")
@@ -160,4 +168,5 @@ def find_hits(
 
 
 def toolchains_with_bugs(bugs: Iterable[KnownBug]) -> List[str]:
+    """The toolchains named by ``bugs``, sorted, each once."""
     return sorted({b.toolchain for b in bugs})

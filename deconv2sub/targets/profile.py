@@ -3,8 +3,8 @@
 A :class:`TargetProfile` says which operators the rewrite may emit for a target (DepthToSpace and in
 which modes, the largest block size, the largest rank of a Reshape/Transpose, Gather, Gemm, phase
 Convs joined by a Concat, run-time shape arithmetic), for which strides the target would rather keep
-its ConvTranspose, which speed rule chooses among the allowed emissions, and the toolchain bugs known
-to hit some emitted forms (so that ``convert`` can warn). Built-in profiles live in
+its ConvTranspose, which speed rule chooses among the allowed emissions, and the toolchain bugs
+known to hit some emitted forms (so that ``convert`` can warn). Built-in profiles live in
 :mod:`deconv2sub.targets.builtin`; users add their own from a TOML file with the same field names::
 
     # my_npu.toml
@@ -44,8 +44,10 @@ class KnownBug:
 
     ``op`` is the ONNX operator; the other fields narrow it down: ``mode`` (DepthToSpace's mode),
     ``min_rank`` (the op's input rank at least this), ``condition`` (a named predicate of
-    :mod:`deconv2sub.targets.bugs`, e.g. ``"d2s_channels_ne_block"``: C / b^2 != b), ``axis`` (Gather's axis,
-    when not None: only that axis). ``note`` says what goes wrong, ``reference`` where it is tracked."""
+    :mod:`deconv2sub.targets.bugs`, e.g. ``"d2s_channels_ne_block"``: C / b^2 != b), ``axis``
+    (Gather's axis, when not None: only that axis). ``note`` says what goes wrong, ``reference``
+    where it is tracked.
+    """
 
     toolchain: str
     op: str
@@ -67,7 +69,8 @@ class TargetProfile:
     source: str = ""
     #: DepthToSpace modes the target runs, preferred first; () = no DepthToSpace at all
     depth_to_space: Tuple[str, ...] = ("CRD", "DCR")
-    #: the largest DepthToSpace block size (0: any); bigger strides become a cascade of smaller blocks
+    #: the largest DepthToSpace block size (0: any); bigger strides become a cascade of smaller
+    #: blocks
     max_block: int = 0
     #: the largest rank of an emitted Reshape/Transpose (1-D, 3-D and unequal strides are cascaded
     #: into transposes of at most this rank)
@@ -76,17 +79,18 @@ class TargetProfile:
     gemm: bool = False
     #: phase Convs joined by a Concat (one Conv per group of phases, without zero taps)
     phase_convs: bool = False
-    #: run-time shape arithmetic (Shape/Gather/Mul/Concat feeding a Reshape or Slice) where the model's
-    #: sizes are symbolic; without it only the constant 0/-1 forms of Reshape are used
+    #: run-time shape arithmetic (Shape/Gather/Mul/Concat feeding a Reshape or Slice) where the
+    #: model's sizes are symbolic; without it only the constant 0/-1 forms of Reshape are used
     dynamic_shapes: bool = True
     #: fold the begin crop into the phase choice where it costs no tap (fewer Slices)
     #: (``"always"``: also where the folded kernel grows, e.g. DCGAN's k4 s2 p1 becomes a 3x3 Conv
     #: without a Slice: more MACs, for targets whose 2x2 Conv or Slice is the problem)
     fold_crop: Union[bool, str] = True
-    #: strides for which the ConvTranspose stays as it is (the node is reported as kept, with the reason)
+    #: strides for which the ConvTranspose stays as it is (the node is reported as kept, with the
+    #: reason)
     keep_strides: Tuple[Tuple[int, ...], ...] = ()
-    #: spatial ranks (1, 2, 3) whose ConvTranspose stays (e.g. ncnn's native 3-D deconvolution, where
-    #: no rank-limited shuffle converts)
+    #: spatial ranks (1, 2, 3) whose ConvTranspose stays (e.g. ncnn's native 3-D deconvolution,
+    #: where no rank-limited shuffle converts)
     keep_ranks: Tuple[int, ...] = ()
     #: the speed rule that chooses among the allowed emissions: "portable" (Conv + DepthToSpace, or
     #: low-rank Reshape/Transpose), or the measured CPU rules "onnxruntime" / "openvino"
@@ -94,6 +98,7 @@ class TargetProfile:
     bugs: Tuple[KnownBug, ...] = ()
 
     def __post_init__(self):
+        """Check every field; raise ProfileError listing all the problems."""
         problems = []
         if not self.name or not isinstance(self.name, str):
             problems.append("a profile needs a name")
@@ -115,19 +120,23 @@ class TargetProfile:
             raise ProfileError(f"target profile {self.name!r}: bad " + "; bad ".join(problems))
 
     def keeps(self, strides) -> Optional[str]:
-        """Why a ConvTranspose with these strides stays (``keep_strides``, ``keep_ranks``), or None."""
+        """Why a ConvTranspose with these strides stays (keep_strides, keep_ranks), or None."""
         strides = tuple(int(s) for s in strides)
         if any(tuple(k) == strides for k in self.keep_strides):
             return f"target '{self.name}' keeps ConvTranspose for strides {list(strides)}"
         if len(strides) in self.keep_ranks:
-            return (f"target '{self.name}' keeps {len(strides)}-D ConvTranspose (it runs them natively "
-                    "and cannot run their rewrite)")
+            return (
+                f"target '{self.name}' keeps {len(strides)}-D ConvTranspose (it runs them natively "
+                "and cannot run their rewrite)"
+            )
         return None
 
     def bugs_for(self, toolchain: str):
+        """The known bugs of ``toolchain``."""
         return [b for b in self.bugs if b.toolchain == toolchain]
 
     def to_dict(self) -> dict:
+        """The profile as a JSON/TOML-ready dict."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["bugs"] = [b.__dict__.copy() for b in self.bugs]
         out["depth_to_space"] = list(self.depth_to_space)
@@ -164,7 +173,9 @@ def profile_from_dict(data: dict, origin: str) -> TargetProfile:
     except TypeError as e:
         raise ProfileError(f"{origin}: {e}") from None
     if "fold_crop" in values and values["fold_crop"] not in (True, False, "always"):
-        raise ProfileError(f"{origin}: fold_crop must be true, false or \"always\", not {values['fold_crop']!r}")
+        raise ProfileError(
+            f'{origin}: fold_crop must be true, false or "always", not {values["fold_crop"]!r}'
+        )
     for key in ("gather", "gemm", "phase_convs", "dynamic_shapes"):
         if key in values and not isinstance(values[key], bool):
             raise ProfileError(f"{origin}: {key} must be true or false, not {values[key]!r}")

@@ -2,11 +2,11 @@
 
 :class:`Choice` is what the chooser (:mod:`deconv2sub.targets.chooser`) decides for one node: the
 emission's name, the plan's channel order and crop folding, the reason, and the emission's own
-parameters. :class:`Emission` is the protocol each emission follows: ``choice`` builds its fixed
-Choice, ``applies`` returns a :class:`deconv2sub.rewrite.refusal.Refusal` when it cannot emit the
-node (the chooser then follows ``fallback``, or declines the node), ``emit`` writes the nodes and
-returns :class:`Emitted`. :func:`emit_chain` is the Conv -> shuffle -> crop sequence every emission
-writes, :func:`emit_conv` the single Conv most of them use.
+parameters. :class:`Emission` is the base class each emission derives from: ``choice`` builds its
+fixed Choice, ``applies`` returns a :class:`deconv2sub.rewrite.refusal.Refusal` when it cannot emit
+the node (the chooser then follows ``fallback``, or declines the node), ``emit`` writes the nodes
+and returns :class:`Emitted`. :func:`emit_chain` is the Conv -> shuffle -> crop sequence every
+emission writes, :func:`emit_conv` the single Conv most of them use.
 """
 
 from __future__ import annotations
@@ -24,11 +24,6 @@ from ..options import ConvertOptions
 from ..refusal import Refusal
 from ..shuffle import Emitter, emit_crop, emit_runtime_crop
 
-try:
-    from typing import Protocol
-except ImportError:  # pragma: no cover - Python < 3.8
-    Protocol = object
-
 __all__ = ["Choice", "EmitRequest", "Emitted", "Emission", "emit_chain", "emit_conv", "plan_of"]
 
 
@@ -38,9 +33,8 @@ class Choice:
 
     strategy: str  # the emission's name (a key of the registry)
     order: str  # plan channel order: "CRD", "DCR" or "LCR"
-    fold_crop: (
-        object  # False, True (where free) or "always" (see deconv2sub.plan.subpixel.make_plan)
-    )
+    # False, True (where free) or "always" (see deconv2sub.plan.subpixel.make_plan)
+    fold_crop: object
     reason: str = ""
     # "depth_to_space" chosen by a target profile: the DepthToSpace cascade (block sizes and modes,
     # e.g. (4, 2) and ("CRD", "CRD") for stride 8 with at most 4 per block); empty: the classic
@@ -73,31 +67,51 @@ class Emitted:
     conv_node: gs.Node  # the node that writes conv_out (Conv, Gemm, or the phase Convs' Concat)
     conv_out: gs.Variable
     crop: Optional[list] = None  # per axis [begin, end] sliced off, None without a Slice
-    rows_layout: Optional[list] = (
-        None  # channel layout of conv_out when it is not plan.row_layout()
-    )
+    # channel layout of conv_out when it is not plan.row_layout()
+    rows_layout: Optional[list] = None
     split: Optional[PhaseSplit] = None  # the phase-group Convs, if any
     row_order: Optional[np.ndarray] = None  # Conv row r holds CRD row row_order[r]
     matrix: bool = False  # the Conv is a Gemm on [C, L]
     note: str = ""  # appended to the choice's reason
 
 
-class Emission(Protocol):
-    """One way of writing a ConvTranspose (see the module docstring)."""
+class Emission:
+    """One way of writing a ConvTranspose (see the module docstring); subclass it.
 
-    name: str
-    fallback: Optional[str]  # what the chooser takes when applies() refuses; None: the node stays
+    A subclass sets ``name`` and writes :meth:`emit`; the defaults below give the rest: a Choice
+    with the class's ``order`` (an "LCR" order becomes "CRD" with groups) and ``fold_crop``, an
+    emission that applies to every node, and no fallback. Override :meth:`order_for`,
+    :meth:`choice` or :meth:`applies` only where an emission differs.
+    """
+
+    #: the emission's name (its key in the registry, the ``--strategy`` value)
+    name: str = ""
+    #: what the chooser takes when :meth:`applies` refuses; None: the node stays
+    fallback: Optional[str] = None
+    #: the plan's channel order: "CRD", "DCR" or "LCR" (the lead axis' phase first)
+    order: str = "CRD"
+    #: crop folding: False, True (where free) or "always" (see deconv2sub.plan.subpixel.make_plan)
+    fold_crop: object = True
+
+    def order_for(self, *, group: int, opset: int, order: str = "auto") -> str:
+        """The channel order of the Choice: ``self.order``, "CRD" for "LCR" with groups."""
+        return "CRD" if self.order == "LCR" and group != 1 else self.order
 
     def choice(self, *, group: int, opset: int, order: str = "auto", reason: str = "") -> Choice:
         """The fixed Choice of this emission for a node with ``group`` groups."""
+        return Choice(
+            self.name, self.order_for(group=group, opset=opset, order=order), self.fold_crop, reason
+        )
 
     def applies(
         self, material: NodeMaterial, choice: Choice, opset: int, options: ConvertOptions
     ) -> Optional[Refusal]:
-        """None when the emission can write the node, else why not."""
+        """None when the emission can write the node, else why not (default: always None)."""
+        return None
 
     def emit(self, request: EmitRequest) -> Emitted:
         """Write the nodes into ``request.em`` (the pass splices them in)."""
+        raise NotImplementedError(f"emission {self.name!r} does not define emit()")
 
 
 def plan_of(material: NodeMaterial, choice: Choice, options: ConvertOptions) -> SubPixelPlan:

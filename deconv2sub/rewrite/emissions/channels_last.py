@@ -8,29 +8,24 @@ whose convolutions compute channels-last (OpenVINO's CPU plugin), where the firs
 from __future__ import annotations
 
 from ...plan.layout import output_labels
-from .base import Choice
+from .base import Emission
 from .permuted import CHANNELS_LAST, emit_permuted, shuffled
 
 __all__ = ["CHANNELS_LAST_EMISSION"]
 
 
-class ChannelsLast:
-    """See the module docstring."""
+class ChannelsLast(Emission):
+    """See the module docstring; crop folded where free."""
 
     name = "channels_last"
-    fallback = None
 
-    def choice(self, *, group, opset, order="auto", reason=""):
-        """The asked order ("LCR" by default), CRD with groups; crop folded where free."""
+    def order_for(self, *, group, opset, order="auto"):
+        """The asked order ("LCR" by default), CRD with groups."""
         if order not in ("CRD", "DCR", "LCR"):
             order = "LCR"
         if group != 1:
             order = "CRD"
-        return Choice(self.name, order, True, reason)
-
-    def applies(self, material, choice, opset, options):
-        """Always."""
-        return None
+        return order
 
     def emit(self, request):
         """Conv + the channels-last Transposes."""

@@ -20,7 +20,7 @@ import numpy as np
 from ...plan.blocks import d2s_cascade_rows
 from ..refusal import Refusal
 from ..shuffle import emit_d2s_cascade, emit_shuffle, shuffle_kind
-from .base import Choice, Emitted, emit_chain, emit_conv, plan_of
+from .base import Emission, Emitted, emit_chain, emit_conv, plan_of
 
 __all__ = ["DEPTH_TO_SPACE_EMISSION"]
 
@@ -32,13 +32,13 @@ def _reorders(plan, choice) -> bool:
     return len(choice.blocks) > 1 or plan.order != ("DCR" if choice.modes[0] == "DCR" else "CRD")
 
 
-class DepthToSpace:
-    """See the module docstring."""
+class DepthToSpace(Emission):
+    """See the module docstring; the crop is sliced, never folded."""
 
     name = "depth_to_space"
-    fallback = None
+    fold_crop = False
 
-    def choice(self, *, group, opset, order="auto", reason=""):
+    def order_for(self, *, group, opset, order="auto"):
         """The asked order; "auto": CRD with groups or DepthToSpace CRD (opset 11), else DCR."""
         if order == "auto":
             order = "CRD" if (group != 1 or opset >= 11) else "DCR"
@@ -46,7 +46,7 @@ class DepthToSpace:
             order = "CRD"
         if order == "LCR":
             order = "CRD"
-        return Choice(self.name, order, False, reason)
+        return order
 
     def applies(self, material, choice, opset, options):
         """Whether the DepthToSpace form can be emitted.

@@ -11,20 +11,15 @@ from ...plan.layout import cascade_plan
 from ...targets import resolve as resolve_target
 from ..refusal import Refusal
 from ..shuffle import emit_cascade_shuffle
-from .base import Choice, Emitted, emit_chain, emit_conv, plan_of
+from .base import Emission, Emitted, emit_chain, emit_conv, plan_of
 
 __all__ = ["LOW_RANK_TRANSPOSE_EMISSION"]
 
 
-class LowRankTranspose:
-    """See the module docstring."""
+class LowRankTranspose(Emission):
+    """See the module docstring; CRD rows, crop folded where free, Transposes of at most 4 axes."""
 
     name = "low_rank_transpose"
-    fallback = None
-
-    def choice(self, *, group, opset, order="auto", reason=""):
-        """CRD rows, crop folded where free, Transposes of at most 4 axes."""
-        return Choice(self.name, "CRD", True, reason)
 
     def applies(self, material, choice, opset, options):
         """Whether every Transpose stays within the rank limit.

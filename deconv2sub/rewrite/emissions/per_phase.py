@@ -17,7 +17,7 @@ from ...plan.phases import split_of
 from ...plan.subpixel import SubPixelPlan
 from ..refusal import Refusal
 from ..shuffle import Emitter
-from .base import Choice, conv_dtype, plan_of
+from .base import Emission, conv_dtype, plan_of
 from .permuted import GATHER, TWO_STAGE, emit_permuted, shuffled
 
 __all__ = ["PER_PHASE_EMISSION", "emit_phase_convs", "phase_note", "phase_refusal"]
@@ -101,15 +101,12 @@ def emit_split(request, kind: str, stages):
     )
 
 
-class PerPhase:
-    """See the module docstring."""
+class PerPhase(Emission):
+    """See the module docstring; CRD rows, the crop always folded."""
 
     name = "per_phase"
     fallback = "two_stage"
-
-    def choice(self, *, group, opset, order="auto", reason=""):
-        """CRD rows, the crop always folded."""
-        return Choice(self.name, "CRD", "always", reason)
+    fold_crop = "always"
 
     def applies(self, material, choice, opset, options):
         """Refused for quantized weights and where a phase has no tap."""

@@ -7,22 +7,19 @@
 from __future__ import annotations
 
 from ...plan.layout import split_labels
-from .base import Choice
+from .base import Emission
 from .per_phase import emit_split, phase_refusal
 from .permuted import CHANNELS_LAST
 
 __all__ = ["PER_PHASE_CHANNELS_LAST_EMISSION"]
 
 
-class PerPhaseChannelsLast:
-    """See the module docstring."""
+class PerPhaseChannelsLast(Emission):
+    """See the module docstring; CRD rows, the crop always folded."""
 
     name = "per_phase_channels_last"
     fallback = "channels_last"
-
-    def choice(self, *, group, opset, order="auto", reason=""):
-        """CRD rows, the crop always folded."""
-        return Choice(self.name, "CRD", "always", reason)
+    fold_crop = "always"
 
     def applies(self, material, choice, opset, options):
         """Refused for quantized weights and where a phase has no tap."""

@@ -21,7 +21,6 @@ __all__ = [
     "TRANSPOSE",
     "TWO_STAGE",
     "emit_permuted",
-    "group_order",
     "shuffled",
 ]
 
@@ -38,11 +37,6 @@ TRANSPOSE, TWO_STAGE, GATHER, CHANNELS_LAST, NONE = (
 def shuffled(plan: SubPixelPlan, kind: str) -> str:
     """``kind``, or "none" when the plan needs no shuffle (all strides 1)."""
     return kind if plan.needs_shuffle else NONE
-
-
-def group_order(group: int) -> str:
-    """The order of a Conv: "LCR" (the lead axis' phase first) for one group, else "CRD"."""
-    return "LCR" if group == 1 else "CRD"
 
 
 def emit_permuted(

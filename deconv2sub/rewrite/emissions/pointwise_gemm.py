@@ -14,8 +14,8 @@ import numpy as np
 
 from ...plan.layout import gather_shuffle_ok, output_labels
 from ...plan.subpixel import PlanError
-from .base import Choice, conv_dtype
-from .permuted import GATHER, TWO_STAGE, emit_permuted, group_order, shuffled
+from .base import Emission, conv_dtype
+from .permuted import GATHER, TWO_STAGE, emit_permuted, shuffled
 
 __all__ = ["GEMM_NOTE", "POINTWISE_GEMM_EMISSION", "gemm_applies", "pointwise_gemm_ok"]
 
@@ -53,19 +53,14 @@ def gemm_applies(material, opset: int) -> bool:
         return False
 
 
-class PointwiseGemm:
-    """See the module docstring."""
+class PointwiseGemm(Emission):
+    """See the module docstring; LCR rows (CRD with groups), crop folded where free.
+
+    It applies to every node: a Conv where the Gemm does not.
+    """
 
     name = "pointwise_gemm"
-    fallback = None
-
-    def choice(self, *, group, opset, order="auto", reason=""):
-        """LCR rows (CRD with groups), crop folded where free."""
-        return Choice(self.name, group_order(group), True, reason)
-
-    def applies(self, material, choice, opset, options):
-        """Always (a Conv where the Gemm does not apply)."""
-        return None
+    order = "LCR"
 
     def emit(self, request):
         """Reshape the input to ``[C, L]``, Gemm, then the Transpose + row Gather."""

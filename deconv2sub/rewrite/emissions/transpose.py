@@ -7,25 +7,16 @@ folded into the phases where that costs no tap.
 from __future__ import annotations
 
 from ...plan.layout import output_labels
-from .base import Choice
+from .base import Emission
 from .permuted import TRANSPOSE, emit_permuted, shuffled
 
 __all__ = ["TRANSPOSE_EMISSION"]
 
 
-class Transpose:
-    """See the module docstring."""
+class Transpose(Emission):
+    """See the module docstring; CRD rows, crop folded where free."""
 
     name = "transpose"
-    fallback = None
-
-    def choice(self, *, group, opset, order="auto", reason=""):
-        """CRD rows, crop folded where free."""
-        return Choice(self.name, "CRD", True, reason)
-
-    def applies(self, material, choice, opset, options):
-        """Always."""
-        return None
 
     def emit(self, request):
         """Conv + one Transpose."""

@@ -8,25 +8,20 @@ whole rows that writes the output (2-D/3-D with known sizes; else the two-stage 
 from __future__ import annotations
 
 from ...plan.layout import gather_shuffle_ok, output_labels, two_stage_labels
-from .base import Choice
-from .permuted import GATHER, TWO_STAGE, emit_permuted, group_order, shuffled
+from .base import Emission
+from .permuted import GATHER, TWO_STAGE, emit_permuted, shuffled
 
 __all__ = ["TRANSPOSE_GATHER_EMISSION"]
 
 
-class TransposeGather:
-    """See the module docstring."""
+class TransposeGather(Emission):
+    """See the module docstring; LCR rows (CRD with groups), crop folded where free.
+
+    It applies to every node: the two-stage shuffle where the Gather does not.
+    """
 
     name = "transpose_gather"
-    fallback = None
-
-    def choice(self, *, group, opset, order="auto", reason=""):
-        """LCR rows (CRD with groups), crop folded where free."""
-        return Choice(self.name, group_order(group), True, reason)
-
-    def applies(self, material, choice, opset, options):
-        """Always (the two-stage shuffle where the Gather does not apply)."""
-        return None
+    order = "LCR"
 
     def emit(self, request):
         """Conv + Transpose + row Gather (the two-stage shuffle where the Gather does not apply)."""

@@ -8,25 +8,17 @@ where free. The two transposes are the fast paths of ONNX Runtime's and OpenVINO
 from __future__ import annotations
 
 from ...plan.layout import output_labels, two_stage_labels
-from .base import Choice
-from .permuted import TWO_STAGE, emit_permuted, group_order, shuffled
+from .base import Emission
+from .permuted import TWO_STAGE, emit_permuted, shuffled
 
 __all__ = ["TWO_STAGE_EMISSION"]
 
 
-class TwoStage:
-    """See the module docstring."""
+class TwoStage(Emission):
+    """See the module docstring; LCR rows (CRD with groups), crop folded where free."""
 
     name = "two_stage"
-    fallback = None
-
-    def choice(self, *, group, opset, order="auto", reason=""):
-        """LCR rows (CRD with groups), crop folded where free."""
-        return Choice(self.name, group_order(group), True, reason)
-
-    def applies(self, material, choice, opset, options):
-        """Always."""
-        return None
+    order = "LCR"
 
     def emit(self, request):
         """Conv + the two-stage Transpose."""

@@ -12,6 +12,8 @@ Every fixed strategy is run, since each emission folds the crop differently.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -22,7 +24,16 @@ import deconv2sub
 from deconv2sub import ConvertOptions
 from deconv2sub.rewrite.emissions.registry import NAMES as FIXED
 
+# import-time constants draw from this one; every test gets a fresh one (_fresh_rng)
 RNG = np.random.default_rng(4321)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rng(monkeypatch):
+    """Each test draws from its own generator, seeded alike: values never depend on test order."""
+    monkeypatch.setattr(sys.modules[__name__], "RNG", np.random.default_rng(4321))
+
+
 AUTO_PADS = ["NOTSET", "SAME_UPPER", "SAME_LOWER"]
 
 
@@ -54,8 +65,7 @@ def _full(size, k, s, d, op):
 
 
 def _check_all_strategies(model, shapes):
-    """Every fixed strategy rewrites the node; the result equals ORT's ConvTranspose at every
-    shape."""
+    """Every fixed strategy rewrites the node, equal to ORT's ConvTranspose at every shape."""
     for name in FIXED:
         converted, report = deconv2sub.convert_model(model, ConvertOptions(strategy=name))
         assert report.rewritten and not report.skipped, (name, [n.reason for n in report.skipped])
@@ -103,6 +113,7 @@ LONGER = [
 def test_output_shape_longer_than_full_output(
     spatial, kernel, strides, dilations, op, extra, group, bias, auto_pad
 ):
+    """output_shape past the full output (extra cells at the end) equals ORT, every strategy."""
     out = [
         _full(i, k, s, d, p) + e
         for i, k, s, d, p, e in zip(spatial, kernel, strides, dilations, op, extra)
@@ -121,7 +132,8 @@ def test_output_shape_beyond_what_ort_accepts_is_declined(auto_pad):
     with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument):
         run(m, {"X": _x((1, 4, 5))})
     converted, report = deconv2sub.convert_model(m)
-    assert not report.rewritten and "ONNX Runtime accepts at most" in report.skipped[0].reason
+    assert not report.rewritten and report.skipped[0].code == "plan"
+    assert "ONNX Runtime accepts at most" in report.skipped[0].reason
     assert op_types(converted) == ["ConvTranspose"]
 
 
@@ -154,6 +166,7 @@ SYMBOLIC = [
 def test_output_shape_with_symbolic_input_sizes(
     spatial, kernel, strides, dilations, op, out, group, bias, sizes, auto_pad
 ):
+    """output_shape with symbolic input sizes (run-time crop) matches ORT at every shape."""
     m = _model(spatial, kernel, strides, dilations, op, out, group, bias, auto_pad)
     _check_all_strategies(m, [(1, 4) + s for s in sizes])
 
@@ -180,17 +193,21 @@ def test_symbolic_output_shape_default_emission_is_small(opset, clamp):
 
 
 def test_symbolic_output_shape_declined_before_opset_10():
+    """A run-time crop needs Slice with inputs: before opset 10 the node is kept, with a reason."""
     m = _model(["H", "W"], (3, 3), (2, 2), (1, 1), (0, 0), (10, 9), 1, True, "NOTSET", opset=9)
     converted, report = deconv2sub.convert_model(m)
-    assert not report.rewritten and "opset >= 10" in report.skipped[0].reason
+    assert not report.rewritten and report.skipped[0].code == "runtime_crop"
+    assert "opset >= 10" in report.skipped[0].reason
     assert op_types(converted) == ["ConvTranspose"]
 
 
 def test_symbolic_output_shape_declined_without_dynamic_shapes():
+    """A run-time crop is declined where dynamic shapes are off; known sizes still convert."""
     m = _model(["H", "W"], (3, 3), (2, 2), (1, 1), (0, 0), (10, 9), 1, True, "NOTSET")
     for options in (ConvertOptions(dynamic_shapes=False), ConvertOptions(target="tvm")):
         converted, report = deconv2sub.convert_model(m, options)
-        assert not report.rewritten and "does not allow dynamic shapes" in report.skipped[0].reason
+        assert not report.rewritten and report.skipped[0].code == "runtime_crop"
+        assert "does not allow dynamic shapes" in report.skipped[0].reason
         assert op_types(converted) == ["ConvTranspose"]
     known = _model([5, 5], (3, 3), (2, 2), (1, 1), (0, 0), (10, 9), 1, True, "NOTSET")
     _, report = deconv2sub.convert_model(known, ConvertOptions(dynamic_shapes=False))

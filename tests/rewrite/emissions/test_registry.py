@@ -1,7 +1,6 @@
 """The emission registry, the chooser's fallbacks, refusals as data.
 
-The emission registry, the chooser's fallbacks and refusals as data; every conversion is checked
-against ONNX Runtime running the original ConvTranspose.
+Every conversion is checked against ONNX Runtime running the original ConvTranspose.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from builders import assert_equivalent, convtranspose_model, op_types
 import deconv2sub
 from deconv2sub import ConvertOptions
 from deconv2sub.rewrite.emissions import registry
-from deconv2sub.rewrite.emissions.base import Choice
+from deconv2sub.rewrite.emissions.base import Choice, Emission
 from deconv2sub.targets import TargetProfile
 from deconv2sub.targets.chooser import FIXED, STRATEGIES
 
@@ -31,6 +30,46 @@ def test_strategy_lists_come_from_the_registry():
         assert emission.fallback is None or emission.fallback in registry.EMISSIONS
 
 
+# (group, opset, asked order) -> (order, fold_crop) of every emission's fixed Choice, as the
+# emissions declared them before the base class gave the defaults
+CHOICE_CASES = [(1, 17, "auto"), (2, 17, "auto"), (1, 9, "auto"), (1, 17, "DCR"), (1, 17, "LCR")]
+EXPECTED_CHOICES = {
+    "depth_to_space": [("CRD", False), ("CRD", False), ("DCR", False), ("DCR", False),
+                       ("CRD", False)],
+    "low_rank_transpose": [("CRD", True)] * 5,
+    "transpose": [("CRD", True)] * 5,
+    "two_stage": [("LCR", True), ("CRD", True), ("LCR", True), ("LCR", True), ("LCR", True)],
+    "transpose_gather": [("LCR", True), ("CRD", True), ("LCR", True), ("LCR", True),
+                         ("LCR", True)],
+    "pointwise_gemm": [("LCR", True), ("CRD", True), ("LCR", True), ("LCR", True), ("LCR", True)],
+    "per_phase": [("CRD", "always")] * 5,
+    "channels_last": [("LCR", True), ("CRD", True), ("LCR", True), ("DCR", True), ("LCR", True)],
+    "per_phase_channels_last": [("CRD", "always")] * 5,
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_CHOICES))
+def test_fixed_choice_of_every_emission(name):
+    """Each emission's fixed Choice has the order and crop folding it declares, per case."""
+    assert set(EXPECTED_CHOICES) == set(registry.EMISSIONS)
+    emission = registry.get(name)
+    got = []
+    for group, opset, order in CHOICE_CASES:
+        choice = emission.choice(group=group, opset=opset, order=order, reason="why")
+        assert (choice.strategy, choice.reason) == (name, "why")
+        got.append((choice.order, choice.fold_crop))
+    assert got == EXPECTED_CHOICES[name]
+
+
+def test_base_emission_defaults():
+    """The base class applies everywhere, has no fallback and needs ``emit`` written."""
+    bare = type("Bare", (Emission,), {"name": "bare", "order": "LCR"})()
+    assert bare.fallback is None and bare.applies(None, None, 17, ConvertOptions()) is None
+    assert bare.choice(group=3, opset=17) == Choice("bare", "CRD", True, "")
+    with pytest.raises(NotImplementedError, match="bare"):
+        bare.emit(None)
+
+
 def test_unknown_emission_names_the_choices():
     """An unknown name is refused with the list of names."""
     with pytest.raises(ValueError, match="transpose_gather"):
@@ -41,17 +80,13 @@ def test_a_registered_emission_is_used_by_name(monkeypatch):
     """A new emission is one object plus a registry entry: the chooser and the pass find it."""
     base = registry.EMISSIONS["transpose"]
 
-    class Renamed:
+    class Renamed(Emission):
+        """The transpose emission under another name: the base class gives the rest."""
+
         name = "renamed_transpose"
-        fallback = None
-
-        def choice(self, *, group, opset, order="auto", reason=""):
-            return Choice(self.name, "CRD", True, reason)
-
-        def applies(self, material, choice, opset, options):
-            return None
 
         def emit(self, request):
+            """Write what ``transpose`` writes."""
             return base.emit(request)
 
     monkeypatch.setitem(registry.EMISSIONS, "renamed_transpose", Renamed())
