@@ -23,8 +23,8 @@ EXIT_INTERRUPTED = 130
 # ---- shared option groups (Polygraphy-style) -----------------------------------------------------
 def runtime_options(f):
     f = click.option("--runtime", type=click.Choice(["onnxruntime", "openvino", "ncnn", "mnn", "tflite", "tvm",
-                                                     "iree"]), default="onnxruntime", show_default=True,
-                     help="Runtime that runs the models. A deployment toolchain (ncnn, mnn, tflite, tvm, iree; "
+                                                     "iree", "rknn"]), default="onnxruntime", show_default=True,
+                     help="Runtime that runs the models. A deployment toolchain (ncnn, mnn, tflite, tvm, iree, rknn; "
                           "installed separately) converts the candidate with its own converter and runs it; "
                           "the original then runs on onnxruntime.")(f)
     f = click.option("--provider", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,

@@ -34,7 +34,7 @@ from .inputs import TensorSpec, model_input_specs
 
 #: deployment toolchains (modules of :mod:`deconv2sub.toolchains`): the model goes through the
 #: toolchain's own converter and runs in its runtime
-TOOLCHAINS = ("ncnn", "mnn", "tflite", "tvm", "iree")
+TOOLCHAINS = ("ncnn", "mnn", "tflite", "tvm", "iree", "rknn")
 RUNTIMES = ("onnxruntime", "openvino") + TOOLCHAINS
 PROVIDERS = ("auto", "cuda", "cpu")
 _CUDA_EP, _CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
