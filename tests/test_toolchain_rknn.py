@@ -174,3 +174,21 @@ def test_placement_notes_parse_the_layer_table():
         "LayoutMatchManager: recursion_depth=3, Logic is Dangerous, Will Force layout to native.",
         "on CPU: Reshape Reshape:x_rs",
     ]
+
+
+def test_known_bug_warns_for_the_3d_two_stage_shuffle_only():
+    """``--toolchain rknn`` warns on the repro and on unet3d's ``--target onnxruntime`` output (3-D
+    two-stage shuffle), not on its portable or rknn output, nor on a 2-D sample (needs no RKNN).
+    """
+    from deconv2sub.targets import ALL_BUGS
+    from deconv2sub.targets.bugs import find_hits
+
+    repro = onnx.load(os.path.join(REPROS, "conv3d_reshape_rank6_transpose_wrong.onnx"))
+    (hit,) = find_hits(repro, ["rknn"], ALL_BUGS)
+    assert hit.node == "conv3d" and "rank 6" in hit.detail
+    for sample, target, hits in (("unet3d_upblock", "onnxruntime", 1),
+                                 ("unet3d_upblock", "portable", 0), ("unet3d_upblock", "rknn", 0),
+                                 ("dcgan_generator", "onnxruntime", 0)):
+        _, report = deconv2sub.convert_model(
+            sample_path(sample), ConvertOptions(target=target, toolchains=("rknn",)))
+        assert len(report.toolchain_warnings) == hits, (sample, target, report.toolchain_warnings)
