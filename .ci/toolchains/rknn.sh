@@ -13,7 +13,10 @@
 # torch 2.13 needs setuptools >= 77.0.3; the toolkit needs setuptools < 81 (pkg_resources).
 # deconv2sub is not pip-installed here (it would pull onnxruntime-gpu beside onnxruntime): the
 # worker runs this checkout from PYTHONPATH, so only its light dependencies are added.
-# Measured (2 shared cores): ~1 min fresh from the package index (pip cache warm: ~30 s), 1.9 GB.
+# pip then reports the torch conflict ("rknn-toolkit2 2.5.0 requires torch<=2.4.0"): expected.
+# torch comes as the CPU build where pip finds one (this machine's wheel directory); a plain index
+# would bring its CUDA build.
+# Measured (2 shared cores, loaded): fresh ~2 min with a warm pip cache, venv 1.6 GB.
 set -euo pipefail
 VENV="${1:-/tmp/tc-rknn}"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"

@@ -169,12 +169,16 @@ _PROFILES = [
     # Gather); the alternatives measured were no better: a rank-3 cascade builds the same graph, the
     # channels-last Transpose goes to the CPU on large blocks, and keeping ConvTranspose1d (all NPU) costs
     # 2-8x the builder's estimated NPU cycles. Rank <= 4 also avoids the 3-D rank-6 shuffle bug.
+    # max_block 2: the builder estimates a DepthToSpace(8) at ~30x a cascade of three DepthToSpace(2)
+    # (FCN k16 s8 block: 199M cycles vs 6.1M, the original ConvTranspose 8.4M); b <= 4 unchanged.
     TargetProfile(
         name="rknn",
-        description="Rockchip RKNN (rk3588): DepthToSpace (CRD/DCR) on the NPU; Reshape/Transpose of rank <= 4 "
-                    "(a 2-D Transpose or 1-D shuffle Reshape falls back to the CPU; rank 6 after a 3-D Conv is wrong)",
-        source="measured here (rknn-toolkit2 2.5.0 simulator, rk3588, float16)",
+        description="Rockchip RKNN (rk3588): DepthToSpace (CRD/DCR) on the NPU, blocks of 2; Reshape/Transpose of "
+                    "rank <= 4 (a 2-D Transpose or 1-D shuffle Reshape falls back to the CPU; rank 6 after a 3-D "
+                    "Conv is wrong)",
+        source="measured here (rknn-toolkit2 2.5.0 simulator, rk3588, float16; builder cycle estimates)",
         depth_to_space=("CRD", "DCR"),
+        max_block=2,
         max_rank=4,
         bugs=(_RKNN_CONV3D_SHUFFLE,),
     ),

@@ -103,6 +103,22 @@ def placement_notes(log: str) -> List[str]:
     return notes
 
 
+def estimated_cycles(log: str) -> int:
+    """The builder's own estimate of a model's cycles: the sum of the layer table's ``Total`` column
+    (``Cycles(DDR/NPU/Total)``). A static model of the NPU, not a measurement; CPU layers count 0."""
+    total, in_table = 0, False
+    for raw in log.splitlines():
+        if "Network Layer Information Table" in raw:
+            in_table = True
+        elif in_table and "end: rknn::" in raw:
+            in_table = False
+        elif in_table:
+            cycles = re.search(r"\s(\d+)/(\d+)/(\d+)\s", raw)
+            if cycles and _LAYER_ROW.match(raw.split("] ", 1)[-1]):
+                total += int(cycles.group(3))
+    return total
+
+
 def _key_line(text: str, fallback: str) -> str:
     """The builder's key message: its first error line (``E ...``), else the last line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
