@@ -35,8 +35,8 @@ TARGETS = ("portable", "rknn")
 #: op cases in the default run; the rest are marked slow
 QUICK_CASES = ("d2s_CRD_b2", "d2s_DCR_b4", "shuffle1d", "shuffle3d", "slice_crop")
 WRONG_3D = ("RKNN-Toolkit2 2.5.0: a 3-D Conv whose output is split by a Reshape, interleaved by a "
-            "rank-6 Transpose and merged by a Reshape comes out permuted (right values, wrong "
-            "places): tests/toolchain_repros/rknn")
+            "rank-6 Transpose and merged by a Reshape comes out permuted at 2x2x2 spatial (right "
+            "values, wrong places): tests/toolchain_repros/rknn")
 
 
 def _convert(sample: str, target: str, out_dir) -> str:
@@ -177,8 +177,9 @@ def test_placement_notes_parse_the_layer_table():
 
 
 def test_known_bug_warns_for_the_3d_two_stage_shuffle_only():
-    """``--toolchain rknn`` warns on the repro and on unet3d's ``--target onnxruntime`` output (3-D
-    two-stage shuffle), not on its portable or rknn output, nor on a 2-D sample (needs no RKNN).
+    """``--toolchain rknn`` warns on the repro (2x2x2, not 3x3x3) and on unet3d's ``--target
+    onnxruntime`` output (3-D two-stage shuffle, symbolic sizes), not on its portable or rknn output,
+    nor on a 2-D sample (needs no RKNN).
     """
     from deconv2sub.targets import ALL_BUGS
     from deconv2sub.targets.bugs import find_hits
@@ -186,6 +187,11 @@ def test_known_bug_warns_for_the_3d_two_stage_shuffle_only():
     repro = onnx.load(os.path.join(REPROS, "conv3d_reshape_rank6_transpose_wrong.onnx"))
     (hit,) = find_hits(repro, ["rknn"], ALL_BUGS)
     assert hit.node == "conv3d" and "rank 6" in hit.detail
+    repro.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 3  # 3x2x2: a dim of 2 left
+    assert len(find_hits(repro, ["rknn"], ALL_BUGS)) == 1
+    for dim in repro.graph.input[0].type.tensor_type.shape.dim[3:]:
+        dim.dim_value = 3  # 3x3x3: measured right
+    assert find_hits(repro, ["rknn"], ALL_BUGS) == []
     for sample, target, hits in (("unet3d_upblock", "onnxruntime", 1),
                                  ("unet3d_upblock", "portable", 0), ("unet3d_upblock", "rknn", 0),
                                  ("dcgan_generator", "onnxruntime", 0)):

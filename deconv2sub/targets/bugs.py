@@ -115,8 +115,11 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumer
         detail.append(f"shape {y} into a padded Conv")
     if bug.condition == "conv3d_into_rank6_shuffle":
         # Conv (5-D input) -> Reshape -> Transpose of rank >= 6 -> Reshape: RKNN's builder fuses the
-        # chain into the Conv's channel order and permutes the result (measured: rknn-toolkit2 2.5.0)
+        # chain into the Conv's channel order and permutes the result (measured: rknn-toolkit2 2.5.0,
+        # wrong at 2x2x2 spatial, right at 3^3, 4^3, 8^3: no warning when no spatial dim is 2)
         x = shapes.get(node.input[0]) or []
+        if len(x) == 5 and all(d is not None and d != 2 for d in x[2:]):
+            return None
         chains = [(r, t, m)
                   for r in consumers.get(node.output[0], ()) if r.op_type == "Reshape"
                   for t in consumers.get(r.output[0], ()) if t.op_type == "Transpose"

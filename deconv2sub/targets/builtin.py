@@ -66,8 +66,9 @@ _TFLITE_SQUARE = KnownBug(
 _RKNN_CONV3D_SHUFFLE = KnownBug(
     toolchain="rknn", op="Conv", condition="conv3d_into_rank6_shuffle",
     note="RKNN-Toolkit2's builder fuses Reshape -> rank-6 Transpose -> Reshape after a 3-D Conv into "
-         "the Conv (merge_conv_channel_inner_perm) and gets the order wrong: right values, wrong places "
-         "(the 3-D two-stage shuffle of --target onnxruntime); --target rknn emits rank <= 4",
+         "the Conv (merge_conv_channel_inner_perm) and gets the order wrong at 2x2x2 spatial (3^3, 4^3, 8^3 are right): "
+         "right values, wrong places (the 3-D two-stage shuffle of --target onnxruntime); --target rknn emits "
+         "rank <= 4",
     reference="measured here (rknn-toolkit2 2.5.0 simulator, rk3588); "
               "tests/toolchain_repros/rknn/conv3d_reshape_rank6_transpose_wrong.onnx")
 _TVM_SHAPE = KnownBug(
