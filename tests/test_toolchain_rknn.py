@@ -11,6 +11,7 @@ original model is on RKNN. The form RKNN gets wrong is pinned as a strict xfail.
 
 from __future__ import annotations
 
+import glob
 import os
 
 import numpy as np
@@ -133,6 +134,9 @@ def test_cpu_placements_are_reported(tmp_path):
         notes[name] = [n for n in compiled.notes if n.startswith("on CPU:")]
     assert notes["portable"] == []
     assert any("Transpose" in n for n in notes["transpose"]), notes["transpose"]
+    # load_onnx writes check*.onnx files into its current directory: the work directory, not here
+    assert glob.glob(str(tmp_path / "portable" / "check*.onnx"))
+    assert not glob.glob(os.path.join(os.getcwd(), "check*_*.onnx"))
 
 
 @needs_rknn

@@ -129,12 +129,16 @@ def _key_line(text: str, fallback: str) -> str:
 
 
 class _CapturedFds:
-    """Send file descriptors 1 and 2 (the toolkit's C++ chatter) to ``path`` while active."""
+    """Send file descriptors 1 and 2 (the toolkit's C++ chatter) to ``path`` while active, and
+    work in ``path``'s directory (``load_onnx`` writes its ``check*.onnx`` files into the current
+    directory)."""
 
     def __init__(self, path: str):
         self.path = path
 
     def __enter__(self):
+        self._cwd = os.getcwd()
+        os.chdir(os.path.dirname(os.path.abspath(self.path)))
         sys.stdout.flush()
         sys.stderr.flush()
         self._log = open(self.path, "ab")
@@ -150,6 +154,7 @@ class _CapturedFds:
             os.dup2(saved, fd)
             os.close(saved)
         self._log.close()
+        os.chdir(self._cwd)
         return False
 
 
@@ -200,7 +205,8 @@ def compile_here(model_path: str, input_shapes: Mapping[str, List[int]],
     from rknn.api import RKNN
 
     os.makedirs(workdir, exist_ok=True)
-    log = os.path.join(workdir, "rknn_build.log")
+    model_path = os.path.abspath(model_path)
+    log = os.path.join(os.path.abspath(workdir), "rknn_build.log")
     open(log, "w").close()
     model = onnx.load(model_path, load_external_data=False)
     inits = {t.name for t in model.graph.initializer}
