@@ -4,13 +4,14 @@
 converter, runs, and is compared with ONNX Runtime running the ORIGINAL; original -> converted latency
 on the toolchain, interleaved in one process, with geometric means.
 
-    .venv/bin/python benchmarks/bench_toolchains.py [--toolchains ncnn,mnn,tflite,tvm,iree]
+    .venv/bin/python benchmarks/bench_toolchains.py [--toolchains ncnn,mnn,tflite,tvm,iree,rknn]
         [--models samples,blocks] [--runs 7] [--json out.json] [--markdown out.md]
 
 Toolchains must be installed (``.ci/toolchains/NAME.sh VENV``; tflite/tvm/iree may live in their own
-venvs named by ``DECONV2SUB_<NAME>_PYTHON``); unavailable ones are listed and skipped. Static shapes:
+venvs named by ``DECONV2SUB_<NAME>_PYTHON``, as rknn must); unavailable ones are listed and skipped. Static shapes:
 batch 1 and the sizes below for symbolic dims. A cell is "ok" when every element is within
-1e-3 abs + 1e-3 rel of ONNX Runtime on the original (the tolerance of ``--runtime <toolchain>``).
+1e-3 abs + 1e-3 rel of ONNX Runtime on the original (the tolerance of ``--runtime <toolchain>``;
+a toolchain module's ``TOLERANCES`` where it has them: RKNN computes in float16).
 Latency: median of ``--runs`` interleaved runs (original, converted, ...) after one warm-up each;
 speedup = original / converted (> 1: the rewrite is faster there).
 """
@@ -36,6 +37,7 @@ import deconv2sub  # noqa: E402
 from deconv2sub import ConvertOptions  # noqa: E402
 from deconv2sub.errors import Deconv2SubError  # noqa: E402
 from deconv2sub.runtime.runners import TOOLCHAINS, create_runner  # noqa: E402
+from deconv2sub.toolchains import tolerances  # noqa: E402
 
 SAMPLE_SHAPES = {
     "seed_example": {"x": (1, 1, 4, 4)},
@@ -71,7 +73,7 @@ def ort_reference(model, feeds):
     return r.run(feeds)
 
 
-def close(got, ref):
+def close(got, ref, rtol=RTOL, atol=ATOL):
     err, ok = 0.0, True
     for k, v in ref.items():
         g = got.get(k)
@@ -79,7 +81,7 @@ def close(got, ref):
             return float("inf"), False
         d = np.abs(g.astype(np.float64) - v)
         err = max(err, float(d.max()) if d.size else 0.0)
-        ok &= bool(np.all(d <= ATOL + RTOL * np.abs(v)))
+        ok &= bool(np.all(d <= atol + rtol * np.abs(v)))
     return err, ok
 
 
@@ -100,8 +102,11 @@ def measure(toolchain, name, original, converted, feeds, ref, runs):
             row[what] = {"ok": False, "error": str(e).splitlines()[0][:200]}
             runners.pop(what, None)
             continue
-        err, ok = close(out, ref)
+        err, ok = close(out, ref, *tolerances(toolchain, (RTOL, ATOL)))
         row[what] = {"ok": ok, "max_err": err}
+        notes = [n for c in runners[what]._compiled.values() for n in getattr(c, "notes", [])]
+        if notes:  # e.g. RKNN's layers placed on the CPU
+            row[what]["notes"] = notes
     if len(runners) == 2 and row["converted"]["ok"]:
         times = {"original": [], "converted": []}
         for _ in range(runs):

@@ -33,6 +33,6 @@ STRATEGIES = ("default", "auto") + EMISSIONS
 #: runtimes that run in this process (and can time the candidates of ``--strategy auto``)
 IN_PROCESS_RUNTIMES = ("onnxruntime", "openvino")
 #: deployment toolchains: converted with their own converter, run by their own runtime
-TOOLCHAINS = ("ncnn", "mnn", "tflite", "tvm", "iree")
+TOOLCHAINS = ("ncnn", "mnn", "tflite", "tvm", "iree", "rknn")
 #: ``--runtime``
 RUNTIMES = IN_PROCESS_RUNTIMES + TOOLCHAINS

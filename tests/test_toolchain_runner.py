@@ -1,4 +1,4 @@
-"""The plumbing of deployment-toolchain runtimes (``--runtime ncnn|mnn|tflite|tvm|iree``), with a stand-in
+"""The plumbing of deployment-toolchain runtimes (``--runtime ncnn|mnn|tflite|tvm|iree|rknn``), with a stand-in
 toolchain module: the candidate goes through the toolchain once per input shape set, the original runs
 on ONNX Runtime, a toolchain that mistranslates fails verification, one that cannot convert the original
 is reported, and a missing toolchain is exit 3."""
@@ -106,3 +106,16 @@ def test_validate_on_a_toolchain(monkeypatch, model_file, tmp_path):
     monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", _fake(bias=1.0))
     r = CliRunner().invoke(main, ["validate", str(model_file), str(model_file), "--runtime", "tvm"])
     assert r.exit_code == 1, r.output
+
+
+def test_toolchain_tolerances_come_from_its_module(monkeypatch, model_file, tmp_path):
+    """A toolchain module's ``TOLERANCES`` (RKNN's float16) replace the 1e-3 default: an error of
+    5e-3 fails with the default and passes with (1e-2, 1e-2)."""
+    monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", _fake(bias=5e-3))
+    r, _ = _convert(model_file, tmp_path)
+    assert r.exit_code == 1, r.output
+    fake = _fake(bias=5e-3)
+    fake.TOLERANCES = (1e-2, 1e-2)
+    monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", fake)
+    r, _ = _convert(model_file, tmp_path)
+    assert r.exit_code == 0, r.output

@@ -30,10 +30,12 @@ def convert_sample(sample: str, form: str, out_dir: str) -> str:
     return path
 
 
-def toolchain_error(toolchain, model_path: str, sample: str, workdir: str):
-    """(max abs error, within 1e-3 + 1e-3 rel) of the toolchain on ``model_path`` vs ORT."""
+def toolchain_error(toolchain, model_path: str, sample: str, workdir: str, **tolerances):
+    """(max abs error, within 1e-3 + 1e-3 rel, or ``rtol``/``atol`` given) of the toolchain on
+    ``model_path`` vs ORT.
+    """
     shapes = SAMPLE_SHAPES[sample]
     feeds = random_feeds(shapes)
     ref = ort_outputs(onnx.load(sample_path(sample)), feeds)
     compiled = toolchain.compile(model_path, shapes, workdir)
-    return close(compiled.run(feeds), ref)
+    return close(compiled.run(feeds), ref, **tolerances)

@@ -19,7 +19,7 @@ __all__ = ["PROVIDERS", "RUNTIMES", "TOOLCHAINS", "create_runner"]
 
 #: deployment toolchains (modules of :mod:`deconv2sub.toolchains`): the model goes through the
 #: toolchain's own converter and runs in its runtime
-TOOLCHAINS = ("ncnn", "mnn", "tflite", "tvm", "iree")
+TOOLCHAINS = ("ncnn", "mnn", "tflite", "tvm", "iree", "rknn")
 RUNTIMES = ("onnxruntime", "openvino") + TOOLCHAINS
 PROVIDERS = ("auto", "cuda", "cpu")
 

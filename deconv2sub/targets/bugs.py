@@ -121,6 +121,23 @@ def _matches(
         if not (square and padded):
             return None
         detail.append(f"shape {y} into a padded Conv")
+    if bug.condition == "conv3d_into_rank6_shuffle":
+        # Conv (5-D input) -> Reshape -> Transpose of rank >= 6 -> Reshape: RKNN's builder fuses
+        # the chain into the Conv's channel order and permutes the result (measured:
+        # rknn-toolkit2 2.5.0, wrong at 2x2x2 spatial, right at 3^3, 4^3, 8^3: no warning when no
+        # spatial dim is 2)
+        x = shapes.get(node.input[0]) or []
+        if len(x) == 5 and all(d is not None and d != 2 for d in x[2:]):
+            return None
+        chains = [(r, t, m)
+                  for r in consumers.get(node.output[0], ()) if r.op_type == "Reshape"
+                  for t in consumers.get(r.output[0], ()) if t.op_type == "Transpose"
+                  and len(_attr(t, "perm", []) or []) >= 6
+                  for m in consumers.get(t.output[0], ()) if m.op_type == "Reshape"]
+        if len(x) != 5 or not chains:
+            return None
+        detail.append(f"3-D Conv into Transpose '{chains[0][1].name}' of rank "
+                      f"{len(_attr(chains[0][1], 'perm'))} between Reshapes")
     if bug.min_rank:
         rank = None
         if node.op_type == "Transpose" and _attr(node, "perm") is not None:

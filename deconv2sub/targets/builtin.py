@@ -63,6 +63,14 @@ _TFLITE_SQUARE = KnownBug(
     note="onnx2tf guesses NCHW vs NHWC by shape: a Reshape/Transpose result of shape [N, C, C, C] or "
          "[N, C, C] feeding a padded Conv loses its layout transpose (wrong numbers)",
     reference="measured here (onnx2tf 1.29); tests/toolchain_repros/tflite/conv_after_square_reshape.onnx")
+_RKNN_CONV3D_SHUFFLE = KnownBug(
+    toolchain="rknn", op="Conv", condition="conv3d_into_rank6_shuffle",
+    note="RKNN-Toolkit2's builder fuses Reshape -> rank-6 Transpose -> Reshape after a 3-D Conv into "
+         "the Conv (merge_conv_channel_inner_perm) and gets the order wrong at 2x2x2 spatial (3^3, 4^3, 8^3 are right): "
+         "right values, wrong places (the 3-D two-stage shuffle of --target onnxruntime); --target rknn emits "
+         "rank <= 4",
+    reference="measured here (rknn-toolkit2 2.5.0 simulator, rk3588); "
+              "tests/toolchain_repros/rknn/conv3d_reshape_rank6_transpose_wrong.onnx")
 _TVM_SHAPE = KnownBug(
     toolchain="tvm",
     op="Shape",
@@ -79,7 +87,7 @@ ALL_BUGS = (
     _NCNN_RANK,
     _TFLITE_RANK,
     _TFLITE_GATHER,
-    _TVM_SHAPE, _TFLITE_SQUARE, _MNN_CONV2,
+    _TVM_SHAPE, _TFLITE_SQUARE, _MNN_CONV2, _RKNN_CONV3D_SHUFFLE,
 )
 
 _PROFILES = [
@@ -156,12 +164,24 @@ _PROFILES = [
         max_rank=4,
         bugs=(_IREE_CRD,),
     ),
+    # RKNN (benchmarks/toolchains/rknn.md): every sample and block in this form builds and matches ORT to
+    # float16 accuracy on the simulator, 2-D wholly on the NPU (DepthToSpace CRD and DCR, b 2/4/8; b 3 goes
+    # to the CPU). A 1-D shuffle keeps one Reshape on the CPU (RKNN rewrites its Transpose as Reshape +
+    # Gather); the alternatives measured were no better: a rank-3 cascade builds the same graph, the
+    # channels-last Transpose goes to the CPU on large blocks, and keeping ConvTranspose1d (all NPU) costs
+    # 2-8x the builder's estimated NPU cycles. Rank <= 4 also avoids the 3-D rank-6 shuffle bug.
+    # max_block 2: the builder estimates a DepthToSpace(8) at ~30x a cascade of three DepthToSpace(2)
+    # (FCN k16 s8 block: 199M cycles vs 6.1M, the original ConvTranspose 8.4M); b <= 4 unchanged.
     TargetProfile(
         name="rknn",
-        description="Rockchip RKNN (rk3588): DepthToSpace runs on the NPU, a 2-D Transpose falls back to CPU",
-        source="measured here (rknn-toolkit2 2.5 simulator)",
+        description="Rockchip RKNN (rk3588): DepthToSpace (CRD/DCR) on the NPU, blocks of 2; Reshape/Transpose of "
+                    "rank <= 4 (a 2-D Transpose or 1-D shuffle Reshape falls back to the CPU; rank 6 after a 3-D "
+                    "Conv is wrong)",
+        source="measured here (rknn-toolkit2 2.5.0 simulator, rk3588, float16; builder cycle estimates)",
         depth_to_space=("CRD", "DCR"),
+        max_block=2,
         max_rank=4,
+        bugs=(_RKNN_CONV3D_SHUFFLE,),
     ),
     TargetProfile(
         name="tensorrt",

@@ -12,17 +12,32 @@ One module per toolchain (``ncnn``, ``mnn``, ``tflite``, ``tvm``, ``iree``, ...)
   result; raises :class:`ToolchainError` with a one-line reason when the converter or loader fails.
 
 :class:`Compiled` runs the converted model on feeds keyed by ONNX input names and returns outputs
-keyed by ONNX output names, as float32/NCHW arrays laid out like ONNX Runtime's.
+keyed by ONNX output names, as float32/NCHW arrays laid out like ONNX Runtime's. A module may
+declare ``TOLERANCES = (rtol, atol)`` when its runtime computes in a lower precision
+(:func:`tolerances`), and a compiled model may carry ``notes`` (one line each, e.g. layers RKNN
+placed on the CPU).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Tuple
 
 import numpy as np
 
 from ..errors import Deconv2SubError
+
+
+def tolerances(name: str, default: Tuple[float, float]) -> Tuple[float, float]:
+    """(rtol, atol) to hold toolchain ``name``'s outputs to: its module's ``TOLERANCES`` where it
+    declares them (RKNN computes in float16), else ``default``."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except ImportError:
+        return default
+    return tuple(getattr(module, "TOLERANCES", default))
 
 
 class ToolchainError(Deconv2SubError):

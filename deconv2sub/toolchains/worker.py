@@ -14,7 +14,8 @@ stdin:
 
 * ``{"op": "probe"}`` -> ``{"ok": true, "reason": <unavailable_reason() or null>}``
 * ``{"op": "compile", "model": path, "shapes": {name: shape}, "workdir": path}``
-  -> ``{"ok": true, "input_names": [...], "output_names": [...], "artifacts": [...]}``
+  -> ``{"ok": true, "input_names": [...], "output_names": [...], "artifacts": [...],
+  "notes": [...]}`` (``notes``: the compiled model's ``notes`` where it has them, else ``[]``)
 * ``{"op": "run", "feeds": path.npz, "out": path.npz}`` -> outputs saved to ``out``
 * any failure -> ``{"ok": false, "error": "<one line>"}``
 
@@ -152,6 +153,8 @@ class WorkerCompiled(Compiled):
         self.input_names = answer["input_names"]
         self.output_names = answer["output_names"]
         self.artifacts = answer["artifacts"]
+        #: the toolchain's remarks on the build (e.g. RKNN's layers placed on the CPU)
+        self.notes = answer.get("notes", [])
         self._calls = 0
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -200,7 +203,8 @@ def serve(module_name: str) -> int:
             elif req["op"] == "compile":
                 compiled = module.compile_here(req["model"], req["shapes"], req["workdir"])
                 _answer(out, ok=True, input_names=compiled.input_names,
-                        output_names=compiled.output_names, artifacts=compiled.artifacts)
+                        output_names=compiled.output_names, artifacts=compiled.artifacts,
+                        notes=list(getattr(compiled, "notes", [])))
             elif req["op"] == "run":
                 with np.load(req["feeds"]) as data:
                     feeds = {k: data[k] for k in data.files}

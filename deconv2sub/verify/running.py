@@ -81,11 +81,13 @@ def compare_for_runtime(r: Mapping[str, np.ndarray], c: Mapping[str, np.ndarray]
                         options: VerifyOptions) -> ComparisonResult:
     """Compare outputs ``r`` (original) and ``c`` (candidate) with the options' tolerances.
 
-    Without tolerances given, a toolchain's outputs are held to :data:`TOOLCHAIN_TOLERANCES`, and
-    OpenVINO's float64 outputs to float32's (with a note).
+    Without tolerances given, a toolchain's outputs are held to its own (RKNN computes in float16)
+    or to :data:`TOOLCHAIN_TOLERANCES`, and OpenVINO's float64 outputs to float32's (with a note).
     """
     if options.runtime in TOOLCHAINS and options.rtol is None and options.atol is None:
-        return compare_outputs(r, c, *TOOLCHAIN_TOLERANCES)
+        from ..toolchains import tolerances
+
+        return compare_outputs(r, c, *tolerances(options.runtime, TOOLCHAIN_TOLERANCES))
     cmp = compare_outputs(r, c, options.rtol, options.atol)
     if options.runtime == "openvino" and options.rtol is None and options.atol is None:
         for k, o in enumerate(cmp.outputs):
