@@ -57,3 +57,29 @@ def test_quick_start_convert_works_on_a_fresh_clone_and_writes_an_ignored_file(t
     assert (tmp_path / output).is_file()
     ignored = subprocess.run(["git", "check-ignore", "-q", output], cwd=tmp_path, check=False)
     assert ignored.returncode == 0, f"{output} is not ignored by .gitignore"
+
+
+def layout_section() -> str:
+    """The README's Layout section."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        return f.read().split("## Layout", 1)[1].split("\n## ", 1)[0]
+
+
+def test_layout_names_every_package_folder_and_module():
+    """Every folder of the package and every module in it is named in the README's Layout."""
+    section = layout_section()
+    package = os.path.join(ROOT, "deconv2sub")
+    missing = []
+    for folder, dirs, files in os.walk(package):
+        dirs[:] = [d for d in dirs if not d.startswith("__")]
+        rel = os.path.relpath(folder, ROOT).replace(os.sep, "/")
+        if folder != package and f"`{rel}/`" not in section:
+            missing.append(rel + "/")
+        for name in files:
+            stem = name[:-3]
+            if not name.endswith(".py") or stem.startswith("__"):
+                continue
+            spelled = (f"`{name}`", f"`{stem}`", f"`{rel}/{name}`")
+            if not any(s in section for s in spelled):
+                missing.append(f"{rel}/{name}")
+    assert not missing, f"not in the README's Layout section: {missing}"
