@@ -19,7 +19,7 @@ import json
 import os
 import statistics
 import threading
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 import onnx
@@ -30,10 +30,13 @@ from ..plan.subpixel import PlanError
 from ..rewrite.emissions.base import Choice
 from ..rewrite.emissions.pointwise_gemm import gemm_applies
 from ..rewrite.options import ConvertOptions
+from ..rewrite.refusal import Refusal
 from ..runtime.base import Runner
 from ..runtime.runners import create_runner
 from ..runtime.timing import time_runners
-from .chooser import choose_default, fixed
+from . import resolve as resolve_target
+from .chooser import choose_default, choose_portable, fixed
+from .conformance import violations
 
 __all__ = ["Converter", "candidates", "clear_cache", "measurer", "tune"]
 
@@ -200,21 +203,45 @@ def measurer(convert: Converter) -> Callable[..., Choice]:
     return measure
 
 
-def tune(material, opset: int, options, convert: Converter) -> Choice:
-    """The measured-best Choice for the node (see the module docstring).
+def _profile_default(material, opset: int, profile, why: str):
+    """The target's own default choice for the node, with ``why`` auto did not measure it."""
+    if profile.rule == "portable":
+        picked = choose_portable(material, opset, profile)
+    else:
+        picked = choose_default(material, opset, target=profile.rule)
+    if isinstance(picked, Refusal):
+        return picked
+    return Choice(picked.strategy, picked.order, picked.fold_crop, f"auto: {why}; {picked.reason}")
 
-    Candidates are converted with ``convert`` (:func:`deconv2sub.api.convert_model`).
+
+def _allowed(names, material, opset: int, options, profile, convert: Converter) -> Dict[str, list]:
+    """Measured candidate name -> what of its emitted graph the target profile forbids."""
+    model, _ = _one_node_model(material, opset)
+    out = {}
+    for name in names:
+        try:
+            converted, _ = convert(model, ConvertOptions(strategy=name, sink=False,
+                                                         target=options.target))
+        except Exception as e:  # noqa: BLE001 - a candidate that no longer emits: not allowed
+            out[name] = [f"not emitted ({e})"]
+            continue
+        out[name] = violations(profile, converted)
+    return out
+
+
+def tune(material, opset: int, options, convert: Converter) -> Union[Choice, Refusal]:
+    """The measured-best Choice for the node among what the target runs (see the module docstring).
+
+    Candidates are converted with ``convert`` (:func:`deconv2sub.api.convert_model`); the fastest
+    whose emitted graph stays within ``options.target``'s profile wins
+    (:func:`deconv2sub.targets.conformance.violations`); where nothing can be measured, or nothing
+    measured fits, the profile's own default rule chooses.
     """
-    target = "openvino" if options.tune_runtime == "openvino" else "onnxruntime"
-    default = choose_default(material, opset, target=target)
-
-    def fallback(why: str) -> Choice:
-        return Choice(default.strategy, default.order, default.fold_crop,
-                      f"auto: {why}; {default.reason}")
-
+    profile = resolve_target(options.target)
     _, spatial = material.sizes()
     if spatial is None or any(v is None for v in spatial):
-        return fallback("input size unknown, nothing to measure (give it with --input-shape)")
+        why = "input size unknown, nothing to measure (give it with --input-shape)"
+        return _profile_default(material, opset, profile, why)
     key = _key(material, opset, options)
     with _LOCK:
         entry = _MEMORY.get(key)
@@ -224,19 +251,25 @@ def tune(material, opset: int, options, convert: Converter) -> Choice:
         if entry is None:
             entry = _measure(material, opset, options, convert)
             if entry is None:
-                return fallback(
-                    f"could not measure on {options.tune_runtime} ({options.tune_provider})")
+                return _profile_default(material, opset, profile, f"could not measure on "
+                                        f"{options.tune_runtime} ({options.tune_provider})")
             _save_disk(key, entry)
         with _LOCK:
             _MEMORY[key] = entry
     else:
         cached = True
-    choice = entry["choice"]
     by_speed = sorted(entry["median_s"].items(), key=lambda kv: kv[1])
+    refused = _allowed([k for k, _ in by_speed], material, opset, options, profile, convert)
+    fits = [k for k, _ in by_speed if not refused[k]]
     timings = ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in by_speed)
     reason = f"auto: fastest measured on {entry['runtime']}: {timings}"
     reason += " (cached)" if cached else ""
-    return fixed(choice, group=material.attrs.group, opset=opset, reason=reason)
+    outside = [f"{k} ({refused[k][0]})" for k, _ in by_speed if refused[k]]
+    if outside:
+        reason += f"; outside target {profile.name}: {', '.join(outside)}"
+    if not fits:
+        return _profile_default(material, opset, profile, reason)
+    return fixed(fits[0], group=material.attrs.group, opset=opset, reason=reason)
 
 
 def _measure(material, opset: int, options, convert: Converter) -> Optional[dict]:

@@ -264,6 +264,9 @@ def _pick(
             )
         return choose_default(material, opset, target=profile.rule)
     if name == "auto":
+        kept = resolve_target(options.target).keeps(strides)
+        if kept:
+            return Refusal(kept, "target_keeps")
         if measure is None:
             raise ValueError(
                 "strategy 'auto' measures the candidates: pass measure= (see "

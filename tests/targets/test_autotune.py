@@ -43,7 +43,8 @@ def test_auto_times_through_the_shared_loop_and_takes_the_fastest(monkeypatch, n
 
     monkeypatch.setattr(autotune, "time_runners", planted)
     m = _model()
-    converted, report = deconv2sub.convert_model(m, ConvertOptions(strategy="auto"))
+    options = ConvertOptions(strategy="auto", target="onnxruntime")  # every candidate allowed
+    converted, report = deconv2sub.convert_model(m, options)
     names = list(seen["runners"])
     assert len(names) >= 3 and report.nodes[0].strategy == names[-1]
     assert (seen["warmup"], seen["runs"], seen["interleave"]) == (autotune.WARMUP, autotune.RUNS,
@@ -76,3 +77,24 @@ def test_auto_on_cuda_without_cuda_does_not_measure(no_cache):
                                                                   tune_provider="cuda"))
     assert report.nodes[0].strategy_reason.startswith(
         "auto: could not measure on onnxruntime (cuda); ")
+
+
+@pytest.mark.parametrize("target", ["portable", "ncnn", "iree", "ethos-u"])
+def test_auto_takes_the_fastest_the_target_runs(monkeypatch, no_cache, target):
+    """Candidates outside the target profile are measured but never chosen, and said so."""
+    from deconv2sub.targets import resolve
+    from deconv2sub.targets.conformance import violations
+
+    def planted(runners, feeds, warmup, runs, interleave=True, progress=None):
+        # transpose_gather (Gather, a 6-D Transpose: outside every profile here) is the fastest
+        order = sorted(runners, key=lambda n: n != "transpose_gather")
+        return {n: [1e-3 * (i + 1)] * runs for i, n in enumerate(order)}
+
+    monkeypatch.setattr(autotune, "time_runners", planted)
+    m = _model()
+    converted, report = deconv2sub.convert_model(m, ConvertOptions(strategy="auto", target=target))
+    node = report.nodes[0]
+    assert node.strategy != "transpose_gather"
+    assert "outside target " + target + ": transpose_gather (" in node.strategy_reason
+    assert violations(resolve(target), converted) == []
+    assert_equivalent(m, converted, {"X": np.ones((1, 4, 6, 6), np.float32)})

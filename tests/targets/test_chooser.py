@@ -88,9 +88,8 @@ def test_auto_measures_and_caches(cache_dir, runtime):
     if runtime == "openvino":
         pytest.importorskip("openvino")
     m = _enet()
-    converted, report = deconv2sub.convert_model(
-        m, ConvertOptions(strategy="auto", tune_runtime=runtime)
-    )
+    options = ConvertOptions(strategy="auto", tune_runtime=runtime, target="onnxruntime")
+    converted, report = deconv2sub.convert_model(m, options)
     entry = report.nodes[0]
     assert entry.strategy in strategy.FIXED
     assert entry.strategy_reason.startswith("auto: fastest measured on " + runtime)
@@ -100,13 +99,13 @@ def test_auto_measures_and_caches(cache_dir, runtime):
     data = json.loads((cache_dir / "strategy.json").read_text())
     assert len(data) == 1 and next(iter(data.values()))["choice"] == entry.strategy
     # second conversion: from the cache (memory), then from disk after the memory cache is cleared
-    _, again = deconv2sub.convert_model(m, ConvertOptions(strategy="auto", tune_runtime=runtime))
+    _, again = deconv2sub.convert_model(m, options)
     assert (
         again.nodes[0].strategy == entry.strategy
         and again.nodes[0].strategy_reason.count("(cached)") == 1
     )
     autotune.clear_cache()
-    _, third = deconv2sub.convert_model(m, ConvertOptions(strategy="auto", tune_runtime=runtime))
+    _, third = deconv2sub.convert_model(m, options)
     assert (
         third.nodes[0].strategy == entry.strategy
         and third.nodes[0].strategy_reason.count("(cached)") == 1
@@ -129,9 +128,12 @@ def test_auto_without_input_size_falls_back(cache_dir):
     converted, report = deconv2sub.convert_model(m, ConvertOptions(strategy="auto"))
     entry = report.nodes[0]
     assert entry.strategy_reason.startswith("auto: input size unknown")
-    # the fallback is the default rule of the runtime it would have measured on
+    # the fallback is the target profile's own default rule (portable here, onnxruntime's there)
+    portable = deconv2sub.convert_model(m, ConvertOptions())[1]
+    assert entry.strategy == portable.nodes[0].strategy
+    ort_auto = deconv2sub.convert_model(m, ConvertOptions(strategy="auto", target="onnxruntime"))[1]
     ort_rule = deconv2sub.convert_model(m, ConvertOptions(target="onnxruntime"))[1]
-    assert entry.strategy == ort_rule.nodes[0].strategy
+    assert ort_auto.nodes[0].strategy == ort_rule.nodes[0].strategy != entry.strategy
     assert not (cache_dir / "strategy.json").exists()
     assert_equivalent(m, converted, {"X": _x((2, 4, 5, 3))})
 
