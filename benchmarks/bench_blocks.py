@@ -1,29 +1,32 @@
 #!/usr/bin/env python3
-"""Latency of realistic upsampling blocks: original ConvTranspose vs the deconv2sub rewrite.
+r"""Latency of realistic upsampling blocks: original ConvTranspose vs the deconv2sub rewrite.
 
-    .venv/bin/python benchmarks/bench_blocks.py [--runtime ort|openvino|ort-cuda|all] [--quick] [--json]
+    .venv/bin/python benchmarks/bench_blocks.py [--runtime ort|openvino|ort-cuda|all] [--quick] \
+        [--json]
 
-Each block is ``X -> ConvTranspose [-> BatchNormalization -> Relu] -> Y`` with realistic channel counts
-and sizes. It is converted with the default options (or ``--strategy``) for the runtime being measured
-(``target`` = that runtime, as ``deconv2sub convert --target <it>`` does; ``--option target=...`` to
-measure one target's model on another runtime), every ConvTranspose must be
-rewritten, and the two models are checked equal on the runtime before timing. Both models are timed in
-the same process, interleaved (original, converted, converted, original, ...), after a warm-up; each
-sample is the mean of a few back-to-back runs (>= 5 ms), and the table reports the median times and
-the median of the paired ratios ``original / converted`` (> 1: the rewrite is faster; its interquartile
-range shows the noise), with the geometric mean over the blocks. By default every table is measured in
-three fresh processes and the per-block medians are reported (``--processes``; the spread column is then
-the range of the three speedups): where the buffers land in memory changes a transpose's speed by up to
-2x from one process to the next. Before each block the script waits (``--quiet-wait``) for other
-processes to leave the CPUs idle, and re-measures a block whose paired ratios spread more than 10 %.
+Each block is ``X -> ConvTranspose [-> BatchNormalization -> Relu] -> Y`` with realistic channel
+counts and sizes. It is converted with the default options (or ``--strategy``) for the runtime being
+measured (``target`` = that runtime, as ``deconv2sub convert --target <it>`` does; ``--option
+target=...`` to measure one target's model on another runtime), every ConvTranspose must be
+rewritten, and the two models are checked equal on the runtime before timing. Both models are timed
+in the same process, interleaved (original, converted, converted, original, ...), after a warm-up;
+each sample is the mean of a few back-to-back runs (>= 5 ms), and the table reports the median times
+and the median of the paired ratios ``original / converted`` (> 1: the rewrite is faster; its
+interquartile range shows the noise), with the geometric mean over the blocks. By default every
+table is measured in three fresh processes and the per-block medians are reported (``--processes``;
+the spread column is then the range of the three speedups): where the buffers land in memory changes
+a transpose's speed by up to 2x from one process to the next. Before each block the script waits
+(``--quiet-wait``) for other processes to leave the CPUs idle, and re-measures a block whose paired
+ratios spread more than 10 %.
 
 Runtime settings:
 
 * ONNX Runtime (``ort``): CPUExecutionProvider, ``ORT_ENABLE_ALL``, ``intra_op_num_threads = 2``
-  (``--threads``), ``inter_op_num_threads = 1``, sequential execution, ``allow_spinning = 0`` (the two
-  sessions alternate; a spinning idle pool of one would steal the cores of the other).
-* ``ort-cuda``: CUDAExecutionProvider (+ CPU), ``ORT_ENABLE_ALL``; timings include the host<->device
-  copies of inputs and outputs (IO binding is not used), as an application calling ``run`` sees them.
+  (``--threads``), ``inter_op_num_threads = 1``, sequential execution, ``allow_spinning = 0`` (the
+  two sessions alternate; a spinning idle pool of one would steal the cores of the other).
+* ``ort-cuda``: CUDAExecutionProvider (+ CPU), ``ORT_ENABLE_ALL``; timings include the
+  host<->device copies of inputs and outputs (IO binding is not used), as an application calling
+  ``run`` sees them.
 * OpenVINO (``openvino``): CPU plugin, ``PERFORMANCE_HINT = LATENCY`` (its default),
   ``INFERENCE_NUM_THREADS = 2`` (``--threads``), ``INFERENCE_PRECISION_HINT = f32`` (on CPUs with
   bf16 support OpenVINO would otherwise compute in bf16, which would not compare like with like);
@@ -56,6 +59,8 @@ from deconv2sub import ConvertOptions  # noqa: E402
 
 @dataclass(frozen=True)
 class BlockSpec:
+    """One benchmark block: a ConvTranspose's attributes and input size, optionally + BN + ReLU."""
+
     name: str
     c_in: int
     c_out: int
@@ -68,6 +73,7 @@ class BlockSpec:
 
     @property
     def label(self) -> str:
+        """The block's name in tables, with " +BN+ReLU" when it has them."""
         return self.name + (" +BN+ReLU" if self.bn_relu else "")
 
 
@@ -83,6 +89,7 @@ BASE_BLOCKS = [
 
 
 def all_blocks() -> List[BlockSpec]:
+    """Every base block, each without and with BN + ReLU after it."""
     out = []
     for b in BASE_BLOCKS:
         out.append(b)
@@ -95,7 +102,8 @@ def build_block(spec: BlockSpec, seed: int = 0) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     n = len(spec.spatial)
     k = [spec.kernel] * n
-    w = (rng.standard_normal((spec.c_in, spec.c_out, *k)) / math.sqrt(spec.c_in * spec.kernel**n)).astype(np.float32)
+    w = (rng.standard_normal((spec.c_in, spec.c_out, *k))
+         / math.sqrt(spec.c_in * spec.kernel**n)).astype(np.float32)
     b = (0.1 * rng.standard_normal(spec.c_out)).astype(np.float32)
     inits = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")]
     attrs = dict(strides=[spec.stride] * n, pads=[spec.pad] * (2 * n), kernel_shape=k)
@@ -104,10 +112,13 @@ def build_block(spec: BlockSpec, seed: int = 0) -> onnx.ModelProto:
     out = "Y" if not spec.bn_relu else "up"
     nodes = [helper.make_node("ConvTranspose", ["X", "W", "B"], [out], name="up", **attrs)]
     if spec.bn_relu:
-        for name, v in [("bn_scale", 1 + 0.1 * rng.standard_normal(spec.c_out)), ("bn_bias", 0.1 * rng.standard_normal(spec.c_out)),
-                        ("bn_mean", 0.1 * rng.standard_normal(spec.c_out)), ("bn_var", 0.5 + rng.random(spec.c_out))]:
+        for name, v in [("bn_scale", 1 + 0.1 * rng.standard_normal(spec.c_out)),
+                        ("bn_bias", 0.1 * rng.standard_normal(spec.c_out)),
+                        ("bn_mean", 0.1 * rng.standard_normal(spec.c_out)),
+                        ("bn_var", 0.5 + rng.random(spec.c_out))]:
             inits.append(numpy_helper.from_array(v.astype(np.float32), name))
-        nodes.append(helper.make_node("BatchNormalization", ["up", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["bn"],
+        nodes.append(helper.make_node("BatchNormalization",
+                                      ["up", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["bn"],
                                       name="bn", epsilon=1e-5))
         nodes.append(helper.make_node("Relu", ["bn"], ["Y"], name="relu"))
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, spec.c_in, *spec.spatial])
@@ -116,8 +127,9 @@ def build_block(spec: BlockSpec, seed: int = 0) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-# ---- runtimes ---------------------------------------------------------------------------------------------
+# ---- runtimes -----------------------------------------------------------------------------------
 def ort_session(model: onnx.ModelProto, threads: int, cuda: bool = False) -> Callable[[Dict], list]:
+    """An ONNX Runtime session of ``model`` as a function of the feeds (settings: module doc)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -127,12 +139,13 @@ def ort_session(model: onnx.ModelProto, threads: int, cuda: bool = False) -> Cal
     if not cuda:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        # Idle workers must not spin: the two sessions alternate, and a spinning pool of one would steal
-        # the cores of the other (on 2 cores that alone made timings vary 3x). (A process-wide pool shared
-        # by both sessions was tried too: its workers spin and, with the calling thread, oversubscribe
-        # 2 cores; timings got worse.)
+        # Idle workers must not spin: the two sessions alternate, and a spinning pool of one would
+        # steal the cores of the other (on 2 cores that alone made timings vary 3x). (A process-wide
+        # pool shared by both sessions was tried too: its workers spin and, with the calling
+        # thread, oversubscribe 2 cores; timings got worse.)
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+    providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda
+                 else ["CPUExecutionProvider"])
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=providers)
     if cuda and "CUDAExecutionProvider" not in sess.get_providers():
         raise RuntimeError("CUDAExecutionProvider is not available")
@@ -140,6 +153,7 @@ def ort_session(model: onnx.ModelProto, threads: int, cuda: bool = False) -> Cal
 
 
 def openvino_session(model: onnx.ModelProto, threads: int) -> Callable[[Dict], list]:
+    """An OpenVINO CPU infer request of ``model`` as a function of the feeds (module doc)."""
     import openvino as ov
 
     core = ov.Core()
@@ -159,6 +173,7 @@ def openvino_session(model: onnx.ModelProto, threads: int) -> Callable[[Dict], l
 
 
 def make_runner(runtime: str, model: onnx.ModelProto, threads: int) -> Callable[[Dict], list]:
+    """The run function of ``model`` on ``runtime`` (ort, ort-cuda or openvino)."""
     if runtime == "ort":
         return ort_session(model, threads)
     if runtime == "ort-cuda":
@@ -169,6 +184,7 @@ def make_runner(runtime: str, model: onnx.ModelProto, threads: int) -> Callable[
 
 
 def runtime_label(runtime: str, threads: int) -> str:
+    """The runtime's name, version and settings, as a table title."""
     if runtime == "openvino":
         import openvino as ov
 
@@ -180,7 +196,7 @@ def runtime_label(runtime: str, threads: int) -> str:
     return f"ONNX Runtime {ort.__version__} CPU ({threads} intra-op threads, ORT_ENABLE_ALL)"
 
 
-# ---- timing -----------------------------------------------------------------------------------------------
+# ---- timing -------------------------------------------------------------------------------------
 def _time(fn, feeds, inner: int) -> float:
     t0 = time.perf_counter()
     for _ in range(inner):
@@ -188,12 +204,14 @@ def _time(fn, feeds, inner: int) -> float:
     return (time.perf_counter() - t0) / inner
 
 
-def time_pair(run_a, run_b, feeds, *, warmup_s: float, samples: int, min_sample_s: float = 0.005) -> tuple:
-    """(median seconds of ``run_a``, of ``run_b``, median of the paired ratios a/b, IQR of the ratios).
+def time_pair(run_a, run_b, feeds, *, warmup_s: float, samples: int,
+              min_sample_s: float = 0.005) -> tuple:
+    """(median seconds of ``run_a``, of ``run_b``, median of the paired ratios a/b, their IQR).
 
-    Sampled interleaved after a warm-up: each pair times ``a`` then ``b`` (or ``b`` then ``a``, alternately)
-    back to back, so that a disturbance (another process on the machine, frequency changes) hits both
-    sides of a pair alike; the speedup is the median of the per-pair ratios."""
+    Sampled interleaved after a warm-up: each pair times ``a`` then ``b`` (or ``b`` then ``a``,
+    alternately) back to back, so that a disturbance (another process on the machine, frequency
+    changes) hits both sides of a pair alike; the speedup is the median of the per-pair ratios.
+    """
     t_end = time.perf_counter() + warmup_s
     while time.perf_counter() < t_end:
         run_a(feeds)
@@ -214,8 +232,12 @@ def time_pair(run_a, run_b, feeds, *, warmup_s: float, samples: int, min_sample_
 
 
 def _cpu_busy(interval: float = 0.3) -> float:
-    """Fraction of the machine's CPU time that *other* processes used over ``interval`` (Linux; 0.0
-    elsewhere). This process is excluded: its runtime thread pools may still be winding down."""
+    """Fraction of the machine's CPU time that *other* processes used over ``interval``.
+
+    Linux only (0.0 elsewhere). This process is excluded: its runtime thread pools may still be
+    winding down.
+    """
+
     def sample():
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:]]
@@ -234,8 +256,10 @@ def _cpu_busy(interval: float = 0.3) -> float:
 
 
 def wait_quiet(max_wait_s: float, threshold: float = 0.15, log=print) -> None:
-    """Wait (up to ``max_wait_s``) until other processes leave the CPUs idle: timings taken while
-    something else runs on a 2-core machine are noise."""
+    """Waits (up to ``max_wait_s``) until other processes leave the CPUs idle.
+
+    Timings taken while something else runs on a 2-core machine are noise.
+    """
     t_end = time.perf_counter() + max_wait_s
     busy = _cpu_busy()
     warned = False
@@ -249,6 +273,8 @@ def wait_quiet(max_wait_s: float, threshold: float = 0.15, log=print) -> None:
 
 @dataclass
 class Row:
+    """One block's line of a table."""
+
     block: str
     original_ms: float  # median
     converted_ms: float  # median
@@ -260,6 +286,8 @@ class Row:
 
 @dataclass
 class Table:
+    """The table of one runtime: a row per block."""
+
     runtime: str
     label: str
     options: dict
@@ -267,25 +295,31 @@ class Table:
 
     @property
     def geomean(self) -> float:
+        """The geometric mean of the blocks' speedups."""
         return math.exp(sum(math.log(r.speedup) for r in self.rows) / len(self.rows))
 
     def markdown(self) -> str:
-        lines = [f"### {self.label}", "", "| block | original ms | converted ms | speedup (spread) | converted graph |",
+        """The table in Markdown, with its geometric mean and slowest block."""
+        lines = [f"### {self.label}", "",
+                 "| block | original ms | converted ms | speedup (spread) | converted graph |",
                  "|---|---:|---:|---:|---|"]
         for r in self.rows:
-            lines.append(f"| {r.block} | {r.original_ms:.3f} | {r.converted_ms:.3f} | {r.speedup:.2f}x ({r.spread:.2f})"
-                         f" | {r.nodes} |")
+            lines.append(f"| {r.block} | {r.original_ms:.3f} | {r.converted_ms:.3f} | "
+                         f"{r.speedup:.2f}x ({r.spread:.2f}) | {r.nodes} |")
         lo = min(r.speedup for r in self.rows)
         lines.append(f"| **geometric mean** | | | **{self.geomean:.2f}x** | min {lo:.2f}x |")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"runtime": self.runtime, "label": self.label, "options": self.options, "geomean": self.geomean,
+        """The table as JSON data (``--json``)."""
+        return {"runtime": self.runtime, "label": self.label, "options": self.options,
+                "geomean": self.geomean,
                 "min": min(r.speedup for r in self.rows),
                 "rows": [dict(r.__dict__) for r in self.rows]}
 
 
 def _summarise_ops(model: onnx.ModelProto) -> str:
+    """The op types in order, runs counted: ``Conv > DepthToSpace > Slice``, ``Convx4``."""
     ops = [n.op_type for n in model.graph.node]
     out, prev, count = [], None, 0
     for op in ops + [None]:
@@ -299,14 +333,17 @@ def _summarise_ops(model: onnx.ModelProto) -> str:
 
 
 def convert(model: onnx.ModelProto, options: ConvertOptions) -> onnx.ModelProto:
+    """The block converted with ``options``; exits unless every ConvTranspose was rewritten."""
     converted, report = deconv2sub.convert_model(model, options)
     if report.skipped or any(n.op_type == "ConvTranspose" for n in converted.graph.node):
-        raise SystemExit(f"not every ConvTranspose was rewritten: {[n.reason for n in report.skipped]}")
+        reasons = [n.reason for n in report.skipped]
+        raise SystemExit(f"not every ConvTranspose was rewritten: {reasons}")
     return converted
 
 
-def bench_runtime(runtime: str, blocks: List[BlockSpec], options: ConvertOptions, *, threads: int, quick: bool,
-                  log=print, quiet_s: float = 60.0, retries: int = 2) -> Table:
+def bench_runtime(runtime: str, blocks: List[BlockSpec], options: ConvertOptions, *, threads: int,
+                  quick: bool, log=print, quiet_s: float = 60.0, retries: int = 2) -> Table:
+    """The table of ``runtime`` in this process: each block checked equal, then timed paired."""
     table = Table(runtime, runtime_label(runtime, threads), dict(options.__dict__))
     for spec in blocks:
         model = build_block(spec)
@@ -320,27 +357,34 @@ def bench_runtime(runtime: str, blocks: List[BlockSpec], options: ConvertOptions
             raise SystemExit(f"{spec.label}: shape {got.shape} != {ref.shape}")
         err = float(np.max(np.abs(ref - got)) / max(1.0, float(np.max(np.abs(ref)))))
         if err > 1e-4:
-            raise SystemExit(f"{spec.label}: converted output differs (relative max error {err:.2e})")
+            raise SystemExit(f"{spec.label}: converted output differs "
+                             f"(relative max error {err:.2e})")
         best = None
         for _attempt in range(1 if quick else retries + 1):
             wait_quiet(quiet_s, log=log)
-            result = time_pair(run_a, run_b, feeds, warmup_s=0.2 if quick else 0.5, samples=15 if quick else 61)
+            result = time_pair(run_a, run_b, feeds, warmup_s=0.2 if quick else 0.5,
+                               samples=15 if quick else 61)
             if best is None or result[3] < best[3]:
                 best = result
-            if best[3] <= 0.1 * best[2]:  # quiet enough: interquartile range within 10 % of the ratio
+            # quiet enough: interquartile range within 10 % of the ratio
+            if best[3] <= 0.1 * best[2]:
                 break
         ta, tb, ratio, spread = best
         del run_a, run_b
         gc.collect()
         row = Row(spec.label, ta * 1e3, tb * 1e3, ratio, spread, _summarise_ops(converted), err)
         table.rows.append(row)
-        log(f"  {runtime}: {row.block}: {row.original_ms:.3f} ms -> {row.converted_ms:.3f} ms ({row.speedup:.2f}x)")
+        log(f"  {runtime}: {row.block}: {row.original_ms:.3f} ms -> {row.converted_ms:.3f} ms "
+            f"({row.speedup:.2f}x)")
     return table
 
 
 def _options(args, runtime: str) -> ConvertOptions:
-    """The ConvertOptions of ``--strategy``/``--option``; ``target`` defaults to the measured runtime, as
-    ``deconv2sub convert --runtime <runtime>`` does (its ``--target`` defaults to the runtime it verifies on)."""
+    """The ConvertOptions of ``--strategy``/``--option``.
+
+    ``target`` defaults to the measured runtime, as ``deconv2sub convert --runtime <runtime>`` does
+    (its ``--target`` defaults to the runtime it verifies on).
+    """
     kwargs = {"target": "openvino" if runtime == "openvino" else "onnxruntime"}
     for item in args.option or []:
         key, _, value = item.partition("=")
@@ -351,13 +395,17 @@ def _options(args, runtime: str) -> ConvertOptions:
 
 
 def _in_processes(runtime: str, argv: List[str], processes: int, log) -> Table:
-    """The table of ``runtime`` measured in ``processes`` fresh processes; per block the median speedup
-    (and median times); ``spread`` becomes the range of the per-process speedups."""
+    """The table of ``runtime`` measured in ``processes`` fresh processes.
+
+    Per block the median speedup (and median times); ``spread`` becomes the range of the
+    per-process speedups.
+    """
     import subprocess
 
     base = [a for a in argv if a not in ("--json",)]
     keep, skip = [], False
-    for a in base:  # drop --runtime X / --processes K; each child measures one runtime in one process
+    # drop --runtime X / --processes K; each child measures one runtime in one process
+    for a in base:
         if skip:
             skip = False
             continue
@@ -370,14 +418,16 @@ def _in_processes(runtime: str, argv: List[str], processes: int, log) -> Table:
     runs = []
     for i in range(processes):
         log(f"  {runtime}: process {i + 1} of {processes}")
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), *keep, "--runtime", runtime, "--json",
-                              "--processes", "1"], stdout=subprocess.PIPE, stderr=None, check=True, text=True)
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), *keep,
+                              "--runtime", runtime, "--json", "--processes", "1"],
+                             stdout=subprocess.PIPE, stderr=None, check=True, text=True)
         runs.append(json.loads(out.stdout)[0])
     first = runs[0]
     table = Table(runtime, first["label"] + f", median of {processes} processes", first["options"])
     for j, row in enumerate(first["rows"]):
         ratios = [r["rows"][j]["speedup"] for r in runs]
-        table.rows.append(Row(row["block"], statistics.median(r["rows"][j]["original_ms"] for r in runs),
+        table.rows.append(Row(row["block"],
+                              statistics.median(r["rows"][j]["original_ms"] for r in runs),
                               statistics.median(r["rows"][j]["converted_ms"] for r in runs),
                               statistics.median(ratios), max(ratios) - min(ratios), row["nodes"],
                               max(r["rows"][j]["max_err"] for r in runs)))
@@ -385,22 +435,30 @@ def _in_processes(runtime: str, argv: List[str], processes: int, log) -> Table:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Command line: see the module docstring."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runtime", choices=["ort", "openvino", "ort-cuda", "all"], default="all",
                    help="all = ort + openvino (+ ort-cuda when a GPU is usable)")
     p.add_argument("--quick", action="store_true", help="shorter warm-up and fewer samples")
-    p.add_argument("--json", action="store_true", help="print the tables as JSON on stdout (progress on stderr)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (ORT intra-op / OpenVINO), default 2")
-    p.add_argument("--strategy", default=None, help="ConvertOptions.strategy (default: the library default)")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="other ConvertOptions fields")
+    p.add_argument("--json", action="store_true",
+                   help="print the tables as JSON on stdout (progress on stderr)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="CPU threads (ORT intra-op / OpenVINO), default 2")
+    p.add_argument("--strategy", default=None,
+                   help="ConvertOptions.strategy (default: the library default)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="other ConvertOptions fields")
     p.add_argument("--only", default=None, help="substring filter on block names")
     p.add_argument("--quiet-wait", type=float, default=60.0, metavar="S",
-                   help="before each block, wait up to S seconds for other processes to leave the CPUs idle")
-    p.add_argument("--retries", type=int, default=2, help="re-measure a block whose paired ratios spread > 10%%")
+                   help="before each block, wait up to S seconds for other processes to leave "
+                        "the CPUs idle")
+    p.add_argument("--retries", type=int, default=2,
+                   help="re-measure a block whose paired ratios spread > 10%%")
     p.add_argument("--processes", type=int, default=None, metavar="K",
-                   help="measure every table in K fresh processes and report the per-block medians (default 3, "
-                        "1 with --quick): where buffers land in memory changes a transpose's speed from one "
-                        "process to the next, so one process can be consistently lucky or unlucky")
+                   help="measure every table in K fresh processes and report the per-block "
+                        "medians (default 3, 1 with --quick): where buffers land in memory changes "
+                        "a transpose's speed from one process to the next, so one process can be "
+                        "consistently lucky or unlucky")
     args = p.parse_args(argv)
     processes = args.processes if args.processes is not None else (1 if args.quick else 3)
 
@@ -416,13 +474,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             pass
     blocks = [b for b in all_blocks() if not args.only or args.only.lower() in b.label.lower()]
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
-    log(f"# deconv2sub block benchmark ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs), "
-        f"options {_options(args, runtimes[0])}")
+    log(f"# deconv2sub block benchmark ({platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs), options {_options(args, runtimes[0])}")
     if processes <= 1:
-        tables = [bench_runtime(rt, blocks, _options(args, rt), threads=args.threads, quick=args.quick, log=log,
-                                quiet_s=args.quiet_wait, retries=args.retries) for rt in runtimes]
+        tables = [bench_runtime(rt, blocks, _options(args, rt), threads=args.threads,
+                                quick=args.quick, log=log, quiet_s=args.quiet_wait,
+                                retries=args.retries) for rt in runtimes]
     else:
-        tables = [_in_processes(rt, argv if argv is not None else sys.argv[1:], processes, log) for rt in runtimes]
+        child_argv = argv if argv is not None else sys.argv[1:]
+        tables = [_in_processes(rt, child_argv, processes, log) for rt in runtimes]
     if args.json:
         print(json.dumps([t.to_dict() for t in tables], indent=1))
     else:

@@ -3,10 +3,10 @@
 
     .venv/bin/python benchmarks/bench_convert.py [--nodes 200] [--profile] [--strategy default]
 
-The model is a decoder-like chain: ``nodes`` times (ConvTranspose k4 s2 p1 -> Relu -> Conv k3 s2 p1), so
-every ConvTranspose has a known input size and distinct weights (C channels, HxW spatial). Prints the
-wall time of :func:`deconv2sub.convert_model` (best of ``--repeat``), its phases, and with ``--profile``
-the top functions by cumulative time (cProfile).
+The model is a decoder-like chain: ``nodes`` times (ConvTranspose k4 s2 p1 -> Relu -> Conv k3 s2
+p1), so every ConvTranspose has a known input size and distinct weights (C channels, HxW spatial).
+Prints the wall time of :func:`deconv2sub.convert_model` (best of ``--repeat``), its phases, and
+with ``--profile`` the top functions by cumulative time (cProfile).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from deconv2sub import ConvertOptions  # noqa: E402
 
 
 def build_chain(nodes: int, channels: int = 16, size: int = 16, seed: int = 0) -> onnx.ModelProto:
+    """The chain of ``nodes`` ConvTranspose -> Relu -> Conv steps (opset 17, IR 8, float32)."""
     rng = np.random.default_rng(seed)
     inits, graph_nodes = [], []
     t = "X"
@@ -40,19 +41,21 @@ def build_chain(nodes: int, channels: int = 16, size: int = 16, seed: int = 0) -
         inits += [numpy_helper.from_array(wt, f"up{i}_w"), numpy_helper.from_array(b, f"up{i}_b"),
                   numpy_helper.from_array(wc, f"down{i}_w")]
         graph_nodes += [
-            helper.make_node("ConvTranspose", [t, f"up{i}_w", f"up{i}_b"], [f"up{i}"], name=f"up{i}",
-                             strides=[2, 2], pads=[1, 1, 1, 1], kernel_shape=[4, 4]),
+            helper.make_node("ConvTranspose", [t, f"up{i}_w", f"up{i}_b"], [f"up{i}"],
+                             name=f"up{i}", strides=[2, 2], pads=[1, 1, 1, 1], kernel_shape=[4, 4]),
             helper.make_node("Relu", [f"up{i}"], [f"relu{i}"], name=f"relu{i}"),
             helper.make_node("Conv", [f"relu{i}", f"down{i}_w"], [f"down{i}"], name=f"down{i}",
                              strides=[2, 2], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
         ]
         t = f"down{i}"
-    graph = helper.make_graph(graph_nodes, "chain", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, channels, size, size])],
-                              [helper.make_tensor_value_info(t, TensorProto.FLOAT, None)], inits)
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, channels, size, size])
+    y = helper.make_tensor_value_info(t, TensorProto.FLOAT, None)
+    graph = helper.make_graph(graph_nodes, "chain", [x], [y], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 def main(argv=None) -> int:
+    """Command line: see the module docstring."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nodes", type=int, default=200)
     p.add_argument("--repeat", type=int, default=3)

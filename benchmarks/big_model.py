@@ -1,5 +1,6 @@
-"""Big-model benchmark: wall time and peak memory of ``deconv2sub convert`` (with verification) on a
-model with external data, against a plain ``onnx.load`` + ``onnx.save`` of the same model.
+"""Big-model benchmark: wall time and peak memory of ``deconv2sub convert`` with verification.
+
+On a model with external data, against a plain ``onnx.load`` + ``onnx.save`` of the same model.
 
 Usage (from the repository root)::
 
@@ -10,8 +11,8 @@ The model is a chain of ConvTranspose layers (k4 s2 p1, DCGAN-like) whose float3
 ``--size-gb``; it is written straight to ``model.onnx`` + ``model.onnx.data`` without holding the
 weights in memory. Each measured command runs in its own child process; its peak resident memory is
 the child's ``ru_maxrss`` (``getrusage(RUSAGE_CHILDREN)`` read by a wrapper process that only runs
-that one child). Budget (issue 6): convert with verification ≤ 4x the wall time of load + save, and peak
-memory ≤ 3x the size of the weights.
+that one child). Budget (issue 6): convert with verification ≤ 4x the wall time of load + save, and
+peak memory ≤ 3x the size of the weights.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ ROOT = os.path.dirname(HERE)
 
 def build_model(folder: str, size_bytes: int, layers: int = 3, seed: int = 0) -> dict:
     """Write ``folder/model.onnx`` (+ ``model.onnx.data``); returns facts about it."""
-    import onnx
     from onnx import TensorProto, helper
 
     per_layer = size_bytes / layers
@@ -55,19 +55,21 @@ def build_model(folder: str, size_bytes: int, layers: int = 3, seed: int = 0) ->
             w.tofile(f)
             t = TensorProto(name=f"w{i}", data_type=TensorProto.FLOAT, dims=list(w.shape))
             t.data_location = TensorProto.EXTERNAL
-            for k, v in (("location", data_name), ("offset", str(offset)), ("length", str(w.nbytes))):
+            for k, v in (("location", data_name), ("offset", str(offset)),
+                         ("length", str(w.nbytes))):
                 e = t.external_data.add()
                 e.key, e.value = k, v
             offset += w.nbytes
             inits.append(t)
             x_in = "x" if i == 0 else f"h{i - 1}"
             out = "y" if i == layers - 1 else f"h{i}"
-            nodes.append(helper.make_node("ConvTranspose", [x_in, f"w{i}"], [out], name=f"up{i}", strides=[2, 2],
-                                          pads=[1, 1, 1, 1]))
+            nodes.append(helper.make_node("ConvTranspose", [x_in, f"w{i}"], [out], name=f"up{i}",
+                                          strides=[2, 2], pads=[1, 1, 1, 1]))
             del w
-    graph = helper.make_graph(nodes, "big", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 1, 1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, 2**layers, 2**layers])],
-                              inits)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 1, 1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                      [1, channels, 2**layers, 2**layers])
+    graph = helper.make_graph(nodes, "big", [x], [y], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     with open(path, "wb") as f:
         f.write(model.SerializeToString())
@@ -96,6 +98,7 @@ def measure(cmd: list) -> dict:
 
 
 def _baseline_cmd(src: str, dst: str) -> list:
+    """The baseline: ``onnx.load`` + ``onnx.save`` (external data) in a child interpreter."""
     code = (
         "import onnx, sys; m = onnx.load(sys.argv[1]); "
         "onnx.save(m, sys.argv[2], save_as_external_data=True, all_tensors_to_one_file=True, "
@@ -105,12 +108,15 @@ def _baseline_cmd(src: str, dst: str) -> list:
 
 
 def _deconv2sub() -> str:
+    """The ``deconv2sub`` console script next to this interpreter, else the one on PATH."""
     exe = os.path.join(os.path.dirname(sys.executable), "deconv2sub")
     return exe if os.path.exists(exe) else shutil.which("deconv2sub") or "deconv2sub"
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Command line: see the module docstring; exit 1 when over the budget."""
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-gb", type=float, default=2.4, help="size of the weights (default 2.4)")
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
@@ -123,13 +129,15 @@ def main(argv=None) -> int:
     need = 3.2 * args.size_gb * 1e9
     free = shutil.disk_usage(folder).free
     if free < need:
-        print(f"not enough disk space in {folder}: {free / 1e9:.1f} GB free, {need / 1e9:.1f} GB needed")
+        print(f"not enough disk space in {folder}: {free / 1e9:.1f} GB free, "
+              f"{need / 1e9:.1f} GB needed")
         return 2
     try:
         t = time.perf_counter()
         facts = build_model(folder, int(args.size_gb * 1e9), args.layers)
-        print(f"built {facts['path']}: {facts['layers']} ConvTranspose layers, C={facts['channels']}, "
-              f"weights {facts['weights_bytes'] / 1e9:.2f} GB in {time.perf_counter() - t:.1f} s")
+        print(f"built {facts['path']}: {facts['layers']} ConvTranspose layers, "
+              f"C={facts['channels']}, weights {facts['weights_bytes'] / 1e9:.2f} GB in "
+              f"{time.perf_counter() - t:.1f} s")
         weights = facts["weights_bytes"]
         rows = []
 
@@ -142,19 +150,22 @@ def main(argv=None) -> int:
                 os.remove(os.path.join(folder, f))
 
         out = os.path.join(folder, "converted.onnx")
-        conv = measure([_deconv2sub(), "convert", facts["path"], "-o", out, "--force", "--json", "-q"])
+        conv = measure([_deconv2sub(), "convert", facts["path"], "-o", out, "--force", "--json",
+                        "-q"])
         assert conv["rc"] == 0, conv["stderr"]
         rows.append(("deconv2sub convert (verified)", conv))
         size_out = os.path.getsize(out) + os.path.getsize(out + ".data")
         for f in ("converted.onnx", "converted.onnx.data"):
             os.remove(os.path.join(folder, f))
 
-        noverify = measure([_deconv2sub(), "convert", facts["path"], "-o", out, "--force", "--no-verify", "-q"])
+        noverify = measure([_deconv2sub(), "convert", facts["path"], "-o", out, "--force",
+                            "--no-verify", "-q"])
         assert noverify["rc"] == 0, noverify["stderr"]
         rows.append(("deconv2sub convert --no-verify", noverify))
 
         print()
-        print(f"{'command':34} {'wall s':>8} {'x load+save':>12} {'peak RSS GB':>12} {'x weights':>10}")
+        print(f"{'command':34} {'wall s':>8} {'x load+save':>12} {'peak RSS GB':>12} "
+              f"{'x weights':>10}")
         for name, r in rows:
             print(f"{name:34} {r['wall_s']:8.1f} {r['wall_s'] / base['wall_s']:12.2f} "
                   f"{r['peak_rss_bytes'] / 1e9:12.2f} {r['peak_rss_bytes'] / weights:10.2f}")
@@ -165,8 +176,8 @@ def main(argv=None) -> int:
         print(f"budget: wall <= 4x load+save: {'OK' if ok_time else 'OVER'}; "
               f"peak <= 3x weights: {'OK' if ok_mem else 'OVER'}")
         if args.json:
-            print(json.dumps({"weights_bytes": weights, "rows": {n: {k: v for k, v in r.items() if k != "stderr"}
-                                                                 for n, r in rows}}))
+            table = {n: {k: v for k, v in r.items() if k != "stderr"} for n, r in rows}
+            print(json.dumps({"weights_bytes": weights, "rows": table}))
         return 0 if ok_time and ok_mem else 1
     finally:
         if not args.keep and args.dir is None:

@@ -12,6 +12,7 @@ from deconv2sub.toolchains import Compiled, ToolchainError
 
 
 def unavailable_reason():
+    """None: the stand-in is always available."""
     return None
 
 
@@ -27,6 +28,7 @@ class _Doubler(Compiled):
 
 
 def compile_here(model_path, input_shapes, workdir):
+    """A doubler for any path but ``*bad.onnx``, which raises like a converter would."""
     print("converter chatter that must not reach the protocol")
     if model_path.endswith("bad.onnx"):
         raise ToolchainError("fake: unsupported op Foo\nsecond line of detail")

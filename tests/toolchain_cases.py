@@ -2,14 +2,18 @@
 
 Each case is one tiny model (opset 17 unless named, IR 8, float32) of one op pattern: DepthToSpace
 CRD/DCR at several block sizes and channel counts, the Reshape/Transpose shuffles of ranks 4-8,
-Slice crops, a Concat of phase Convs, Gather, Gemm and a ConvTranspose of a 1x1 input. The oracle is
-ONNX Runtime running the same model (:func:`ort_outputs`). Used by ``tests/test_toolchain_*.py`` and
-``benchmarks/toolchains/probe_ops.py``.
+Slice crops, a Concat of phase Convs, Gather, Gemm and a ConvTranspose of a 1x1 input. The oracle
+is ONNX Runtime running the same model (:func:`ort_outputs`). Used by
+``tests/toolchains/test_toolchain_*.py`` and ``benchmarks/toolchains/probe_ops.py``.
+
+It also holds the one table of the bundled samples' static shapes (:data:`SAMPLE_SHAPES`) and the
+rewrite forms (:data:`FORMS`) that every toolchain test file parametrises over
+(``toolchain_checks.sample_params``).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple, Union
 
 import numpy as np
 import onnx
@@ -31,6 +35,7 @@ def _model(nodes, inputs, out_shape, inits=(), opset=17) -> onnx.ModelProto:
 
 
 def _feeds(inputs, seed=0) -> Dict[str, np.ndarray]:
+    """Seeded N(0, 1) float32 feeds for ``(name, shape)`` pairs."""
     rng = np.random.default_rng(seed)
     return {n: rng.standard_normal(s).astype(np.float32) for n, s in inputs}
 
@@ -133,18 +138,29 @@ def all_cases() -> Dict[str, Callable[[], Case]]:
     return cases
 
 
-def ort_outputs(model: onnx.ModelProto, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    """ONNX Runtime's outputs of ``model`` (no graph optimisations), keyed by output name."""
+def ort_outputs(model: Union[onnx.ModelProto, str],
+                feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """ONNX Runtime's outputs of ``model`` (a model or a path; CPU, no graph optimisations).
+
+    Returns:
+        The outputs keyed by output name.
+    """
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+    sess = ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, dict(feeds))))
 
 
 def close(outs: Dict[str, np.ndarray], ref: Dict[str, np.ndarray], rtol: float = 1e-3,
           atol: float = 1e-3) -> Tuple[float, bool]:
-    """(max abs error, within ``atol`` abs + ``rtol`` rel) of a toolchain's outputs against ORT's
-    (1e-3 and 1e-3 unless given: RKNN's float16 gets its module's ``TOLERANCES``).
+    """Compares a toolchain's outputs with ORT's, elementwise.
+
+    The tolerance is ``atol`` abs + ``rtol`` rel, 1e-3 and 1e-3 unless given (RKNN's float16 gets
+    its module's ``TOLERANCES``). A missing output raises ``KeyError``.
+
+    Returns:
+        (max abs error, every element within tolerance); ``(inf, False)`` on a shape mismatch.
     """
     err, ok = 0.0, True
     for name, r in ref.items():
@@ -165,8 +181,16 @@ FORMS = {
     "default": dict(target="onnxruntime"),
     "transpose": dict(strategy="transpose"),
 }
+#: the forms a sample test runs: the original model ("original": no conversion), then FORMS
+ALL_FORMS = ("original", *FORMS)
+#: forms named by a target profile (``--target NAME``), for toolchains with their own profile
+TARGET_FORMS = {
+    "portable": dict(target="portable"),
+    "rknn": dict(target="rknn"),
+}
 
-#: a static input shape per sample (samples/README.md), small enough to compile quickly
+#: a static input shape per sample (samples/README.md), small enough to compile quickly; batch 1
+#: (ncnn has no batch axis)
 SAMPLE_SHAPES = {
     "seed_example": {"x": [1, 1, 4, 4]},
     "autoencoder": {"x": [1, 1, 28, 28]},
@@ -176,6 +200,19 @@ SAMPLE_SHAPES = {
     "hifigan_upsampler": {"mel": [1, 16, 32]},
     "unet3d_upblock": {"x": [1, 16, 2, 2, 2], "skip": [1, 8, 4, 4, 4]},
     "unet_decoder": {"x": [1, 3, 32, 32]},
+}
+
+#: the same samples at the non-square sizes that tests/toolchains/test_toolchain_tflite.py and the
+#: table of benchmarks/toolchains/tflite.md use: onnx2tf guesses layouts by shape, so a tensor with
+#: C == H == W is read the wrong way round (repro conv_after_square_reshape.onnx); with these sizes
+#: the only square tensors are the ones the samples make themselves (DCGAN's [1, 16, 16, 16])
+TFLITE_SAMPLE_SHAPES = {
+    **SAMPLE_SHAPES,
+    "unet_decoder": {"x": [1, 3, 64, 48]},
+    "enet_decoder": {"x": [1, 32, 12, 16]},
+    "hifigan_upsampler": {"mel": [1, 16, 40]},
+    "unet3d_upblock": {"x": [1, 16, 4, 6, 5], "skip": [1, 8, 8, 12, 10]},
+    "grouped_upsampler": {"x": [1, 8, 12, 16]},
 }
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install IREE (compiler with iree-import-onnx, runtime) and deconv2sub into a venv (idempotent).
 #   .ci/toolchains/iree.sh VENV       e.g. /tmp/tc-iree
-# then: DECONV2SUB_IREE_PYTHON=VENV/bin/python pytest tests/test_toolchain_iree.py (from any venv),
-# or run VENV/bin/python -m pytest tests/test_toolchain_iree.py directly.
+# then: DECONV2SUB_IREE_PYTHON=VENV/bin/python pytest tests/toolchains/test_toolchain_iree.py (from any venv),
+# or run VENV/bin/python -m pytest tests/toolchains/test_toolchain_iree.py directly.
 # Measured (2 shared cores, loaded): fresh ~57 s for IREE + ~30 s for the project, venv 0.97 GB;
 # a re-run on an existing venv ~85 s (pip cache).
 # iree-base-compiler/-runtime 3.13 pin nothing that conflicts with the project (numpy 2.4, onnx

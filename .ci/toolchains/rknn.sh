@@ -2,8 +2,8 @@
 # Rockchip RKNN-Toolkit2 (its x86 simulator of the RK3588 NPU) for deconv2sub's `rknn` runner, in a
 # venv of its own (idempotent):
 #   .ci/toolchains/rknn.sh [VENV]        (default /tmp/tc-rknn)
-# then: export DECONV2SUB_RKNN_PYTHON=VENV/bin/python  (pytest tests/test_toolchain_rknn.py from any
-# venv), or run VENV/bin/python -m pytest tests/test_toolchain_rknn.py directly.
+# then: export DECONV2SUB_RKNN_PYTHON=VENV/bin/python  (pytest tests/toolchains/test_toolchain_rknn.py from any
+# venv), or run VENV/bin/python -m pytest tests/toolchains/test_toolchain_rknn.py directly.
 #
 # rknn-toolkit2 2.5.0 (cp38-cp312 wheels) pins numpy <= 1.26.4, onnx <= 1.18.0, protobuf <= 4.25.4
 # and torch <= 2.4.0, which conflict with the project's venv (numpy 2, onnx 1.23, torch 2.13): it is

@@ -25,6 +25,7 @@ import toolchain_cases  # noqa: E402
 
 
 def main():
+    """Command line: one line per op case of the toolchain (JSON with ``--json``)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("toolchain")
     ap.add_argument("--only", default="")

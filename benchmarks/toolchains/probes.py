@@ -1,12 +1,13 @@
-"""Hand-built small ONNX models (opset 13, IR 8) that probe what a toolchain does with the ops the
-rewrites emit: DepthToSpace CRD/DCR per block size, Reshape/Transpose shuffles of rank 4-8, Slice
-crops, Concat of phase Convs, Gather, Gemm, a 1x1-input ConvTranspose.
+"""Hand-built small ONNX models that probe what a toolchain does with the ops the rewrites emit.
+
+The models (opset 13, IR 8): DepthToSpace CRD/DCR per block size, Reshape/Transpose shuffles of
+rank 4-8, Slice crops, Concat of phase Convs, Gather, Gemm, a 1x1-input ConvTranspose.
 
     python benchmarks/toolchains/probes.py ncnn mnn                 # markdown table
     python benchmarks/toolchains/probes.py ncnn --only d2s --save DIR   # keep the models
 
-Each model runs on each toolchain in a child process (measure.py's worker) and is compared with
-ONNX Runtime on the same model.
+Each model runs on each toolchain in a child process (:func:`worker`; a native crash is that
+probe's row) and is compared with ONNX Runtime on the same model (1e-3 abs + 1e-3 rel).
 """
 
 from __future__ import annotations
@@ -23,12 +24,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from measure import ROOT, cell  # noqa: E402
-
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OPSET, IR = 13, 8
+ATOL = RTOL = 1e-3
 
 
 def _model(nodes, inputs: Dict[str, List[int]], inits=(), name="probe") -> onnx.ModelProto:
@@ -68,8 +66,9 @@ def reshape_transpose(shapes_in: List[int], mid: List[int], perm: List[int],
 
 
 def rt_cascade_3d(c: int = 2, s: int = 2, d: int = 3) -> Tuple[onnx.ModelProto, dict]:
-    """3-D shuffle (CRD channel order c, s_d, s_h, s_w) as three rank-4 Reshape/Transpose steps,
-    each moving one factor right after the spatial axis it multiplies (batch 1 folded away).
+    """3-D shuffle (CRD channel order c, s_d, s_h, s_w) as three rank-4 Reshape/Transpose steps.
+
+    Each step moves one factor right after the spatial axis it multiplies (batch 1 folded away).
     """
     x = [1, c * s ** 3, d, d, d]
     steps = [  # (rank-4 view, shape after the step)
@@ -164,13 +163,60 @@ def probes() -> Dict[str, Callable[[], Tuple[onnx.ModelProto, dict]]]:
     return out
 
 
+def feeds_for(shapes: Dict[str, List[int]], seed: int = 0) -> Dict[str, np.ndarray]:
+    """Random N(0,1) float32 feeds."""
+    rng = np.random.default_rng(seed)
+    return {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
+
+
+def compare(comp, feeds, expect) -> dict:
+    """Runs ``comp`` once: runs? max err vs ``expect``, within tolerance?"""
+    row = {"converts": True, "runs": False, "ops": list(getattr(comp, "ops", []))}
+    try:
+        got = comp.run(feeds)
+    except Exception as exc:  # the runtime's refusal, whatever its type
+        row["error"] = f"run: {exc}"
+        return row
+    row["runs"] = True
+    errs, ok = [], True
+    for name, want in expect.items():
+        have = got.get(name)
+        if have is None or have.shape != want.shape:
+            row["error"] = f"{name}: shape {None if have is None else have.shape} != {want.shape}"
+            return row
+        errs.append(float(np.abs(have - want).max()))
+        ok &= bool(np.allclose(have, want, atol=ATOL, rtol=RTOL))
+    row["max_err"], row["matches"] = max(errs), ok
+    return row
+
+
+def short_error(text: str) -> str:
+    """The toolchain's key words of an error, without our wrapping."""
+    for prefix in ("ncnn could not load the converted model: ",
+                   "MNN could not load the converted model: ", "run: "):
+        text = text.replace(prefix, "")
+    text = text.replace(" not exists or registered", " missing")
+    return text[:110]
+
+
+def cell(row: dict) -> str:
+    """One table cell: the verdict and max error, or why not."""
+    if not row.get("converts"):
+        return "rejected: " + short_error(row.get("error", ""))
+    if not row.get("runs"):
+        return "no run: " + short_error(row.get("error", ""))
+    if "max_err" not in row:
+        return "**WRONG** " + short_error(row.get("error", ""))
+    verdict = "ok" if row["matches"] else "**WRONG**"
+    return f"{verdict} {row['max_err']:.0e}"
+
+
 def worker(toolchain: str, list_file: str) -> None:
-    """Every probe of ``list_file`` ([{name, path, shapes}]) on one toolchain, one JSON line each
-    as it goes (ORT on the same model is the reference).
+    """Every probe of ``list_file`` ([{name, path, shapes}]) on one toolchain.
+
+    Prints one JSON line per probe as it goes; ORT on the same model is the reference.
     """
     import importlib
-
-    from measure import compare, feeds_for
 
     from deconv2sub.toolchains import ToolchainError
 

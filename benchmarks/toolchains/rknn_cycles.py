@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""RKNN builder's own cycle estimates and CPU placements, original vs converted, per sample and block.
+r"""RKNN builder's own cycle estimates and CPU placements, original vs converted, per model.
 
 The toolkit's simulator does not time the NPU (its latency is the x86 simulation's), but the builder
 prints a "Network Layer Information Table" with an estimated ``Cycles(DDR/NPU/Total)`` per layer and
@@ -59,6 +59,7 @@ def _build(model, shapes, workdir):
 
 
 def main(argv=None) -> int:
+    """Command line: see the module docstring."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--markdown", default=None)
     args = p.parse_args(argv)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Which ONNX op forms onnx2tf + LiteRT get right: small hand-built models (ir_version 8, opset 17).
+r"""Which ONNX op forms onnx2tf + LiteRT get right: small hand-built models (IR 8, opset 17).
 
     DECONV2SUB_TFLITE_PYTHON=/tmp/tc-tflite/bin/python PYTHONPATH=. \\
         .venv/bin/python benchmarks/toolchains/tflite_probe.py [--only SUBSTR] [--out F.jsonl]
@@ -7,7 +7,7 @@
 Each model is converted by onnx2tf, run in LiteRT, and compared with ONNX Runtime running the same
 ONNX model (1e-3 abs + 1e-3 rel). ``--ct`` also sweeps small ConvTranspose models (1-D, 2-D, 3-D)
 through every ``deconv2sub convert --strategy`` and compares with ORT on the original.
-The builders are importable (tests/test_toolchain_tflite.py and the repros use them).
+The builders are importable (the repros in tests/toolchain_repros/tflite/ are built with them).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -30,7 +31,8 @@ OPSET = 17
 
 
 def make(nodes, inputs: Dict[str, Sequence[int]], outputs: Dict[str, Sequence[Optional[int]]],
-         inits: Sequence[np.ndarray] = (), names: Sequence[str] = (), name="probe") -> onnx.ModelProto:
+         inits: Sequence[np.ndarray] = (), names: Sequence[str] = (),
+         name="probe") -> onnx.ModelProto:
     """A float32 model, ir_version 8, opset 17."""
     graph = helper.make_graph(
         nodes, name,
@@ -45,6 +47,7 @@ def make(nodes, inputs: Dict[str, Sequence[int]], outputs: Dict[str, Sequence[Op
 
 
 def shape_init(name: str, shape: Sequence[int]) -> Tuple[np.ndarray, str]:
+    """A shape constant (int64) and its name, for :func:`make`."""
     return np.array(list(shape), dtype=np.int64), name
 
 
@@ -291,18 +294,32 @@ def check(path: str, ref_path: str, shapes: Dict, workdir: str) -> Dict:
     return row
 
 
+def cli_convert(src: str, dst: str, shapes: Dict, args: List[str]) -> Optional[str]:
+    """The project's CLI; None on success, else its last stderr line."""
+    cmd = [sys.executable, "-m", "deconv2sub.cli", "convert", src, "-o", dst, "--force"]
+    for name, shape in shapes.items():
+        cmd += ["--input-shape", f"{name}:{','.join(map(str, shape))}"]
+    res = subprocess.run(cmd + args, capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT), check=False)
+    if res.returncode != 0:
+        return (res.stderr.strip().splitlines() or ["exit %d" % res.returncode])[-1]
+    return None
+
+
 def table(path: str) -> str:
     """Markdown table of a results file."""
-    lines = ["| probe | form | converts | max err | ok | TFLite ops | partitions / outside XNNPACK |",
+    lines = ["| probe | form | converts | max err | ok | TFLite ops "
+             "| partitions / outside XNNPACK |",
              "|---|---|---|---|---|---|---|"]
     for line in open(path):
         r = json.loads(line)
         if "deconv2sub_error" in r:
-            lines.append(f"| {r['probe']} | {r['form']} | (deconv2sub: {r['deconv2sub_error'][:70]}) "
-                         "| | | | |")
+            lines.append(f"| {r['probe']} | {r['form']} | "
+                         f"(deconv2sub: {r['deconv2sub_error'][:70]}) | | | | |")
             continue
         if not r.get("converts") or not r.get("runs"):
-            lines.append(f"| {r['probe']} | {r['form']} | no: {r.get('error', '')[:100]} | | | | |")
+            lines.append(f"| {r['probe']} | {r['form']} | no: {r.get('error', '')[:100]} "
+                         "| | | | |")
             continue
         counts: Dict[str, int] = {}
         for op in r["tfl_ops"]:
@@ -315,6 +332,7 @@ def table(path: str) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Command line: see the module docstring."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", metavar="JSONL", help="print the markdown table of a results file")
     ap.add_argument("--only", help="only probes whose name contains one of these (comma-separated)")
@@ -325,9 +343,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.table:
         print(table(args.table))
         return 0
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from tflite_measure import cli_convert
-
     tmp = tempfile.mkdtemp(prefix="tfl_probe_")
     with open(args.out, "a") as out:
         items = CT_MODELS if args.ct else op_models()

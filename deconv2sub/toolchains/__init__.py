@@ -1,6 +1,8 @@
-"""Deployment toolchains: each converts an ONNX model with the toolchain's *own* converter, then runs
-the result with the toolchain's own runtime, so that a user learns whether the graph survives the
-trip to the target (not just ONNX Runtime).
+"""Deployment toolchains: the toolchain's *own* converter and runtime, as a user deploys.
+
+Each converts an ONNX model with the toolchain's own converter, then runs the result with the
+toolchain's own runtime, so that a user learns whether the graph survives the trip to the target
+(not just ONNX Runtime).
 
 One module per toolchain (``ncnn``, ``mnn``, ``tflite``, ``tvm``, ``iree``, ...), each exposing:
 
@@ -8,8 +10,9 @@ One module per toolchain (``ncnn``, ``mnn``, ``tflite``, ``tvm``, ``iree``, ...)
 * ``unavailable_reason() -> Optional[str]``: ``None`` when the toolchain is installed and usable,
   else one line saying what is missing and how to install it.
 * ``compile(model_path, input_shapes, workdir) -> Compiled``: run the toolchain's converter on the
-  ONNX file at ``model_path`` for the static ``input_shapes`` (ONNX input name -> shape) and load the
-  result; raises :class:`ToolchainError` with a one-line reason when the converter or loader fails.
+  ONNX file at ``model_path`` for the static ``input_shapes`` (ONNX input name -> shape) and load
+  the result; raises :class:`ToolchainError` with a one-line reason when the converter or loader
+  fails.
 
 :class:`Compiled` runs the converted model on feeds keyed by ONNX input names and returns outputs
 keyed by ONNX output names, as float32/NCHW arrays laid out like ONNX Runtime's. A module may
@@ -29,8 +32,10 @@ from ..errors import Deconv2SubError
 
 
 def tolerances(name: str, default: Tuple[float, float]) -> Tuple[float, float]:
-    """(rtol, atol) to hold toolchain ``name``'s outputs to: its module's ``TOLERANCES`` where it
-    declares them (RKNN computes in float16), else ``default``."""
+    """(rtol, atol) to hold toolchain ``name``'s outputs to.
+
+    Its module's ``TOLERANCES`` where it declares them (RKNN computes in float16), else ``default``.
+    """
     import importlib
 
     try:

@@ -134,6 +134,7 @@ class IreeCompiled(Compiled):
 
     def __init__(self, vmfb: str, input_names: List[str], output_names: List[str],
                  artifacts: List[str], driver: str):
+        """Loads ``vmfb`` on ``driver`` and finds its one entry function."""
         import iree.runtime as rt
 
         _set_runtime_flags()
@@ -151,6 +152,7 @@ class IreeCompiled(Compiled):
         self._entry = self._context.modules[vm_module.name][names[0]]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """One call of the entry function; outputs copied to the host."""
         args = [np.ascontiguousarray(feeds[n]) for n in self.input_names]
         result = self._entry(*args)
         outs = list(result) if isinstance(result, (tuple, list)) else [result]

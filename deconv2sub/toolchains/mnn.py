@@ -1,5 +1,6 @@
-"""MNN (Alibaba's inference engine): ONNX -> MNN's converter -> ``.mnn`` -> ``MNN.nn`` module on
-the CPU backend, fp32 (``precision: high``), 2 threads.
+"""MNN (Alibaba's inference engine): ONNX -> MNN's converter -> ``.mnn`` -> ``MNN.nn`` module.
+
+The module runs on the CPU backend, fp32 (``precision: high``), 2 threads.
 
 Install (PyPI): ``pip install MNN`` (``.ci/toolchains/mnn.sh``). The package's ``mnnconvert``
 console script and ``MNN.tools`` import a telemetry logger that pip-installs a package at run time
@@ -77,6 +78,7 @@ class MnnModel(Compiled):
 
     def __init__(self, module, mnn_path: str, inputs: List[str], outputs: List[str],
                  ops: List[str]):
+        """Wraps a loaded ``MNN.nn`` module and what its converter reported."""
         self.module = module
         self.input_names = inputs
         self.output_names = outputs

@@ -1,5 +1,7 @@
-"""Helpers shared by the toolchain runners: keep native libraries' chatter off stdout, run a
-converter in a child process and turn its failure into a one-line :class:`ToolchainError`.
+"""Helpers shared by the toolchain runners: native chatter off stdout, converters in children.
+
+They keep native libraries' chatter off stdout, run a converter in a child process and turn its
+failure into a one-line :class:`ToolchainError`.
 
 Native toolchain libraries (ncnn, MNN) print from C++ straight to file descriptors 1 and 2, which
 ``contextlib.redirect_stdout`` cannot catch; :func:`captured_fds` redirects the descriptors
@@ -88,8 +90,11 @@ def python_argv(code: str, args: List[str]) -> List[str]:
 
 
 def graph_io(model_path: str) -> Tuple[List[str], List[str], Dict[str, int]]:
-    """ONNX input names (initializers excluded), output names, and each output's rank if known;
-    a file that is not an ONNX model is a :class:`ToolchainError`."""
+    """ONNX input names (initializers excluded), output names, and each output's rank if known.
+
+    Raises:
+        ToolchainError: the file is not an ONNX model.
+    """
     try:
         model = onnx.load(model_path, load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError, OSError, ...

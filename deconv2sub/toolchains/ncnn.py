@@ -1,5 +1,6 @@
-"""ncnn (Tencent's mobile inference library): ONNX -> ``pnnx`` converter -> ``.ncnn.param/.bin``
--> ``ncnn.Net`` on the CPU, fp32, 2 threads.
+"""Ncnn (Tencent's mobile inference library): ONNX -> ``pnnx`` -> ``.ncnn.param/.bin`` -> ``Net``.
+
+The ``ncnn.Net`` runs on the CPU, fp32, 2 threads.
 
 Install (PyPI, no compiler): ``pip install pnnx ncnn`` (``.ci/toolchains/ncnn.sh``). The ``pnnx``
 package's Python side imports torch, but its converter is a native binary inside the package
@@ -69,7 +70,7 @@ def unavailable_reason() -> Optional[str]:
 
 
 def inputshape_arg(inputs: Sequence[str], input_shapes: Mapping[str, Sequence[int]]) -> str:
-    """pnnx's ``inputshape=[1,3,8,8]f32,...`` for the inputs in graph order; batch 1 only."""
+    """Pnnx's ``inputshape=[1,3,8,8]f32,...`` for the inputs in graph order; batch 1 only."""
     parts = []
     for name in inputs:
         if name not in input_shapes:
@@ -98,8 +99,11 @@ def param_layers(param_path: str) -> List[Tuple[str, str, List[str], List[str]]]
 
 
 def self_contained_copy(model_path: str, dest: str) -> None:
-    """Copy the model to ``dest`` with its external data (if any) pulled in, so that pnnx finds
-    every weight; a model past protobuf's 2 GB limit keeps one data file beside ``dest``."""
+    """Copies the model to ``dest`` with its external data (if any) pulled in.
+
+    So pnnx finds every weight; a model past protobuf's 2 GB limit keeps one data file beside
+    ``dest``.
+    """
     try:
         model = onnx.load(model_path)  # reads external data relative to the model's folder
     except Exception as exc:  # protobuf's DecodeError, a missing data file, ...
@@ -166,6 +170,7 @@ class NcnnModel(Compiled):
 
     def __init__(self, net, param_path: str, bin_path: str, inputs: List[str], outputs: List[str],
                  ranks: Dict[str, int]):
+        """Wraps a loaded ``ncnn.Net`` and the ONNX rank of each output."""
         self.net = net
         self.input_names = inputs
         self.output_names = outputs
@@ -193,9 +198,12 @@ class NcnnModel(Compiled):
         return results
 
     def with_batch_axis(self, name: str, blob: np.ndarray) -> np.ndarray:
-        """The ONNX-rank array for an ncnn blob: the batch axis (and any unit axes ncnn
-        dropped) put back in front; leading unit axes past the ONNX rank removed (pnnx keeps
-        the batch axis of some reshaped tensors, e.g. after a rank-5 Reshape/Transpose)."""
+        """The ONNX-rank array for an ncnn blob.
+
+        The batch axis (and any unit axes ncnn dropped) is put back in front; leading unit axes
+        past the ONNX rank are removed (pnnx keeps the batch axis of some reshaped tensors, e.g.
+        after a rank-5 Reshape/Transpose).
+        """
         rank = self.output_ranks.get(name, blob.ndim + 1)
         out = np.array(blob, dtype=np.float32, copy=True)
         while out.ndim < rank:

@@ -1,4 +1,4 @@
-"""Rockchip RKNN-Toolkit2: ``load_onnx`` + ``build`` for the RK3588 NPU, run on the toolkit's simulator.
+"""Rockchip RKNN-Toolkit2: ``load_onnx`` + ``build`` for the RK3588 NPU, run on its simulator.
 
 The model is loaded with ``RKNN.load_onnx(model, inputs=<names>, input_size_list=<static shapes>)``
 after ``config(target_platform="rk3588")`` with neutral mean/std (0 and 1: no preprocessing folded
@@ -77,8 +77,11 @@ def version() -> str:
 
 
 def placement_notes(log: str) -> List[str]:
-    """What the build log says about layers the NPU does not run: one line per CPU layer of the
-    Network Layer Information Table (input/output operators excluded) and per placement message.
+    """What the build log says about layers the NPU does not run.
+
+    Returns:
+        One line per CPU layer of the Network Layer Information Table (input/output operators
+        excluded) and per placement message.
     """
     notes: List[str] = []
     in_table = False
@@ -104,8 +107,11 @@ def placement_notes(log: str) -> List[str]:
 
 
 def estimated_cycles(log: str) -> int:
-    """The builder's own estimate of a model's cycles: the sum of the layer table's ``Total`` column
-    (``Cycles(DDR/NPU/Total)``). A static model of the NPU, not a measurement; CPU layers count 0."""
+    """The builder's own estimate of a model's cycles.
+
+    The sum of the layer table's ``Total`` column (``Cycles(DDR/NPU/Total)``): a static model of
+    the NPU, not a measurement; CPU layers count 0.
+    """
     total, in_table = 0, False
     for raw in log.splitlines():
         if "Network Layer Information Table" in raw:
@@ -129,11 +135,14 @@ def _key_line(text: str, fallback: str) -> str:
 
 
 class _CapturedFds:
-    """Send file descriptors 1 and 2 (the toolkit's C++ chatter) to ``path`` while active, and
-    work in ``path``'s directory (``load_onnx`` writes its ``check*.onnx`` files into the current
-    directory)."""
+    """Sends file descriptors 1 and 2 (the toolkit's C++ chatter) to ``path`` while active.
+
+    It also works in ``path``'s directory (``load_onnx`` writes its ``check*.onnx`` files into the
+    current directory).
+    """
 
     def __init__(self, path: str):
+        """Chatter and ``check*.onnx`` files go to ``path`` and its folder."""
         self.path = path
 
     def __enter__(self):
@@ -163,6 +172,7 @@ class RknnCompiled(Compiled):
 
     def __init__(self, rknn, input_names: List[str], input_ranks: List[int],
                  output_names: List[str], artifacts: List[str], notes: List[str], log: str):
+        """Wraps a built and loaded RKNN object, with its log and notes."""
         self._rknn = rknn
         self._ranks = input_ranks
         self._log = log
@@ -173,6 +183,7 @@ class RknnCompiled(Compiled):
         self.notes = notes
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """One simulator inference on NCHW float32 feeds; outputs as float32."""
         args = [np.ascontiguousarray(feeds[n], dtype=np.float32) for n in self.input_names]
         with _CapturedFds(self._log):  # "nchw" applies to 4-D inputs only; others pass as they are
             outs = self._rknn.inference(inputs=args, data_format=["nchw"] * len(args))

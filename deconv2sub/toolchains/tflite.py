@@ -1,5 +1,6 @@
-"""LiteRT (TFLite) toolchain: onnx2tf converts the ONNX file to a float32 ``.tflite``, which runs in
-ai-edge-litert's Interpreter (XNNPACK delegate, 2 threads, fp32).
+"""LiteRT (TFLite) toolchain: onnx2tf to a float32 ``.tflite``, run in ai-edge-litert.
+
+The ``.tflite`` runs in ai-edge-litert's Interpreter (XNNPACK delegate, 2 threads, fp32).
 
 onnx2tf 1.29 pins TensorFlow 2.19, onnx 1.19, numpy 1.26 and protobuf 4, which the project's venv
 does not have, so the converter and the runtime live in their own interpreter (installed by
@@ -10,10 +11,11 @@ one when it has the packages. One worker process serves every model of this Pyth
 process (:func:`benchmark`). The input model is never touched: onnx2tf runs onnxsim in place on
 the file it is given, so the worker converts a private copy in ``workdir``.
 
-Layouts: onnx2tf turns NCHW into NHWC (channel last for any rank >= 3), inputs and outputs included.
-The worker maps each ONNX tensor by shape; where both readings fit (e.g. C == W), it decides an
-output's layout by one probe run against ONNX Runtime on the model being converted, and says so
-(``ambiguous_outputs``). Chatter (onnx2tf, TensorFlow, LiteRT) goes to ``workdir/onnx2tf.log``.
+Layouts: onnx2tf turns NCHW into NHWC (channel last for any rank >= 3), inputs and outputs
+included. The worker maps each ONNX tensor by shape; where both readings fit (e.g. C == W), it
+decides an output's layout by one probe run against ONNX Runtime on the model being converted, and
+says so (``ambiguous_outputs``). Chatter (onnx2tf, TensorFlow, LiteRT) goes to
+``workdir/onnx2tf.log``.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tflite_worker
 
 
 def toolchain_python() -> Optional[str]:
-    """The interpreter that runs the worker: $DECONV2SUB_TFLITE_PYTHON, else this one if it has
-    the packages, else None."""
+    """The interpreter that runs the worker.
+
+    ``$DECONV2SUB_TFLITE_PYTHON``, else this one if it has the packages, else None.
+    """
     explicit = os.environ.get(ENV_PYTHON)
     if explicit:
         return explicit
@@ -129,6 +133,7 @@ class TfliteCompiled(Compiled):
     """A ``.tflite`` file loaded in the worker's LiteRT Interpreter."""
 
     def __init__(self, worker: _WorkerProcess, answer: Dict, workdir: str):
+        """Reads the worker's answer to a ``convert`` request."""
         self._worker = worker
         self.handle = int(answer["handle"])
         self.input_names = list(answer["input_names"])
@@ -158,6 +163,7 @@ class TfliteCompiled(Compiled):
         return path
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """One invoke in the worker; outputs in ONNX names and layout."""
         self._runs += 1
         feeds_path = self.save_feeds(feeds, f"run{self._runs}")
         out_path = os.path.join(self.workdir, f"outputs_run{self._runs}.npz")

@@ -1,6 +1,8 @@
-"""The LiteRT (TFLite) side of the ``tflite`` toolchain runner: a stand-alone script run in the
-interpreter that has onnx2tf, TensorFlow and ai-edge-litert (their pins conflict with the project's
-onnx/numpy/protobuf, so it usually lives in its own venv; see ``.ci/toolchains/tflite.sh``).
+"""The LiteRT (TFLite) side of the ``tflite`` toolchain runner, a stand-alone script.
+
+It runs in the interpreter that has onnx2tf, TensorFlow and ai-edge-litert (their pins conflict
+with the project's onnx/numpy/protobuf, so it usually lives in its own venv; see
+``.ci/toolchains/tflite.sh``).
 
 It imports nothing from deconv2sub: :mod:`deconv2sub.toolchains.tflite` starts it as
 ``python tflite_worker.py`` and talks to it over a pipe, one JSON request per line and one JSON
@@ -78,8 +80,10 @@ def ensure_calibration_file(folder: str) -> None:
 
 
 def private_copy(onnx_path: str, folder: str) -> str:
-    """A copy of the model (external data inlined) for onnx2tf, which runs onnxsim IN PLACE on
-    the file it is given: the caller's model must never change."""
+    """A copy of the model (external data inlined) for onnx2tf.
+
+    Onnx2tf runs onnxsim IN PLACE on the file it is given: the caller's model must never change.
+    """
     import onnx
 
     os.makedirs(folder, exist_ok=True)
@@ -156,21 +160,27 @@ def delegation(interp) -> Tuple[int, List[str]]:
 
 
 class PlainRunner:
-    """The signature runner's interface over the interpreter's own input/output tensors, for a
-    ``.tflite`` that onnx2tf wrote without a signature."""
+    """The signature runner's interface over the interpreter's own input/output tensors.
+
+    For a ``.tflite`` that onnx2tf wrote without a signature.
+    """
 
     def __init__(self, interp):
+        """Indexes the interpreter's input and output tensors by name."""
         self.interp = interp
         self.inputs = {d["name"]: d for d in interp.get_input_details()}
         self.outputs = {d["name"]: d for d in interp.get_output_details()}
 
     def get_input_details(self) -> Dict:
+        """Input tensor details by name."""
         return self.inputs
 
     def get_output_details(self) -> Dict:
+        """Output tensor details by name."""
         return self.outputs
 
     def __call__(self, **feeds) -> Dict[str, np.ndarray]:
+        """One invoke on TFLite-layout feeds; outputs by tensor name."""
         for name, arr in feeds.items():
             self.interp.set_tensor(self.inputs[name]["index"], arr)
         self.interp.invoke()
@@ -181,6 +191,7 @@ class Loaded:
     """One converted model loaded in the LiteRT Interpreter, with its layout maps."""
 
     def __init__(self, tflite_path: str, onnx_in: Dict, onnx_out: Dict, in_names, out_names):
+        """Loads ``tflite_path`` (XNNPACK) and maps the ONNX inputs to its tensors."""
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         self.path = tflite_path
@@ -232,6 +243,7 @@ class Loaded:
                 for n in self.in_names}
 
     def invoke(self, tfl_feeds) -> Dict[str, np.ndarray]:
+        """One invoke on TFLite-layout feeds; raw TFLite outputs."""
         return self.runner(**tfl_feeds)
 
     def settle_outputs(self, probe: Optional[Dict[str, np.ndarray]], expected) -> None:
@@ -257,6 +269,7 @@ class Loaded:
                 for n in self.out_names}
 
     def run(self, feeds) -> Dict[str, np.ndarray]:
+        """One invoke on ONNX-layout feeds; outputs in ONNX names and layout."""
         return self.outputs(self.invoke(self.feed(feeds)))
 
 
@@ -276,9 +289,11 @@ class Worker:
     """Holds the loaded models; answers requests."""
 
     def __init__(self):
+        """No models loaded yet."""
         self.models: Dict[int, Loaded] = {}
 
     def convert(self, req) -> Dict:
+        """Answers a ``convert`` request: onnx2tf, then load the ``.tflite``."""
         workdir = req["workdir"]
         os.makedirs(workdir, exist_ok=True)
         log_path = os.path.join(workdir, "onnx2tf.log")
@@ -339,6 +354,7 @@ class Worker:
                 "ambiguous_outputs": loaded.out_ambiguous, "log": log_path}
 
     def run(self, req) -> Dict:
+        """Answers a ``run`` request: feeds from, outputs to ``.npz`` files."""
         model = self.models[req["handle"]]
         with np.load(req["feeds"]) as data:
             feeds = {k: data[k] for k in data.files}
@@ -384,6 +400,7 @@ def serve(inp, out) -> None:
 
 
 def main() -> int:
+    """Serves requests on stdin; fds 1 and 2 go to the log named by argv[1]."""
     proto = os.fdopen(os.dup(1), "w")
     log = sys.argv[1] if len(sys.argv) > 1 else os.devnull
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)

@@ -78,12 +78,14 @@ class TvmCompiled(Compiled):
     """A Relax VM executable of one ONNX model."""
 
     def __init__(self, vm, input_names: List[str], output_names: List[str], artifacts: List[str]):
+        """Wraps a Relax VM with its ONNX input/output names."""
         self._vm = vm
         self.input_names = input_names
         self.output_names = output_names
         self.artifacts = artifacts
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """One call of ``main`` on the VM; outputs as numpy arrays."""
         import tvm
 
         args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[n])) for n in self.input_names]
@@ -129,7 +131,8 @@ def compile(model_path: str, input_shapes: Optional[Mapping[str, List[int]]],
     """Compile with TVM here, or in ``DECONV2SUB_TVM_PYTHON``'s environment when not importable.
 
     Beyond the common interface: ``input_shapes=None`` keeps the model's symbolic dims (Relax
-    symbolic shapes; one executable for every shape)."""
+    symbolic shapes; one executable for every shape).
+    """
     if _local_reason() is None:
         return compile_here(model_path, input_shapes, workdir)
     python = os.environ.get(PYTHON_ENV)

@@ -59,6 +59,7 @@ class WorkerProcess:
     """One worker process in another interpreter, answering JSON requests for one toolchain."""
 
     def __init__(self, python: str, module: str):
+        """Starts ``python -m deconv2sub.toolchains.worker module``."""
         self.python = python
         self.module = module
         self._stderr = tempfile.TemporaryFile()
@@ -107,16 +108,22 @@ class WorkerProcess:
         self._stderr.close()
 
     def __del__(self):
+        """Closes the worker; errors at interpreter shutdown are dropped."""
         try:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to report to
             pass
 
 
-def unavailable_here_or_in(local_reason: Optional[str], python_env: str, module: str) -> Optional[str]:
-    """A toolchain module's ``unavailable_reason``: ``None`` when it is usable in this interpreter
-    (``local_reason`` is None) or in the one named by the environment variable ``python_env``, else
-    why not (the other interpreter's answer when one is named)."""
+def unavailable_here_or_in(local_reason: Optional[str], python_env: str,
+                           module: str) -> Optional[str]:
+    """A toolchain module's ``unavailable_reason``, here or in another interpreter.
+
+    Returns:
+        ``None`` when it is usable in this interpreter (``local_reason`` is None) or in the one
+        named by the environment variable ``python_env``, else why not (the other interpreter's
+        answer when one is named).
+    """
     if local_reason is None:
         return None
     python = os.environ.get(python_env)
@@ -144,6 +151,7 @@ class WorkerCompiled(Compiled):
 
     def __init__(self, python: str, module: str, model_path: str,
                  input_shapes: Mapping[str, List[int]], workdir: str):
+        """Compiles ``model_path`` in a new worker of ``python``."""
         self.workdir = workdir
         self._worker = WorkerProcess(python, module)
         shapes = (None if input_shapes is None
@@ -158,6 +166,7 @@ class WorkerCompiled(Compiled):
         self._calls = 0
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """One run in the worker, arrays through ``.npz`` files in ``workdir``."""
         self._calls += 1
         feeds_path = os.path.join(self.workdir, f"feeds_{self._calls}.npz")
         out_path = os.path.join(self.workdir, f"outputs_{self._calls}.npz")

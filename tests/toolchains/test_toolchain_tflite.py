@@ -11,72 +11,36 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
+from toolchain_cases import FORMS, TFLITE_SAMPLE_SHAPES, close, ort_outputs, random_feeds
+from toolchain_checks import (
+    REPROS_DIR,
+    convert_sample,
+    repro_error,
+    repro_paths,
+    sample_params,
+    sample_path,
+)
 
-import deconv2sub
-from deconv2sub import ConvertOptions
 from deconv2sub.toolchains import ToolchainError, tflite, tflite_worker
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLES_DIR = os.path.join(ROOT, "samples")
-REPRO_DIR = os.path.join(ROOT, "tests", "toolchain_repros", "tflite")
+REPRO_DIR = os.path.join(REPROS_DIR, "tflite")
 REASON = tflite.unavailable_reason()
 needs_tflite = pytest.mark.skipif(REASON is not None, reason=f"tflite unavailable: {REASON}")
-
-# Static shapes for the samples (dynamic dims fixed; unet3d's two inputs are tied).
-SAMPLE_SHAPES = {
-    "seed_example": {"x": [1, 1, 4, 4]},
-    "dcgan_generator": {"z": [1, 16, 1, 1]},
-    "autoencoder": {"x": [1, 1, 28, 28]},
-    "unet_decoder": {"x": [1, 3, 64, 48]},
-    "enet_decoder": {"x": [1, 32, 12, 16]},
-    "hifigan_upsampler": {"mel": [1, 16, 40]},
-    "unet3d_upblock": {"x": [1, 16, 4, 6, 5], "skip": [1, 8, 8, 12, 10]},
-    "grouped_upsampler": {"x": [1, 8, 12, 16]},
-}
-FORMS = {
-    "CRD": ConvertOptions(strategy="depth_to_space", order="CRD"),
-    "DCR": ConvertOptions(strategy="depth_to_space", order="DCR"),
-    "reshape": ConvertOptions(strategy="depth_to_space", shuffle="reshape"),
-    "default": ConvertOptions(target="onnxruntime"),
-    "transpose": ConvertOptions(strategy="transpose"),
-}
+#: static shapes for the samples: non-square (see TFLITE_SAMPLE_SHAPES), unet3d's inputs tied
+SAMPLE_SHAPES = TFLITE_SAMPLE_SHAPES
 
 
-def feeds_for(shapes, seed=0):
-    rng = np.random.default_rng(seed)
-    return {k: rng.standard_normal(v).astype(np.float32) for k, v in shapes.items()}
-
-
-def max_excess(ref_path, compiled, feeds):
-    """Largest |tflite - ORT(original)| beyond 1e-3 abs + 1e-3 rel (<= 0: within tolerance)."""
-    sess = ort.InferenceSession(ref_path, providers=["CPUExecutionProvider"])
-    ref = sess.run(None, feeds)
-    out = compiled.run(feeds)
-    excess = []
-    for name, r in zip(compiled.output_names, ref):
-        assert out[name].shape == r.shape, (name, out[name].shape, r.shape)
-        excess.append(float(np.max(np.abs(out[name] - r) - (1e-3 + 1e-3 * np.abs(r)))))
-    return max(excess)
-
-
-def convert_form(name, form, tmp_path):
-    """The sample converted by deconv2sub in ``form`` (checked on ORT by convert_model itself)."""
-    model, report = deconv2sub.convert_model(os.path.join(SAMPLES_DIR, f"{name}.onnx"),
-                                             FORMS[form])
-    assert all(n.status == "rewritten" for n in report.nodes)
-    path = str(tmp_path / f"{name}_{form}.onnx")
-    onnx.save(model, path)
-    return path
+def ort_error(ref_path, compiled, feeds):
+    """(max abs error, within 1e-3 abs + 1e-3 rel) of tflite's outputs vs ORT on ``ref_path``."""
+    return close(compiled.run(feeds), ort_outputs(ref_path, feeds))
 
 
 # --- the runner's own helpers (no toolchain needed) ---------------------------------------------
 
 
 def test_layout_candidates_by_shape():
+    """The NCHW->NHWC permutations that fit a pair of shapes; both when C == H == W."""
     assert tflite_worker.candidate_perms([1, 3, 4, 5], [1, 4, 5, 3]) == [[0, 2, 3, 1]]
     assert tflite_worker.candidate_perms([1, 3, 4, 5], [1, 3, 4, 5]) == [[0, 1, 2, 3]]
     # C == H == W: both readings fit, so the worker must decide by a probe run
@@ -88,12 +52,14 @@ def test_layout_candidates_by_shape():
 
 
 def test_converter_key_message_is_the_last_error_line():
+    """The converter's key message is its last error line (else its last line)."""
     log = "INFO: step 1\nValueError: Dimensions must be equal\n  File \"x.py\", line 3\nbye\n"
     assert tflite_worker.last_error_line(log) == "ValueError: Dimensions must be equal"
     assert tflite_worker.last_error_line("only\nlines\n") == "lines"
 
 
 def test_unavailable_reason_says_how_to_install(monkeypatch, tmp_path):
+    """A missing toolchain interpreter is named, with the install script."""
     monkeypatch.setenv(tflite.ENV_PYTHON, str(tmp_path / "no-such-python"))
     reason = tflite.unavailable_reason()
     assert reason is not None and "does not exist" in reason and "tflite.sh" in reason
@@ -104,17 +70,19 @@ def test_unavailable_reason_says_how_to_install(monkeypatch, tmp_path):
 
 @needs_tflite
 def test_seed_example_dcr_form_maps_to_native_depth_to_space(tmp_path):
-    src = os.path.join(SAMPLES_DIR, "seed_example.onnx")
+    """The DCR form becomes one XNNPACK partition with DEPTH_TO_SPACE, right and timed."""
+    src = sample_path("seed_example")
     shapes = SAMPLE_SHAPES["seed_example"]
-    feeds = feeds_for(shapes)
-    path = convert_form("seed_example", "DCR", tmp_path)
+    feeds = random_feeds(shapes)
+    path = convert_sample("seed_example", "dcr", tmp_path)
     before = open(path, "rb").read()
     converted = tflite.compile(path, shapes, str(tmp_path / "dcr"))
     assert open(path, "rb").read() == before  # onnx2tf simplifies its input in place: a copy
     assert "DEPTH_TO_SPACE" in converted.ops and "TRANSPOSE_CONV" not in converted.ops
     assert converted.partitions == 1 and converted.outside_xnnpack == []
     assert converted.input_perm == {"x": [0, 2, 3, 1]}
-    assert max_excess(src, converted, feeds) <= 0
+    err, ok = ort_error(src, converted, feeds)
+    assert ok, f"max abs error {err}"
     times = tflite.benchmark([converted], [feeds], samples=5, warmup_s=0.05)
     assert len(times) == 1 and times[0] > 0
 
@@ -122,13 +90,15 @@ def test_seed_example_dcr_form_maps_to_native_depth_to_space(tmp_path):
 @needs_tflite
 @pytest.mark.slow
 def test_original_and_converted_time_interleaved_in_one_worker(tmp_path):
-    src = os.path.join(SAMPLES_DIR, "seed_example.onnx")
+    """The original (TRANSPOSE_CONV) and the CRD form are timed interleaved in one worker."""
+    src = sample_path("seed_example")
     shapes = SAMPLE_SHAPES["seed_example"]
-    feeds = feeds_for(shapes)
+    feeds = random_feeds(shapes)
     original = tflite.compile(src, shapes, str(tmp_path / "orig"))
     assert "TRANSPOSE_CONV" in original.ops
-    assert max_excess(src, original, feeds) <= 0
-    converted = tflite.compile(convert_form("seed_example", "CRD", tmp_path), shapes,
+    err, ok = ort_error(src, original, feeds)
+    assert ok, f"max abs error {err}"
+    converted = tflite.compile(convert_sample("seed_example", "crd", tmp_path), shapes,
                                str(tmp_path / "crd"))
     assert "DEPTH_TO_SPACE" not in converted.ops  # CRD: onnx2tf emits Reshape/Transpose
     times = tflite.benchmark([original, converted], [feeds, feeds], samples=5, warmup_s=0.05)
@@ -137,6 +107,7 @@ def test_original_and_converted_time_interleaved_in_one_worker(tmp_path):
 
 @needs_tflite
 def test_not_an_onnx_file_is_a_one_line_toolchain_error(tmp_path):
+    """A file onnx2tf cannot read is a one-line ToolchainError."""
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not a protobuf")
     with pytest.raises(ToolchainError) as err:
@@ -154,8 +125,8 @@ KNOWN_WRONG = {
     ("dcgan_generator", "reshape"): SQUARE,
     ("dcgan_generator", "default"): SQUARE,
     ("dcgan_generator", "transpose"): SQUARE,
-    ("unet3d_upblock", "CRD"): RANK8,
-    ("unet3d_upblock", "DCR"): RANK8,
+    ("unet3d_upblock", "crd"): RANK8,
+    ("unet3d_upblock", "dcr"): RANK8,
     ("unet3d_upblock", "reshape"): RANK8,
     ("unet3d_upblock", "transpose"): RANK8,
     ("unet3d_upblock", "default"): "Gather + Gemm + Conv3d form: wrong numbers (error 0.6); the "
@@ -163,24 +134,17 @@ KNOWN_WRONG = {
 }
 
 
-def _sample_cases():
-    for name in sorted(SAMPLE_SHAPES):
-        for form in FORMS:
-            marks = [pytest.mark.slow]
-            if (name, form) in KNOWN_WRONG:
-                marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_WRONG[name, form]))
-            yield pytest.param(name, form, marks=marks, id=f"{name}-{form}")
-
-
 @needs_tflite
-@pytest.mark.parametrize("name,form", list(_sample_cases()))
+@pytest.mark.parametrize("name,form", sample_params(
+    xfails=KNOWN_WRONG, forms=FORMS, samples=sorted(SAMPLE_SHAPES)))
 def test_sample_form_matches_ort_on_the_original(name, form, tmp_path):
+    """Each form has no TRANSPOSE_CONV on LiteRT and matches ORT on the original (or xfails)."""
     shapes = SAMPLE_SHAPES[name]
-    src = os.path.join(SAMPLES_DIR, f"{name}.onnx")
-    path = convert_form(name, form, tmp_path)  # as the CLI does: dynamic dims stay dynamic
+    path = convert_sample(name, form, tmp_path)  # as the CLI does: dynamic dims stay dynamic
     compiled = tflite.compile(path, shapes, str(tmp_path / "w"))
     assert "TRANSPOSE_CONV" not in compiled.ops
-    assert max_excess(src, compiled, feeds_for(shapes)) <= 0
+    err, ok = ort_error(sample_path(name), compiled, random_feeds(shapes))
+    assert ok, f"{name} {form}: max abs error {err}"
 
 
 # repro file -> what it shows; each asserts the CORRECT behaviour, so it fails (xfail) while the
@@ -198,16 +162,15 @@ REPROS = {
 @pytest.mark.parametrize("repro", sorted(REPROS))
 @pytest.mark.xfail(strict=True, reason="upstream onnx2tf/LiteRT bug, see the repro README")
 def test_repro_still_fails(repro, tmp_path):
-    path = os.path.join(REPRO_DIR, repro)
-    model = onnx.load(path)
-    shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim]
-              for i in model.graph.input}
-    compiled = tflite.compile(path, shapes, str(tmp_path / "w"))
-    assert max_excess(path, compiled, feeds_for(shapes)) <= 0
+    """Each repro is still wrong on onnx2tf/LiteRT (an upstream fix XPASSes)."""
+    err, ok = repro_error(tflite, os.path.join(REPRO_DIR, repro), str(tmp_path / "w"))
+    assert ok, f"max abs error {err}"
 
 
 def test_every_repro_is_documented():
-    files = sorted(f for f in os.listdir(REPRO_DIR) if f.endswith(".onnx"))
+    """Every repro file has a test entry and a README mention."""
+    files = [os.path.basename(p) for p in repro_paths("tflite")]
     assert files == sorted(REPROS)
-    readme = open(os.path.join(REPRO_DIR, "README.md")).read()
+    with open(os.path.join(REPRO_DIR, "README.md")) as f:
+        readme = f.read()
     assert all(f in readme for f in files)

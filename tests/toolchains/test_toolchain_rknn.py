@@ -1,5 +1,4 @@
-"""Rockchip RKNN-Toolkit2 (load_onnx + build for the RK3588, run on the toolkit's simulator) as a
-target.
+"""Rockchip RKNN-Toolkit2 as a target: load_onnx + build for the RK3588, run on its simulator.
 
 Skipped with the reason when rknn-toolkit2 is not importable here and ``DECONV2SUB_RKNN_PYTHON``
 does not name an interpreter that has it (``.ci/toolchains/rknn.sh VENV``). Every sample, converted
@@ -18,7 +17,7 @@ import numpy as np
 import onnx
 import pytest
 from toolchain_cases import SAMPLE_SHAPES, all_cases, close, ort_outputs, unknown_op_model
-from toolchain_checks import sample_path, toolchain_error
+from toolchain_checks import REPROS_DIR, convert_sample, sample_params, sample_path, toolchain_error
 
 import deconv2sub
 from deconv2sub import ConvertOptions
@@ -27,7 +26,7 @@ from deconv2sub.toolchains import rknn as toolchain
 
 REASON = toolchain.unavailable_reason()
 needs_rknn = pytest.mark.skipif(REASON is not None, reason=f"RKNN unavailable: {REASON}")
-REPROS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toolchain_repros", "rknn")
+REPROS = os.path.join(REPROS_DIR, "rknn")
 RTOL, ATOL = toolchain.TOLERANCES
 
 #: built in the default run (2-4 s each on 2 cores: a 2-D, a 1-D and a 3-D sample); the rest slow
@@ -40,26 +39,16 @@ WRONG_3D = ("RKNN-Toolkit2 2.5.0: a 3-D Conv whose output is split by a Reshape,
             "values, wrong places): tests/toolchain_repros/rknn")
 
 
-def _convert(sample: str, target: str, out_dir) -> str:
-    model, report = deconv2sub.convert_model(sample_path(sample), ConvertOptions(target=target))
-    assert not any(n.op_type == "ConvTranspose" for n in model.graph.node), report.summary()
-    path = os.path.join(str(out_dir), f"{sample}__{target}.onnx")
-    onnx.save(model, path)
-    return path
-
-
-def _param(sample, target):
-    return pytest.param(sample, target, id=f"{sample}-{target}",
-                        marks=[] if sample in QUICK else [pytest.mark.slow])
-
-
 @needs_rknn
-@pytest.mark.parametrize("sample,target", [_param(s, t) for s in SAMPLE_SHAPES for t in TARGETS])
+@pytest.mark.parametrize("sample,target", sample_params(
+    [(s, t) for s in QUICK for t in TARGETS], forms=TARGETS))
 def test_sample_matches_ort_on_rknn(sample, target, tmp_path):
-    """The portable default and the rknn profile of every sample build on RKNN, match ORT on the
-    original within float16 tolerances, and are no further from it than the original on RKNN.
+    """The portable default and the rknn profile of every sample are right on RKNN.
+
+    Each builds, matches ORT on the original within float16 tolerances, and is no further from it
+    than the original is on RKNN.
     """
-    err, ok = toolchain_error(toolchain, _convert(sample, target, tmp_path), sample,
+    err, ok = toolchain_error(toolchain, convert_sample(sample, target, tmp_path), sample,
                               str(tmp_path / "rknn"), rtol=RTOL, atol=ATOL)
     assert ok, f"{sample} {target}: max abs error {err} against ORT on the original"
     err_orig, ok_orig = toolchain_error(toolchain, sample_path(sample), sample,
@@ -73,8 +62,10 @@ def test_sample_matches_ort_on_rknn(sample, target, tmp_path):
     pytest.param(n, marks=[] if n.startswith(QUICK_CASES) else [pytest.mark.slow])
     for n in all_cases()])
 def test_op_case_matches_ort_on_rknn(name, tmp_path):
-    """DepthToSpace (both modes, b 2-8), Reshape/Transpose up to rank 8, Slice, Concat, Gather,
-    Gemm and a 1x1-input ConvTranspose are exact on RKNN to float16 accuracy.
+    """Every op case is exact on RKNN to float16 accuracy.
+
+    The cases: DepthToSpace (both modes, b 2-8), Reshape/Transpose up to rank 8, Slice, Concat,
+    Gather, Gemm and a 1x1-input ConvTranspose.
     """
     model, feeds = all_cases()[name]()
     path = str(tmp_path / "case.onnx")
@@ -85,6 +76,7 @@ def test_op_case_matches_ort_on_rknn(name, tmp_path):
 
 
 def _repro(tmp_path, path, shape):
+    """(max abs error, within RKNN's tolerances) of a one-input repro on RKNN vs ORT."""
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     compiled = toolchain.compile(path, {"X": list(shape)}, str(tmp_path))
     return close(compiled.run({"X": x}), ort_outputs(onnx.load(path), {"X": x}), RTOL, ATOL)
@@ -93,9 +85,10 @@ def _repro(tmp_path, path, shape):
 @needs_rknn
 @pytest.mark.xfail(strict=True, reason=WRONG_3D)
 def test_repro_conv3d_reshape_rank6_transpose(tmp_path):
-    """Conv3d (1x1x1, 2 -> 16) -> Reshape [4,2,2,2,2,2] -> Transpose [0,3,1,4,2,5] -> Reshape
-    [1,2,64] (the 3-D two-stage shuffle of ``--target onnxruntime``) is wrong on RKNN: when upstream
-    fixes it, this XPASSes and fails strict.
+    """The 3-D two-stage shuffle of ``--target onnxruntime`` is wrong on RKNN (strict xfail).
+
+    The graph: Conv3d (1x1x1, 2 -> 16) -> Reshape [4,2,2,2,2,2] -> Transpose [0,3,1,4,2,5] ->
+    Reshape [1,2,64]. When upstream fixes it, this XPASSes and fails strict.
     """
     err, ok = _repro(tmp_path, os.path.join(REPROS, "conv3d_reshape_rank6_transpose_wrong.onnx"),
                      (1, 2, 2, 2, 2))
@@ -104,8 +97,10 @@ def test_repro_conv3d_reshape_rank6_transpose(tmp_path):
 
 @needs_rknn
 def test_repro_without_the_merge_is_exact(tmp_path):
-    """The same graph without its last Reshape (the Transpose's output as the graph output) is
-    exact: the wrong order comes from the builder's fusion of the whole chain into the Conv.
+    """The same graph without its last Reshape is exact.
+
+    With the Transpose's output as the graph output the order is right: the wrong order comes from
+    the builder's fusion of the whole chain into the Conv.
     """
     model = onnx.load(os.path.join(REPROS, "conv3d_reshape_rank6_transpose_wrong.onnx"))
     merge = model.graph.node[-1]
@@ -120,9 +115,10 @@ def test_repro_without_the_merge_is_exact(tmp_path):
 
 @needs_rknn
 def test_cpu_placements_are_reported(tmp_path):
-    """The builder's CPU placements reach ``Compiled.notes``: the autoencoder's portable form runs
-    wholly on the NPU, its two-stage Transpose form (``--strategy transpose``) puts layers on the
-    CPU.
+    """The builder's CPU placements reach ``Compiled.notes``.
+
+    The autoencoder's portable form runs wholly on the NPU, its two-stage Transpose form
+    (``--strategy transpose``) puts layers on the CPU.
     """
     notes = {}
     for name, options in (("portable", ConvertOptions(target="portable")),
@@ -170,8 +166,9 @@ D RKNN: [12:17:35.000] 7    Transpose          FLOAT16  CPU    after the table: 
 
 
 def test_placement_notes_parse_the_layer_table():
-    """CPU layers of the layer table (not the input/output operators, nor lines after the table)
-    and the placement messages become notes (needs no RKNN).
+    """CPU layers of the layer table and the placement messages become notes (needs no RKNN).
+
+    The input/output operators and lines after the table are left out.
     """
     assert toolchain.placement_notes(LOG) == [
         "Unkown op target: 0",
@@ -181,9 +178,10 @@ def test_placement_notes_parse_the_layer_table():
 
 
 def test_known_bug_warns_for_the_3d_two_stage_shuffle_only():
-    """``--toolchain rknn`` warns on the repro (2x2x2, not 3x3x3) and on unet3d's ``--target
-    onnxruntime`` output (3-D two-stage shuffle, symbolic sizes), not on its portable or rknn output,
-    nor on a 2-D sample (needs no RKNN).
+    """``--toolchain rknn`` warns on the 3-D two-stage shuffle only (needs no RKNN).
+
+    It warns on the repro (2x2x2, not 3x3x3) and on unet3d's ``--target onnxruntime`` output (3-D
+    two-stage shuffle, symbolic sizes), not on its portable or rknn output, nor on a 2-D sample.
     """
     from deconv2sub.targets import ALL_BUGS
     from deconv2sub.targets.bugs import find_hits

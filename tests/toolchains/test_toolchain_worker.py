@@ -14,7 +14,7 @@ import pytest
 from deconv2sub.toolchains import ToolchainError
 from deconv2sub.toolchains.worker import WorkerCompiled, probe
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -40,18 +40,21 @@ def test_compile_and_run_through_worker(tmp_path):
 
 
 def test_converter_failure_comes_back_as_one_line(tmp_path):
+    """The converter's error reaches the parent as its first line, without the chatter."""
     with pytest.raises(ToolchainError) as info:
         WorkerCompiled(sys.executable, "fake_toolchain", "bad.onnx", {"X": [1]}, str(tmp_path))
     assert str(info.value) == "fake: unsupported op Foo"
 
 
 def test_worker_that_cannot_import_the_module_says_so(tmp_path):
+    """A worker that dies on import is reported with the module's name."""
     with pytest.raises(ToolchainError) as info:
         WorkerCompiled(sys.executable, "no_such_toolchain_module", "m.onnx", {}, str(tmp_path))
     assert "died" in str(info.value) and "no_such_toolchain_module" in str(info.value)
 
 
 def test_probe():
+    """``probe`` is None for a usable module, else why: cannot import, cannot run."""
     assert probe(sys.executable, "fake_toolchain") is None
     reason = probe(sys.executable, "no_such_toolchain_module")
     assert "cannot import no_such_toolchain_module" in reason

@@ -1,7 +1,8 @@
-"""ncnn through pnnx: the rewrite forms that ncnn accepts match ONNX Runtime on the ORIGINAL
-sample; the forms and ops it rejects or computes wrong are kept as repros (xfail strict, so an
-upstream fix shows). Skipped when pnnx/ncnn are not installed (.ci/toolchains/ncnn.sh installs
-them). Measured table and findings: benchmarks/toolchains/ncnn.md.
+"""Ncnn through pnnx: the accepted rewrite forms match ONNX Runtime on the ORIGINAL sample.
+
+The forms and ops ncnn rejects or computes wrong are strict xfails and repros (so an upstream fix
+shows). Skipped when pnnx/ncnn are not installed (.ci/toolchains/ncnn.sh installs them). Measured
+table and findings: benchmarks/toolchains/ncnn.md.
 """
 
 from __future__ import annotations
@@ -9,16 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 
+import onnx
 import pytest
-from toolchain_repro_cases import repro_paths, static_input_shapes
-from toolchain_samples import (
-    SAMPLE_SHAPES,
-    feeds_for,
-    form_file,
-    matches,
-    max_errors,
-    ort_outputs,
+from toolchain_cases import ALL_FORMS, SAMPLE_SHAPES
+from toolchain_checks import (
+    check_sample,
+    convert_sample,
+    repro_error,
+    repro_paths,
+    sample_params,
     sample_path,
+    toolchain_error,
 )
 
 from deconv2sub.toolchains import ToolchainError
@@ -40,52 +42,41 @@ ACCEPTED = {
     "unet3d_upblock": ["original"],
     "grouped_upsampler": ["original", "crd", "dcr", "reshape"],
 }
+REJECTED = pytest.mark.xfail(strict=True, raises=(ToolchainError, AssertionError),
+                             reason="ncnn rejects the form or computes it wrong (ncnn.md)")
 
 #: the quick default run: one per kind of shuffle (2-D DepthToSpace, 2-D and 1-D Reshape)
 FAST = [("seed_example", "crd"), ("dcgan_generator", "reshape"), ("hifigan_upsampler", "reshape")]
 
 
-def run_on_ncnn(path: str, shapes, workdir: str):
-    feeds = feeds_for(shapes)
-    return tc.compile(path, shapes, workdir).run(feeds), feeds
-
-
-def check_sample(name: str, form: str, tmp_path) -> None:
-    shapes = SAMPLE_SHAPES[name]
-    got, feeds = run_on_ncnn(form_file(name, form, str(tmp_path)), shapes, str(tmp_path / "w"))
-    want = ort_outputs(sample_path(name), feeds)
-    assert matches(got, want), max_errors(got, want)
-
-
-@pytest.mark.parametrize("name,form", FAST)
-def test_form_matches_ort_on_the_original(name, form, tmp_path):
-    check_sample(name, form, tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name,form", [(n, f) for n, forms in ACCEPTED.items() for f in forms
-                                       if (n, f) not in FAST])
-def test_every_accepted_form_matches_ort(name, form, tmp_path):
-    check_sample(name, form, tmp_path)
+@pytest.mark.parametrize("sample,form", sample_params(FAST, {
+    (s, f): REJECTED for s, forms in ACCEPTED.items() for f in ALL_FORMS if f not in forms}))
+def test_sample_form_matches_ort_on_the_original(sample, form, tmp_path):
+    """The accepted forms match ORT on the original; the others still fail (strict xfail)."""
+    check_sample(tc, sample, form, tmp_path)
 
 
 def test_depth_to_space_crd_maps_to_pixelshuffle(tmp_path):
-    path = form_file("seed_example", "crd", str(tmp_path))
+    """The CRD form's DepthToSpace becomes ncnn's PixelShuffle, with no Reshape/Permute."""
+    path = convert_sample("seed_example", "crd", tmp_path)
     ops = tc.compile(path, SAMPLE_SHAPES["seed_example"], str(tmp_path / "w")).ops
     assert ops == ["Input", "Convolution", "PixelShuffle", "Crop"]
 
 
 def test_batch_above_one_is_refused(tmp_path):
+    """Ncnn has no batch axis: a batch of 2 is refused by name."""
     with pytest.raises(ToolchainError, match="batch 1"):
         tc.compile(sample_path("dcgan_generator"), {"z": [2, 16, 1, 1]}, str(tmp_path))
 
 
 def test_missing_input_shape_is_refused(tmp_path):
+    """An input without a static shape is named in the error."""
     with pytest.raises(ToolchainError, match="static shape for input 'z'"):
         tc.compile(sample_path("dcgan_generator"), {}, str(tmp_path))
 
 
 def test_not_an_onnx_file_is_one_line_error(tmp_path):
+    """A file pnnx cannot read is a one-line ToolchainError."""
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
     with pytest.raises(ToolchainError) as info:
@@ -94,6 +85,7 @@ def test_not_an_onnx_file_is_one_line_error(tmp_path):
 
 
 def test_model_folder_is_left_alone(tmp_path):
+    """Pnnx writes its files in the work directory, never next to the model."""
     src = tmp_path / "in"
     src.mkdir()
     shutil.copy(sample_path("seed_example"), src / "m.onnx")
@@ -106,23 +98,22 @@ def test_model_folder_is_left_alone(tmp_path):
 @pytest.mark.xfail(strict=True, raises=(ToolchainError, AssertionError),
                    reason="ncnn bug/limitation kept as a repro (tests/toolchain_repros/ncnn)")
 def test_repro_still_fails_on_ncnn(path, tmp_path):
-    got, feeds = run_on_ncnn(path, static_input_shapes(path), str(tmp_path))
-    want = ort_outputs(path, feeds)
-    assert matches(got, want), max_errors(got, want)
+    """Each repro is still wrong or rejected on ncnn (an upstream fix XPASSes)."""
+    err, ok = repro_error(tc, path, str(tmp_path))
+    assert ok, f"max abs error {err}"
 
 
 def test_model_with_external_data_converts(tmp_path):
-    # pnnx is handed a copy in its workdir: the weights must travel with it (pnnx crashed with
-    # "External data path validation failed" when only the .onnx file was copied)
-    import onnx
+    """A model with external data converts and matches ORT on the original.
 
-    model = onnx.load(form_file("seed_example", "crd", str(tmp_path)))
+    Pnnx is handed a copy in its workdir: the weights must travel with it (pnnx crashed with
+    "External data path validation failed" when only the .onnx file was copied).
+    """
+    model = onnx.load(convert_sample("seed_example", "crd", tmp_path))
     path = tmp_path / "ext" / "m.onnx"
     path.parent.mkdir()
     onnx.save(model, str(path), save_as_external_data=True, location="m.onnx.data",
               size_threshold=0)
     assert (path.parent / "m.onnx.data").is_file()
-    shapes = SAMPLE_SHAPES["seed_example"]
-    got, feeds = run_on_ncnn(str(path), shapes, str(tmp_path / "w"))
-    want = ort_outputs(sample_path("seed_example"), feeds)
-    assert matches(got, want), max_errors(got, want)
+    err, ok = toolchain_error(tc, str(path), "seed_example", str(tmp_path / "w"))
+    assert ok, f"max abs error {err} against ORT on the original"

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 from toolchain_cases import FORMS, SAMPLE_SHAPES, all_cases, close, ort_outputs, unknown_op_model
-from toolchain_checks import convert_sample, sample_path, toolchain_error
+from toolchain_checks import REPROS_DIR, check_sample, sample_params
 
 import deconv2sub
 from deconv2sub import ConvertOptions
@@ -23,7 +23,7 @@ from deconv2sub.toolchains import iree as toolchain
 
 REASON = toolchain.unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"IREE unavailable: {REASON}")
-REPROS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toolchain_repros", "iree")
+REPROS = os.path.join(REPROS_DIR, "iree")
 
 #: compiled in the default run; the other samples take 10-60 s per form on 2 cores
 QUICK = ["seed_example"]
@@ -41,23 +41,23 @@ CRD_OK = {"hifigan_upsampler", "unet3d_upblock"}
 DCR_IS_CRD = {"grouped_upsampler"}
 
 
-def _param(sample, form):
-    marks = [] if sample in QUICK and form in QUICK_FORMS else [pytest.mark.slow]
-    if (form == "crd" and sample not in CRD_OK) or (form == "dcr" and sample in DCR_IS_CRD):
-        marks.append(pytest.mark.xfail(strict=True, reason=CRD_BUG))
-    if (sample, form) in KNOWN_BAD:
-        marks.append(pytest.mark.xfail(strict=True, raises=ToolchainError,
-                                       reason=KNOWN_BAD[(sample, form)]))
-    return pytest.param(sample, form, marks=marks, id=f"{sample}-{form}")
+def _xfails():
+    """(sample, form) -> the strict xfail of what IREE gets wrong there."""
+    xfails = {pair: pytest.mark.xfail(strict=True, raises=ToolchainError, reason=why)
+              for pair, why in KNOWN_BAD.items()}
+    for sample in SAMPLE_SHAPES:
+        if sample not in CRD_OK:
+            xfails[sample, "crd"] = CRD_BUG
+        if sample in DCR_IS_CRD:
+            xfails[sample, "dcr"] = CRD_BUG
+    return xfails
 
 
-@pytest.mark.parametrize("sample,form", [_param(s, f) for s in SAMPLE_SHAPES
-                                         for f in ["original", *FORMS]])
+@pytest.mark.parametrize("sample,form", sample_params(
+    [(s, f) for s in QUICK for f in QUICK_FORMS], _xfails()))
 def test_sample_matches_ort_on_iree(sample, form, tmp_path):
     """The forms IREE compiles right (DCR, Reshape/Transpose, default, transpose) match ORT."""
-    path = sample_path(sample) if form == "original" else convert_sample(sample, form, tmp_path)
-    err, ok = toolchain_error(toolchain, path, sample, str(tmp_path / "iree"))
-    assert ok, f"{sample} {form}: max abs error {err} against ORT on the original"
+    check_sample(toolchain, sample, form, tmp_path)
 
 
 def _case_param(name):
@@ -70,9 +70,11 @@ def _case_param(name):
 
 @pytest.mark.parametrize("name", [_case_param(n) for n in all_cases()])
 def test_op_case_matches_ort_on_iree(name, tmp_path):
-    """DCR at every block size, CRD where C/b^2 == b, Reshape/Transpose up to rank 8, Slice,
-    Concat, Gather, Gemm and a 1x1-input ConvTranspose are exact on IREE; CRD with C/b^2 != b
-    is not (strict xfail).
+    """Every op case but CRD with C/b^2 != b is exact on IREE.
+
+    DCR at every block size, CRD where C/b^2 == b, Reshape/Transpose up to rank 8, Slice, Concat,
+    Gather, Gemm and a 1x1-input ConvTranspose match ORT; CRD with C/b^2 != b does not (strict
+    xfail).
     """
     model, feeds = all_cases()[name]()
     path = str(tmp_path / "case.onnx")
@@ -94,8 +96,10 @@ def test_repro_depth_to_space_crd(tmp_path):
 @pytest.mark.xfail(strict=True, raises=ToolchainError,
                    reason="IREE 3.13 cannot compile a depthwise ConvTranspose")
 def test_repro_depthwise_convtranspose(tmp_path):
-    """Depthwise ConvTranspose k3 s2 p1 op1 (grouped_upsampler's second layer) of [1, 4, 3, 3]:
-    iree-compile fails ('tensor.collapse_shape' op expected reassociation map ...).
+    """IREE cannot compile a depthwise ConvTranspose (strict xfail).
+
+    The layer is grouped_upsampler's second, k3 s2 p1 op1 of [1, 4, 3, 3]: iree-compile fails
+    ('tensor.collapse_shape' op expected reassociation map ...).
     """
     path = os.path.join(REPROS, "depthwise_convtranspose.onnx")
     x = np.random.default_rng(0).standard_normal((1, 4, 3, 3)).astype(np.float32)
@@ -105,8 +109,9 @@ def test_repro_depthwise_convtranspose(tmp_path):
 
 
 def test_depthwise_convtranspose_rewrite_compiles(tmp_path):
-    """The same layer rewritten (depthwise Conv + Reshape/Transpose shuffle) compiles and is
-    exact on IREE: the rewrite is the way to deploy it there.
+    """The same layer rewritten compiles and is exact on IREE.
+
+    The rewrite (depthwise Conv + Reshape/Transpose shuffle) is the way to deploy it there.
     """
     src = os.path.join(REPROS, "depthwise_convtranspose.onnx")
     model, _ = deconv2sub.convert_model(src, ConvertOptions(**FORMS["reshape"]))

@@ -1,7 +1,9 @@
-"""The plumbing of deployment-toolchain runtimes (``--runtime ncnn|mnn|tflite|tvm|iree|rknn``), with a stand-in
-toolchain module: the candidate goes through the toolchain once per input shape set, the original runs
-on ONNX Runtime, a toolchain that mistranslates fails verification, one that cannot convert the original
-is reported, and a missing toolchain is exit 3."""
+"""The plumbing of deployment-toolchain runtimes (``--runtime ncnn|mnn|tflite|tvm|iree|rknn``).
+
+With a stand-in toolchain module: the candidate goes through the toolchain once per input shape
+set, the original runs on ONNX Runtime, a toolchain that mistranslates fails verification, one
+that cannot convert the original is reported, and a missing toolchain is exit 3.
+"""
 
 from __future__ import annotations
 
@@ -53,13 +55,16 @@ def _fake(bias=0.0, refuse_op=None, reason=None):
 
 @pytest.fixture
 def model_file(tmp_path):
+    """A ConvTranspose k4 s2 p1 model with a symbolic batch, saved in ``tmp_path``."""
     w = np.random.default_rng(0).standard_normal((4, 3, 4, 4)).astype(np.float32)
     path = tmp_path / "m.onnx"
-    onnx.save(convtranspose_model(["N", 4, 5, 6], w, None, strides=[2, 2], pads=[1, 1, 1, 1]), path)
+    model = convtranspose_model(["N", 4, 5, 6], w, None, strides=[2, 2], pads=[1, 1, 1, 1])
+    onnx.save(model, path)
     return path
 
 
 def _convert(model_file, tmp_path, *extra):
+    """``deconv2sub convert --runtime tvm`` (the stand-in) of ``model_file``: (result, output)."""
     out = tmp_path / "out.onnx"
     return CliRunner().invoke(
         main, ["convert", str(model_file), "-o", str(out), "--runtime", "tvm", *extra]
@@ -67,22 +72,26 @@ def _convert(model_file, tmp_path, *extra):
 
 
 def test_toolchain_verifies_the_candidate_against_ort(monkeypatch, model_file, tmp_path):
+    """The candidate runs on the toolchain once per trial shape and passes against ORT."""
     fake = _fake()
     monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", fake)
     r, out = _convert(model_file, tmp_path)
     assert r.exit_code == 0, r.output
     assert out.exists() and "PASSED" in r.output
-    # two trial shapes (symbolic batch): one toolchain conversion each; the original never reached it
+    # two trial shapes (symbolic batch): one toolchain conversion each; the original never
+    # reached it
     assert len(fake.calls) == 2 and fake.calls[0] != fake.calls[1]
 
 
 def test_toolchain_mistranslation_fails_verification(monkeypatch, model_file, tmp_path):
+    """A toolchain that computes the candidate wrong fails verification; nothing is written."""
     monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", _fake(bias=0.05))
     r, out = _convert(model_file, tmp_path)
     assert r.exit_code == 1 and "FAILED" in r.output and not out.exists()
 
 
 def test_toolchain_that_cannot_convert_the_rewrite_fails(monkeypatch, model_file, tmp_path):
+    """A toolchain that refuses the rewrite's op fails with its message; another form passes."""
     monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", _fake(refuse_op="DepthToSpace"))
     r, out = _convert(model_file, tmp_path)
     assert r.exit_code == 1 and "op DepthToSpace is not supported" in r.output and not out.exists()
@@ -92,6 +101,7 @@ def test_toolchain_that_cannot_convert_the_rewrite_fails(monkeypatch, model_file
 
 
 def test_missing_toolchain_is_exit_3(monkeypatch, model_file, tmp_path):
+    """An unavailable toolchain is exit 3 with its reason."""
     monkeypatch.setitem(
         sys.modules, "deconv2sub.toolchains.tvm", _fake(reason="TVM is not installed: pip ...")
     )
@@ -100,6 +110,7 @@ def test_missing_toolchain_is_exit_3(monkeypatch, model_file, tmp_path):
 
 
 def test_validate_on_a_toolchain(monkeypatch, model_file, tmp_path):
+    """``validate --runtime`` passes a right toolchain and fails a wrong one."""
     monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", _fake())
     r = CliRunner().invoke(main, ["validate", str(model_file), str(model_file), "--runtime", "tvm"])
     assert r.exit_code == 0, r.output
@@ -109,8 +120,10 @@ def test_validate_on_a_toolchain(monkeypatch, model_file, tmp_path):
 
 
 def test_toolchain_tolerances_come_from_its_module(monkeypatch, model_file, tmp_path):
-    """A toolchain module's ``TOLERANCES`` (RKNN's float16) replace the 1e-3 default: an error of
-    5e-3 fails with the default and passes with (1e-2, 1e-2)."""
+    """A toolchain module's ``TOLERANCES`` (RKNN's float16) replace the 1e-3 default.
+
+    An error of 5e-3 fails with the default and passes with (1e-2, 1e-2).
+    """
     monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", _fake(bias=5e-3))
     r, _ = _convert(model_file, tmp_path)
     assert r.exit_code == 1, r.output
