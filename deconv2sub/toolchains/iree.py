@@ -30,7 +30,7 @@ from typing import Dict, List, Mapping, Optional
 import numpy as np
 
 from . import Compiled, ToolchainError
-from .worker import WorkerCompiled, unavailable_here_or_in
+from .worker import compile_here_or_in, unavailable_here_or_in
 
 NAME = "iree"
 #: an interpreter whose environment has iree-base-compiler and iree-base-runtime
@@ -187,9 +187,5 @@ def compile_here(model_path: str, input_shapes: Mapping[str, List[int]],
 
 def compile(model_path: str, input_shapes: Mapping[str, List[int]], workdir: str) -> Compiled:
     """Compile with IREE here, or in ``DECONV2SUB_IREE_PYTHON``'s environment when not here."""
-    if _local_reason() is None:
-        return compile_here(model_path, input_shapes, workdir)
-    python = os.environ.get(PYTHON_ENV)
-    if not python:
-        raise ToolchainError(_local_reason())
-    return WorkerCompiled(python, __name__, model_path, input_shapes, workdir)
+    return compile_here_or_in(_local_reason(), PYTHON_ENV, __name__, compile_here,
+                              model_path, input_shapes, workdir)

@@ -22,7 +22,7 @@ from typing import Dict, List, Mapping, Optional
 import numpy as np
 
 from . import Compiled, ToolchainError
-from .worker import WorkerCompiled, unavailable_here_or_in
+from .worker import compile_here_or_in, unavailable_here_or_in
 
 NAME = "tvm"
 #: an interpreter whose environment has apache-tvm (used when this one has not)
@@ -133,9 +133,5 @@ def compile(model_path: str, input_shapes: Optional[Mapping[str, List[int]]],
     Beyond the common interface: ``input_shapes=None`` keeps the model's symbolic dims (Relax
     symbolic shapes; one executable for every shape).
     """
-    if _local_reason() is None:
-        return compile_here(model_path, input_shapes, workdir)
-    python = os.environ.get(PYTHON_ENV)
-    if not python:
-        raise ToolchainError(_local_reason())
-    return WorkerCompiled(python, __name__, model_path, input_shapes, workdir)
+    return compile_here_or_in(_local_reason(), PYTHON_ENV, __name__, compile_here,
+                              model_path, input_shapes, workdir)

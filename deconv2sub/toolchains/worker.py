@@ -130,6 +130,22 @@ def unavailable_here_or_in(local_reason: Optional[str], python_env: str,
     return probe(python, module) if python else local_reason
 
 
+def compile_here_or_in(local_reason: Optional[str], python_env: str, module: str, compile_here,
+                       model_path: str, input_shapes, workdir: str):
+    """A toolchain module's ``compile``, here or in another interpreter.
+
+    ``compile_here(model_path, input_shapes, workdir)`` when the toolchain is usable in this
+    interpreter (``local_reason`` is None), else a :class:`WorkerCompiled` in the interpreter named
+    by the environment variable ``python_env``; ToolchainError(``local_reason``) when none is named.
+    """
+    if local_reason is None:
+        return compile_here(model_path, input_shapes, workdir)
+    python = os.environ.get(python_env)
+    if not python:
+        raise ToolchainError(local_reason)
+    return WorkerCompiled(python, module, model_path, input_shapes, workdir)
+
+
 def probe(python: str, module: str) -> Optional[str]:
     """``None`` when ``module`` is usable in ``python``'s environment, else why not (one line)."""
     try:
