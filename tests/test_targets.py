@@ -36,7 +36,8 @@ def _all_nodes(model):
     return list(model.graph.node)
 
 
-SHAPE_OPS = {"Shape", "Slice", "Mul", "Concat"}  # run-time shape arithmetic (symbolic sizes only)
+#: run-time shape arithmetic (symbolic sizes only): Gather of one dim of a Shape, scalar Mul, Unsqueeze
+SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Mul", "Concat"}
 
 
 def _assert_within(
@@ -47,8 +48,11 @@ def _assert_within(
     allowed = PORTABLE_OPS | ({"Gather"} if profile.gather else set())
     if not static and not shape_free and profile.dynamic_shapes:
         allowed |= SHAPE_OPS
+    shape_outputs = {n.output[0] for n in _all_nodes(converted) if n.op_type == "Shape"}
     for node in _all_nodes(converted):
         assert node.op_type in allowed, node.op_type
+        if node.op_type == "Gather" and not profile.gather:
+            assert node.input[0] in shape_outputs, "a data Gather on a target without Gather"
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type == "DepthToSpace":
             mode = attrs.get("mode", b"DCR").decode()

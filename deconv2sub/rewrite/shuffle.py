@@ -110,18 +110,12 @@ def emit_shuffle(
         shape1_t = em.int64s("shuffle_shape1", shape1)
         shape2_t = em.int64s("shuffle_shape2", shape2)
     else:
-        full = em.var("shape", np.int64)
-        em.node("Shape", "subpixel_shape", [x], [full])
-        batch = em.var("shape_batch", np.int64)
-        spatial = em.var("shape_spatial", np.int64)
-        _slice(em, "subpixel_shape_batch", full, batch, [0], [1], [0])
-        _slice(em, "subpixel_shape_spatial", full, spatial, [2], [2 + n], [0])
-        scaled = em.var("shape_spatial_scaled", np.int64)
-        em.node("Mul", "subpixel_shape_scale", [spatial, em.int64s("strides", s)], [scaled])
-        shape1_t = em.var("shuffle_shape1", np.int64)
-        shape2_t = em.var("shuffle_shape2", np.int64)
-        em.node("Concat", "subpixel_shape1", [batch, em.int64s("shape_mid", [m] + s), spatial], [shape1_t], {"axis": 0})
-        em.node("Concat", "subpixel_shape2", [batch, em.int64s("shape_m", [m]), scaled], [shape2_t], {"axis": 0})
+        shapes = _Shapes(em, x)
+        dims = [(v, ()) if v is not None else (1, (2 + a,)) for a, v in enumerate(q)]
+        scaled = [(v * st, ()) if v is not None else (st, (2 + a,)) for a, (v, st) in enumerate(zip(q, s))]
+        head = [(1, (0,)), (m, ())]
+        shape1_t = shapes.tensor("shuffle_shape1", head + [(st, ()) for st in s] + dims)
+        shape2_t = shapes.tensor("shuffle_shape2", head + scaled)
     r1 = em.var("phases")
     em.node("Reshape", "subpixel_split_phases", [x, shape1_t], [r1])
     tr = em.var("interleaved")
@@ -213,7 +207,15 @@ def emit_runtime_crop(em: Emitter, plan: SubPixelPlan, x_in: gs.Tensor, x: gs.Va
 
 
 class _Shapes:
-    """Emits shape tensors for Reshape, from the Conv output's run-time shape only when needed."""
+    """Emits shape tensors for Reshape, from the Conv output's run-time shape only when needed.
+
+    A size computed at run time is built the way exporters (PyTorch) build them: ``Gather`` of one
+    dim of ``Shape`` with a scalar index, scalar ``Mul``, ``Unsqueeze`` to 1-D, ``Concat``. TVM's
+    Relax ONNX importer folds exactly that into a symbolic shape; a ``Slice`` of ``Shape`` followed
+    by ``Mul`` it refuses ("cannot handle ShapeExpr inputs", apache-tvm 0.27;
+    tests/toolchain_repros/tvm/shape_arithmetic.onnx), and a 1-D ``Gather`` gives a tensor that its
+    ``Reshape`` refuses ("requires the input new shape to be Shape").
+    """
 
     def __init__(self, em: Emitter, source: gs.Variable):
         self.em = em
@@ -222,14 +224,24 @@ class _Shapes:
         self._dims: dict = {}
 
     def _dim(self, i: int) -> gs.Variable:
+        """Dim ``i`` of the source's run-time shape, an int64 scalar."""
         if i not in self._dims:
             if self._shape is None:
                 self._shape = self.em.var("shape", np.int64)
                 self.em.node("Shape", "subpixel_shape", [self.source], [self._shape])
             v = self.em.var(f"shape_dim{i}", np.int64)
-            _slice(self.em, f"subpixel_shape_dim{i}", self._shape, v, [i], [i + 1], [0])
+            self.em.node("Gather", f"subpixel_shape_dim{i}",
+                         [self._shape, self.em.int64s(f"shape_dim{i}_index", i)], [v], {"axis": 0})
             self._dims[i] = v
         return self._dims[i]
+
+    def _to_1d(self, suffix: str, scalar: gs.Variable) -> gs.Variable:
+        out = self.em.var(suffix, np.int64)
+        if self.em.opset >= 13:
+            self.em.node("Unsqueeze", f"subpixel_{suffix}", [scalar, self.em.int64s(f"{suffix}_axes", [0])], [out])
+        else:
+            self.em.node("Unsqueeze", f"subpixel_{suffix}", [scalar], [out], {"axes": [0]})
+        return out
 
     def tensor(self, suffix: str, sizes) -> gs.Tensor:
         unknown = [s for s in sizes if not known(s)]
@@ -247,9 +259,9 @@ class _Shapes:
                 value = prod
             if factor != 1:
                 prod = self.em.var(f"{suffix}_{i}_scaled", np.int64)
-                self.em.node("Mul", f"subpixel_{suffix}_{i}_scale", [value, self.em.int64s(f"{suffix}_{i}_f", [factor])], [prod])
+                self.em.node("Mul", f"subpixel_{suffix}_{i}_scale", [value, self.em.int64s(f"{suffix}_{i}_f", factor)], [prod])
                 value = prod
-            parts.append(value)
+            parts.append(self._to_1d(f"{suffix}_{i}_1d", value))
         out = self.em.var(suffix, np.int64)
         self.em.node("Concat", f"subpixel_{suffix}", parts, [out], {"axis": 0})
         return out

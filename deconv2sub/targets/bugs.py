@@ -75,12 +75,22 @@ def _attr(node: "onnx.NodeProto", name: str, default=None):
     return default
 
 
-def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumers=None) -> Optional[str]:
+_ARITH = ("Mul", "Add", "Sub", "Div")
+
+
+def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumers=None,
+             producers=None) -> Optional[str]:
     """Why ``node`` hits ``bug`` (a short detail), or None."""
     if node.op_type != bug.op:
         return None
     consumers = consumers or {}
     detail = []
+    if bug.condition == "slice_of_shape_into_arith":
+        source = (producers or {}).get(node.input[0]) if node.input else None
+        arith = [c.op_type for c in consumers.get(node.output[0], ()) if c.op_type in _ARITH]
+        if source is None or source.op_type != "Shape" or not arith:
+            return None
+        detail.append(f"Slice of Shape into {arith[0]}")
     if bug.op == "DepthToSpace":
         mode = _attr(node, "mode", b"DCR")
         mode = mode.decode() if isinstance(mode, bytes) else mode
@@ -138,13 +148,16 @@ def find_hits(
     shapes = _shapes(model)
     nodes = list(_nodes(model.graph))
     consumers: Dict[str, list] = {}
+    producers: Dict[str, "onnx.NodeProto"] = {}
     for node in nodes:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+        for name in node.output:
+            producers[name] = node
     hits = []
     for node in nodes:
         for bug in wanted:
-            detail = _matches(bug, node, shapes, opset, consumers)
+            detail = _matches(bug, node, shapes, opset, consumers, producers)
             if detail is not None:
                 hits.append(
                     BugHit(
