@@ -89,7 +89,7 @@ def _time(run, feeds):
     return time.perf_counter() - t
 
 
-#: compiled models of the current model, keyed by (toolchain, sha256 of the ONNX bytes): the original
+#: compiled models of the current model, keyed by (toolchain, sha256 of the ONNX bytes, feed shapes): the original
 #: is compiled once for both targets, and an own-profile output identical to the portable one is not
 #: compiled again (onnx2tf takes minutes per block on 2 cores)
 _COMPILED: dict = {}
@@ -99,7 +99,8 @@ def _compiled(toolchain, model, what, feeds, ref):
     """(runner or None, result dict) of ``model`` on ``toolchain``, compiled once per model bytes."""
     import hashlib
 
-    key = (toolchain, hashlib.sha256(model.SerializeToString()).hexdigest())
+    shapes = tuple(sorted((k, tuple(v.shape)) for k, v in feeds.items()))
+    key = (toolchain, hashlib.sha256(model.SerializeToString()).hexdigest(), shapes)
     if key not in _COMPILED:
         try:
             runner = create_runner(model, runtime=toolchain, provider="cpu", what=f"the {what} model")
