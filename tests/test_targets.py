@@ -46,6 +46,8 @@ def _assert_within(
     """Every emitted node is one the profile allows, with its limits; without shape arithmetic where the
     sizes are static or ``shape_free`` (1-D, and 2-D with equal strides, need none)."""
     allowed = PORTABLE_OPS | ({"Gather"} if profile.gather else set())
+    if profile.phase_convs:
+        allowed |= {"Concat"}
     if not static and not shape_free and profile.dynamic_shapes:
         allowed |= SHAPE_OPS
     shape_outputs = {n.output[0] for n in _all_nodes(converted) if n.op_type == "Shape"}
@@ -195,7 +197,9 @@ def test_profile_output_is_exact_and_within_limits(profile, case, symbolic):
         assert (symbolic and not prof.dynamic_shapes and "run-time shape arithmetic" in entry.reason) or (
             entry.code == "target_keeps" and rank in prof.keep_ranks)
         return
-    assert entry.strategy in ("depth_to_space", "low_rank_transpose"), entry.strategy_reason
+    phase_convs = prof.phase_convs and prof.gather  # phase Convs + row Gather where they fold a crop
+    allowed = ("depth_to_space", "low_rank_transpose") + (("per_phase",) if phase_convs else ())
+    assert entry.strategy in allowed, entry.strategy_reason
     shape_free = rank == 1 or (
         rank == 2
         and strides[0] == strides[1]
