@@ -105,6 +105,17 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumer
             if c is not None and c // (b * b) == b:
                 return None
             detail.append(f"C/b^2 = {'?' if c is None else c // (b * b)}, b = {b}")
+    if bug.condition == "concat_after_ambiguous_reshape":
+        ambiguous = []
+        for name in node.input:
+            source = (producers or {}).get(name)
+            y = shapes.get(name)
+            if (source is not None and source.op_type in ("Reshape", "Transpose") and y
+                    and len(y) >= 4 and None not in y and y[1] in y[2:]):
+                ambiguous.append(y)
+        if not ambiguous:
+            return None
+        detail.append(f"input of shape {ambiguous[0]} (channels == a spatial size)")
     if bug.condition == "conv_kernel2_wide":
         kernel = list(_attr(node, "kernel_shape", []) or [])
         x = shapes.get(node.input[0]) or []

@@ -63,6 +63,11 @@ _TFLITE_SQUARE = KnownBug(
     note="onnx2tf guesses NCHW vs NHWC by shape: a Reshape/Transpose result of shape [N, C, C, C] or "
          "[N, C, C] feeding a padded Conv loses its layout transpose (wrong numbers)",
     reference="measured here (onnx2tf 1.29); tests/toolchain_repros/tflite/conv_after_square_reshape.onnx")
+_TFLITE_CONCAT = KnownBug(
+    toolchain="tflite", op="Concat", condition="concat_after_ambiguous_reshape",
+    note="onnx2tf guesses the layout of a Reshape/Transpose result from its shape: one whose channel "
+         "count equals a spatial size (e.g. [1, 8, 6, 8, 10]) is concatenated on the wrong axis",
+    reference="measured here (onnx2tf 1.29); tests/toolchain_repros/tflite/concat_after_3d_shuffle.onnx")
 _TVM_SHAPE = KnownBug(
     toolchain="tvm",
     op="Slice",
@@ -81,7 +86,7 @@ ALL_BUGS = (
     _NCNN_RANK,
     _TFLITE_RANK,
     _TFLITE_GATHER,
-    _TVM_SHAPE, _TFLITE_SQUARE, _MNN_CONV2,
+    _TVM_SHAPE, _TFLITE_SQUARE, _MNN_CONV2, _TFLITE_CONCAT,
 )
 
 _PROFILES = [
@@ -118,7 +123,7 @@ _PROFILES = [
         source="measured here (onnx2tf 1.29 -> ai-edge-litert, XNNPACK)",
         depth_to_space=("DCR", "CRD"),
         max_rank=4,
-        bugs=(_TFLITE_RANK, _TFLITE_GATHER, _TFLITE_SQUARE),
+        bugs=(_TFLITE_RANK, _TFLITE_GATHER, _TFLITE_SQUARE, _TFLITE_CONCAT),
     ),
     TargetProfile(
         name="ncnn",

@@ -1,9 +1,11 @@
-"""TVM's known shape-arithmetic bug (``deconv2sub.targets.builtin._TVM_SHAPE``) without TVM itself.
+"""Known toolchain bugs found in graphs (``convert --toolchain``), without the toolchains themselves.
 
 TVM 0.27's Relax ONNX importer refuses a ``Slice`` of a ``Shape`` fed into ``Mul`` when dims are
 symbolic (``tests/toolchain_repros/tvm/shape_arithmetic.onnx``; ``tests/test_toolchain_tvm.py``
 runs it on TVM). The rewrite builds its run-time shapes from scalar ``Gather`` + ``Unsqueeze``
-instead, so ``--toolchain tvm`` must flag the repro and not the rewrite's own output.
+instead, so ``--toolchain tvm`` must flag the repro and not the rewrite's own output. onnx2tf
+concatenates a shuffle result whose channel count equals a spatial size on the wrong axis
+(``tests/toolchain_repros/tflite/concat_after_3d_shuffle.onnx``): ``--toolchain tflite`` flags it.
 """
 
 from __future__ import annotations
@@ -63,3 +65,10 @@ def test_tvm_target_rewrites_symbolic_unequal_strides():
     assert report.rewritten and "ConvTranspose" not in op_types(converted)
     for shape in [(1, 2, 3, 5), (2, 2, 4, 4)]:
         assert_equivalent(m, converted, {"X": _x(shape, 1)})
+
+
+def test_tflite_concat_after_ambiguous_shuffle_is_flagged():
+    """``--toolchain tflite`` flags the Concat of a shuffle result whose channels equal a size."""
+    path = os.path.join(os.path.dirname(REPRO), "..", "tflite", "concat_after_3d_shuffle.onnx")
+    hits = find_hits(onnx.load(path), ["tflite"], ALL_BUGS)
+    assert [h.op for h in hits] == ["Concat"] and "[1, 8, 6, 8, 10]" in hits[0].detail
