@@ -5,7 +5,8 @@ converter, runs, and is compared with ONNX Runtime running the ORIGINAL; origina
 on the toolchain, interleaved in one process, with geometric means.
 
     .venv/bin/python benchmarks/bench_toolchains.py [--toolchains ncnn,mnn,tflite,tvm,iree]
-        [--models samples,blocks] [--runs 7] [--json out.json] [--markdown out.md]
+        [--models samples,blocks] [--targets portable,own] [--only NAME,...] [--runs 7]
+        [--json out.json] [--markdown out.md]
 
 Toolchains must be installed (``.ci/toolchains/NAME.sh VENV``; tflite/tvm/iree may live in their own
 venvs named by ``DECONV2SUB_<NAME>_PYTHON``); unavailable ones are listed and skipped. Static shapes:
