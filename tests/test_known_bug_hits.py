@@ -1,4 +1,4 @@
-"""Known toolchain bugs found in graphs (``convert --toolchain``), without the toolchains themselves.
+"""Known toolchain bugs found in graphs (``convert --toolchain``), without the toolchains.
 
 TVM 0.27's Relax ONNX importer refuses a ``Slice`` of a ``Shape`` fed into ``Mul`` when dims are
 symbolic (``tests/toolchain_repros/tvm/shape_arithmetic.onnx``; ``tests/test_toolchain_tvm.py``
