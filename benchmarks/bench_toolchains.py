@@ -5,7 +5,8 @@ converter, runs, and is compared with ONNX Runtime running the ORIGINAL; origina
 on the toolchain, interleaved in one process, with geometric means.
 
     .venv/bin/python benchmarks/bench_toolchains.py [--toolchains ncnn,mnn,tflite,tvm,iree,rknn]
-        [--models samples,blocks] [--runs 7] [--json out.json] [--markdown out.md]
+        [--models samples,blocks] [--targets portable,own] [--only NAME,...] [--runs 7]
+        [--json out.json] [--markdown out.md]
 
 Toolchains must be installed (``.ci/toolchains/NAME.sh VENV``; tflite/tvm/iree may live in their own
 venvs named by ``DECONV2SUB_<NAME>_PYTHON``, as rknn must); unavailable ones are listed and skipped. Static shapes:
@@ -91,22 +92,42 @@ def _time(run, feeds):
     return time.perf_counter() - t
 
 
+#: compiled models of the current model, keyed by (toolchain, sha256 of the ONNX bytes, feed shapes): the original
+#: is compiled once for both targets, and an own-profile output identical to the portable one is not
+#: compiled again (onnx2tf takes minutes per block on 2 cores)
+_COMPILED: dict = {}
+
+
+def _compiled(toolchain, model, what, feeds, ref):
+    """(runner or None, result dict) of ``model`` on ``toolchain``, compiled once per model bytes."""
+    import hashlib
+
+    shapes = tuple(sorted((k, tuple(v.shape)) for k, v in feeds.items()))
+    key = (toolchain, hashlib.sha256(model.SerializeToString()).hexdigest(), shapes)
+    if key not in _COMPILED:
+        try:
+            runner = create_runner(model, runtime=toolchain, provider="cpu", what=f"the {what} model")
+            out = runner.run(feeds)
+        except Deconv2SubError as e:
+            _COMPILED[key] = (None, {"ok": False, "error": str(e).splitlines()[0][:200]})
+        else:
+            err, ok = close(out, ref, *tolerances(toolchain, (RTOL, ATOL)))
+            result = {"ok": ok, "max_err": err}
+            notes = [n for c in runner._compiled.values() for n in getattr(c, "notes", [])]
+            if notes:  # e.g. RKNN's layers placed on the CPU
+                result["notes"] = notes
+            _COMPILED[key] = (runner, result)
+    runner, result = _COMPILED[key]
+    return runner, dict(result)
+
+
 def measure(toolchain, name, original, converted, feeds, ref, runs):
     row = {"toolchain": toolchain, "model": name}
     runners = {}
     for what, m in (("original", original), ("converted", converted)):
-        try:
-            runners[what] = create_runner(m, runtime=toolchain, provider="cpu", what=f"the {what} model")
-            out = runners[what].run(feeds)
-        except Deconv2SubError as e:
-            row[what] = {"ok": False, "error": str(e).splitlines()[0][:200]}
-            runners.pop(what, None)
-            continue
-        err, ok = close(out, ref, *tolerances(toolchain, (RTOL, ATOL)))
-        row[what] = {"ok": ok, "max_err": err}
-        notes = [n for c in runners[what]._compiled.values() for n in getattr(c, "notes", [])]
-        if notes:  # e.g. RKNN's layers placed on the CPU
-            row[what]["notes"] = notes
+        runner, row[what] = _compiled(toolchain, m, what, feeds, ref)
+        if runner is not None:
+            runners[what] = runner
     if len(runners) == 2 and row["converted"]["ok"]:
         times = {"original": [], "converted": []}
         for _ in range(runs):
@@ -124,6 +145,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", default="samples,blocks")
     p.add_argument("--targets", default="portable,own", help="portable and/or own (the toolchain's profile)")
     p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--only", default="", help="comma-separated model names (samples or block labels)")
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None)
     args = p.parse_args(argv)
@@ -135,7 +157,11 @@ def main(argv=None) -> int:
         if reason:
             print(f"{tc}: unavailable: {reason}", flush=True)
             toolchains.remove(tc)
+    only = [n for n in args.only.split(",") if n]
     for name, model, feeds in models(args.models.split(",")):
+        if only and name not in only:
+            continue
+        _COMPILED.clear()
         ref = ort_reference(model, feeds)
         for target_kind in args.targets.split(","):
             for tc in toolchains:

@@ -88,3 +88,10 @@ def assert_equivalent(original: onnx.ModelProto, converted: onnx.ModelProto, fee
 def op_types(model: onnx.ModelProto) -> list:
     """Op types of the main graph's nodes, in order."""
     return [n.op_type for n in model.graph.node]
+
+
+def data_op_types(model: onnx.ModelProto) -> list:
+    """``op_types`` without the run-time shape arithmetic's Gathers (of a dim of a ``Shape``)."""
+    shapes = {n.output[0] for n in model.graph.node if n.op_type == "Shape"}
+    return [n.op_type for n in model.graph.node
+            if not (n.op_type == "Gather" and n.input[0] in shapes)]

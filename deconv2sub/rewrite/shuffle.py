@@ -127,30 +127,13 @@ def emit_shuffle(
         shape1_t = em.int64s("shuffle_shape1", shape1)
         shape2_t = em.int64s("shuffle_shape2", shape2)
     else:
-        full = em.var("shape", np.int64)
-        em.node("Shape", "subpixel_shape", [x], [full])
-        batch = em.var("shape_batch", np.int64)
-        spatial = em.var("shape_spatial", np.int64)
-        _slice(em, "subpixel_shape_batch", full, batch, [0], [1], [0])
-        _slice(em, "subpixel_shape_spatial", full, spatial, [2], [2 + n], [0])
-        scaled = em.var("shape_spatial_scaled", np.int64)
-        em.node("Mul", "subpixel_shape_scale", [spatial, em.int64s("strides", s)], [scaled])
-        shape1_t = em.var("shuffle_shape1", np.int64)
-        shape2_t = em.var("shuffle_shape2", np.int64)
-        em.node(
-            "Concat",
-            "subpixel_shape1",
-            [batch, em.int64s("shape_mid", [m] + s), spatial],
-            [shape1_t],
-            {"axis": 0},
-        )
-        em.node(
-            "Concat",
-            "subpixel_shape2",
-            [batch, em.int64s("shape_m", [m]), scaled],
-            [shape2_t],
-            {"axis": 0},
-        )
+        shapes = _Shapes(em, x)
+        dims = [(v, ()) if v is not None else (1, (2 + a,)) for a, v in enumerate(q)]
+        scaled = [(v * st, ()) if v is not None else (st, (2 + a,))
+                  for a, (v, st) in enumerate(zip(q, s))]
+        head = [(1, (0,)), (m, ())]
+        shape1_t = shapes.tensor("shuffle_shape1", head + [(st, ()) for st in s] + dims)
+        shape2_t = shapes.tensor("shuffle_shape2", head + scaled)
     r1 = em.var("phases")
     em.node("Reshape", "subpixel_split_phases", [x, shape1_t], [r1])
     tr = em.var("interleaved")
@@ -181,8 +164,13 @@ def _slice(em: Emitter, suffix: str, x, y, starts, ends, axes) -> None:
         )
 
 
-def emit_crop(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
-              crops: Optional[Sequence[Sequence[int]]] = None) -> List[List[int]]:
+def emit_crop(
+    em: Emitter,
+    plan: SubPixelPlan,
+    x: gs.Variable,
+    y: gs.Variable,
+    crops: Optional[Sequence[Sequence[int]]] = None,
+) -> List[List[int]]:
     """Slice the shuffled tensor ``x`` into ``y``; return the per-axis [begin, end] crop.
 
     ``crops``: instead of the plan's, when part of it was done elsewhere.
@@ -199,8 +187,14 @@ def emit_crop(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
     return [list(c) for c in crops]
 
 
-def emit_runtime_crop(em: Emitter, plan: SubPixelPlan, x_in: gs.Tensor, x: gs.Variable,
-                      y: gs.Variable, crops: Optional[Sequence[Sequence[int]]] = None) -> list:
+def emit_runtime_crop(
+    em: Emitter,
+    plan: SubPixelPlan,
+    x_in: gs.Tensor,
+    x: gs.Variable,
+    y: gs.Variable,
+    crops: Optional[Sequence[Sequence[int]]] = None,
+) -> list:
     """Slice ``x`` into ``y`` when some axes are cut at run time; return the per-axis crop.
 
     Those axes are ``plan.runtime_axes``: ``output_shape`` with a symbolic input size. Their begin
@@ -248,16 +242,27 @@ def emit_runtime_crop(em: Emitter, plan: SubPixelPlan, x_in: gs.Tensor, x: gs.Va
         fixed_ends = [-crops[a][1] if crops[a][1] else int(INT64_MAX) for a in fixed]
         fixed_starts = em.int64s("crop_starts_fixed", [crops[a][0] for a in fixed])
         starts = op("Concat", "crop_starts_all", [fixed_starts, begin], {"axis": 0})
-        ends = op("Concat", "crop_ends_all", [em.int64s("crop_ends_fixed", fixed_ends), end],
-                  {"axis": 0})
+        ends = op(
+            "Concat", "crop_ends_all", [em.int64s("crop_ends_fixed", fixed_ends), end], {"axis": 0}
+        )
     crop_axes = em.int64s("crop_axes", [2 + a for a in fixed + dyn])
     em.node("Slice", "subpixel_crop", [x, starts, ends, crop_axes], [y])
-    return [["run-time", plan.axes[a].runtime_out] if a in dyn else list(crops[a])
-            for a in range(plan.rank)]
+    return [
+        ["run-time", plan.axes[a].runtime_out] if a in dyn else list(crops[a])
+        for a in range(plan.rank)
+    ]
 
 
 class _Shapes:
-    """Emits shape tensors for Reshape, from the Conv output's run-time shape only when needed."""
+    """Emits shape tensors for Reshape, from the Conv output's run-time shape only when needed.
+
+    A size computed at run time is built the way exporters (PyTorch) build them: ``Gather`` of one
+    dim of ``Shape`` with a scalar index, scalar ``Mul``, ``Unsqueeze`` to 1-D, ``Concat``. TVM's
+    Relax ONNX importer folds exactly that into a symbolic shape; a ``Slice`` of ``Shape`` followed
+    by ``Mul`` it refuses ("cannot handle ShapeExpr inputs", apache-tvm 0.27;
+    tests/toolchain_repros/tvm/shape_arithmetic.onnx), and a 1-D ``Gather`` gives a tensor that its
+    ``Reshape`` refuses ("requires the input new shape to be Shape").
+    """
 
     def __init__(self, em: Emitter, source: gs.Variable):
         self.em = em
@@ -266,14 +271,34 @@ class _Shapes:
         self._dims: dict = {}
 
     def _dim(self, i: int) -> gs.Variable:
+        """Dim ``i`` of the source's run-time shape, an int64 scalar."""
         if i not in self._dims:
             if self._shape is None:
                 self._shape = self.em.var("shape", np.int64)
                 self.em.node("Shape", "subpixel_shape", [self.source], [self._shape])
             v = self.em.var(f"shape_dim{i}", np.int64)
-            _slice(self.em, f"subpixel_shape_dim{i}", self._shape, v, [i], [i + 1], [0])
+            self.em.node(
+                "Gather",
+                f"subpixel_shape_dim{i}",
+                [self._shape, self.em.int64s(f"shape_dim{i}_index", i)],
+                [v],
+                {"axis": 0},
+            )
             self._dims[i] = v
         return self._dims[i]
+
+    def _to_1d(self, suffix: str, scalar: gs.Variable) -> gs.Variable:
+        out = self.em.var(suffix, np.int64)
+        if self.em.opset >= 13:
+            self.em.node(
+                "Unsqueeze",
+                f"subpixel_{suffix}",
+                [scalar, self.em.int64s(f"{suffix}_axes", [0])],
+                [out],
+            )
+        else:
+            self.em.node("Unsqueeze", f"subpixel_{suffix}", [scalar], [out], {"axes": [0]})
+        return out
 
     def tensor(self, suffix: str, sizes) -> gs.Tensor:
         unknown = [s for s in sizes if not known(s)]
@@ -294,11 +319,11 @@ class _Shapes:
                 self.em.node(
                     "Mul",
                     f"subpixel_{suffix}_{i}_scale",
-                    [value, self.em.int64s(f"{suffix}_{i}_f", [factor])],
+                    [value, self.em.int64s(f"{suffix}_{i}_f", factor)],
                     [prod],
                 )
                 value = prod
-            parts.append(value)
+            parts.append(self._to_1d(f"{suffix}_{i}_1d", value))
         out = self.em.var(suffix, np.int64)
         self.em.node("Concat", f"subpixel_{suffix}", parts, [out], {"axis": 0})
         return out
@@ -425,8 +450,15 @@ def _batch_reshape_shape(shapes: "_Shapes", suffix: str, rest: list) -> gs.Tenso
     return shapes.tensor(suffix, [batch_dim] + list(rest))
 
 
-def emit_cascade_shuffle(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.Variable,
-                         in_spatial, batch: Optional[int], max_rank: int) -> int:
+def emit_cascade_shuffle(
+    em: Emitter,
+    plan: SubPixelPlan,
+    x: gs.Variable,
+    y: gs.Variable,
+    in_spatial,
+    batch: Optional[int],
+    max_rank: int,
+) -> int:
     """Shuffle ``x`` into ``y`` by the block-swap cascade; return the number of Transposes.
 
     ``x`` is the Conv output (CRD rows); every Transpose has at most ``max_rank`` axes.
@@ -441,12 +473,17 @@ def emit_cascade_shuffle(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.
     for i, (labels, keep_batch) in enumerate(zip(steps, keep)):
         suffix = f"shuffle{i + 1}" if len(steps) > 1 else "shuffle"
         if keep_batch:
-            merged, perm, _ = merge_axes([(lb, sz) for lb, sz in src if lb != "N"],
-                                          [lb for lb in labels if lb != "N"])
+            merged, perm, _ = merge_axes(
+                [(lb, sz) for lb, sz in src if lb != "N"], [lb for lb in labels if lb != "N"]
+            )
             if perm != list(range(len(perm))):
                 r = em.var(f"{suffix}_in")
-                em.node("Reshape", f"subpixel_{suffix}_reshape",
-                        [current, _batch_reshape_shape(shapes, f"{suffix}_shape", merged)], [r])
+                em.node(
+                    "Reshape",
+                    f"subpixel_{suffix}_reshape",
+                    [current, _batch_reshape_shape(shapes, f"{suffix}_shape", merged)],
+                    [r],
+                )
                 t = em.var(f"{suffix}_out")
                 em.node(
                     "Transpose",
@@ -461,8 +498,9 @@ def emit_cascade_shuffle(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.
             transposes += out is not current
             current = out
         src = [(label, sizes.get(label, (1, ()))) for label in labels]
-    rest = [(plan.out_channels, ())] + [size_mul([sizes[f"Q{a}"], (ax.stride, ())])
-                                        for a, ax in enumerate(plan.axes)]
+    rest = [(plan.out_channels, ())] + [
+        size_mul([sizes[f"Q{a}"], (ax.stride, ())]) for a, ax in enumerate(plan.axes)
+    ]
     if keep and keep[-1]:
         target = _batch_reshape_shape(shapes, "merge_shape", rest)
     else:
@@ -471,8 +509,9 @@ def emit_cascade_shuffle(em: Emitter, plan: SubPixelPlan, x: gs.Variable, y: gs.
     return transposes
 
 
-def emit_d2s_cascade(em: Emitter, x: gs.Variable, y: gs.Variable, blocks: Sequence[int],
-                     modes: Sequence[str]) -> None:
+def emit_d2s_cascade(
+    em: Emitter, x: gs.Variable, y: gs.Variable, blocks: Sequence[int], modes: Sequence[str]
+) -> None:
     """DepthToSpace(``blocks[i]``, ``modes[i]``) in turn from ``x`` to ``y``."""
     current = x
     for i, (b, mode) in enumerate(zip(blocks, modes)):

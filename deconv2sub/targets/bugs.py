@@ -78,14 +78,26 @@ def _attr(node: "onnx.NodeProto", name: str, default=None):
     return default
 
 
-def _matches(
-    bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumers=None
-) -> Optional[str]:
-    """Why ``node`` hits ``bug`` (a short detail), or None."""
+_ARITH = ("Mul", "Add", "Sub", "Div")
+
+
+def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumers=None,
+             producers=None) -> Optional[str]:
+    """Why ``node`` hits ``bug`` (a short detail), or None.
+
+    long: one branch per bug condition, each a few lines reading the node's neighbourhood; split
+    per condition when a table of condition -> matcher functions pays for itself.
+    """
     if node.op_type != bug.op:
         return None
     consumers = consumers or {}
     detail = []
+    if bug.condition == "slice_of_shape_into_arith":
+        source = (producers or {}).get(node.input[0]) if node.input else None
+        arith = [c.op_type for c in consumers.get(node.output[0], ()) if c.op_type in _ARITH]
+        if source is None or source.op_type != "Shape" or not arith:
+            return None
+        detail.append(f"Slice of Shape into {arith[0]}")
     if bug.op == "DepthToSpace":
         mode = _attr(node, "mode", b"DCR")
         mode = mode.decode() if isinstance(mode, bytes) else mode
@@ -100,6 +112,17 @@ def _matches(
             if c is not None and c // (b * b) == b:
                 return None
             detail.append(f"C/b^2 = {'?' if c is None else c // (b * b)}, b = {b}")
+    if bug.condition == "concat_after_ambiguous_reshape":
+        ambiguous = []
+        for name in node.input:
+            source = (producers or {}).get(name)
+            y = shapes.get(name)
+            if (source is not None and source.op_type in ("Reshape", "Transpose") and y
+                    and len(y) >= 4 and None not in y and y[1] in y[2:]):
+                ambiguous.append(y)
+        if not ambiguous:
+            return None
+        detail.append(f"input of shape {ambiguous[0]} (channels == a spatial size)")
     if bug.condition == "conv_kernel2_wide":
         kernel = list(_attr(node, "kernel_shape", []) or [])
         x = shapes.get(node.input[0]) or []
@@ -163,13 +186,16 @@ def find_hits(
     shapes = _shapes(model)
     nodes = list(_nodes(model.graph))
     consumers: Dict[str, list] = {}
+    producers: Dict[str, "onnx.NodeProto"] = {}
     for node in nodes:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+        for name in node.output:
+            producers[name] = node
     hits = []
     for node in nodes:
         for bug in wanted:
-            detail = _matches(bug, node, shapes, opset, consumers)
+            detail = _matches(bug, node, shapes, opset, consumers, producers)
             if detail is not None:
                 hits.append(
                     BugHit(

@@ -329,6 +329,13 @@ def choose_portable(
     refused = []
     if all(v == 1 for v in strides):
         return Choice("depth_to_space", "CRD", fold, f"{label}: stride 1, no shuffle")
+    facts = _Facts(material, opset) if (profile.phase_convs and profile.gather) else None
+    if facts is not None and facts.holds("phase_convs_fold_crop_with_gather"):
+        # Phase Convs that fold the crop away, shuffled by one 2-D Transpose + a row Gather
+        # (DCGAN's k4 s2 p1); a profile that allows both (iree) measured them faster there.
+        return fixed("per_phase", group=attrs.group, opset=opset,
+                     reason=f"{label}: {facts.values['convs']} phase Convs (the crop folded away) "
+                     "+ transpose + row Gather")
     if rank != 2 or strides[0] != strides[1]:
         refused.append("DepthToSpace: 4-D with one block size only")
     elif not profile.depth_to_space:

@@ -204,7 +204,7 @@ def test_symbolic_output_shape_declined_before_opset_10():
 def test_symbolic_output_shape_declined_without_dynamic_shapes():
     """A run-time crop is declined where dynamic shapes are off; known sizes still convert."""
     m = _model(["H", "W"], (3, 3), (2, 2), (1, 1), (0, 0), (10, 9), 1, True, "NOTSET")
-    for options in (ConvertOptions(dynamic_shapes=False), ConvertOptions(target="tvm")):
+    for options in (ConvertOptions(dynamic_shapes=False), ConvertOptions(target="ethos-u")):
         converted, report = deconv2sub.convert_model(m, options)
         assert not report.rewritten and report.skipped[0].code == "runtime_crop"
         assert "does not allow dynamic shapes" in report.skipped[0].reason

@@ -37,7 +37,8 @@ def _all_nodes(model):
     return list(model.graph.node)
 
 
-SHAPE_OPS = {"Shape", "Slice", "Mul", "Concat"}  # run-time shape arithmetic (symbolic sizes only)
+#: run-time shape arithmetic (symbolic sizes only): Gather of one Shape dim, scalar Mul, Unsqueeze
+SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Mul", "Concat"}
 
 
 def _assert_within(
@@ -49,10 +50,15 @@ def _assert_within(
     strides, need none).
     """
     allowed = PORTABLE_OPS | ({"Gather"} if profile.gather else set())
+    if profile.phase_convs:
+        allowed |= {"Concat"}
     if not static and not shape_free and profile.dynamic_shapes:
         allowed |= SHAPE_OPS
+    shape_outputs = {n.output[0] for n in _all_nodes(converted) if n.op_type == "Shape"}
     for node in _all_nodes(converted):
         assert node.op_type in allowed, node.op_type
+        if node.op_type == "Gather" and not profile.gather:
+            assert node.input[0] in shape_outputs, "a data Gather on a target without Gather"
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type == "DepthToSpace":
             mode = attrs.get("mode", b"DCR").decode()
@@ -201,7 +207,9 @@ def test_profile_output_is_exact_and_within_limits(profile, case, symbolic):
             symbolic and not prof.dynamic_shapes and entry.code == "shape_arithmetic"
         ) or (entry.code == "target_keeps" and rank in prof.keep_ranks)
         return
-    assert entry.strategy in ("depth_to_space", "low_rank_transpose"), entry.strategy_reason
+    phase_convs = prof.phase_convs and prof.gather  # phase Convs + row Gather fold a crop
+    allowed = ("depth_to_space", "low_rank_transpose") + (("per_phase",) if phase_convs else ())
+    assert entry.strategy in allowed, entry.strategy_reason
     shape_free = rank == 1 or (
         rank == 2
         and strides[0] == strides[1]

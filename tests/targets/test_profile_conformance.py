@@ -54,7 +54,7 @@ def _shape(name, dims):
          "tflite", ["Gemm m: target tflite has none"]),
         (_graph([helper.make_node("Shape", ["x"], ["s"]),
                  helper.make_node("Reshape", ["x", "s"], ["y"])]),
-         "tvm", ["run-time Shape arithmetic: target tvm has static shapes only"]),
+         "ethos-u", ["run-time Shape arithmetic: target ethos-u has static shapes only"]),
     ],
 )
 def test_violations_of_hand_built_graphs(model, target, expected):

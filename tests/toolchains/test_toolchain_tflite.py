@@ -154,6 +154,9 @@ REPROS = {
                                       "tensor made by Reshape/Slice before a Conv: wrong numbers",
     "rank8_transpose_3d_shuffle.onnx": "rank-8 Transpose (3-D shuffle in one step): onnx2tf "
                                        "splits it, XNNPACK fails to prepare the result",
+    "concat_after_3d_shuffle.onnx": "the rank-4 3-D shuffle's [1, 8, 6, 8, 10] result (C == H) "
+                                    "concatenated on channels with a skip: onnx2tf concatenates "
+                                    "on H (TFLite output [1, 8, 6, 16, 10])",
 }
 
 
