@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from ..errors import VerificationError
@@ -61,7 +59,9 @@ def convert(model: ModelArgs, output: OutputArgs, conversion: ConvertArgs, runti
             print_result(p, err.result)
         raise
     print_result(p, result)
-    size = os.path.getsize(job.output)
+    from ..io.load import model_size_bytes
+
+    size = model_size_bytes(job.output)  # with its external data file, where it has one
     verification = result.verification.status() if result.verification else "skipped"
     p.final(f"saved {job.output} ({size / 1e6:.2f} MB): {result.report.summary()}; "
             f"verification {verification}; {sum(result.timings.values()):.2f} s")

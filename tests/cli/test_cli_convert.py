@@ -279,3 +279,21 @@ def test_mismatch_is_localised_past_sunk_consumers(tmp_path):
         "Relu",
     ]
     assert not out.exists()
+
+
+def test_saved_size_counts_the_external_data_file(invoke, tmp_path):
+    """The "saved ... (N MB)" line counts the output's data file, not only the .onnx stub."""
+    import re
+
+    from builders import convtranspose_model
+
+    w = (np.random.default_rng(0).standard_normal((256, 128, 16)) * 0.02).astype(np.float32)
+    m = convtranspose_model([1, 256, 32], w, None, strides=[8], pads=[4, 4], ir_version=8)
+    src, out = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    onnx.save(m, src)
+    r = invoke("convert", src, "-o", out, "--external-data")
+    assert r.exit_code == 0, r.output
+    assert os.path.exists(str(out) + ".data") and os.path.getsize(out) < w.nbytes
+    (mb,) = re.findall(r"saved \S+ \(([\d.]+) MB\)", r.output)
+    on_disk = os.path.getsize(out) + os.path.getsize(str(out) + ".data")
+    assert float(mb) == round(on_disk / 1e6, 2) and float(mb) >= w.nbytes / 1e6
