@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""The proof on real toolchains: every bundled sample and benchmark block, converted with the
-``portable`` default and with the toolchain's own profile, goes through the toolchain's own
-converter, runs, and is compared with ONNX Runtime running the ORIGINAL; original -> converted latency
-on the toolchain, interleaved in one process, with geometric means.
+"""The proof on real toolchains: correctness against ONNX Runtime, and latency.
+
+Every bundled sample and benchmark block, converted with the ``portable`` default and with the
+toolchain's own profile, goes through the toolchain's own converter, runs, and is compared with
+ONNX Runtime running the ORIGINAL; original -> converted latency on the toolchain, interleaved in
+one process, with geometric means.
 
     .venv/bin/python benchmarks/bench_toolchains.py [--toolchains ncnn,mnn,tflite,tvm,iree,rknn]
         [--models samples,blocks] [--targets portable,own] [--only NAME,...] [--runs 7]
         [--json out.json] [--markdown out.md]
 
-Toolchains must be installed (``.ci/toolchains/NAME.sh VENV``; tflite/tvm/iree may live in their own
-venvs named by ``DECONV2SUB_<NAME>_PYTHON``, as rknn must); unavailable ones are listed and skipped. Static shapes:
-batch 1 and the sizes below for symbolic dims. A cell is "ok" when every element is within
-1e-3 abs + 1e-3 rel of ONNX Runtime on the original (the tolerance of ``--runtime <toolchain>``;
-a toolchain module's ``TOLERANCES`` where it has them: RKNN computes in float16).
+Toolchains must be installed (``.ci/toolchains/NAME.sh VENV``; tflite/tvm/iree may live in their
+own venvs named by ``DECONV2SUB_<NAME>_PYTHON``, as rknn must); unavailable ones are listed and
+skipped. Static shapes: batch 1 and the sizes below for symbolic dims. A cell is "ok" when every
+element is within 1e-3 abs + 1e-3 rel of ONNX Runtime on the original (the tolerance of
+``--runtime <toolchain>``; a toolchain module's ``TOLERANCES`` where it has them: RKNN computes in
+float16).
 Latency: median of ``--runs`` interleaved runs (original, converted, ...) after one warm-up each;
 speedup = original / converted (> 1: the rewrite is faster there).
 """
@@ -70,11 +73,13 @@ def models(kinds):
 
 
 def ort_reference(model, feeds):
+    """Outputs of ``model`` on ``feeds`` in ONNX Runtime CPU: the reference for every toolchain."""
     r = create_runner(model, runtime="onnxruntime", provider="cpu", what="the original model")
     return r.run(feeds)
 
 
 def close(got, ref, rtol=RTOL, atol=ATOL):
+    """(max abs error, whether every output of ``got`` is within ``atol + rtol * |ref|``)."""
     err, ok = 0.0, True
     for k, v in ref.items():
         g = got.get(k)
@@ -92,21 +97,23 @@ def _time(run, feeds):
     return time.perf_counter() - t
 
 
-#: compiled models of the current model, keyed by (toolchain, sha256 of the ONNX bytes, feed shapes): the original
-#: is compiled once for both targets, and an own-profile output identical to the portable one is not
-#: compiled again (onnx2tf takes minutes per block on 2 cores)
+#: compiled models of the current model, keyed by (toolchain, sha256 of the ONNX bytes, feed
+#: shapes): the original is compiled once for both targets, and an own-profile output identical to
+#: the portable one is not compiled again (onnx2tf takes minutes per block on 2 cores)
 _COMPILED: dict = {}
 
 
 def _compiled(toolchain, model, what, feeds, ref):
-    """(runner or None, result dict) of ``model`` on ``toolchain``, compiled once per model bytes."""
+    """(runner or None, result) of ``model`` on ``toolchain``, compiled once per model bytes."""
     import hashlib
 
     shapes = tuple(sorted((k, tuple(v.shape)) for k, v in feeds.items()))
     key = (toolchain, hashlib.sha256(model.SerializeToString()).hexdigest(), shapes)
     if key not in _COMPILED:
         try:
-            runner = create_runner(model, runtime=toolchain, provider="cpu", what=f"the {what} model")
+            runner = create_runner(
+                model, runtime=toolchain, provider="cpu", what=f"the {what} model"
+            )
             out = runner.run(feeds)
         except Deconv2SubError as e:
             _COMPILED[key] = (None, {"ok": False, "error": str(e).splitlines()[0][:200]})
@@ -122,6 +129,7 @@ def _compiled(toolchain, model, what, feeds, ref):
 
 
 def measure(toolchain, name, original, converted, feeds, ref, runs):
+    """Result row of ``original`` and ``converted`` on ``toolchain``: checked, then timed."""
     row = {"toolchain": toolchain, "model": name}
     runners = {}
     for what, m in (("original", original), ("converted", converted)):
@@ -140,12 +148,17 @@ def measure(toolchain, name, original, converted, feeds, ref, runs):
 
 
 def main(argv=None) -> int:
+    """Run the proof on the toolchains and models of ``argv``; print rows and tables; return 0."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--toolchains", default=",".join(TOOLCHAINS))
     p.add_argument("--models", default="samples,blocks")
-    p.add_argument("--targets", default="portable,own", help="portable and/or own (the toolchain's profile)")
+    p.add_argument(
+        "--targets", default="portable,own", help="portable and/or own (the toolchain's profile)"
+    )
     p.add_argument("--runs", type=int, default=7)
-    p.add_argument("--only", default="", help="comma-separated model names (samples or block labels)")
+    p.add_argument(
+        "--only", default="", help="comma-separated model names (samples or block labels)"
+    )
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None)
     args = p.parse_args(argv)
@@ -194,16 +207,21 @@ def _cell(row):
 
 
 def markdown(rows):
+    """Markdown tables of ``rows``, one per kind of target, each with a geomean summary row."""
     out = []
     for target in sorted({r["target"] == "portable" for r in rows}, reverse=True):
         sel = [r for r in rows if (r["target"] == "portable") == target]
         tcs = sorted({r["toolchain"] for r in sel}, key=lambda t: TOOLCHAINS.index(t))
         models_ = list(dict.fromkeys(r["model"] for r in sel))
-        out.append(f"\n### {'portable (default)' if target else 'each toolchain its own profile'}\n")
+        title = "portable (default)" if target else "each toolchain its own profile"
+        out.append(f"\n### {title}\n")
         out.append("| model | " + " | ".join(tcs) + " |")
         out.append("|---|" + "---|" * len(tcs))
         for m in models_:
-            cells = [next((_cell(r) for r in sel if r["model"] == m and r["toolchain"] == t), "") for t in tcs]
+            cells = [
+                next((_cell(r) for r in sel if r["model"] == m and r["toolchain"] == t), "")
+                for t in tcs
+            ]
             out.append(f"| {m} | " + " | ".join(cells) + " |")
         geo = []
         for t in tcs:

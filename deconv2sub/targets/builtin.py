@@ -1,8 +1,9 @@
 """The built-in target profiles, each with the source of its facts.
 
-"measured here" means: run on this project's machines through the toolchain's own converter and runtime
-(``deconv2sub.toolchains``, ``benchmarks/toolchains/*.md``); "published" means the vendor's documented
-limits, for targets that cannot run here (their profiles are only as good as those documents).
+"measured here" means: run on this project's machines through the toolchain's own converter and
+runtime (``deconv2sub.toolchains``, ``benchmarks/toolchains/*.md``); "published" means the vendor's
+documented limits, for targets that cannot run here (their profiles are only as good as those
+documents).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ _IREE_CRD = KnownBug(
     op="DepthToSpace",
     mode="CRD",
     condition="d2s_channels_ne_block",
-    note="IREE (llvm-cpu) miscompiles DepthToSpace in CRD mode when C / b^2 != b: wrong outputs, no error",
+    note="IREE (llvm-cpu) miscompiles DepthToSpace in CRD mode when C / b^2 != b: wrong outputs, "
+    "no error",
     reference="iree-org/iree#24179 (measured here with IREE 3.13)",
 )
 _NCNN_DCR = KnownBug(
@@ -29,7 +31,8 @@ _NCNN_DCR = KnownBug(
 _NCNN_GATHER = KnownBug(
     toolchain="ncnn",
     op="Gather",
-    note="pnnx turns a Gather into a single-index Crop or a missing 'Gather' layer: wrong or not runnable",
+    note="pnnx turns a Gather into a single-index Crop or a missing 'Gather' layer: wrong or not "
+    "runnable",
     reference="measured here (pnnx 20261020)",
 )
 _NCNN_RANK = KnownBug(
@@ -54,35 +57,42 @@ _TFLITE_GATHER = KnownBug(
 )
 _MNN_CONV2 = KnownBug(
     toolchain="mnn", op="Conv", condition="conv_kernel2_wide",
-    note="MNN's fp32 2x2 Conv with 64 or more input channels loses ~1e-2 on inputs of 33x33 and more "
-         "(3x3 and 1x1 Convs are exact): the k4 s2 sub-pixel Conv; --target mnn keeps 2-D ConvTranspose "
-    "(a profile with fold_crop = \"always\" gets a 3x3 Conv instead)",
-    reference="measured here (MNN 3.6.1); tests/toolchain_repros/mnn/conv2d_k2_64to128_33x33_inexact.onnx")
+    note="MNN's fp32 2x2 Conv with 64 or more input channels loses ~1e-2 on inputs of 33x33 and "
+    "more (3x3 and 1x1 Convs are exact): the k4 s2 sub-pixel Conv; --target mnn keeps 2-D "
+    "ConvTranspose (a profile with fold_crop = \"always\" gets a 3x3 Conv instead)",
+    reference="measured here (MNN 3.6.1); "
+    "tests/toolchain_repros/mnn/conv2d_k2_64to128_33x33_inexact.onnx",
+)
 _TFLITE_SQUARE = KnownBug(
     toolchain="tflite", op="Reshape", condition="square_before_conv",
-    note="onnx2tf guesses NCHW vs NHWC by shape: a Reshape/Transpose result of shape [N, C, C, C] or "
-         "[N, C, C] feeding a padded Conv loses its layout transpose (wrong numbers)",
-    reference="measured here (onnx2tf 1.29); tests/toolchain_repros/tflite/conv_after_square_reshape.onnx")
+    note="onnx2tf guesses NCHW vs NHWC by shape: a Reshape/Transpose result of shape [N, C, C, C] "
+    "or [N, C, C] feeding a padded Conv loses its layout transpose (wrong numbers)",
+    reference="measured here (onnx2tf 1.29); "
+    "tests/toolchain_repros/tflite/conv_after_square_reshape.onnx",
+)
 _RKNN_CONV3D_SHUFFLE = KnownBug(
     toolchain="rknn", op="Conv", condition="conv3d_into_rank6_shuffle",
-    note="RKNN-Toolkit2's builder fuses Reshape -> rank-6 Transpose -> Reshape after a 3-D Conv into "
-         "the Conv (merge_conv_channel_inner_perm) and gets the order wrong at 2x2x2 spatial (3^3, 4^3, 8^3 are right): "
-         "right values, wrong places (the 3-D two-stage shuffle of --target onnxruntime); --target rknn emits "
-         "rank <= 4",
+    note="RKNN-Toolkit2's builder fuses Reshape -> rank-6 Transpose -> Reshape after a 3-D Conv "
+    "into the Conv (merge_conv_channel_inner_perm) and gets the order wrong at 2x2x2 spatial "
+    "(3^3, 4^3, 8^3 are right): right values, wrong places (the 3-D two-stage shuffle of "
+    "--target onnxruntime); --target rknn emits rank <= 4",
     reference="measured here (rknn-toolkit2 2.5.0 simulator, rk3588); "
-              "tests/toolchain_repros/rknn/conv3d_reshape_rank6_transpose_wrong.onnx")
+    "tests/toolchain_repros/rknn/conv3d_reshape_rank6_transpose_wrong.onnx",
+)
 _TFLITE_CONCAT = KnownBug(
     toolchain="tflite", op="Concat", condition="concat_after_ambiguous_reshape",
-    note="onnx2tf guesses the layout of a Reshape/Transpose result from its shape: one whose channel "
-         "count equals a spatial size (e.g. [1, 8, 6, 8, 10]) is concatenated on the wrong axis",
-    reference="measured here (onnx2tf 1.29); tests/toolchain_repros/tflite/concat_after_3d_shuffle.onnx")
+    note="onnx2tf guesses the layout of a Reshape/Transpose result from its shape: one whose "
+    "channel count equals a spatial size (e.g. [1, 8, 6, 8, 10]) is concatenated on the wrong axis",
+    reference="measured here (onnx2tf 1.29); "
+    "tests/toolchain_repros/tflite/concat_after_3d_shuffle.onnx",
+)
 _TVM_SHAPE = KnownBug(
     toolchain="tvm",
     op="Slice",
     condition="slice_of_shape_into_arith",
-    note="TVM Relax's ONNX importer keeps a Slice of a Shape as a shape expression, and with symbolic "
-    "dims its Mul/Add/Sub/Div refuse it ('cannot handle ShapeExpr inputs'); the rewrite's own shape "
-    "arithmetic uses scalar Gather + Unsqueeze, which it folds",
+    note="TVM Relax's ONNX importer keeps a Slice of a Shape as a shape expression, and with "
+    "symbolic dims its Mul/Add/Sub/Div refuse it ('cannot handle ShapeExpr inputs'); the "
+    "rewrite's own shape arithmetic uses scalar Gather + Unsqueeze, which it folds",
     reference="measured here (apache-tvm 0.27); tests/toolchain_repros/tvm/shape_arithmetic.onnx",
 )
 
@@ -100,15 +110,17 @@ ALL_BUGS = (
 _PROFILES = [
     TargetProfile(
         name="portable",
-        description="Conv + DepthToSpace (CRD) + Slice, Reshape/Transpose of rank <= 4 elsewhere, static "
-        "shapes where the model's are: the form every proof toolchain here runs",
-        source="measured here on ncnn, MNN, LiteRT, TVM, OpenVINO and ONNX Runtime (benchmarks/toolchains)",
+        description="Conv + DepthToSpace (CRD) + Slice, Reshape/Transpose of rank <= 4 elsewhere, "
+        "static shapes where the model's are: the form every proof toolchain here runs",
+        source="measured here on ncnn, MNN, LiteRT, TVM, OpenVINO and ONNX Runtime "
+        "(benchmarks/toolchains)",
         depth_to_space=("CRD",),
         max_rank=4,
     ),
     TargetProfile(
         name="onnxruntime",
-        description="ONNX Runtime CPU: the measured fastest emissions (row Gather, Gemm, phase Convs)",
+        description="ONNX Runtime CPU: the measured fastest emissions (row Gather, Gemm, phase "
+        "Convs)",
         source="measured here: benchmarks/bench_blocks.py (ORT 1.31 CPU)",
         max_rank=8,
         gather=True,
@@ -135,8 +147,9 @@ _PROFILES = [
     ),
     TargetProfile(
         name="ncnn",
-        description="ncnn via pnnx: CRD DepthToSpace is PixelShuffle; no DCR, no Gather, Reshape/Permute "
-        "<= 4-D with the batch first; 3-D ConvTranspose kept (native, exact; no 3-D shuffle converts)",
+        description="ncnn via pnnx: CRD DepthToSpace is PixelShuffle; no DCR, no Gather, "
+        "Reshape/Permute <= 4-D with the batch first; 3-D ConvTranspose kept (native, exact; no "
+        "3-D shuffle converts)",
         source="measured here (pnnx 20261020, ncnn 1.0.20261020)",
         depth_to_space=("CRD",),
         max_rank=4,
@@ -145,9 +158,10 @@ _PROFILES = [
     ),
     TargetProfile(
         name="mnn",
-        description="MNN: keeps 2-D ConvTranspose (its Deconvolution is native, exact and faster than "
-        "the rewrite; its wide 2x2 Conv is inexact); rewrites 1-D and 3-D, where MNN's own "
-        "ConvTranspose is wrong (1-D: output rank; 3-D: bias), with DepthToSpace/Reshape/Transpose <= 4-D",
+        description="MNN: keeps 2-D ConvTranspose (its Deconvolution is native, exact and faster "
+        "than the rewrite; its wide 2x2 Conv is inexact); rewrites 1-D and 3-D, where MNN's own "
+        "ConvTranspose is wrong (1-D: output rank; 3-D: bias), with "
+        "DepthToSpace/Reshape/Transpose <= 4-D",
         source="measured here (MNN 3.6.1): benchmarks/toolchains/mnn.md, proof_ncnn_mnn.md",
         depth_to_space=("CRD", "DCR"),
         max_rank=4,
@@ -165,8 +179,8 @@ _PROFILES = [
     ),
     TargetProfile(
         name="iree",
-        description="IREE (llvm-cpu): DCR DepthToSpace or Reshape/Transpose (CRD is miscompiled), crop "
-        "folded; phase Convs + row Gather where they fold the crop away (DCGAN's k4 s2 p1)",
+        description="IREE (llvm-cpu): DCR DepthToSpace or Reshape/Transpose (CRD is miscompiled), "
+        "crop folded; phase Convs + row Gather where they fold the crop away (DCGAN's k4 s2 p1)",
         source="measured here (iree-base-compiler 3.13); iree-org/iree#24179",
         depth_to_space=("DCR",),
         max_rank=4,
@@ -178,20 +192,23 @@ _PROFILES = [
         phase_convs=True,
         bugs=(_IREE_CRD,),
     ),
-    # RKNN (benchmarks/toolchains/rknn.md): every sample and block in this form builds and matches ORT to
-    # float16 accuracy on the simulator, 2-D wholly on the NPU (DepthToSpace CRD and DCR, b 2/4/8; b 3 goes
-    # to the CPU). A 1-D shuffle keeps one Reshape on the CPU (RKNN rewrites its Transpose as Reshape +
-    # Gather); the alternatives measured were no better: a rank-3 cascade builds the same graph, the
-    # channels-last Transpose goes to the CPU on large blocks, and keeping ConvTranspose1d (all NPU) costs
-    # 2-8x the builder's estimated NPU cycles. Rank <= 4 also avoids the 3-D rank-6 shuffle bug.
-    # max_block 2: the builder estimates a DepthToSpace(8) at ~30x a cascade of three DepthToSpace(2)
-    # (FCN k16 s8 block: 199M cycles vs 6.1M, the original ConvTranspose 8.4M); b <= 4 unchanged.
+    # RKNN (benchmarks/toolchains/rknn.md): every sample and block in this form builds and matches
+    # ORT to float16 accuracy on the simulator, 2-D wholly on the NPU (DepthToSpace CRD and DCR,
+    # b 2/4/8; b 3 goes to the CPU). A 1-D shuffle keeps one Reshape on the CPU (RKNN rewrites its
+    # Transpose as Reshape + Gather); the alternatives measured were no better: a rank-3 cascade
+    # builds the same graph, the channels-last Transpose goes to the CPU on large blocks, and
+    # keeping ConvTranspose1d (all NPU) costs 2-8x the builder's estimated NPU cycles. Rank <= 4
+    # also avoids the 3-D rank-6 shuffle bug.
+    # max_block 2: the builder estimates a DepthToSpace(8) at ~30x a cascade of three
+    # DepthToSpace(2) (FCN k16 s8 block: 199M cycles vs 6.1M, the original ConvTranspose 8.4M);
+    # b <= 4 unchanged.
     TargetProfile(
         name="rknn",
-        description="Rockchip RKNN (rk3588): DepthToSpace (CRD/DCR) on the NPU, blocks of 2; Reshape/Transpose of "
-                    "rank <= 4 (a 2-D Transpose or 1-D shuffle Reshape falls back to the CPU; rank 6 after a 3-D "
-                    "Conv is wrong)",
-        source="measured here (rknn-toolkit2 2.5.0 simulator, rk3588, float16; builder cycle estimates)",
+        description="Rockchip RKNN (rk3588): DepthToSpace (CRD/DCR) on the NPU, blocks of 2; "
+        "Reshape/Transpose of rank <= 4 (a 2-D Transpose or 1-D shuffle Reshape falls back to the "
+        "CPU; rank 6 after a 3-D Conv is wrong)",
+        source="measured here (rknn-toolkit2 2.5.0 simulator, rk3588, float16; builder cycle "
+        "estimates)",
         depth_to_space=("CRD", "DCR"),
         max_block=2,
         max_rank=4,
@@ -199,8 +216,10 @@ _PROFILES = [
     ),
     TargetProfile(
         name="tensorrt",
-        description="TensorRT: DepthToSpace in both modes (shuffle layers), dynamic shapes, rank <= 8",
-        source="published: TensorRT ONNX parser operator support (onnx-tensorrt docs/operators.md)",
+        description="TensorRT: DepthToSpace in both modes (shuffle layers), dynamic shapes, "
+        "rank <= 8",
+        source="published: TensorRT ONNX parser operator support "
+        "(onnx-tensorrt docs/operators.md)",
         depth_to_space=("CRD", "DCR"),
         max_rank=8,
         gather=True,
