@@ -36,6 +36,10 @@ class NodeReport:
     strategy: Optional[str] = None  # emission strategy used ("two_stage", "depth_to_space", ...)
     # why it was chosen (fixed option, default, or measured latencies)
     strategy_reason: Optional[str] = None
+    # emissions declined on the way, as data: [emission, refusal code] pairs (the prose is in
+    # strategy_reason), e.g. ["per_phase", "per_phase_empty_phase"], ["transpose_gather",
+    # "outside_target"] for auto
+    declined: List[List[str]] = field(default_factory=list)
     # consumers moved above the shuffle (e.g. "BatchNormalization bn")
     sunk: List[str] = field(default_factory=list)
     # where the rewritten chain rejoins the original graph: ``output``, or the output of the last

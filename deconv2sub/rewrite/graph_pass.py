@@ -201,6 +201,7 @@ def _report(
         new_nodes=[n.name for n in em.nodes],
         strategy=choice.strategy,
         strategy_reason=choice.reason + emitted.note,
+        declined=[list(pair) for pair in choice.declined],
         sunk=sunk,
         rejoin=rejoin,
     )

@@ -15,6 +15,7 @@ weight values is used: timing does not depend on them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -267,9 +268,14 @@ def tune(material, opset: int, options, convert: Converter) -> Union[Choice, Ref
     outside = [f"{k} ({refused[k][0]})" for k, _ in by_speed if refused[k]]
     if outside:
         reason += f"; outside target {profile.name}: {', '.join(outside)}"
-    if not fits:
-        return _profile_default(material, opset, profile, reason)
-    return fixed(fits[0], group=material.attrs.group, opset=opset, reason=reason)
+    declined = tuple((k, "outside_target") for k, _ in by_speed if refused[k])
+    if fits:
+        picked = fixed(fits[0], group=material.attrs.group, opset=opset, reason=reason)
+    else:
+        picked = _profile_default(material, opset, profile, reason)
+    if isinstance(picked, Refusal):
+        return picked
+    return dataclasses.replace(picked, declined=declined)
 
 
 def _measure(material, opset: int, options, convert: Converter) -> Optional[dict]:

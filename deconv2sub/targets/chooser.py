@@ -20,6 +20,7 @@ emitted at all gets a :class:`deconv2sub.rewrite.refusal.Refusal`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple, Union
 
@@ -301,12 +302,14 @@ def choose(
             return choice
         if emission.fallback is None:
             return refusal
+        declined = choice.declined + ((emission.name, refusal.code),)
         choice = fixed(
             emission.fallback,
             group=material.attrs.group,
             opset=opset,
             reason=f"{choice.reason}; {refusal.reason}: {emission.fallback}",
         )
+        choice = dataclasses.replace(choice, declined=declined)
     return choice
 
 

@@ -96,5 +96,6 @@ def test_auto_takes_the_fastest_the_target_runs(monkeypatch, no_cache, target):
     node = report.nodes[0]
     assert node.strategy != "transpose_gather"
     assert "outside target " + target + ": transpose_gather (" in node.strategy_reason
+    assert ["transpose_gather", "outside_target"] in node.declined
     assert violations(resolve(target), converted) == []
     assert_equivalent(m, converted, {"X": np.ones((1, 4, 6, 6), np.float32)})

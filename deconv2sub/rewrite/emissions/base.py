@@ -43,6 +43,10 @@ class Choice:
     modes: tuple = ()
     # "low_rank_transpose": the largest Transpose rank allowed
     max_rank: int = 4
+    # emissions declined on the way to this one, as data: ((emission, refusal code), ...), e.g.
+    # (("per_phase", "per_phase_empty_phase"),) or, for "auto", (("transpose_gather",
+    # "outside_target"),)
+    declined: tuple = ()
 
 
 @dataclass

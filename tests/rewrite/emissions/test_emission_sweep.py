@@ -338,6 +338,12 @@ def _check(c: Case, strategy: str, target: Optional[str]) -> None:
             if node.strategy != strategy:  # fell back: a refusal, then the declared fallback
                 assert node.strategy in _fallbacks(strategy), node.strategy
                 assert f": {node.strategy}" in node.strategy_reason, node.strategy_reason
+                # the declined emissions as data: the chain from the asked one to the one taken
+                chain = [strategy] + _fallbacks(strategy)
+                assert [e for e, _ in node.declined] == chain[: chain.index(node.strategy)]
+                assert all(code for _, code in node.declined), node.declined
+            else:
+                assert node.declined == [], node.declined
         _check_ops(node.strategy, converted, node)  # the emission written (default: chosen)
         onnx.checker.check_model(converted, full_check=True)
         for i, shape in enumerate(c.shapes()):
