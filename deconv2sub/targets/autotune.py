@@ -36,7 +36,7 @@ from ..runtime.base import Runner
 from ..runtime.runners import create_runner
 from ..runtime.timing import time_runners
 from . import resolve as resolve_target
-from .chooser import choose_default, choose_portable, fixed
+from .chooser import choose_profile_default, fixed
 from .conformance import violations
 
 __all__ = ["Converter", "candidates", "clear_cache", "measurer", "tune"]
@@ -206,10 +206,7 @@ def measurer(convert: Converter) -> Callable[..., Choice]:
 
 def _profile_default(material, opset: int, profile, why: str):
     """The target's own default choice for the node, with ``why`` auto did not measure it."""
-    if profile.rule == "portable":
-        picked = choose_portable(material, opset, profile)
-    else:
-        picked = choose_default(material, opset, target=profile.rule)
+    picked = choose_profile_default(material, opset, profile)
     if isinstance(picked, Refusal):
         return picked
     return Choice(picked.strategy, picked.order, picked.fold_crop, f"auto: {why}; {picked.reason}")

@@ -69,7 +69,8 @@ def _shapes(model: "onnx.ModelProto") -> Dict[str, List[Optional[int]]]:
     return out
 
 
-def _attr(node: "onnx.NodeProto", name: str, default=None):
+def node_attr(node: "onnx.NodeProto", name: str, default=None):
+    """The value of ``node``'s attribute ``name``, or ``default`` when it has none."""
     import onnx
 
     for a in node.attribute:
@@ -99,7 +100,7 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumer
             return None
         detail.append(f"Slice of Shape into {arith[0]}")
     if bug.op == "DepthToSpace":
-        mode = _attr(node, "mode", b"DCR")
+        mode = node_attr(node, "mode", b"DCR")
         mode = mode.decode() if isinstance(mode, bytes) else mode
         if opset < 11:
             mode = "DCR"
@@ -107,7 +108,7 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumer
             return None
         detail.append(mode)
         if bug.condition == "d2s_channels_ne_block":
-            b = int(_attr(node, "blocksize", 0))
+            b = int(node_attr(node, "blocksize", 0))
             c = (shapes.get(node.input[0]) or [None, None])[1]
             if c is not None and c // (b * b) == b:
                 return None
@@ -124,11 +125,11 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumer
             return None
         detail.append(f"input of shape {ambiguous[0]} (channels == a spatial size)")
     if bug.condition == "conv_kernel2_wide":
-        kernel = list(_attr(node, "kernel_shape", []) or [])
+        kernel = list(node_attr(node, "kernel_shape", []) or [])
         x = shapes.get(node.input[0]) or []
         if kernel != [2, 2] or len(x) != 4 or x[1] is None or x[1] < 64:
             return None
-        pads = list(_attr(node, "pads", [0, 0, 0, 0]) or [0, 0, 0, 0])
+        pads = list(node_attr(node, "pads", [0, 0, 0, 0]) or [0, 0, 0, 0])
         padded = [None if v is None else v + pads[i] + pads[i + 2] for i, v in enumerate(x[2:])]
         if all(v is not None and v < 33 for v in padded):
             return None
@@ -138,7 +139,7 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumer
         square = y is not None and None not in y and (
             (len(y) == 4 and y[1] == y[2] == y[3]) or (len(y) == 3 and y[1] == y[2]))
         padded = any(
-            c.op_type == "Conv" and any(_attr(c, "pads", []) or [])
+            c.op_type == "Conv" and any(node_attr(c, "pads", []) or [])
             for c in consumers.get(node.output[0], ())
         )
         if not (square and padded):
@@ -155,22 +156,22 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumer
         chains = [(r, t, m)
                   for r in consumers.get(node.output[0], ()) if r.op_type == "Reshape"
                   for t in consumers.get(r.output[0], ()) if t.op_type == "Transpose"
-                  and len(_attr(t, "perm", []) or []) >= 6
+                  and len(node_attr(t, "perm", []) or []) >= 6
                   for m in consumers.get(t.output[0], ()) if m.op_type == "Reshape"]
         if len(x) != 5 or not chains:
             return None
         detail.append(f"3-D Conv into Transpose '{chains[0][1].name}' of rank "
-                      f"{len(_attr(chains[0][1], 'perm'))} between Reshapes")
+                      f"{len(node_attr(chains[0][1], 'perm'))} between Reshapes")
     if bug.min_rank:
         rank = None
-        if node.op_type == "Transpose" and _attr(node, "perm") is not None:
-            rank = len(_attr(node, "perm"))
+        if node.op_type == "Transpose" and node_attr(node, "perm") is not None:
+            rank = len(node_attr(node, "perm"))
         elif node.input and shapes.get(node.input[0]) is not None:
             rank = len(shapes[node.input[0]])
         if rank is None or rank < bug.min_rank:
             return None
         detail.append(f"rank {rank}")
-    if bug.axis is not None and int(_attr(node, "axis", 0)) != bug.axis:
+    if bug.axis is not None and int(node_attr(node, "axis", 0)) != bug.axis:
         return None
     return ", ".join(detail)
 

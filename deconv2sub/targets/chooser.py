@@ -236,6 +236,24 @@ def _runtime_crop_refusal(
     return None
 
 
+def choose_profile_default(
+    material: NodeMaterial, opset: int, profile: TargetProfile
+) -> Union[Choice, Refusal]:
+    """The choice of ``profile``'s own default rule (the portable rule, or a measured one)."""
+    if profile.rule == "portable":
+        return choose_portable(material, opset, profile)
+    if material.needs_runtime_crop():
+        # The smallest graph: one Conv, DepthToSpace (or one Reshape/Transpose), the run-time Slice.
+        return fixed(
+            "depth_to_space",
+            group=material.attrs.group,
+            opset=opset,
+            reason="default: DepthToSpace/Reshape shuffle (crop computed at run time: "
+            "output_shape with a symbolic input size)",
+        )
+    return choose_default(material, opset, target=profile.rule)
+
+
 def _pick(
     material: NodeMaterial, opset: int, options: ConvertOptions, measure: Optional[Measurer]
 ) -> Union[Choice, Refusal]:
@@ -251,19 +269,7 @@ def _pick(
         kept = profile.keeps(strides)
         if kept:
             return Refusal(kept, "target_keeps")
-        if profile.rule == "portable":
-            return choose_portable(material, opset, profile)
-        if material.needs_runtime_crop():
-            # The smallest graph: one Conv, DepthToSpace (or one Reshape/Transpose), the
-            # run-time Slice.
-            return fixed(
-                "depth_to_space",
-                group=group,
-                opset=opset,
-                reason="default: DepthToSpace/Reshape shuffle (crop computed at run time: "
-                "output_shape with a symbolic input size)",
-            )
-        return choose_default(material, opset, target=profile.rule)
+        return choose_profile_default(material, opset, profile)
     if name == "auto":
         kept = resolve_target(options.target).keeps(strides)
         if kept:

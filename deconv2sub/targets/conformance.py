@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 import onnx
 from onnx import numpy_helper
 
+from .bugs import node_attr
 from .profile import TargetProfile
 
 __all__ = ["violations"]
@@ -31,13 +32,6 @@ def _constants(graph: onnx.GraphProto) -> Dict[str, onnx.TensorProto]:
                 if a.name == "value":
                     values[node.output[0]] = a.t
     return values
-
-
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
 
 
 def violations(profile: TargetProfile, model: onnx.ModelProto,
@@ -68,16 +62,16 @@ def _violations(profile: TargetProfile, model: onnx.ModelProto) -> List[str]:
         elif op == "Gemm" and not profile.gemm:
             found.append(f"Gemm {node.name or node.output[0]}: target {profile.name} has none")
         elif op == "DepthToSpace":
-            mode = _attr(node, "mode", b"DCR")
+            mode = node_attr(node, "mode", b"DCR")
             mode = mode.decode() if isinstance(mode, bytes) else str(mode)
-            block = int(_attr(node, "blocksize", 0))
+            block = int(node_attr(node, "blocksize", 0))
             if mode not in profile.depth_to_space:
                 found.append(f"DepthToSpace {mode}: target {profile.name} takes "
                              f"{', '.join(profile.depth_to_space) or 'none'}")
             elif profile.max_block and block > profile.max_block:
                 found.append(f"DepthToSpace block {block} > max_block {profile.max_block}")
         elif op == "Transpose":
-            rank = len(_attr(node, "perm", []) or [])
+            rank = len(node_attr(node, "perm", []) or [])
             if rank > profile.max_rank:
                 found.append(f"Transpose of rank {rank} > max_rank {profile.max_rank}")
         elif op == "Reshape" and len(node.input) > 1 and node.input[1] in consts:
