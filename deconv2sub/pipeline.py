@@ -26,7 +26,8 @@ from .errors import InputError, NoKernelError, VerificationError
 from .io.check import checker_complaint
 from .io.external_data import verify_external_data
 from .io.load import load_model, model_files
-from .io.save import check_output_path, stage_model
+from .io.paths import check_output_path
+from .io.save import stage_model
 from .progress import ProgressFn
 from .report import ConversionReport
 from .rewrite.options import ConvertOptions

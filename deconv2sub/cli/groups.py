@@ -22,7 +22,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import click
 
 from .. import names
-from ..errors import InputError, OutputError
+from ..errors import InputError
+from ..io.paths import check_output_path
 
 __all__ = [
     "ConvertArgs",
@@ -32,7 +33,6 @@ __all__ = [
     "OutputFormatArgs",
     "RuntimeArgs",
     "VerifyArgs",
-    "check_output_path",
     "group",
 ]
 
@@ -63,27 +63,6 @@ def group(param: str, parse: Callable[..., Any], decorators: Sequence[Decorator]
         return wrapper
 
     return decorate
-
-
-def check_output_path(path: str, *, inputs: Sequence[str] = (), what: str = "the output") -> None:
-    """Refuse an output path that cannot be written, from the path alone.
-
-    The input model itself (``inputs``, under any spelling, symbolic or hard link) first, since
-    ``--force`` cannot change that answer; then a directory; then a missing folder. An existing
-    file is left to the caller: ``convert``'s staged save refuses it without ``--force`` after
-    checking it is none of the input's external data files, ``validate --save-inputs`` overwrites.
-    """
-    full = os.path.abspath(path)
-    if os.path.exists(full):
-        for source in inputs:
-            if os.path.exists(source) and os.path.samefile(source, full):
-                raise OutputError(f"refusing to overwrite the input model {source}"
-                                  f" (output {path} is the same file)")
-    if os.path.isdir(full):
-        raise OutputError(f"{path} is a directory; give a file name for {what}")
-    parent = os.path.dirname(full)
-    if not os.path.isdir(parent):
-        raise OutputError(f"cannot write {path}: folder {parent} does not exist")
 
 
 # ---- the model(s) a command reads ----------------------------------------------------------------
@@ -142,7 +121,8 @@ class OutputArgs:
     def resolve(self, model: str, default: Callable[[str], str]) -> str:
         """The output path for ``model`` (``default(model)`` when none was given), checked."""
         path = self.path or default(model)
-        check_output_path(path, inputs=[model], what="the output model")
+        # force: an existing output is refused later, after checking it is no file of the input
+        check_output_path(path, force=True, protect=[model], what="the output model")
         return path
 
 

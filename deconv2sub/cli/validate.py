@@ -8,13 +8,13 @@ from typing import Optional
 import click
 
 from ..errors import VerificationError
+from ..io.paths import check_output_path
 from .groups import (
     InputArgs,
     ModelArgs,
     OutputFormatArgs,
     RuntimeArgs,
     VerifyArgs,
-    check_output_path,
     group,
 )
 from .terminal import Printer, guarded
@@ -53,7 +53,7 @@ class ReproArgs:
         """The files to save must be writable (an existing one is overwritten)."""
         for option, path in (("--save-inputs", save_inputs), ("--save-outputs", save_outputs)):
             if path:
-                check_output_path(path, what=option)
+                check_output_path(path, force=True, what=option)  # an existing file is overwritten
         return cls(save_inputs, save_outputs, not no_localise)
 
 HELP = """Compare CANDIDATE with ORIGINAL, output by output, on the same inputs.

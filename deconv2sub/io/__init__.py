@@ -9,7 +9,8 @@ module                     holds
 =========================  ===================================================================
 :mod:`.load`               ``load_model`` (clear load errors), ``model_files``, ``model_size_bytes``
 :mod:`.check`              ``check_model``, ``checker_complaint`` (the ONNX checker, big models too)
-:mod:`.save`               ``check_output_path``, ``StagedModel``, ``stage_model``, ``save_model``,
+:mod:`.paths`              ``check_output_path`` (the one check; no onnx import), ``same_file``
+:mod:`.save`               ``StagedModel``, ``stage_model``, ``save_model``,
                            the external-data size rule, atomic renames, stale temporaries
 :mod:`.data_file`          ``prepare``: which tensors go to the data file, aligned, streamed
 :mod:`.external_data`      data-file locations and their checks, ``verify_external_data``,
