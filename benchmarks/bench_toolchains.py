@@ -10,6 +10,11 @@ one process, with geometric means.
         [--models samples,blocks] [--targets portable,own] [--only NAME,...] [--runs 7]
         [--json out.json] [--markdown out.md]
 
+``--targets`` items: ``portable``, ``own`` (each toolchain its own profile), a profile name
+(``mnn``, ``onnxruntime``, a TOML path), or a form given as ConvertOptions fields joined by ``+``
+(``strategy=depth_to_space+order=DCR``, ``target=mnn+fold_crop=always``): the way to try several
+forms of the same model on one toolchain side by side.
+
 Toolchains must be installed (``.ci/toolchains/NAME.sh VENV``; tflite/tvm/iree may live in their
 own venvs named by ``DECONV2SUB_<NAME>_PYTHON``, as rknn must); unavailable ones are listed and
 skipped. Static shapes: batch 1 and the sizes below for symbolic dims. A cell is "ok" when every
@@ -70,6 +75,19 @@ def models(kinds):
             m = build_block(spec)
             shape = (1, spec.c_in, *spec.spatial)
             yield spec.label, m, {"X": rng.standard_normal(shape).astype(np.float32)}
+
+
+def convert_options(item: str, toolchain: str) -> ConvertOptions:
+    """The ConvertOptions of one ``--targets`` item for ``toolchain`` (see the module docstring)."""
+    if item == "own":
+        return ConvertOptions(target=toolchain)
+    if "=" not in item:
+        return ConvertOptions(target=item)
+    fields = {}
+    for part in item.split("+"):
+        key, _, value = part.partition("=")
+        fields[key] = {"true": True, "false": False}.get(value, value)
+    return ConvertOptions(**fields)
 
 
 def ort_reference(model, feeds):
@@ -178,10 +196,10 @@ def main(argv=None) -> int:
         ref = ort_reference(model, feeds)
         for target_kind in args.targets.split(","):
             for tc in toolchains:
-                target = "portable" if target_kind == "portable" else tc
-                converted, report = deconv2sub.convert_model(model, ConvertOptions(target=target))
+                options = convert_options(target_kind, tc)
+                converted, report = deconv2sub.convert_model(model, options)
                 row = measure(tc, name, model, converted, feeds, ref, args.runs)
-                row["target"] = target
+                row["target"] = tc if target_kind == "own" else target_kind
                 row["rewritten"] = f"{len(report.rewritten)}/{len(report.nodes)}"
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -206,14 +224,23 @@ def _cell(row):
     return f"ok ({orig})" if orig else "ok"
 
 
+def _kind(row) -> str:
+    """The table a row belongs to: "portable", "own" (target == toolchain) or the form's name."""
+    if row["target"] == "portable":
+        return "portable"
+    return "own" if row["target"] == row["toolchain"] else row["target"]
+
+
 def markdown(rows):
     """Markdown tables of ``rows``, one per kind of target, each with a geomean summary row."""
     out = []
-    for target in sorted({r["target"] == "portable" for r in rows}, reverse=True):
-        sel = [r for r in rows if (r["target"] == "portable") == target]
+    kinds = list(dict.fromkeys(_kind(r) for r in rows))
+    for kind in kinds:
+        sel = [r for r in rows if _kind(r) == kind]
         tcs = sorted({r["toolchain"] for r in sel}, key=lambda t: TOOLCHAINS.index(t))
         models_ = list(dict.fromkeys(r["model"] for r in sel))
-        title = "portable (default)" if target else "each toolchain its own profile"
+        title = {"portable": "portable (default)", "own": "each toolchain its own profile"}.get(
+            kind, f"form {kind}")
         out.append(f"\n### {title}\n")
         out.append("| model | " + " | ".join(tcs) + " |")
         out.append("|---|" + "---|" * len(tcs))

@@ -82,6 +82,20 @@ def node_attr(node: "onnx.NodeProto", name: str, default=None):
 _ARITH = ("Mul", "Add", "Sub", "Div")
 
 
+def conv_kernel2_wide(kernel: Sequence[int], channels: Optional[int],
+                      padded: Sequence[Optional[int]]) -> bool:
+    """Whether a 2-D Conv is the one of MNN's inexact-2x2 bug (condition ``conv_kernel2_wide``).
+
+    A 2x2 kernel, 32 or more input channels, and a padded input of 32 or more on some axis (an
+    unknown size counts as large). MNN 3.6.1 picks an inexact kernel (errors ~1e-2) for some of
+    these shapes and not others (a sweep of 32-128 input channels, 16-64 sizes and three paddings
+    found every bad case inside this region and none outside it): the region is the safe side.
+    """
+    if list(kernel) != [2, 2] or channels is None or channels < 32:
+        return False
+    return not all(v is not None and v < 32 for v in padded)
+
+
 def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumers=None,
              producers=None) -> Optional[str]:
     """Why ``node`` hits ``bug`` (a short detail), or None.
@@ -127,11 +141,11 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumer
     if bug.condition == "conv_kernel2_wide":
         kernel = list(node_attr(node, "kernel_shape", []) or [])
         x = shapes.get(node.input[0]) or []
-        if kernel != [2, 2] or len(x) != 4 or x[1] is None or x[1] < 64:
+        if len(x) != 4:
             return None
         pads = list(node_attr(node, "pads", [0, 0, 0, 0]) or [0, 0, 0, 0])
         padded = [None if v is None else v + pads[i] + pads[i + 2] for i, v in enumerate(x[2:])]
-        if all(v is not None and v < 33 for v in padded):
+        if not conv_kernel2_wide(kernel, x[1], padded):
             return None
         detail.append(f"k2x2, {x[1]} input channels, padded input {padded[0]}x{padded[1]}")
     if bug.condition == "square_before_conv":

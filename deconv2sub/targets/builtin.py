@@ -57,9 +57,10 @@ _TFLITE_GATHER = KnownBug(
 )
 _MNN_CONV2 = KnownBug(
     toolchain="mnn", op="Conv", condition="conv_kernel2_wide",
-    note="MNN's fp32 2x2 Conv with 64 or more input channels loses ~1e-2 on inputs of 33x33 and "
-    "more (3x3 and 1x1 Convs are exact): the k4 s2 sub-pixel Conv; --target mnn keeps 2-D "
-    "ConvTranspose (a profile with fold_crop = \"always\" gets a 3x3 Conv instead)",
+    note="MNN's fp32 2x2 Conv with 32 or more input channels loses ~1e-2 on some inputs of 32x32 "
+    "and more, depending on the shape (3x3 and 1x1 Convs are exact): the Conv of a k4 s2 or k3 s2 "
+    "rewrite; --target mnn keeps those ConvTranspose (a profile with fold_crop = \"always\" gets "
+    "a 3x3 Conv instead)",
     reference="measured here (MNN 3.6.1); "
     "tests/toolchain_repros/mnn/conv2d_k2_64to128_33x33_inexact.onnx",
 )
@@ -149,23 +150,33 @@ _PROFILES = [
         name="ncnn",
         description="ncnn via pnnx: CRD DepthToSpace is PixelShuffle; no DCR, no Gather, "
         "Reshape/Permute <= 4-D with the batch first; 3-D ConvTranspose kept (native, exact; no "
-        "3-D shuffle converts)",
+        "3-D shuffle converts), and 2-D stride 2 (its Deconvolution runs them as fast or faster)",
         source="measured here (pnnx 20261020, ncnn 1.0.20261020)",
+        # 2 threads, quiet machine, original -> Conv + PixelShuffle at stride 2: DCGAN k4 0.92x,
+        # U-Net k2 1.02x, ENet k3 0.77x, samples dcgan_generator 0.63x, grouped_upsampler 0.70x,
+        # enet_decoder 0.89x (phase Convs or a 3x3 folded Conv were no faster): kept; stride 8
+        # (FCN k16 1.09-1.24x) and 1-D (4.4-11x) are rewritten
         depth_to_space=("CRD",),
         max_rank=4,
         keep_ranks=(3,),
+        keep_strides=((2, 2),),
         bugs=(_NCNN_DCR, _NCNN_GATHER, _NCNN_RANK),
     ),
     TargetProfile(
         name="mnn",
-        description="MNN: keeps 2-D ConvTranspose (its Deconvolution is native, exact and faster "
-        "than the rewrite; its wide 2x2 Conv is inexact); rewrites 1-D and 3-D, where MNN's own "
-        "ConvTranspose is wrong (1-D: output rank; 3-D: bias), with "
-        "DepthToSpace/Reshape/Transpose <= 4-D",
+        description="MNN: DepthToSpace DCR (its CRD runs 1.5x slower), Reshape/Transpose <= 4-D; "
+        "keeps the 2-D ConvTranspose that it runs better than the rewrite (grouped, stride 8) "
+        "or whose rewrite hits its inexact wide 2x2 Conv; rewrites 1-D and 3-D, where MNN's own "
+        "ConvTranspose is wrong (1-D: output rank; 3-D: bias)",
         source="measured here (MNN 3.6.1): benchmarks/toolchains/mnn.md, proof_ncnn_mnn.md",
-        depth_to_space=("CRD", "DCR"),
+        # 2 threads, quiet machine, original -> DCR (CRD): U-Net k2 s2 1.22x (0.68x), ENet k3 s2
+        # 1.22x (0.67x); FCN k16 s8 0.83x with one DepthToSpace(8), 0.63x / 0.71x as blocks of
+        # 2 / 4: kept; grouped_upsampler 0.43x (MNN runs a grouped Conv with a channel multiplier
+        # as one Conv per group): kept
+        depth_to_space=("DCR", "CRD"),
         max_rank=4,
-        keep_ranks=(2,),
+        keep_strides=((8, 8),),
+        keep_when=("grouped", "kernel2_wide"),
         bugs=(_MNN_CONV2,),
     ),
     TargetProfile(

@@ -35,7 +35,8 @@ from ..rewrite.material import NodeMaterial
 from ..rewrite.options import ConvertOptions
 from ..rewrite.refusal import Refusal
 from . import resolve as resolve_target
-from .profile import TargetProfile
+from .bugs import conv_kernel2_wide
+from .profile import KEEP_FACTS, TargetProfile
 
 __all__ = [
     "DEFAULT_RULES",
@@ -266,12 +267,13 @@ def _pick(
         name = "depth_to_space"
     if name == "default":
         profile = resolve_target(options.target)
-        kept = profile.keeps(strides)
+        kept = profile.keeps(strides) or keep_reason(material, profile)
         if kept:
             return Refusal(kept, "target_keeps")
         return choose_profile_default(material, opset, profile)
     if name == "auto":
-        kept = resolve_target(options.target).keeps(strides)
+        profile = resolve_target(options.target)
+        kept = profile.keeps(strides) or keep_reason(material, profile)
         if kept:
             return Refusal(kept, "target_keeps")
         if measure is None:
@@ -283,6 +285,35 @@ def _pick(
     return fixed(
         name, group=group, opset=opset, order=options.order, reason=f"fixed strategy '{name}'"
     )
+
+
+def _holds_kept_fact(fact: str, material: NodeMaterial, profile: TargetProfile) -> bool:
+    """Whether ``material``'s node has ``fact`` (a name of :data:`.profile.KEEP_FACTS`)."""
+    if fact == "grouped":
+        return material.attrs.group > 1
+    if fact == "kernel2_wide":
+        if material.rank != 2:
+            return False
+        try:
+            plan = material.plan("CRD", profile.fold_crop)
+        except (PlanError, ValueError):
+            return False
+        _, spatial = material.sizes()
+        spatial = spatial or [None, None]
+        padded = [
+            None if v is None else v + a.conv_pad_begin + a.conv_pad_end
+            for v, a in zip(spatial, plan.axes)
+        ]
+        return conv_kernel2_wide([a.taps for a in plan.axes], plan.in_channels, padded)
+    raise ValueError(f"unknown keep_when fact {fact!r}")
+
+
+def keep_reason(material: NodeMaterial, profile: TargetProfile) -> Optional[str]:
+    """Why ``profile`` keeps this ConvTranspose by one of its ``keep_when`` facts, or None."""
+    for fact in profile.keep_when:
+        if _holds_kept_fact(fact, material, profile):
+            return f"target '{profile.name}' keeps ConvTranspose: {KEEP_FACTS[fact]}"
+    return None
 
 
 def choose(

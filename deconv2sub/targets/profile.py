@@ -14,6 +14,7 @@ known to hit some emitted forms (so that ``convert`` can warn). Built-in profile
     max_block = 2                 # largest DepthToSpace block size; 0 = any
     max_rank = 4                  # largest Reshape/Transpose rank
     keep_strides = [[1, 1]]       # strides whose ConvTranspose stays (the target runs them well)
+    keep_when = ["grouped"]       # node facts for which the ConvTranspose stays (see KEEP_FACTS)
 
     [[bugs]]
     toolchain = "my_npu"
@@ -32,6 +33,14 @@ from typing import Optional, Tuple, Union
 
 RULES = ("portable", "onnxruntime", "openvino")
 D2S_MODES = ("CRD", "DCR")
+#: facts about one ConvTranspose that a profile's ``keep_when`` may name (evaluated by the chooser,
+#: :func:`deconv2sub.targets.chooser.keep_reason`), with what they say in the report
+KEEP_FACTS = {
+    "grouped": "grouped ConvTranspose (group > 1: the rewrite's grouped Conv has a channel "
+    "multiplier)",
+    "kernel2_wide": "the rewrite's Conv would be 2x2 with 32 or more input channels on a padded "
+    "input of 32 or more (the Conv of the conv_kernel2_wide bug)",
+}
 
 
 class ProfileError(ValueError):
@@ -92,6 +101,9 @@ class TargetProfile:
     #: spatial ranks (1, 2, 3) whose ConvTranspose stays (e.g. ncnn's native 3-D deconvolution,
     #: where no rank-limited shuffle converts)
     keep_ranks: Tuple[int, ...] = ()
+    #: facts (names of :data:`KEEP_FACTS`) for which the ConvTranspose stays, e.g. ``"grouped"``
+    #: for a target that splits a grouped Conv with a channel multiplier into one Conv per group
+    keep_when: Tuple[str, ...] = ()
     #: the speed rule that chooses among the allowed emissions: "portable" (Conv + DepthToSpace, or
     #: low-rank Reshape/Transpose), or the measured CPU rules "onnxruntime" / "openvino"
     rule: str = "portable"
@@ -116,6 +128,9 @@ class TargetProfile:
                 problems.append(
                     f"keep_strides entry {list(s)!r} (positive integers per spatial axis)"
                 )
+        bad = [f for f in self.keep_when if f not in KEEP_FACTS]
+        if bad:
+            problems.append(f"keep_when facts {bad} (choose from {', '.join(KEEP_FACTS)})")
         if problems:
             raise ProfileError(f"target profile {self.name!r}: bad " + "; bad ".join(problems))
 
@@ -141,6 +156,7 @@ class TargetProfile:
         out["bugs"] = [b.__dict__.copy() for b in self.bugs]
         out["depth_to_space"] = list(self.depth_to_space)
         out["keep_strides"] = [list(s) for s in self.keep_strides]
+        out["keep_when"] = list(self.keep_when)
         return out
 
 
@@ -161,6 +177,8 @@ def profile_from_dict(data: dict, origin: str) -> TargetProfile:
             values["keep_ranks"] = tuple(int(r) for r in values["keep_ranks"])
         if "keep_strides" in values:
             values["keep_strides"] = tuple(tuple(s) for s in values["keep_strides"])
+        if "keep_when" in values:
+            values["keep_when"] = tuple(str(f) for f in values["keep_when"])
         if "bugs" in values:
             bug_keys = {f.name for f in fields(KnownBug)}
             bugs = []

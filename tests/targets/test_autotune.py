@@ -79,7 +79,7 @@ def test_auto_on_cuda_without_cuda_does_not_measure(no_cache):
         "auto: could not measure on onnxruntime (cuda); ")
 
 
-@pytest.mark.parametrize("target", ["portable", "ncnn", "tflite", "ethos-u"])
+@pytest.mark.parametrize("target", ["portable", "rknn", "tflite", "ethos-u"])
 def test_auto_takes_the_fastest_the_target_runs(monkeypatch, no_cache, target):
     """Candidates outside the target profile are measured but never chosen, and said so."""
     from deconv2sub.targets import resolve

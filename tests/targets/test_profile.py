@@ -123,6 +123,7 @@ def test_toml_profile(tmp_path):
         ("speed = 3", "unknown profile key"),
         ("name = ", "not a valid TOML file"),
         ("rule = 'fastest'", "rule"),
+        ("keep_when = ['slow']", "keep_when facts"),
     ],
 )
 def test_bad_toml_profiles_are_one_line_errors(tmp_path, text, needle):
@@ -166,6 +167,7 @@ PROFILES = [
     "portable",
     "tflite",
     "ncnn",
+    "mnn",
     "iree",
     "ethos-u",
     "ethos-n",
@@ -203,9 +205,12 @@ def test_profile_output_is_exact_and_within_limits(profile, case, symbolic):
     entry = report.nodes[0]
     if not entry.rewritten:
         # the only refusal a profile may give here: shape arithmetic it does not allow
+        # or a node the profile keeps: by rank or strides, or by one of its keep_when facts
+        by_fact = prof.keep_when and entry.reason.startswith(
+            f"target '{prof.name}' keeps ConvTranspose: ")
         assert (
             symbolic and not prof.dynamic_shapes and entry.code == "shape_arithmetic"
-        ) or (entry.code == "target_keeps" and rank in prof.keep_ranks)
+        ) or (entry.code == "target_keeps" and (prof.keeps(strides) or by_fact))
         return
     phase_convs = prof.phase_convs and prof.gather  # phase Convs + row Gather fold a crop
     allowed = ("depth_to_space", "low_rank_transpose") + (("per_phase",) if phase_convs else ())
@@ -434,23 +439,71 @@ def test_benchmark_blocks_default_form():
         _portable_ops_only(original, converted)
 
 
-def test_mnn_keeps_2d_and_rewrites_1d():
-    """MNN's 2-D Deconvolution is exact (its wide 2x2 Conv is not).
+def test_mnn_keeps_what_it_runs_better_and_rewrites_the_rest():
+    """--target mnn keeps 2-D nodes whose rewrite hits its inexact 2x2 Conv, grouped ones and s8.
 
-    --target mnn keeps 2-D nodes and rewrites 1-D ones (MNN's own 1-D ConvTranspose gives the wrong
-    output rank); portable's 2x2 Conv warns for --toolchain mnn.
+    It rewrites a pointwise k2 s2 node (a 1x1 Conv + DCR DepthToSpace, faster on MNN) and 1-D
+    nodes (MNN's own 1-D ConvTranspose gives the wrong output rank); portable's 2x2 Conv warns for
+    --toolchain mnn. Every rewrite matches ORT running the original.
     """
     m = convtranspose_model(
         [1, 64, 32, 32], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1]
     )
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target="mnn"))
     assert report.nodes[0].code == "target_keeps" and op_types(converted) == ["ConvTranspose"]
+    assert "2x2 with 32 or more input channels" in report.nodes[0].reason
     _, report = deconv2sub.convert_model(m, ConvertOptions(toolchains=("mnn",)))
     assert [h["op"] for h in report.toolchain_warnings] == ["Conv"]
+    small = convtranspose_model(
+        [1, 64, 8, 8], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1]
+    )
+    converted, report = deconv2sub.convert_model(small, ConvertOptions(target="mnn"))
+    assert report.nodes[0].rewritten  # an 8x8 input is outside the bug's region
+    assert_equivalent(small, converted, {"X": _x((1, 64, 8, 8))})
+    pointwise = convtranspose_model([1, 64, 32, 32], _x((64, 8, 2, 2)), _x((8,)), strides=[2, 2])
+    converted, report = deconv2sub.convert_model(pointwise, ConvertOptions(target="mnn"))
+    assert op_types(converted) == ["Conv", "DepthToSpace"]
+    assert [a.s for a in converted.graph.node[1].attribute if a.name == "mode"] == [b"DCR"]
+    assert_equivalent(pointwise, converted, {"X": _x((1, 64, 32, 32))})
+    grouped = convtranspose_model(
+        [1, 8, 6, 6], _x((8, 2, 4, 4)), None, strides=[2, 2], pads=[1, 1, 1, 1], group=4
+    )
+    _, report = deconv2sub.convert_model(grouped, ConvertOptions(target="mnn"))
+    assert report.nodes[0].code == "target_keeps" and "grouped" in report.nodes[0].reason
+    s8 = convtranspose_model([1, 4, 6, 6], _x((4, 4, 16, 16)), None, strides=[8, 8], pads=[4] * 4)
+    _, report = deconv2sub.convert_model(s8, ConvertOptions(target="mnn"))
+    assert report.nodes[0].code == "target_keeps" and "strides [8, 8]" in report.nodes[0].reason
     m1 = convtranspose_model([1, 4, 9], _x((4, 2, 4)), None, strides=[2], pads=[1, 1])
     converted, report = deconv2sub.convert_model(m1, ConvertOptions(target="mnn"))
     assert report.nodes[0].rewritten
     assert_equivalent(m1, converted, {"X": _x((1, 4, 9))})
+
+
+@pytest.mark.parametrize(
+    "fact,attrs,kept",
+    [
+        ("grouped", dict(group=2), True),
+        ("grouped", dict(group=1), False),
+        ("kernel2_wide", dict(group=1), True),
+        ("kernel2_wide", dict(group=1, size=16), False),
+        ("kernel2_wide", dict(group=1, kernel=2), False),  # a 1x1 Conv
+    ],
+)
+def test_keep_when_facts_from_toml(tmp_path, fact, attrs, kept):
+    """A TOML profile's keep_when facts keep exactly the nodes they describe."""
+    f = tmp_path / "keeper.toml"
+    f.write_text(f'name = "keeper"\nkeep_when = ["{fact}"]\n')
+    profile = load_profile_file(str(f))
+    assert profile.keep_when == (fact,)
+    size, k, g = attrs.get("size", 40), attrs.get("kernel", 4), attrs["group"]
+    m = convtranspose_model(
+        [1, 64, size, size], _x((64, 8 // g, k, k)), None, strides=[2, 2],
+        pads=[1, 1, 1, 1] if k == 4 else [0, 0, 0, 0], group=g,
+    )
+    converted, report = deconv2sub.convert_model(m, ConvertOptions(target=profile))
+    assert (report.nodes[0].code == "target_keeps") == kept
+    if not kept:
+        assert_equivalent(m, converted, {"X": _x((1, 64, size, size))})
 
 
 def test_fold_crop_always_gives_a_3x3_conv_without_a_slice():
@@ -518,3 +571,15 @@ def test_ncnn_keeps_3d_convtranspose():
     assert report.nodes[0].code == "target_keeps" and op_types(converted) == ["ConvTranspose"]
     m2 = convtranspose_model([1, 4, 5], _x((4, 2, 4)), None, strides=[2], pads=[1, 1])
     assert deconv2sub.convert_model(m2, ConvertOptions(target="ncnn"))[1].nodes[0].rewritten
+
+
+def test_ncnn_keeps_2d_stride_2_and_rewrites_stride_8():
+    """ncnn's own stride-2 Deconvolution was never slower than the rewrite: kept; stride 8 is not."""
+    m = convtranspose_model([1, 4, 6, 6], _x((4, 2, 4, 4)), None, strides=[2, 2], pads=[1] * 4)
+    converted, report = deconv2sub.convert_model(m, ConvertOptions(target="ncnn"))
+    assert report.nodes[0].code == "target_keeps" and op_types(converted) == ["ConvTranspose"]
+    assert "strides [2, 2]" in report.nodes[0].reason
+    m8 = convtranspose_model([1, 4, 3, 3], _x((4, 2, 16, 16)), None, strides=[8, 8], pads=[4] * 4)
+    converted, report = deconv2sub.convert_model(m8, ConvertOptions(target="ncnn"))
+    assert op_types(converted) == ["Conv", "DepthToSpace", "Slice"]
+    assert_equivalent(m8, converted, {"X": _x((1, 4, 3, 3))})
