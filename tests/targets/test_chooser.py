@@ -196,7 +196,7 @@ def test_cli_target_picks_the_rule(tmp_path):
         ([], "depth_to_space"),
         (["--runtime", "openvino"], "depth_to_space"),
         (["--runtime", "openvino", "--target", "openvino"], "channels_last"),
-        (["--target", "onnxruntime"], "pointwise_gemm"),
+        (["--target", "onnxruntime"], "transpose_gather"),
     ]:
         out = tmp_path / f"{len(extra)}_{strategy_name}.onnx"
         res = CliRunner().invoke(
