@@ -21,8 +21,10 @@ skipped. Static shapes: batch 1 and the sizes below for symbolic dims. A cell is
 element is within 1e-3 abs + 1e-3 rel of ONNX Runtime on the original (the tolerance of
 ``--runtime <toolchain>``; a toolchain module's ``TOLERANCES`` where it has them: RKNN computes in
 float16).
-Latency: median of ``--runs`` interleaved runs (original, converted, ...) after one warm-up each;
-speedup = original / converted (> 1: the rewrite is faster there).
+Latency: median of ``--runs`` interleaved runs (original, converted, ...) after one warm-up each,
+each run timed inside the toolchain's process (``Runner.timed_run``: in its worker, for a toolchain
+in its own venv, so the arrays' trip there and back is not counted); speedup = original /
+converted (> 1: the rewrite is faster there).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import math
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 import onnx
@@ -109,12 +110,6 @@ def close(got, ref, rtol=RTOL, atol=ATOL):
     return err, ok
 
 
-def _time(run, feeds):
-    t = time.perf_counter()
-    run(feeds)
-    return time.perf_counter() - t
-
-
 #: compiled models of the current model, keyed by (toolchain, sha256 of the ONNX bytes, feed
 #: shapes): the original is compiled once for both targets, and an own-profile output identical to
 #: the portable one is not compiled again (onnx2tf takes minutes per block on 2 cores)
@@ -158,7 +153,7 @@ def measure(toolchain, name, original, converted, feeds, ref, runs):
         times = {"original": [], "converted": []}
         for _ in range(runs):
             for what in ("original", "converted"):
-                times[what].append(_time(runners[what].run, feeds))
+                times[what].append(runners[what].timed_run(feeds))
         for what in times:
             row[what]["ms"] = 1e3 * statistics.median(times[what])
         row["speedup"] = row["original"]["ms"] / row["converted"]["ms"]

@@ -12,6 +12,8 @@ with :func:`repro_error`, as ``xfail(strict=True)`` so that an upstream fix show
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from typing import Collection, Dict, List, Mapping, Optional, Tuple, Union
 
 import onnx
@@ -142,3 +144,21 @@ def repro_error(toolchain, path: str, workdir: str, **tolerances) -> Tuple[float
     feeds = random_feeds(shapes)
     compiled = toolchain.compile(path, shapes, workdir)
     return close(compiled.run(feeds), ort_outputs(path, feeds), **tolerances)
+
+
+def assert_timed_in_worker(compiled, feeds, calls: int = 5) -> None:
+    """Asserts that ``compiled.timed_run`` times the run in the worker, not the trip to it.
+
+    Interleaved with ``calls`` round trips of ``compiled.run`` (feeds file, pipe, outputs file),
+    its median must be positive and below theirs; the work folder gains no file.
+    """
+    before = sorted(os.listdir(compiled.workdir))
+    inside, trips = [], []
+    for _ in range(calls):
+        inside.append(compiled.timed_run(feeds))
+        t = time.perf_counter()
+        compiled.run(feeds)
+        trips.append(time.perf_counter() - t)
+    assert all(isinstance(t, float) and t > 0 for t in inside), inside
+    assert statistics.median(inside) < statistics.median(trips), (inside, trips)
+    assert sorted(os.listdir(compiled.workdir)) == before

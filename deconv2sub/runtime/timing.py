@@ -185,10 +185,11 @@ def time_runners(
 ) -> Dict[str, List[float]]:
     """The timing loop: seconds of each of ``runs`` calls per runner (label → runner).
 
-    Each runner is called on its own ``feeds[label]`` (:meth:`~.base.Runner.run_for_timing`),
-    ``warmup`` times untimed first, one runner after another. With ``interleave`` each round then
-    runs every runner once, in an order that alternates between rounds; without, the runners are
-    timed one after another.
+    Each runner is called on its own ``feeds[label]``, ``warmup`` times untimed first
+    (:meth:`~.base.Runner.run_for_timing`), one runner after another. With ``interleave`` each
+    round then runs every runner once, in an order that alternates between rounds; without, the
+    runners are timed one after another. Each time is :meth:`~.base.Runner.timed_run`'s: measured
+    where the model runs (inside a toolchain's worker process, for one that has its own).
     """
     labels = list(runners)
     for label in labels:
@@ -201,18 +202,12 @@ def time_runners(
         done = 0
         for i in range(runs):
             for label in labels if i % 2 == 0 else labels[::-1]:
-                times[label].append(_timed(runners[label], feeds[label]))
+                times[label].append(runners[label].timed_run(feeds[label]))
                 done += 1
             step(progress, "timing (interleaved)", done, total)
     else:
         for k, label in enumerate(labels):
             for i in range(runs):
-                times[label].append(_timed(runners[label], feeds[label]))
+                times[label].append(runners[label].timed_run(feeds[label]))
                 step(progress, f"timing {label}", k * runs + i + 1, total)
     return times
-
-
-def _timed(runner: Runner, feeds: Mapping[str, np.ndarray]) -> float:
-    t = time.perf_counter()
-    runner.run_for_timing(feeds)
-    return time.perf_counter() - t

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import tempfile
-from typing import Dict, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -54,21 +54,45 @@ class ToolchainRunner(Runner):
     def run(self, feeds, output_names=None):
         """Run once (one sample at a time on a toolchain without a batch axis, outputs stacked)."""
         names = self._wanted(output_names)
+        parts = self._samples(feeds)
+        if parts is None:
+            return self._run_once(feeds, names)
+        outs = [self._run_once(part, names) for part in parts]
+        return {name: np.concatenate([o[name] for o in outs], axis=0) for name in names}
+
+    def timed_run(self, feeds) -> float:
+        """Seconds of one run, timed where the toolchain runs it (``Compiled.timed_run``).
+
+        Compiled for the feeds' shapes as :meth:`run` does; one sample at a time on a toolchain
+        without a batch axis: the sum of the samples' times.
+        """
+        total = 0.0
+        for part in self._samples(feeds) or [feeds]:
+            compiled = self._compile({k: tuple(np.shape(v)) for k, v in part.items()})
+            try:
+                total += compiled.timed_run(part)
+            except ToolchainError as e:
+                raise self._run_error(e) from None
+        return total
+
+    def _samples(self, feeds) -> Optional[List[dict]]:
+        """``feeds`` one sample at a time where the toolchain has no batch axis, else None."""
         batches = {int(np.shape(v)[0]) for v in feeds.values() if np.ndim(v) > 0}
         max_batch = getattr(self._module, "MAX_BATCH", None)
         if max_batch == 1 and len(batches) == 1 and batches != {1}:
             (n,) = batches
-            parts = [self._run_once({k: v[i:i + 1] for k, v in feeds.items()}, names)
-                     for i in range(n)]
-            return {name: np.concatenate([p[name] for p in parts], axis=0) for name in names}
-        return self._run_once(feeds, names)
+            return [{k: v[i:i + 1] for k, v in feeds.items()} for i in range(n)]
+        return None
+
+    def _run_error(self, e: ToolchainError) -> InputError:
+        return InputError(f"{self.info.runtime} failed to run {self.what}: {e}")
 
     def _run_once(self, feeds, names):
         compiled = self._compile({k: tuple(np.shape(v)) for k, v in feeds.items()})
         try:
             out = compiled.run(feeds)
         except ToolchainError as e:
-            raise InputError(f"{self.info.runtime} failed to run {self.what}: {e}") from None
+            raise self._run_error(e) from None
         missing = [n for n in names if n not in out]
         if missing:
             raise InputError(f"{self.info.runtime} gave no output '{missing[0]}' for {self.what}")

@@ -15,7 +15,8 @@ One module per toolchain (``ncnn``, ``mnn``, ``tflite``, ``tvm``, ``iree``, ...)
   fails.
 
 :class:`Compiled` runs the converted model on feeds keyed by ONNX input names and returns outputs
-keyed by ONNX output names, as float32/NCHW arrays laid out like ONNX Runtime's. A module may
+keyed by ONNX output names, as float32/NCHW arrays laid out like ONNX Runtime's; its
+:meth:`~Compiled.timed_run` times one run in the process that runs the model. A module may
 declare ``TOLERANCES = (rtol, atol)`` when its runtime computes in a lower precision
 (:func:`tolerances`), and a compiled model may carry ``notes`` (one line each, e.g. layers RKNN
 placed on the CPU).
@@ -23,6 +24,7 @@ placed on the CPU).
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from typing import Dict, List, Mapping, Tuple
 
@@ -62,3 +64,13 @@ class Compiled(ABC):
     @abstractmethod
     def run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Run once on ``feeds`` (ONNX input name -> array); outputs keyed by ONNX output name."""
+
+    def timed_run(self, feeds: Mapping[str, np.ndarray]) -> float:
+        """Seconds of one run on ``feeds``, measured in the process that runs the model.
+
+        Here: ``perf_counter`` around :meth:`run`. A model run in another process (a worker) times
+        the run there, so that the arrays' trip to it is not counted.
+        """
+        t = time.perf_counter()
+        self.run(feeds)
+        return time.perf_counter() - t

@@ -15,6 +15,8 @@ answer per line. Arrays travel as ``.npz`` files in the caller's work folder. Re
 * ``{"op": "run", "handle": h, "feeds": npz, "out": npz}``: one invoke; outputs in ONNX layout.
 * ``{"op": "bench", "handles": [a, b], "feeds": [npz_a, npz_b], "samples": n, "warmup_s": s}``:
   median ms of each, timed interleaved (a, b, b, a, ...) in this one process.
+* ``{"op": "time", "handle": h, "feeds": npz}``: seconds of one invoke on the feeds in TFLite
+  layout (the layout change is not timed), no outputs saved.
 
 Converter chatter (onnx2tf's prints, TensorFlow's C++ logs) never reaches the protocol pipe: file
 descriptors 1 and 2 point at a log file; the protocol uses a duplicate of the original stdout.
@@ -285,6 +287,12 @@ def probe_feeds(onnx_path: str, onnx_in: Dict) -> Tuple[Dict, List]:
     return feeds, sess.run(None, feeds)
 
 
+def tflite_feeds(model: Loaded, path: str) -> Dict[str, np.ndarray]:
+    """The feeds saved at ``path``, in ``model``'s TFLite layout (signature-runner arguments)."""
+    with np.load(path) as data:
+        return model.feed({k: data[k] for k in data.files})
+
+
 class Worker:
     """Holds the loaded models; answers requests."""
 
@@ -362,13 +370,18 @@ class Worker:
         np.savez(req["out"], **outs)
         return {"ok": True}
 
+    def time(self, req) -> Dict:
+        """Answers a ``time`` request: seconds of one invoke, feeds converted before."""
+        model = self.models[req["handle"]]
+        feeds = tflite_feeds(model, req["feeds"])
+        t0 = time.perf_counter()
+        model.invoke(feeds)
+        return {"ok": True, "seconds": time.perf_counter() - t0}
+
     def bench(self, req) -> Dict:
         """Median ms of each model, timed interleaved a, b, b, a, ... after a warm-up."""
         models = [self.models[h] for h in req["handles"]]
-        feeds = []
-        for path, model in zip(req["feeds"], models):
-            with np.load(path) as data:
-                feeds.append(model.feed({k: data[k] for k in data.files}))
+        feeds = [tflite_feeds(m, path) for m, path in zip(models, req["feeds"])]
         end = time.perf_counter() + float(req.get("warmup_s", 0.5))
         while time.perf_counter() < end:
             for m, f in zip(models, feeds):

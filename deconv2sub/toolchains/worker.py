@@ -17,6 +17,8 @@ stdin:
   -> ``{"ok": true, "input_names": [...], "output_names": [...], "artifacts": [...],
   "notes": [...]}`` (``notes``: the compiled model's ``notes`` where it has them, else ``[]``)
 * ``{"op": "run", "feeds": path.npz, "out": path.npz}`` -> outputs saved to ``out``
+* ``{"op": "time", "feeds": path.npz}`` -> ``{"ok": true, "seconds": s}``: one run timed in the
+  worker (:meth:`~deconv2sub.toolchains.Compiled.timed_run`), no outputs saved
 * any failure -> ``{"ok": false, "error": "<one line>"}``
 
 Arrays travel as ``.npz`` files in the work directory. The worker's own stdout carries only the
@@ -181,12 +183,17 @@ class WorkerCompiled(Compiled):
         self.notes = answer.get("notes", [])
         self._calls = 0
 
+    def _save_feeds(self, feeds: Mapping[str, np.ndarray]) -> str:
+        """``feeds`` saved to a new ``.npz`` in ``workdir``; its path."""
+        self._calls += 1
+        path = os.path.join(self.workdir, f"feeds_{self._calls}.npz")
+        np.savez(path, **{k: np.asarray(v) for k, v in feeds.items()})
+        return path
+
     def run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """One run in the worker, arrays through ``.npz`` files in ``workdir``."""
-        self._calls += 1
-        feeds_path = os.path.join(self.workdir, f"feeds_{self._calls}.npz")
+        feeds_path = self._save_feeds(feeds)
         out_path = os.path.join(self.workdir, f"outputs_{self._calls}.npz")
-        np.savez(feeds_path, **{k: np.asarray(v) for k, v in feeds.items()})
         try:
             self._worker.request(op="run", feeds=feeds_path, out=out_path)
             with np.load(out_path) as data:
@@ -195,6 +202,14 @@ class WorkerCompiled(Compiled):
             for path in (feeds_path, out_path):
                 if os.path.exists(path):
                     os.remove(path)
+
+    def timed_run(self, feeds: Mapping[str, np.ndarray]) -> float:
+        """Seconds of one run, timed in the worker: the feeds' file and the pipe are not counted."""
+        feeds_path = self._save_feeds(feeds)
+        try:
+            return float(self._worker.request(op="time", feeds=feeds_path)["seconds"])
+        finally:
+            os.remove(feeds_path)
 
     def close(self) -> None:
         """Stop the worker process."""
@@ -209,6 +224,11 @@ def _answer(out, **fields) -> None:
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+def _load_feeds(path: str) -> Dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
 
 
 def serve(module_name: str) -> int:
@@ -231,10 +251,10 @@ def serve(module_name: str) -> int:
                         output_names=compiled.output_names, artifacts=compiled.artifacts,
                         notes=list(getattr(compiled, "notes", [])))
             elif req["op"] == "run":
-                with np.load(req["feeds"]) as data:
-                    feeds = {k: data[k] for k in data.files}
-                np.savez(req["out"], **compiled.run(feeds))
+                np.savez(req["out"], **compiled.run(_load_feeds(req["feeds"])))
                 _answer(out, ok=True)
+            elif req["op"] == "time":
+                _answer(out, ok=True, seconds=compiled.timed_run(_load_feeds(req["feeds"])))
             else:
                 _answer(out, ok=False, error=f"unknown request {req['op']!r}")
         except Exception as err:  # noqa: BLE001 - every failure goes back as one line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from surface_builders import add_chain_model, converted, two_deconv_model
@@ -84,3 +85,44 @@ def test_time_runners_order_and_feeds(interleave):
         assert order[6:] == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
     assert list(times) == ["a", "b", "c"]
     assert all(len(v) == 3 and all(t >= 0 for t in v) for v in times.values())
+
+
+class _Sleeper(_Recorder):
+    """A runner whose run takes a millisecond."""
+
+    def run_for_timing(self, feeds):
+        """Log the call, then sleep 1 ms."""
+        super().run_for_timing(feeds)
+        time.sleep(1e-3)
+
+
+def test_default_timed_run_times_run_for_timing():
+    """``Runner.timed_run`` is the seconds of one ``run_for_timing`` call, as a positive float."""
+    log = []
+    t = _Sleeper("a", log).timed_run({"x": 1})
+    assert isinstance(t, float) and 1e-3 <= t < 1.0
+    assert log == [("a", 1)]
+
+
+class _Clock(_Recorder):
+    """A runner that reports planted times: as a runner in another process would."""
+
+    def __init__(self, label, log, seconds):
+        super().__init__(label, log)
+        self.seconds = list(seconds)
+
+    def timed_run(self, feeds):
+        """The next planted time (the run itself happens elsewhere)."""
+        self.log.append((self.label, feeds["x"]))
+        return self.seconds.pop(0)
+
+
+@pytest.mark.parametrize("interleave", [True, False])
+def test_time_runners_reports_what_timed_run_measured(interleave):
+    """The times of the loop are ``timed_run``'s own, not a clock around it; warm-ups untimed."""
+    log = []
+    runners = {"a": _Clock("a", log, [3.0, 1.0, 2.0]), "b": _Clock("b", log, [0.5, 0.25, 0.75])}
+    times = time_runners(runners, {k: {"x": k} for k in runners}, warmup=1, runs=3,
+                         interleave=interleave)
+    assert times == {"a": [3.0, 1.0, 2.0], "b": [0.5, 0.25, 0.75]}
+    assert len(log) == 2 + 6  # one warm-up each (run_for_timing), then the timed runs

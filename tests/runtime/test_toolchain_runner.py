@@ -17,6 +17,9 @@ from builders import convtranspose_model, run
 from click.testing import CliRunner
 
 from deconv2sub.cli import main
+from deconv2sub.errors import InputError
+from deconv2sub.runtime.base import RunnerOptions, model_source
+from deconv2sub.runtime.toolchain import toolchain_factory
 from deconv2sub.toolchains import Compiled, ToolchainError
 
 
@@ -132,3 +135,58 @@ def test_toolchain_tolerances_come_from_its_module(monkeypatch, model_file, tmp_
     monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", fake)
     r, _ = _convert(model_file, tmp_path)
     assert r.exit_code == 0, r.output
+
+
+class _TimedCompiled(_OrtCompiled):
+    """A stand-in whose ``timed_run`` reports 0.25 s per call (and logs the batch), or fails."""
+
+    def __init__(self, path, log, fail):
+        super().__init__(path, 0.0)
+        self.log, self.fail = log, fail
+
+    def timed_run(self, feeds):
+        if self.fail:
+            raise ToolchainError("the worker died")
+        self.log.append(feeds["X"].shape[0])
+        return 0.25
+
+
+def _timed_runner(monkeypatch, model_file, max_batch=None, fail=False):
+    """(ToolchainRunner of ``model_file`` on a stand-in tvm, its module, the timed batches)."""
+    mod, log = _fake(), []
+
+    def compile(model_path, input_shapes, workdir):
+        mod.calls.append(dict(input_shapes))
+        return _TimedCompiled(model_path, log, fail)
+
+    mod.compile = compile
+    if max_batch is not None:
+        mod.MAX_BATCH = max_batch
+    monkeypatch.setitem(sys.modules, "deconv2sub.toolchains.tvm", mod)
+    runner = toolchain_factory("tvm")(model_source(str(model_file)), "the model",
+                                      RunnerOptions(provider="cpu"))
+    return runner, mod, log
+
+
+@pytest.mark.parametrize("max_batch,expected,timed", [(None, 0.25, [3]), (1, 0.75, [1, 1, 1])])
+def test_timed_run_is_the_compiled_models_own(monkeypatch, model_file, max_batch, expected,
+                                              timed):
+    """``timed_run`` is the compiled model's ``timed_run`` for the feeds' shapes.
+
+    On a toolchain without a batch axis (``MAX_BATCH = 1``): the sum over the samples, each
+    compiled for batch 1 (once).
+    """
+    runner, mod, log = _timed_runner(monkeypatch, model_file, max_batch)
+    x = np.zeros((3, 4, 5, 6), np.float32)
+    assert runner.timed_run({"X": x}) == pytest.approx(expected)
+    assert log == timed
+    assert mod.calls == [{"X": (timed[0], 4, 5, 6)}]
+    runner.run({"X": x})  # run compiles nothing new for the same shapes
+    assert len(mod.calls) == 1
+
+
+def test_timed_run_failure_is_an_input_error(monkeypatch, model_file):
+    """A toolchain that fails to time a run raises InputError naming the toolchain, as run does."""
+    runner, _, _ = _timed_runner(monkeypatch, model_file, fail=True)
+    with pytest.raises(InputError, match="tvm failed to run the model: the worker died"):
+        runner.timed_run({"X": np.zeros((1, 4, 5, 6), np.float32)})

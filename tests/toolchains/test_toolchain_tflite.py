@@ -15,6 +15,7 @@ import pytest
 from toolchain_cases import FORMS, TFLITE_SAMPLE_SHAPES, close, ort_outputs, random_feeds
 from toolchain_checks import (
     REPROS_DIR,
+    assert_timed_in_worker,
     convert_sample,
     repro_error,
     repro_paths,
@@ -85,6 +86,7 @@ def test_seed_example_dcr_form_maps_to_native_depth_to_space(tmp_path):
     assert ok, f"max abs error {err}"
     times = tflite.benchmark([converted], [feeds], samples=5, warmup_s=0.05)
     assert len(times) == 1 and times[0] > 0
+    assert_timed_in_worker(converted, feeds)  # the ``time`` op: one invoke, timed in the worker
 
 
 @needs_tflite

@@ -14,12 +14,19 @@ import onnx
 import pytest
 from builders import convtranspose_model
 from toolchain_cases import FORMS, SAMPLE_SHAPES, all_cases, close, ort_outputs, unknown_op_model
-from toolchain_checks import REPROS_DIR, convert_sample, sample_path, toolchain_error
+from toolchain_checks import (
+    REPROS_DIR,
+    assert_timed_in_worker,
+    convert_sample,
+    sample_path,
+    toolchain_error,
+)
 
 import deconv2sub
 from deconv2sub import ConvertOptions
 from deconv2sub.toolchains import ToolchainError
 from deconv2sub.toolchains import tvm as toolchain
+from deconv2sub.toolchains.worker import WorkerCompiled
 
 REASON = toolchain.unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"TVM unavailable: {REASON}")
@@ -187,6 +194,17 @@ def test_repro_shape_arithmetic_is_exact_with_static_shapes(tmp_path):
     x = np.random.default_rng(0).standard_normal((1, 4, 3, 5)).astype(np.float32)
     err, ok = close(compiled.run({"X": x}), ort_outputs(onnx.load(path), {"X": x}))
     assert ok, f"max abs error {err}"
+
+
+def test_timed_run(tmp_path):
+    """``timed_run`` times one run where TVM runs it: in its worker, below the round trip."""
+    path = os.path.join(REPROS, "shape_arithmetic.onnx")
+    compiled = toolchain.compile(path, {"X": [1, 4, 3, 5]}, str(tmp_path))
+    feeds = {"X": np.random.default_rng(0).standard_normal((1, 4, 3, 5)).astype(np.float32)}
+    if isinstance(compiled, WorkerCompiled):
+        assert_timed_in_worker(compiled, feeds)
+    else:  # TVM in this interpreter: perf_counter around the run
+        assert compiled.timed_run(feeds) > 0
 
 
 def test_converter_failure_is_one_line_toolchain_error(tmp_path):

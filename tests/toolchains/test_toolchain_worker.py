@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+from fake_toolchain import SLOW_S
+from toolchain_checks import assert_timed_in_worker
 
 from deconv2sub.toolchains import ToolchainError
 from deconv2sub.toolchains.worker import WorkerCompiled, probe
@@ -35,6 +37,39 @@ def test_compile_and_run_through_worker(tmp_path):
         out = compiled.run({"X": x})
         np.testing.assert_array_equal(out["Y"], 2 * x)
         assert sorted(os.listdir(tmp_path)) == []  # feeds/outputs files are cleaned up
+    finally:
+        compiled.close()
+
+
+def test_timed_run_is_timed_in_the_worker(tmp_path):
+    """The ``time`` op times the run in the worker: below the round trip, no files left behind."""
+    compiled = WorkerCompiled(sys.executable, "fake_toolchain", "m.onnx", {"X": [2, 3]},
+                              str(tmp_path))
+    try:
+        assert_timed_in_worker(compiled, {"X": np.ones((2, 3), np.float32)})
+        assert os.listdir(tmp_path) == []
+    finally:
+        compiled.close()
+
+
+def test_timed_run_covers_the_run(tmp_path):
+    """A run that sleeps ``SLOW_S`` in the worker takes at least that long in ``timed_run``."""
+    compiled = WorkerCompiled(sys.executable, "fake_toolchain", "slow.onnx", {"X": [1]},
+                              str(tmp_path))
+    try:
+        assert compiled.timed_run({"X": np.ones(1, np.float32)}) >= SLOW_S
+    finally:
+        compiled.close()
+
+
+def test_timed_run_failure_is_a_toolchain_error(tmp_path):
+    """A run that fails in the worker (no input ``X``) raises ToolchainError; no file is left."""
+    compiled = WorkerCompiled(sys.executable, "fake_toolchain", "m.onnx", {"X": [1]},
+                              str(tmp_path))
+    try:
+        with pytest.raises(ToolchainError, match="X"):
+            compiled.timed_run({"other": np.ones(1, np.float32)})
+        assert os.listdir(tmp_path) == []
     finally:
         compiled.close()
 
