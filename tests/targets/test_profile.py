@@ -574,7 +574,7 @@ def test_ncnn_keeps_3d_convtranspose():
 
 
 def test_ncnn_keeps_2d_stride_2_and_rewrites_stride_8():
-    """ncnn's own stride-2 Deconvolution was never slower than the rewrite: kept; stride 8 is not."""
+    """The ncnn profile keeps 2-D stride 2 (its Deconvolution was never slower), not stride 8."""
     m = convtranspose_model([1, 4, 6, 6], _x((4, 2, 4, 4)), None, strides=[2, 2], pads=[1] * 4)
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target="ncnn"))
     assert report.nodes[0].code == "target_keeps" and op_types(converted) == ["ConvTranspose"]
