@@ -150,16 +150,18 @@ _PROFILES = [
         name="ncnn",
         description="ncnn via pnnx: CRD DepthToSpace is PixelShuffle; no DCR, no Gather, "
         "Reshape/Permute <= 4-D with the batch first; 3-D ConvTranspose kept (native, exact; no "
-        "3-D shuffle converts), and 2-D stride 2 (its Deconvolution runs them as fast or faster)",
+        "3-D shuffle converts), and 2-D strides 1 and 2 (its Deconvolution runs them as fast or "
+        "faster)",
         source="measured here (pnnx 20261020, ncnn 1.0.20261020)",
         # 2 threads, quiet machine, original -> Conv + PixelShuffle at stride 2: DCGAN k4 0.92x,
         # U-Net k2 1.02x, ENet k3 0.77x, samples dcgan_generator 0.63x, grouped_upsampler 0.70x,
         # enet_decoder 0.89x (phase Convs or a 3x3 folded Conv were no faster): kept; stride 8
-        # (FCN k16 1.09-1.24x) and 1-D (4.4-11x) are rewritten
+        # (FCN k16 1.09-1.24x) and 1-D (4.4-11x) are rewritten; stride 1 (dcgan_generator's
+        # latent projection, k4 s1 on 1x1 as a 1x1 Conv + PixelShuffle(4): 0.91x) kept too
         depth_to_space=("CRD",),
         max_rank=4,
         keep_ranks=(3,),
-        keep_strides=((2, 2),),
+        keep_strides=((1, 1), (2, 2)),
         bugs=(_NCNN_DCR, _NCNN_GATHER, _NCNN_RANK),
     ),
     TargetProfile(

@@ -310,7 +310,7 @@ def test_sinking_follows_a_reordered_cascade():
 
 
 # ---- MACs ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("target", ["portable", "onnxruntime", "ncnn", "ethos-n"])
+@pytest.mark.parametrize("target", ["portable", "onnxruntime", "rknn", "ethos-n"])
 def test_one_by_one_input_keeps_the_macs(target):
     """The latent projection of a DCGAN generator (k4 s1 on 1x1 -> 4x4).
 
