@@ -172,7 +172,10 @@ def compare_arrays(name: str, ref, cand, rtol: Optional[float] = None,
         # Non-finite values must match exactly: inf vs -inf is "within" an infinite tolerance.
         finite = np.isfinite(r) & np.isfinite(c)
         ok = equal | ((diff <= atol + rtol * abs_ref) & finite)
-        rel = np.where(diff == 0, 0.0, diff / np.maximum(abs_ref, np.finfo(np.float64).tiny))
+        # Relative error where the reference is not zero (there it is undefined: the absolute
+        # error says it, and dividing by a tiny floor printed 1e+304).
+        rel = np.where((diff == 0) | (finite_ref == 0), 0.0,
+                       diff / np.where(finite_ref == 0, 1.0, finite_ref))
 
     nan_cand, nan_ref = int((c_nan & ~r_nan).sum()), int((r_nan & ~c_nan).sum())
     if nan_cand:

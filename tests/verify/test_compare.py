@@ -52,6 +52,17 @@ def test_statistics_and_worst_element():
     assert c.shape_ref == c.shape_cand == (2, 2) and c.dtype == "float32"
 
 
+def test_relative_error_skips_zero_references():
+    """Where the reference is 0 the relative error is undefined: left out, not diff / tiny."""
+    ref = np.array([0.0, 0.0, 2.0], dtype=np.float32)
+    cand = np.array([1e-7, 0.0, 2.5], dtype=np.float32)
+    c = compare_arrays("y", ref, cand)
+    assert c.max_rel_err == pytest.approx(0.25)
+    assert c.max_abs_err == pytest.approx(0.5)
+    c = compare_arrays("y", np.zeros(3, np.float32), np.full(3, 1e-7, np.float32))
+    assert c.max_rel_err == 0.0 and c.passed and c.max_abs_err == pytest.approx(1e-7)
+
+
 def test_required_atol_is_the_passing_threshold():
     """The required atol is the smallest atol with which the comparison passes."""
     rng = np.random.default_rng(1)
