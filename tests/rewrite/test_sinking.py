@@ -456,6 +456,10 @@ def test_gemm_and_gather_emissions():
     converted, report = _check(m, [{"X": _x((1, 4, 6, 8))}, {"X": _x((2, 4, 5, 3))}], ORT_RULE)
     assert "Gather" not in data_op_types(converted)
     assert report.nodes[0].shuffle == "two-stage Transpose"
+    # pointwise_gemm without its Gemm and Gather (symbolic sizes): one Transpose, reported so
+    converted, report = _check(m, [{"X": _x((1, 4, 6, 8))}, {"X": _x((2, 4, 5, 3))}], gemm)
+    assert data_op_types(converted).count("Transpose") == 1
+    assert report.nodes[0].shuffle == "Transpose"
 
 
 def test_gather_folds_the_crop_of_leading_axes():

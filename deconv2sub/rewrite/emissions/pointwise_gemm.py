@@ -15,7 +15,7 @@ import numpy as np
 from ...plan.layout import gather_shuffle_ok, output_labels
 from ...plan.subpixel import PlanError
 from .base import Emission, conv_dtype
-from .permuted import GATHER, TWO_STAGE, emit_permuted, shuffled
+from .permuted import GATHER, TRANSPOSE, emit_permuted, shuffled
 
 __all__ = ["GEMM_NOTE", "POINTWISE_GEMM_EMISSION", "gemm_applies", "pointwise_gemm_ok"]
 
@@ -91,7 +91,9 @@ class PointwiseGemm(Emission):
                 matrix=True,
                 note=f"; {GEMM_NOTE}",
             )
-        kind = GATHER if gather_shuffle_ok(plan, m.in_spatial) else TWO_STAGE
+        # without the Gather: one Transpose through the output labels (reported as such, not as
+        # the two-stage shuffle)
+        kind = GATHER if gather_shuffle_ok(plan, m.in_spatial) else TRANSPOSE
         return emit_permuted(request, plan, shuffled(plan, kind), [output_labels(plan)])
 
 
