@@ -84,13 +84,13 @@ def run_convert(job: ConvertJob, progress: Optional[ProgressFn] = None) -> Conve
     """
     say = progress or (lambda *_args: None)
     timings: Dict[str, float] = {}
-    protect = model_files(job.model) if os.path.exists(job.model) else []
-    # Refuse a bad output path before doing any work (save_model checks again, atomically).
-    save_model_precheck(job, protect)
-
     t = time.perf_counter()
     say(f"loading {job.model}")
+    # Read once: the model, then the files it must not overwrite (it and its external data).
     original = load_model(job.model, load_external_data=False)
+    protect = model_files(job.model, original)
+    # Refuse a bad output path before the rewrite (save_model checks again, atomically).
+    save_model_precheck(job, protect)
     verify_external_data(original, job.model)
     complaint = checker_complaint(job.model)  # from the file: external data is not read
     if complaint is not None:

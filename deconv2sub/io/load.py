@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import List
+from typing import List, Optional
 
 import onnx
 
@@ -71,10 +71,14 @@ def load_model(path: PathLike, load_external_data: bool = True) -> onnx.ModelPro
     return model
 
 
-def model_files(path: PathLike) -> List[pathlib.Path]:
-    """The model file and its external data files, resolved (the ``protect`` list for an input)."""
+def model_files(path: PathLike, model: Optional[onnx.ModelProto] = None) -> List[pathlib.Path]:
+    """The model file and its external data files, resolved (the ``protect`` list for an input).
+
+    ``model``: the file already loaded (without external data), so that it is not read twice.
+    """
     p = pathlib.Path(os.fspath(path))
-    model = load_model(p, load_external_data=False)
+    if model is None:
+        model = load_model(p, load_external_data=False)
     return [p.resolve()] + external_data_files(model, p.parent)
 
 

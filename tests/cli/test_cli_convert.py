@@ -297,3 +297,27 @@ def test_saved_size_counts_the_external_data_file(invoke, tmp_path):
     (mb,) = re.findall(r"saved \S+ \(([\d.]+) MB\)", r.output)
     on_disk = os.path.getsize(out) + os.path.getsize(str(out) + ".data")
     assert float(mb) == round(on_disk / 1e6, 2) and float(mb) >= w.nbytes / 1e6
+
+
+def test_run_convert_reads_the_input_once(tmp_path, monkeypatch):
+    """The job parses the input model once (its external data is checked from that one read)."""
+    import deconv2sub.io.load as io_load
+    import deconv2sub.pipeline as pipeline
+    from deconv2sub import ConvertOptions
+    from deconv2sub.pipeline import ConvertJob, run_convert
+
+    model = tmp_path / "m.onnx"
+    onnx.save(convtranspose_model([1, 2, 3, 3], np.ones((2, 2, 2, 2), np.float32), None,
+                                  strides=[2, 2]), model)
+    reads = []
+    original = io_load.load_model
+
+    def counting(path, *args, **kwargs):
+        reads.append(os.fspath(path))
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(io_load, "load_model", counting)
+    monkeypatch.setattr(pipeline, "load_model", counting)
+    result = run_convert(ConvertJob(str(model), str(tmp_path / "out.onnx"), verify=False,
+                                    convert_options=ConvertOptions()))
+    assert result.saved and reads == [str(model)]
