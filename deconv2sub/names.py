@@ -27,6 +27,7 @@ EMISSIONS = (
     "per_phase",
     "channels_last",
     "per_phase_channels_last",
+    "depth_to_space_3d",
 )
 #: ``--strategy``: the target profile's choice, measured per node, or a fixed emission
 STRATEGIES = ("default", "auto") + EMISSIONS

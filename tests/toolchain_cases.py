@@ -110,6 +110,29 @@ def convtranspose_1x1_input() -> Case:
     return _model([node], inputs, [1, 3, 4, 4], [w]), _feeds(inputs)
 
 
+def convtranspose3d_block(kernel: int, stride: int, pad: int, bn_relu: bool,
+                          spatial=(3, 4, 5), c_in: int = 8, c_out: int = 4) -> Case:
+    """``X [1, c_in, D, H, W] -> ConvTranspose3d [-> BatchNormalization -> Relu] -> Y``.
+
+    A small 3-D upsampling block (the shape of benchmarks/bench_blocks.py's 3-D blocks).
+    """
+    rng = np.random.default_rng(kernel * 10 + stride)
+    vals = {"W": rng.standard_normal((c_in, c_out) + (kernel,) * 3) / np.sqrt(c_in * kernel**3),
+            "B": 0.1 * rng.standard_normal(c_out)}
+    out = "Y" if not bn_relu else "up"
+    nodes = [helper.make_node("ConvTranspose", ["X", "W", "B"], [out], strides=[stride] * 3,
+                              pads=[pad] * 6)]
+    if bn_relu:
+        vals.update(s=1 + 0.1 * rng.standard_normal(c_out), b=0.1 * rng.standard_normal(c_out),
+                    mu=0.1 * rng.standard_normal(c_out), var=0.5 + rng.random(c_out))
+        nodes += [helper.make_node("BatchNormalization", ["up", "s", "b", "mu", "var"], ["bn"]),
+                  helper.make_node("Relu", ["bn"], ["Y"])]
+    inits = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in vals.items()]
+    inputs = [("X", [1, c_in, *spatial])]
+    out_shape = [1, c_out] + [stride * (i - 1) + kernel - 2 * pad for i in spatial]
+    return _model(nodes, inputs, out_shape, inits), _feeds(inputs)
+
+
 def all_cases() -> Dict[str, Callable[[], Case]]:
     """Every case, by name (built lazily)."""
     cases: Dict[str, Callable[[], Case]] = {}

@@ -124,6 +124,24 @@ def sample_params(quick: Collection[Pair] = (),
     return params
 
 
+def check_converted(toolchain, original: onnx.ModelProto, feeds, options: ConvertOptions,
+                    tmp_path, **tolerances) -> list:
+    """Asserts that ``original`` converted with ``options`` matches ORT on the original there.
+
+    Every ConvTranspose must go; the converted model runs through the toolchain's converter and
+    runtime at the shapes of ``feeds``. Returns the toolchain model's ops.
+    """
+    model, report = deconv2sub.convert_model(original, options)
+    assert not any(n.op_type == "ConvTranspose" for n in model.graph.node), report.summary()
+    path = os.path.join(str(tmp_path), "converted.onnx")
+    onnx.save(model, path)
+    compiled = toolchain.compile(path, {k: list(v.shape) for k, v in feeds.items()},
+                                 os.path.join(str(tmp_path), "w"))
+    err, ok = close(compiled.run(feeds), ort_outputs(original, feeds), **tolerances)
+    assert ok, f"max abs error {err} against ORT on the original"
+    return list(compiled.ops)
+
+
 def repro_paths(toolchain: str) -> List[str]:
     """The repro models of ``toolchain``, sorted by name."""
     folder = os.path.join(REPROS_DIR, toolchain)

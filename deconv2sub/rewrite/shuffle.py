@@ -528,3 +528,20 @@ def emit_d2s_cascade(
             attrs,
         )
         current = out
+
+
+def emit_reshape_targets(em: Emitter, source: gs.Variable, targets: Sequence[tuple]) -> list:
+    """Shape tensors for Reshapes of ``source``, one per ``(suffix, batch, rest)`` of ``targets``.
+
+    Each is ``[batch, rest...]`` with sizes as :mod:`deconv2sub.plan.layout` writes them
+    (``(factor, dims of source)``): constants where known (one ``-1`` for one unknown size), else
+    computed from ``source``'s run-time shape (one Shape node for all). An unknown ``batch`` is
+    ``0`` (copied from the Reshape's input, whose axis 0 is the batch).
+    """
+    shapes = _Shapes(em, source)
+    return [
+        shapes.tensor(suffix, [batch] + list(rest))
+        if known(batch)
+        else _batch_reshape_shape(shapes, suffix, rest)
+        for suffix, batch, rest in targets
+    ]

@@ -7,10 +7,11 @@ the choice is made:
 * a fixed name (one of :data:`FIXED`, the registry's names): that emission for every node, with the
   order and crop folding it declares (:func:`fixed`);
 * ``"default"``: the target profile's rule (``ConvertOptions.target``): "portable" profiles get
-  :func:`choose_portable` (DepthToSpace within the target's limits, else the low-rank block-swap
-  cascade); the "onnxruntime" and "openvino" rules are the tables of rows :data:`DEFAULT_RULES`,
-  evaluated by :func:`choose_default` (measured with benchmarks/bench_blocks.py; the measurements
-  behind each row are in benchmarks/README.md);
+  :func:`choose_portable` (DepthToSpace within the target's limits, Conv3d + one rank-4
+  Reshape/Transpose + DepthToSpace for 3-D, else the low-rank block-swap cascade); the
+  "onnxruntime" and "openvino" rules are the tables of rows :data:`DEFAULT_RULES`, evaluated by
+  :func:`choose_default` (measured with benchmarks/bench_blocks.py; the measurements behind each
+  row are in benchmarks/README.md);
 * ``"auto"``: measured per node on a runtime (:mod:`deconv2sub.targets.autotune`), cached.
 
 :func:`choose` then asks the chosen emission whether it ``applies``; when it refuses, its declared
@@ -30,6 +31,7 @@ from ..plan.phases import macs_ratio, split_of
 from ..plan.subpixel import PlanError
 from ..rewrite.emissions import registry
 from ..rewrite.emissions.base import Choice
+from ..rewrite.emissions.depth_to_space_3d import depth_to_space_3d_refusal
 from ..rewrite.emissions.pointwise_gemm import gemm_applies
 from ..rewrite.material import NodeMaterial
 from ..rewrite.options import ConvertOptions
@@ -353,9 +355,11 @@ def choose_portable(
 
     The emission of a profile with the "portable" rule: one Conv + DepthToSpace where the target's
     DepthToSpace can express the shuffle (2-D, equal strides; a cascade of smaller blocks above
-    ``max_block``; the first of the profile's modes that the opset and the groups allow), else the
-    block-swap cascade of Reshape/Transpose of at most ``max_rank`` axes; the crop folded where
-    free. The reason names the profile and every form it refused, with why.
+    ``max_block``; the first of the profile's modes that the opset and the groups allow); for 3-D
+    with ``s1 == s2``, Conv3d + one rank-4 Reshape/Transpose + DepthToSpace(CRD)
+    (``depth_to_space_3d``); else the block-swap cascade of Reshape/Transpose of at most
+    ``max_rank`` axes; the crop folded where free. The reason names the profile and every form it
+    refused, with why.
     """
     attrs = material.effective_attrs()
     rank = material.weight.ndim - 2
@@ -372,38 +376,20 @@ def choose_portable(
         return fixed("per_phase", group=attrs.group, opset=opset,
                      reason=f"{label}: {facts.values['convs']} phase Convs (the crop folded away) "
                      "+ transpose + row Gather")
-    if rank != 2 or strides[0] != strides[1]:
+    if rank == 3:
+        why = _depth_to_space_3d_refusal(material, opset, profile)
+        if why is None:
+            return Choice("depth_to_space_3d", "DCR", fold,
+                          f"{label}: Conv3d + Reshape/Transpose (rank 4) + DepthToSpace(CRD)")
+        refused.append(why)
+    elif rank != 2 or strides[0] != strides[1]:
         refused.append("DepthToSpace: 4-D with one block size only")
     elif not profile.depth_to_space:
         refused.append("DepthToSpace: the target has none")
     else:
-        blocks = block_factors(strides[0], profile.max_block)
-        if blocks is None:
-            refused.append(
-                f"DepthToSpace: stride {strides[0]} is no product of blocks <= {profile.max_block}"
-            )
-        else:
-            for mode in profile.depth_to_space:
-                if mode == "CRD" and opset < 11:
-                    refused.append("DepthToSpace(CRD): needs opset >= 11")
-                    continue
-                if mode == "DCR" and attrs.group != 1:
-                    refused.append("DepthToSpace(DCR): would split the groups of the grouped Conv")
-                    continue
-                if len(blocks) > 1 and material.emit_inputs is not None:
-                    refused.append(
-                        f"DepthToSpace({mode}) cascade: would reorder a quantized weight"
-                    )
-                    continue
-                cascade = "" if len(blocks) == 1 else " cascade " + "x".join(str(b) for b in blocks)
-                return Choice(
-                    "depth_to_space",
-                    "DCR" if (mode == "DCR" and len(blocks) == 1) else "CRD",
-                    fold,
-                    f"{label}: Conv + DepthToSpace({mode}){cascade}" + _refusals(refused),
-                    blocks=tuple(blocks),
-                    modes=(mode,) * len(blocks),
-                )
+        choice = _portable_depth_to_space(material, opset, profile, strides[0], refused)
+        if choice is not None:
+            return choice
     if opset < 5:
         return Refusal(
             f"opset {opset} has no Reshape with a shape input (needs >= 5); " + "; ".join(refused),
@@ -416,6 +402,59 @@ def choose_portable(
         f"{label}: Reshape/Transpose of rank <= {profile.max_rank}" + _refusals(refused),
         max_rank=profile.max_rank,
     )
+
+
+def _portable_depth_to_space(
+    material: NodeMaterial, opset: int, profile: TargetProfile, stride: int, refused: list
+) -> Optional[Choice]:
+    """The portable rule's 2-D DepthToSpace (a cascade above ``max_block``), or None.
+
+    None when no mode of the profile can write it; each refused form is appended to ``refused``.
+    """
+    group, label = material.attrs.group, f"target {profile.name}"
+    blocks = block_factors(stride, profile.max_block)
+    if blocks is None:
+        refused.append(f"DepthToSpace: stride {stride} is no product of blocks <= "
+                       f"{profile.max_block}")
+        return None
+    for mode in profile.depth_to_space:
+        if mode == "CRD" and opset < 11:
+            refused.append("DepthToSpace(CRD): needs opset >= 11")
+            continue
+        if mode == "DCR" and group != 1:
+            refused.append("DepthToSpace(DCR): would split the groups of the grouped Conv")
+            continue
+        if len(blocks) > 1 and material.emit_inputs is not None:
+            refused.append(f"DepthToSpace({mode}) cascade: would reorder a quantized weight")
+            continue
+        cascade = "" if len(blocks) == 1 else " cascade " + "x".join(str(b) for b in blocks)
+        return Choice(
+            "depth_to_space",
+            "DCR" if (mode == "DCR" and len(blocks) == 1) else "CRD",
+            profile.fold_crop,
+            f"{label}: Conv + DepthToSpace({mode}){cascade}" + _refusals(refused),
+            blocks=tuple(blocks),
+            modes=(mode,) * len(blocks),
+        )
+    return None
+
+
+def _depth_to_space_3d_refusal(
+    material: NodeMaterial, opset: int, profile: TargetProfile
+) -> Optional[str]:
+    """Why the portable rule does not take ``depth_to_space_3d`` for this 3-D node, or None."""
+    what = "Conv3d + DepthToSpace(CRD)"
+    if "CRD" not in profile.depth_to_space:
+        return f"{what}: the target has no DepthToSpace CRD"
+    if profile.max_rank < 4:
+        return f"{what}: needs Reshape/Transpose of rank 4 (max_rank {profile.max_rank})"
+    refusal = depth_to_space_3d_refusal(material, opset, profile.dynamic_shapes)
+    if refusal is not None:
+        return refusal.reason
+    block = int((material.effective_attrs().strides or [1, 1, 1])[1])
+    if profile.max_block and block > profile.max_block:
+        return f"{what}: block {block} > max_block {profile.max_block}"
+    return None
 
 
 def _refusals(refused) -> str:

@@ -3,7 +3,9 @@
 Read off the graph itself (not from the emission's name), so that it holds for any emission,
 including a new one: Gather / Gemm where the profile has no ``gather`` / ``gemm``, a
 DepthToSpace in a mode the profile does not list or with a block above ``max_block``, a
-Transpose or a constant-shape Reshape of more than ``max_rank`` axes, phase Convs joined by a
+Transpose or a constant-shape Reshape of more than ``max_rank`` axes (a Reshape back to the rank of
+the model's own inputs or outputs aside: the last step of a 3-D shuffle, into the rank the original
+computes in), phase Convs joined by a
 Concat where ``phase_convs`` is off, run-time Shape arithmetic (Shape, and Gathers of its
 values) where ``dynamic_shapes`` is off.
 Used by ``strategy="auto"`` (:mod:`deconv2sub.targets.autotune`) to measure only what the
@@ -49,9 +51,19 @@ def violations(profile: TargetProfile, model: onnx.ModelProto,
     return found
 
 
+def _own_ranks(graph: onnx.GraphProto) -> set:
+    """The ranks of the graph's inputs and outputs whose shapes are declared."""
+    return {
+        len(v.type.tensor_type.shape.dim)
+        for v in list(graph.input) + list(graph.output)
+        if v.type.tensor_type.HasField("shape")
+    }
+
+
 def _violations(profile: TargetProfile, model: onnx.ModelProto) -> List[str]:
     graph = model.graph
     consts = _constants(graph)
+    own_ranks = _own_ranks(graph)
     producer = {o: n.op_type for n in graph.node for o in n.output}
     found: List[str] = []
     for node in graph.node:
@@ -76,7 +88,7 @@ def _violations(profile: TargetProfile, model: onnx.ModelProto) -> List[str]:
                 found.append(f"Transpose of rank {rank} > max_rank {profile.max_rank}")
         elif op == "Reshape" and len(node.input) > 1 and node.input[1] in consts:
             rank = int(numpy_helper.to_array(consts[node.input[1]]).size)
-            if rank > profile.max_rank:
+            if rank > profile.max_rank and rank not in own_ranks:
                 found.append(f"Reshape to rank {rank} > max_rank {profile.max_rank}")
         elif (op == "Concat" and not profile.phase_convs
               and sum(producer.get(i) == "Conv" for i in node.input) > 1):

@@ -213,7 +213,8 @@ def test_profile_output_is_exact_and_within_limits(profile, case, symbolic):
         ) or (entry.code == "target_keeps" and (prof.keeps(strides) or by_fact))
         return
     phase_convs = prof.phase_convs and prof.gather  # phase Convs + row Gather fold a crop
-    allowed = ("depth_to_space", "low_rank_transpose") + (("per_phase",) if phase_convs else ())
+    allowed = ("depth_to_space", "low_rank_transpose", "depth_to_space_3d") + (
+        ("per_phase",) if phase_convs else ())
     assert entry.strategy in allowed, entry.strategy_reason
     shape_free = rank == 1 or (
         rank == 2

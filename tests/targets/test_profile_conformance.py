@@ -7,7 +7,7 @@ import os
 import numpy as np
 import onnx
 import pytest
-from builders import REPO_ROOT
+from builders import REPO_ROOT, convtranspose_model
 from onnx import TensorProto, helper, numpy_helper
 
 import deconv2sub
@@ -18,8 +18,8 @@ from deconv2sub.targets.conformance import violations
 SAMPLES = sorted(f for f in os.listdir(os.path.join(REPO_ROOT, "samples")) if f.endswith(".onnx"))
 
 
-def _graph(nodes, inits=()):
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)
+def _graph(nodes, inits=(), x_shape=None):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     g = helper.make_graph(nodes, "g", [x], [y], list(inits))
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
@@ -46,6 +46,14 @@ def _shape(name, dims):
          "onnxruntime", []),
         (_graph([helper.make_node("Reshape", ["x", "s"], ["y"])], [_shape("s", [1, 2, 3, 4, 5])]),
          "portable", ["Reshape to rank 5 > max_rank 4"]),
+        # back to the rank of the model's own input (a 3-D shuffle's last step): allowed
+        (_graph([helper.make_node("Reshape", ["x", "s"], ["y"])], [_shape("s", [1, 2, 3, 4, 5])],
+                x_shape=[1, 2, 3, 4, 5]), "portable", []),
+        (_graph([helper.make_node("Reshape", ["x", "s"], ["y"])],
+                [_shape("s", [1, 2, 3, 4, 5, 1])], x_shape=[1, 2, 3, 4, 5]),
+         "portable", ["Reshape to rank 6 > max_rank 4"]),
+        (_graph([helper.make_node("Transpose", ["x"], ["y"], perm=[0, 1, 3, 2, 4])],
+                x_shape=[1, 2, 3, 4, 5]), "portable", ["Transpose of rank 5 > max_rank 4"]),
         (_graph([helper.make_node("Gather", ["x", "i"], ["y"], axis=1, name="g")],
                 [_shape("i", [1, 0])]),
          "portable", ["Gather g: target portable has none"]),
@@ -71,6 +79,16 @@ def test_phase_convs_need_the_profile_flag():
     assert violations(resolve("portable"), m) == [
         "phase Convs joined by Concat: target portable has phase_convs off"]
     assert violations(resolve("onnxruntime"), m) == []
+
+
+@pytest.mark.parametrize("strategy", ["depth_to_space_3d", "low_rank_transpose"])
+def test_static_3d_shuffles_fit_portable(strategy):
+    """The rank-4 3-D shuffles of static sizes fit portable, their last Reshape (rank 5) too."""
+    w = np.random.default_rng(0).standard_normal((4, 2, 2, 2, 2)).astype(np.float32)
+    model = convtranspose_model([1, 4, 2, 3, 3], w, None, strides=[2, 2, 2])
+    converted, report = deconv2sub.convert_model(model, ConvertOptions(strategy=strategy))
+    assert report.nodes[0].strategy == strategy
+    assert violations(resolve("portable"), converted, original=model) == []
 
 
 @pytest.mark.parametrize("target", ["portable", "ncnn", "mnn", "tflite", "iree", "rknn",

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from toolchain_cases import ALL_FORMS, SAMPLE_SHAPES
+from toolchain_cases import ALL_FORMS, SAMPLE_SHAPES, convtranspose3d_block
 from toolchain_checks import (
+    check_converted,
     check_sample,
     convert_sample,
     repro_error,
@@ -20,6 +21,7 @@ from toolchain_checks import (
     sample_path,
 )
 
+from deconv2sub import ConvertOptions
 from deconv2sub.toolchains import ToolchainError
 from deconv2sub.toolchains import mnn as tc
 
@@ -54,6 +56,16 @@ def test_depth_to_space_is_one_native_op(tmp_path):
     path = convert_sample("seed_example", "dcr", tmp_path)
     ops = tc.compile(path, SAMPLE_SHAPES["seed_example"], str(tmp_path / "w")).ops
     assert ops.count("DepthToSpace") == 1 and "Reshape" not in ops and "Permute" not in ops
+
+
+@pytest.mark.parametrize("target", ["portable", "mnn"])
+@pytest.mark.parametrize("kernel,stride,pad,bn_relu", [
+    (2, 2, 0, False), (2, 2, 0, True), (4, 2, 1, True), (3, 3, 1, False)])
+def test_3d_block_matches_ort_on_the_original(kernel, stride, pad, bn_relu, target, tmp_path):
+    """Static 3-D blocks as depth_to_space_3d (portable and mnn's own profile) match on MNN."""
+    model, feeds = convtranspose3d_block(kernel, stride, pad, bn_relu)
+    ops = check_converted(tc, model, feeds, ConvertOptions(target=target), tmp_path)
+    assert "DepthToSpace" in ops or "PixelShuffle" in ops, ops
 
 
 def test_missing_input_shape_is_refused(tmp_path):

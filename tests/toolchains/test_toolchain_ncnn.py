@@ -12,8 +12,9 @@ import shutil
 
 import onnx
 import pytest
-from toolchain_cases import ALL_FORMS, SAMPLE_SHAPES
+from toolchain_cases import ALL_FORMS, SAMPLE_SHAPES, convtranspose3d_block
 from toolchain_checks import (
+    check_converted,
     check_sample,
     convert_sample,
     repro_error,
@@ -23,6 +24,7 @@ from toolchain_checks import (
     toolchain_error,
 )
 
+from deconv2sub import ConvertOptions
 from deconv2sub.toolchains import ToolchainError
 from deconv2sub.toolchains import ncnn as tc
 
@@ -30,8 +32,9 @@ pytestmark = pytest.mark.skipif(tc.unavailable_reason() is not None,
                                 reason=str(tc.unavailable_reason()))
 
 #: forms that ncnn converts and computes right, per sample, as measured (benchmarks/toolchains/
-#: ncnn.md): DCR has no ncnn layer, Reshape of rank >= 5 neither (transpose form, every 3-D form),
-#: and the Gather of the default form is turned into a wrong Crop where it occurs
+#: ncnn.md): DCR has no ncnn layer, Reshape of rank >= 5 neither (transpose form, every 3-D form
+#: here; the portable one, depth_to_space_3d, converts: test_portable_3d_...), and the Gather of the
+#: default form is turned into a wrong Crop where it occurs
 ACCEPTED = {
     "seed_example": ["original", "crd", "reshape", "transpose"],
     "dcgan_generator": ["original", "crd", "reshape"],
@@ -61,6 +64,28 @@ def test_depth_to_space_crd_maps_to_pixelshuffle(tmp_path):
     path = convert_sample("seed_example", "crd", tmp_path)
     ops = tc.compile(path, SAMPLE_SHAPES["seed_example"], str(tmp_path / "w")).ops
     assert ops == ["Input", "Convolution", "PixelShuffle", "Crop"]
+
+
+def test_portable_3d_sample_is_conv3d_permute_pixelshuffle(tmp_path):
+    """unet3d's portable form (depth_to_space_3d, run-time Reshape targets) matches on ncnn.
+
+    Pnnx folds the shape arithmetic at the given input shape; the shuffle is Reshape, Permute,
+    Reshape, PixelShuffle, Reshape (the old rank-4 cascade is still rejected: its repro).
+    """
+    check_sample(tc, "unet3d_upblock", "portable", tmp_path)
+    path = convert_sample("unet3d_upblock", "portable", tmp_path)
+    ops = tc.compile(path, SAMPLE_SHAPES["unet3d_upblock"], str(tmp_path / "w2")).ops
+    assert ops[:8] == ["Input", "Input", "Convolution3D", "Reshape", "Permute", "Reshape",
+                       "PixelShuffle", "Reshape"], ops
+
+
+@pytest.mark.parametrize("kernel,stride,pad,bn_relu", [
+    (2, 2, 0, False), (2, 2, 0, True), (4, 2, 1, True), (3, 3, 1, False)])
+def test_portable_3d_block_matches_ort_on_the_original(kernel, stride, pad, bn_relu, tmp_path):
+    """Static 3-D blocks (BN + ReLU sunk above the shuffle where present) match on ncnn."""
+    model, feeds = convtranspose3d_block(kernel, stride, pad, bn_relu)
+    ops = check_converted(tc, model, feeds, ConvertOptions(target="portable"), tmp_path)
+    assert "PixelShuffle" in ops and "Deconvolution3D" not in ops, ops
 
 
 def test_batch_above_one_is_refused(tmp_path):

@@ -10,6 +10,7 @@ from typing import Dict
 from .base import Emission
 from .channels_last import CHANNELS_LAST_EMISSION
 from .depth_to_space import DEPTH_TO_SPACE_EMISSION
+from .depth_to_space_3d import DEPTH_TO_SPACE_3D_EMISSION
 from .low_rank_transpose import LOW_RANK_TRANSPOSE_EMISSION
 from .per_phase import PER_PHASE_EMISSION
 from .per_phase_channels_last import PER_PHASE_CHANNELS_LAST_EMISSION
@@ -32,6 +33,7 @@ EMISSIONS: Dict[str, Emission] = {
         PER_PHASE_EMISSION,
         CHANNELS_LAST_EMISSION,
         PER_PHASE_CHANNELS_LAST_EMISSION,
+        DEPTH_TO_SPACE_3D_EMISSION,
     )
 }
 NAMES = tuple(EMISSIONS)

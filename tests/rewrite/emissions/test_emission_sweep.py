@@ -61,6 +61,7 @@ EMISSION_OPS: Dict[str, set] = {
     "per_phase": {"Conv", "Concat", "Identity", "Gather"} | _MOVES,
     "channels_last": {"Conv"} | _MOVES,
     "per_phase_channels_last": {"Conv", "Concat", "Identity"} | _MOVES,
+    "depth_to_space_3d": {"Conv", "DepthToSpace"} | _MOVES,
 }
 ANY_EMISSION_OPS = set().union(*EMISSION_OPS.values())
 # Ops that compute shapes at run time (symbolic sizes) rather than move data.
@@ -72,10 +73,11 @@ SHAPE_OPS = {
 MAX_TRANSPOSES = {
     "depth_to_space": 1, "transpose": 1, "two_stage": 2, "transpose_gather": 2,
     "pointwise_gemm": 2, "per_phase": 2, "channels_last": 2, "per_phase_channels_last": 2,
+    "depth_to_space_3d": 1,
 }
 # The largest rank of each of its Transposes (low_rank_transpose: the Choice's max_rank, 4 for
 # a fixed strategy and for the portable profile).
-MAX_TRANSPOSE_RANK = {"low_rank_transpose": 4}
+MAX_TRANSPOSE_RANK = {"low_rank_transpose": 4, "depth_to_space_3d": 4}
 # The op that shows the emission's own form; each must appear in some of the cases.
 SIGNATURE_OPS = {
     "depth_to_space": "DepthToSpace",
@@ -83,7 +85,10 @@ SIGNATURE_OPS = {
     "pointwise_gemm": "Gemm",
     "per_phase": "Concat",
     "per_phase_channels_last": "Concat",
+    "depth_to_space_3d": "DepthToSpace",
 }
+# Emissions for one spatial rank only: (rank, what they fall back to on the other ranks' cases).
+RANK_ONLY = {"depth_to_space_3d": (3, "low_rank_transpose")}
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,9 @@ class Case:
     def expected(self, name: str) -> Optional[str]:
         """What ``name`` must do here: a refusal code, a fallback's name, or None (applies)."""
         table = dict(self.expect)
+        if name not in table and "*" not in table and name in RANK_ONLY:
+            rank, fallback = RANK_ONLY[name]
+            return None if len(self.w) - 2 == rank else fallback
         return table.get(name, table.get("*"))
 
     def shapes(self) -> List[tuple]:
@@ -125,6 +133,8 @@ def case(id, x, w, *, opset=17, bias=True, trials=(), expect=None, target=None, 
 
 
 PHASE_WITHOUT_TAPS = {"per_phase": "two_stage", "per_phase_channels_last": "channels_last"}
+# depth_to_space_3d declines (s1 != s2, groups, opset < 11): the block-swap cascade instead
+D2S3D_FALLS_BACK = {"depth_to_space_3d": "low_rank_transpose"}
 
 CASES: Tuple[Case, ...] = (
     # ---- 2-D
@@ -214,18 +224,56 @@ CASES: Tuple[Case, ...] = (
     case("3d_k3_s1x2x2_unequal_batch2", [2, 2, 3, 3, 4], (2, 3, 3, 3, 3), strides=[1, 2, 2],
          pads=[1, 0, 1, 1, 1, 0], output_padding=[0, 1, 0]),
     case("3d_k3s2_group2_d2", [1, 4, 3, 3, 3], (4, 1, 3, 3, 3), strides=[2, 2, 2],
-         dilations=[2, 1, 1], group=2, expect=PHASE_WITHOUT_TAPS),
+         dilations=[2, 1, 1], group=2, expect={**PHASE_WITHOUT_TAPS, **D2S3D_FALLS_BACK}),
     case("3d_same_lower_k3s2_opset13", [1, 2, 3, 2, 3], (2, 2, 3, 3, 3), opset=13,
          strides=[2, 2, 2], auto_pad="SAME_LOWER"),
     case("3d_output_shape", [1, 2, 2, 3, 3], (2, 2, 3, 3, 3), strides=[2, 2, 2],
          output_shape=[4, 6, 5]),
     case("3d_k2x1x3_s3x1x2_opset9", [1, 2, 2, 3, 3], (2, 2, 2, 1, 3), opset=9, strides=[3, 1, 2],
-         pads=[0, 0, 1, 1, 0, 0], expect=PHASE_WITHOUT_TAPS),
+         pads=[0, 0, 1, 1, 0, 0], expect={**PHASE_WITHOUT_TAPS, **D2S3D_FALLS_BACK}),
     case("3d_symbolic_spatial", [1, 2, "D", "H", "W"], (2, 2, 3, 3, 3), strides=[2, 2, 2],
          pads=[1, 1, 1, 1, 1, 1], trials=[(1, 2, 2, 3, 3), (1, 2, 3, 2, 4)]),
     case("3d_symbolic_spatial_static_target", [1, 2, "D", "H", "W"], (2, 2, 3, 3, 3),
          strides=[2, 2, 2], pads=[1, 1, 1, 1, 1, 1], trials=[(1, 2, 2, 3, 3)],
-         target="ethos-u", expect={"low_rank_transpose": "shape_arithmetic"}),
+         target="ethos-u", expect={"low_rank_transpose": "shape_arithmetic",
+                                   "depth_to_space_3d": "shape_arithmetic"}),
+    # ---- 3-D: the cases of depth_to_space_3d (s1 == s2; s0 any), the other emissions too
+    case("3d_k2s2_pointwise", [1, 3, 2, 3, 4], (3, 2, 2, 2, 2), strides=[2, 2, 2]),
+    case("3d_k2s2_pointwise_batch3_nobias", [3, 2, 3, 2, 3], (2, 3, 2, 2, 2), bias=False,
+         strides=[2, 2, 2]),
+    case("3d_k4s2p1_opset11", [1, 2, 2, 3, 3], (2, 2, 4, 4, 4), opset=11, strides=[2, 2, 2],
+         pads=[1, 1, 1, 1, 1, 1]),
+    case("3d_k3s2p1op1_fold_crop", [1, 2, 3, 3, 2], (2, 3, 3, 3, 3), strides=[2, 2, 2],
+         pads=[1, 1, 1, 1, 1, 1], output_padding=[1, 1, 1]),
+    case("3d_k1x2x2_s1x2x2", [1, 3, 4, 3, 2], (3, 2, 1, 2, 2), strides=[1, 2, 2]),
+    case("3d_k3x4x4_s1x2x2_p1_batch2", [2, 2, 3, 3, 3], (2, 2, 3, 4, 4), strides=[1, 2, 2],
+         pads=[1, 1, 1, 1, 1, 1]),
+    case("3d_k3x2x2_s3x2x2", [1, 2, 2, 3, 2], (2, 2, 3, 2, 2), strides=[3, 2, 2]),
+    case("3d_k5x4x3_s3x2x2_pads_asym_op", [1, 2, 2, 3, 3], (2, 2, 5, 4, 3), strides=[3, 2, 2],
+         pads=[1, 1, 0, 2, 0, 1], output_padding=[1, 0, 1]),
+    case("3d_k6s3_p1x2x1", [1, 2, 2, 2, 3], (2, 2, 6, 6, 6), strides=[3, 3, 3],
+         pads=[1, 2, 1, 1, 2, 1]),
+    case("3d_k3s2_d2", [1, 2, 3, 3, 3], (2, 2, 3, 3, 3), strides=[2, 2, 2], dilations=[2, 2, 2],
+         pads=[1, 1, 1, 1, 1, 1], expect=PHASE_WITHOUT_TAPS),
+    case("3d_k3s2_d3_opset13", [1, 2, 2, 3, 3], (2, 2, 3, 3, 3), opset=13, strides=[2, 2, 2],
+         dilations=[3, 1, 3], pads=[2, 0, 1, 1, 1, 2]),
+    case("3d_same_upper_k3s2", [1, 2, 3, 2, 3], (2, 2, 3, 3, 3), strides=[2, 2, 2],
+         auto_pad="SAME_UPPER"),
+    case("3d_valid_k3_s1x2x2", [1, 2, 2, 3, 3], (2, 2, 3, 3, 3), strides=[1, 2, 2],
+         auto_pad="VALID"),
+    case("3d_output_shape_s3x2x2", [1, 2, 2, 2, 3], (2, 2, 3, 3, 3), strides=[3, 2, 2],
+         output_shape=[6, 5, 6]),
+    case("3d_symbolic_batch", ["N", 2, 2, 3, 2], (2, 2, 4, 4, 4), strides=[2, 2, 2],
+         pads=[1, 1, 1, 1, 1, 1], trials=[(1, 2, 2, 3, 2), (3, 2, 2, 3, 2)]),
+    case("3d_symbolic_depth", [1, 2, "D", 3, 2], (2, 2, 3, 3, 3), strides=[2, 2, 2],
+         pads=[1, 0, 1, 0, 1, 1], trials=[(1, 2, 2, 3, 2), (1, 2, 4, 3, 2)]),
+    case("3d_output_shape_symbolic", ["N", 2, "D", "H", "W"], (2, 2, 3, 3, 3),
+         strides=[2, 2, 2], output_shape=[5, 6, 5], trials=[(1, 2, 3, 3, 3), (2, 2, 2, 3, 2)]),
+    case("3d_latent_1x1x1_input", [2, 4, 1, 1, 1], (4, 3, 4, 4, 4), strides=[1, 1, 1]),
+    case("3d_k4s2p1_opset10", [1, 2, 2, 2, 3], (2, 2, 4, 4, 4), opset=10, strides=[2, 2, 2],
+         pads=[1, 1, 1, 1, 1, 1], expect=D2S3D_FALLS_BACK),
+    case("3d_k2s2_group2", [1, 4, 2, 3, 2], (4, 2, 2, 2, 2), strides=[2, 2, 2], group=2,
+         expect=D2S3D_FALLS_BACK),
 )
 CASE_IDS = [c.id for c in CASES]
 BY_ID = {c.id: c for c in CASES}

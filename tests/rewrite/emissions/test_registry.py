@@ -45,6 +45,8 @@ EXPECTED_CHOICES = {
     "per_phase": [("CRD", "always")] * 5,
     "channels_last": [("LCR", True), ("CRD", True), ("LCR", True), ("DCR", True), ("LCR", True)],
     "per_phase_channels_last": [("CRD", "always")] * 5,
+    "depth_to_space_3d": [("DCR", True), ("CRD", True), ("DCR", True), ("DCR", True),
+                          ("DCR", True)],
 }
 
 
