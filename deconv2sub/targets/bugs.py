@@ -127,6 +127,19 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumer
             if c is not None and c // (b * b) == b:
                 return None
             detail.append(f"C/b^2 = {'?' if c is None else c // (b * b)}, b = {b}")
+    if bug.condition == "d2s_after_3d_reshape":
+        # Reshape (of a rank-5 tensor) -> Transpose -> Reshape -> DepthToSpace: onnx2tf reads
+        # the rank-4 input as NHWC and fails to convert (depth_to_space_3d's shuffle)
+        chain, name = [], node.input[0] if node.input else None
+        for op in ("Reshape", "Transpose", "Reshape"):
+            source = (producers or {}).get(name)
+            if source is None or source.op_type != op:
+                return None
+            chain.append(source)
+            name = source.input[0] if source.input else None
+        if len(shapes.get(name) or []) != 5:
+            return None
+        detail.append("after a rank-4 Reshape/Transpose/Reshape of a rank-5 tensor")
     if bug.condition == "concat_after_ambiguous_reshape":
         ambiguous = []
         for name in node.input:

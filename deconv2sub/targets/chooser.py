@@ -444,6 +444,8 @@ def _depth_to_space_3d_refusal(
 ) -> Optional[str]:
     """Why the portable rule does not take ``depth_to_space_3d`` for this 3-D node, or None."""
     what = "Conv3d + DepthToSpace(CRD)"
+    if not profile.depth_to_space_3d:
+        return f"{what}: off for the target (depth_to_space_3d = false)"
     if "CRD" not in profile.depth_to_space:
         return f"{what}: the target has no DepthToSpace CRD"
     if profile.max_rank < 4:

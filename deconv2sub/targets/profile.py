@@ -104,6 +104,10 @@ class TargetProfile:
     #: facts (names of :data:`KEEP_FACTS`) for which the ConvTranspose stays, e.g. ``"grouped"``
     #: for a target that splits a grouped Conv with a channel multiplier into one Conv per group
     keep_when: Tuple[str, ...] = ()
+    #: 3-D with equal H and W strides as Conv3d + one rank-4 Reshape/Transpose + DepthToSpace(CRD)
+    #: (emission ``depth_to_space_3d``, where "CRD" is in ``depth_to_space``); false: the rank-4
+    #: block-swap cascade instead (onnx2tf misreads the layout of the tensor its DepthToSpace reads)
+    depth_to_space_3d: bool = True
     #: the speed rule that chooses among the allowed emissions: "portable" (Conv + DepthToSpace, or
     #: low-rank Reshape/Transpose), or the measured CPU rules "onnxruntime" / "openvino"
     rule: str = "portable"
@@ -194,7 +198,7 @@ def profile_from_dict(data: dict, origin: str) -> TargetProfile:
         raise ProfileError(
             f'{origin}: fold_crop must be true, false or "always", not {values["fold_crop"]!r}'
         )
-    for key in ("gather", "gemm", "phase_convs", "dynamic_shapes"):
+    for key in ("gather", "gemm", "phase_convs", "dynamic_shapes", "depth_to_space_3d"):
         if key in values and not isinstance(values[key], bool):
             raise ProfileError(f"{origin}: {key} must be true or false, not {values[key]!r}")
     values.setdefault("name", os.path.splitext(os.path.basename(origin))[0])

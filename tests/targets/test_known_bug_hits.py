@@ -39,8 +39,8 @@ def test_repro_hits_the_tvm_shape_bug():
 def test_symbolic_3d_output_builds_shapes_tvm_imports():
     """3-D with every size symbolic: shapes from scalar Gathers of the Shape, no TVM warning.
 
-    The portable cascade computes its Reshape shapes at run time; the output is exact on ONNX
-    Runtime at two shapes.
+    The portable form (depth_to_space_3d) computes its Reshape shapes at run time; the output is
+    exact on ONNX Runtime at two shapes.
     """
     m = convtranspose_model(["N", 4, "D", "H", "W"], _x((4, 2, 4, 4, 4)), None, strides=[2] * 3,
                             pads=[1] * 6)
@@ -73,3 +73,23 @@ def test_tflite_concat_after_ambiguous_shuffle_is_flagged():
     path = os.path.join(os.path.dirname(REPRO), "..", "tflite", "concat_after_3d_shuffle.onnx")
     hits = find_hits(onnx.load(path), ["tflite"], ALL_BUGS)
     assert [h.op for h in hits] == ["Concat"] and "[1, 8, 6, 8, 10]" in hits[0].detail
+
+
+def test_tflite_depth_to_space_3d_is_flagged_and_its_profile_avoids_it():
+    """``--toolchain tflite`` flags depth_to_space_3d (the repro and portable's 3-D output).
+
+    The tflite profile's own 3-D output (the rank-4 cascade) is not flagged, nor is a 2-D
+    DepthToSpace; both outputs are exact on ONNX Runtime.
+    """
+    path = os.path.join(REPROS_DIR, "tflite", "depth_to_space_after_3d_reshape.onnx")
+    hits = find_hits(onnx.load(path), ["tflite"], ALL_BUGS)
+    assert [h.op for h in hits] == ["DepthToSpace"] and "rank-5" in hits[0].detail
+    m = convtranspose_model([1, 4, 2, 3, 4], _x((4, 2, 2, 2, 2)), None, strides=[2] * 3)
+    for target, warned in (("portable", 1), ("tflite", 0)):
+        converted, report = deconv2sub.convert_model(
+            m, ConvertOptions(target=target, toolchains=("tflite",)))
+        assert len(report.toolchain_warnings) == warned, (target, report.toolchain_warnings)
+        assert_equivalent(m, converted, {"X": _x((1, 4, 2, 3, 4), 1)})
+    m2 = convtranspose_model([1, 4, 3, 4], _x((4, 2, 2, 2)), None, strides=[2, 2])
+    _, report = deconv2sub.convert_model(m2, ConvertOptions(toolchains=("tflite",)))
+    assert not report.toolchain_warnings

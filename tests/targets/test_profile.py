@@ -120,6 +120,7 @@ def test_toml_profile(tmp_path):
         ("max_rank = 2", "max_rank"),
         ("max_block = 1", "max_block"),
         ("gather = 'yes'", "gather must be true or false"),
+        ("depth_to_space_3d = 1", "depth_to_space_3d must be true or false"),
         ("speed = 3", "unknown profile key"),
         ("name = ", "not a valid TOML file"),
         ("rule = 'fastest'", "rule"),

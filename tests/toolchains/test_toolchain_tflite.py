@@ -12,10 +12,18 @@ from __future__ import annotations
 import os
 
 import pytest
-from toolchain_cases import FORMS, TFLITE_SAMPLE_SHAPES, close, ort_outputs, random_feeds
+from toolchain_cases import (
+    FORMS,
+    TFLITE_SAMPLE_SHAPES,
+    close,
+    convtranspose3d_block,
+    ort_outputs,
+    random_feeds,
+)
 from toolchain_checks import (
     REPROS_DIR,
     assert_timed_in_worker,
+    check_converted,
     convert_sample,
     repro_error,
     repro_paths,
@@ -23,6 +31,7 @@ from toolchain_checks import (
     sample_path,
 )
 
+from deconv2sub import ConvertOptions
 from deconv2sub.toolchains import ToolchainError, tflite, tflite_worker
 
 REPRO_DIR = os.path.join(REPROS_DIR, "tflite")
@@ -149,6 +158,24 @@ def test_sample_form_matches_ort_on_the_original(name, form, tmp_path):
     assert ok, f"{name} {form}: max abs error {err}"
 
 
+@needs_tflite
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel,stride,pad,bn_relu", [(2, 2, 0, False), (4, 2, 1, True)])
+def test_3d_block_tflite_profile_is_the_cascade(kernel, stride, pad, bn_relu, tmp_path):
+    """The tflite profile writes 3-D as the rank-4 cascade: it converts and matches ORT.
+
+    The portable form (depth_to_space_3d) does not convert (repro
+    depth_to_space_after_3d_reshape.onnx).
+    """
+    model, feeds = convtranspose3d_block(kernel, stride, pad, bn_relu)
+    ops = check_converted(tflite, model, feeds, ConvertOptions(target="tflite"), tmp_path)
+    assert "DEPTH_TO_SPACE" not in ops and "CONV_3D_TRANSPOSE" not in ops, ops
+    (tmp_path / "portable").mkdir()
+    with pytest.raises(ToolchainError):
+        check_converted(tflite, model, feeds, ConvertOptions(target="portable"),
+                        tmp_path / "portable")
+
+
 # repro file -> what it shows; each asserts the CORRECT behaviour, so it fails (xfail) while the
 # upstream bug is there and XPASSes (strict: the suite fails) once onnx2tf/LiteRT fix it.
 REPROS = {
@@ -159,6 +186,9 @@ REPROS = {
     "concat_after_3d_shuffle.onnx": "the rank-4 3-D shuffle's [1, 8, 6, 8, 10] result (C == H) "
                                     "concatenated on channels with a skip: onnx2tf concatenates "
                                     "on H (TFLite output [1, 8, 6, 16, 10])",
+    "depth_to_space_after_3d_reshape.onnx": "depth_to_space_3d's shuffle: onnx2tf misreads the "
+                                            "layout of the rank-4 tensor before DepthToSpace "
+                                            "(reshape error)",
 }
 
 

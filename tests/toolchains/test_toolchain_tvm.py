@@ -118,7 +118,8 @@ PORTABLE_SYMBOLIC = {
     # 1-D: Reshape [0, M, s, -1], no shape arithmetic
     "1d_k16s8p4": (["N", 4, "T"], _w(4, 3, 16), dict(strides=[8], pads=[4, 4]),
                    [(1, 4, 7), (2, 4, 9)]),
-    # 3-D, every size symbolic: the rank-4 cascade with run-time shapes
+    # 3-D, every size symbolic: Conv3d + rank-4 Reshape/Transpose + DepthToSpace(CRD), run-time
+    # Reshape targets (depth_to_space_3d)
     "3d_k4s2p1": (["N", 4, "D", "H", "W"], _w(4, 2, 4, 4, 4), dict(strides=[2] * 3, pads=[1] * 6),
                   [(1, 4, 2, 3, 4), (2, 4, 3, 3, 2)]),
     # output_shape with symbolic sizes: the crop computed at run time

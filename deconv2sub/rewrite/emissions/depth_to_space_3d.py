@@ -6,7 +6,8 @@ batch first (ncnn through pnnx: the block-swap cascade of ``low_rank_transpose``
 whose first dim is not the batch, which it rejects); the crop folded where free, else sliced.
 
 Derivation. Strides ``(s0, s1, s2)`` with ``s1 == s2 == b >= 2``, ``P = s0*s1*s2`` phases, ``M``
-output channels, Conv output ``z`` of shape ``[N, P*M, D, H, W]`` in "DCR" order
+output channels, Conv output ``z`` of shape ``[N, P*M, D, H, W]`` (``D, H, W``: the input sizes plus
+the plan's growth) in "DCR" order
 (:meth:`deconv2sub.plan.subpixel.SubPixelPlan.row_layout` ``[S0, S1, S2, M]``; with ``s0 == 1``
 the ``S0`` factor is absent and ``a = 0`` below): row ``((a*s1 + p)*s2 + q)*M + m`` holds phase
 ``(a, p, q)`` of output channel ``m``. The sub-pixel interleave (before the crop, see
@@ -30,9 +31,12 @@ Every Reshape and the Transpose have rank 4 with the batch first, except the las
 output's own rank. (CRD rows ``(m, a, p, q)`` would need the depth phase ``a`` moved past ``d``
 and the other two past ``h`` and ``w``: more than one rank-4 swap.) Per-channel consumers sunk
 above the shuffle map through the DCR rows' channels (:meth:`SubPixelPlan.row_channels`).
-The batch is the known one, or copied (``0``); the spatial sizes are constants where the model
-fixes them, else computed from the Conv output's run-time shape
-(:func:`deconv2sub.rewrite.shuffle.emit_cascade_shuffle` does the same for its cascade).
+With the crop folded (:func:`deconv2sub.plan.subpixel.make_plan`) the phases are the output's;
+the row layout, hence all of the above, is the same. The batch is the known one, or copied
+(``0``); the spatial sizes are constants where the model fixes them (one symbolic size is the
+Reshape's one ``-1``), else computed from the Conv output's run-time shape
+(:func:`deconv2sub.rewrite.shuffle.emit_reshape_targets`, as the cascade of
+:func:`deconv2sub.rewrite.shuffle.emit_cascade_shuffle` does).
 
 Refused (the chooser then takes ``low_rank_transpose``) for other ranks, ``s1 != s2`` or
 ``s1 == 1`` (no one DepthToSpace block for both axes), grouped Convs (DCR rows split the groups),

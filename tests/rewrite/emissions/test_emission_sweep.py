@@ -18,7 +18,9 @@ included), opsets 9/11/13/17, batch > 1, symbolic dims, with and without bias. `
 target profiles' rules) runs over the same table.
 :func:`test_every_emission_applies_on_enough_cases` keeps the sweep meaningful: each emission must
 itself write (not decline, not fall back) at least :data:`MIN_APPLIED` of the cases, and show its
-signature op (:data:`SIGNATURE_OPS`) in some.
+signature op (:data:`SIGNATURE_OPS`) in some. An emission for one spatial rank only
+(:data:`RANK_ONLY`: ``depth_to_space_3d``) must fall back on the other ranks' cases, and has enough
+3-D cases of its own to reach :data:`MIN_APPLIED`.
 
 The random sweeps (hypothesis): the default rules of the ``onnxruntime`` and ``openvino`` targets on
 random configurations run by default (what ``tests/test_property.py`` held); every emission on
