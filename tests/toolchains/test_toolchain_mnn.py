@@ -62,10 +62,14 @@ def test_depth_to_space_is_one_native_op(tmp_path):
 @pytest.mark.parametrize("kernel,stride,pad,bn_relu", [
     (2, 2, 0, False), (2, 2, 0, True), (4, 2, 1, True), (3, 3, 1, False)])
 def test_3d_block_matches_ort_on_the_original(kernel, stride, pad, bn_relu, target, tmp_path):
-    """Static 3-D blocks as depth_to_space_3d (portable and mnn's own profile) match on MNN."""
+    """Static 3-D blocks match on MNN: portable's depth_to_space_3d, mnn's rank-4 cascade.
+
+    (The cascade measured ~1.7x faster on MNN, whose CRD DepthToSpace is slow: the mnn profile
+    turns depth_to_space_3d off.)
+    """
     model, feeds = convtranspose3d_block(kernel, stride, pad, bn_relu)
     ops = check_converted(tc, model, feeds, ConvertOptions(target=target), tmp_path)
-    assert "DepthToSpace" in ops or "PixelShuffle" in ops, ops
+    assert ("DepthToSpace" in ops) == (target == "portable"), ops
 
 
 def test_missing_input_shape_is_refused(tmp_path):

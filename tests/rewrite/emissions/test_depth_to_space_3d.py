@@ -180,8 +180,9 @@ def test_quantized_weight_keeps_its_dequantize():
     ("iree", (2, 2, 2), 1, 17, "Conv3d + DepthToSpace(CRD): the target has no DepthToSpace CRD"),
     ("rknn", (2, 3, 3), 1, 17, "Conv3d + DepthToSpace(CRD): block 3 > max_block 2"),
     ("tflite", (2, 2, 2), 1, 17, "off for the target (depth_to_space_3d = false)"),
-    ("mnn", (1, 2, 2), 1, 17,
-     "target mnn: Conv3d + Reshape/Transpose (rank 4) + DepthToSpace(CRD)"),
+    ("mnn", (2, 2, 2), 1, 17, "off for the target (depth_to_space_3d = false)"),
+    ("tvm", (1, 2, 2), 1, 17,
+     "target tvm: Conv3d + Reshape/Transpose (rank 4) + DepthToSpace(CRD)"),
 ])
 def test_portable_rule_chooses_it_or_says_why_not(target, strides, group, opset, expected):
     """The portable rule takes it where it applies, else the cascade with the refusal named."""
