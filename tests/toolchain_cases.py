@@ -20,6 +20,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from deconv2sub.targets import TargetProfile
+
 Case = Tuple[onnx.ModelProto, Dict[str, np.ndarray]]
 
 
@@ -207,9 +209,16 @@ FORMS = {
 #: the forms a sample test runs: the original model ("original": no conversion), then FORMS
 ALL_FORMS = ("original", *FORMS)
 #: forms named by a target profile (``--target NAME``), for toolchains with their own profile
+#: a profile that takes ``depth_to_space_3d`` (ncnn's limits, 3-D rewritten): the one 3-D form
+#: pnnx/ncnn converts; no built-in profile takes it (LiteRT cannot convert it, MNN and ncnn run it
+#: slower than their own, IREE miscompiles its CRD DepthToSpace)
+NCNN3D = TargetProfile(name="ncnn3d", depth_to_space=("CRD",), max_rank=4,
+                       keep_strides=((1, 1), (2, 2)), depth_to_space_3d=True)
+
 TARGET_FORMS = {
     "portable": dict(target="portable"),
     "rknn": dict(target="rknn"),
+    "ncnn3d": dict(target=NCNN3D),
 }
 
 #: a static input shape per sample (samples/README.md), small enough to compile quickly; batch 1

@@ -160,9 +160,9 @@ _PROFILES = [
     TargetProfile(
         name="ncnn",
         description="ncnn via pnnx: CRD DepthToSpace is PixelShuffle; no DCR, no Gather, "
-        "Reshape/Permute <= 4-D with the batch first; 3-D ConvTranspose kept (native, exact; no "
-        "3-D shuffle converts), and 2-D strides 1 and 2 (its Deconvolution runs them as fast or "
-        "faster)",
+        "Reshape/Permute <= 4-D with the batch first; 3-D ConvTranspose kept (native, exact; the "
+        "one 3-D form that converts, depth_to_space_3d, ran 0.45x), and 2-D strides 1 and 2 "
+        "(its Deconvolution runs them as fast or faster)",
         source="measured here (pnnx 20261020, ncnn 1.0.20261020)",
         # 2 threads, quiet machine, original -> Conv + PixelShuffle at stride 2: DCGAN k4 0.92x,
         # U-Net k2 1.02x, ENet k3 0.77x, samples dcgan_generator 0.63x, grouped_upsampler 0.70x,

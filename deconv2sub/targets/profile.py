@@ -105,9 +105,10 @@ class TargetProfile:
     #: for a target that splits a grouped Conv with a channel multiplier into one Conv per group
     keep_when: Tuple[str, ...] = ()
     #: 3-D with equal H and W strides as Conv3d + one rank-4 Reshape/Transpose + DepthToSpace(CRD)
-    #: (emission ``depth_to_space_3d``, where "CRD" is in ``depth_to_space``); false: the rank-4
-    #: block-swap cascade instead (onnx2tf misreads the layout of the tensor its DepthToSpace reads)
-    depth_to_space_3d: bool = True
+    #: (emission ``depth_to_space_3d``, where "CRD" is in ``depth_to_space``): the one 3-D form
+    #: pnnx/ncnn converts; false (the default): the rank-4 block-swap cascade, which LiteRT, MNN
+    #: (1.6x faster there) and IREE (no CRD) run and ncnn rejects
+    depth_to_space_3d: bool = False
     #: the speed rule that chooses among the allowed emissions: "portable" (Conv + DepthToSpace, or
     #: low-rank Reshape/Transpose), or the measured CPU rules "onnxruntime" / "openvino"
     rule: str = "portable"

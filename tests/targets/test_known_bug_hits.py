@@ -19,7 +19,7 @@ from toolchain_checks import REPROS_DIR
 
 import deconv2sub
 from deconv2sub import ConvertOptions
-from deconv2sub.targets import ALL_BUGS
+from deconv2sub.targets import ALL_BUGS, TargetProfile
 from deconv2sub.targets.bugs import find_hits
 
 REPRO = os.path.join(REPROS_DIR, "tvm",
@@ -76,16 +76,17 @@ def test_tflite_concat_after_ambiguous_shuffle_is_flagged():
 
 
 def test_tflite_depth_to_space_3d_is_flagged_and_its_profile_avoids_it():
-    """``--toolchain tflite`` flags depth_to_space_3d (the repro and portable's 3-D output).
+    """``--toolchain tflite`` flags depth_to_space_3d (the repro, and a profile that takes it).
 
-    The tflite profile's own 3-D output (the rank-4 cascade) is not flagged, nor is a 2-D
-    DepthToSpace; both outputs are exact on ONNX Runtime.
+    The rank-4 cascade of the portable and tflite profiles is not flagged, nor is a 2-D
+    DepthToSpace; the outputs are exact on ONNX Runtime.
     """
     path = os.path.join(REPROS_DIR, "tflite", "depth_to_space_after_3d_reshape.onnx")
     hits = find_hits(onnx.load(path), ["tflite"], ALL_BUGS)
     assert [h.op for h in hits] == ["DepthToSpace"] and "rank-5" in hits[0].detail
     m = convtranspose_model([1, 4, 2, 3, 4], _x((4, 2, 2, 2, 2)), None, strides=[2] * 3)
-    for target, warned in (("portable", 1), ("tflite", 0)):
+    ncnn3d = TargetProfile(name="ncnn3d", depth_to_space=("CRD",), depth_to_space_3d=True)
+    for target, warned in ((ncnn3d, 1), ("portable", 0), ("tflite", 0)):
         converted, report = deconv2sub.convert_model(
             m, ConvertOptions(target=target, toolchains=("tflite",)))
         assert len(report.toolchain_warnings) == warned, (target, report.toolchain_warnings)

@@ -12,7 +12,7 @@ import shutil
 
 import onnx
 import pytest
-from toolchain_cases import ALL_FORMS, SAMPLE_SHAPES, convtranspose3d_block
+from toolchain_cases import ALL_FORMS, NCNN3D, SAMPLE_SHAPES, convtranspose3d_block
 from toolchain_checks import (
     check_converted,
     check_sample,
@@ -66,14 +66,14 @@ def test_depth_to_space_crd_maps_to_pixelshuffle(tmp_path):
     assert ops == ["Input", "Convolution", "PixelShuffle", "Crop"]
 
 
-def test_portable_3d_sample_is_conv3d_permute_pixelshuffle(tmp_path):
-    """unet3d's portable form (depth_to_space_3d, run-time Reshape targets) matches on ncnn.
+def test_depth_to_space_3d_sample_is_conv3d_permute_pixelshuffle(tmp_path):
+    """unet3d in the depth_to_space_3d form (run-time Reshape targets) matches on ncnn.
 
     Pnnx folds the shape arithmetic at the given input shape; the shuffle is Reshape, Permute,
-    Reshape, PixelShuffle, Reshape (the old rank-4 cascade is still rejected: its repro).
+    Reshape, PixelShuffle, Reshape (portable's rank-4 cascade is rejected: its repro).
     """
-    check_sample(tc, "unet3d_upblock", "portable", tmp_path)
-    path = convert_sample("unet3d_upblock", "portable", tmp_path)
+    check_sample(tc, "unet3d_upblock", "ncnn3d", tmp_path)
+    path = convert_sample("unet3d_upblock", "ncnn3d", tmp_path)
     ops = tc.compile(path, SAMPLE_SHAPES["unet3d_upblock"], str(tmp_path / "w2")).ops
     assert ops[:8] == ["Input", "Input", "Convolution3D", "Reshape", "Permute", "Reshape",
                        "PixelShuffle", "Reshape"], ops
@@ -81,10 +81,11 @@ def test_portable_3d_sample_is_conv3d_permute_pixelshuffle(tmp_path):
 
 @pytest.mark.parametrize("kernel,stride,pad,bn_relu", [
     (2, 2, 0, False), (2, 2, 0, True), (4, 2, 1, True), (3, 3, 1, False)])
-def test_portable_3d_block_matches_ort_on_the_original(kernel, stride, pad, bn_relu, tmp_path):
-    """Static 3-D blocks (BN + ReLU sunk above the shuffle where present) match on ncnn."""
+def test_depth_to_space_3d_block_matches_ort_on_the_original(kernel, stride, pad, bn_relu,
+                                                            tmp_path):
+    """Static 3-D blocks in the depth_to_space_3d form (BN + ReLU sunk) match on ncnn."""
     model, feeds = convtranspose3d_block(kernel, stride, pad, bn_relu)
-    ops = check_converted(tc, model, feeds, ConvertOptions(target="portable"), tmp_path)
+    ops = check_converted(tc, model, feeds, ConvertOptions(target=NCNN3D), tmp_path)
     assert "PixelShuffle" in ops and "Deconvolution3D" not in ops, ops
 
 

@@ -17,8 +17,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 import deconv2sub
 from deconv2sub import ConvertOptions
+from deconv2sub.targets import TargetProfile
 
 NAME = "depth_to_space_3d"
+#: a profile that takes the form (ncnn's limits without its kept ranks); the built-in ones do not
+#: (``depth_to_space_3d`` defaults to false: the rank-4 cascade is what LiteRT, MNN and IREE run)
+NCNN3D = TargetProfile(name="ncnn3d", depth_to_space=("CRD",), max_rank=4, depth_to_space_3d=True)
 SHUFFLE = ["Reshape", "Transpose", "Reshape", "DepthToSpace", "Reshape"]
 
 
@@ -41,6 +45,8 @@ def _output():
 
 
 def _convert(model, **options):
+    target = options.setdefault("target", NCNN3D)
+    options["target"] = NCNN3D if target == "ncnn3d" else target
     converted, report = deconv2sub.convert_model(model, ConvertOptions(**options))
     onnx.checker.check_model(converted, full_check=True)
     return converted, report.nodes[0]
@@ -172,17 +178,16 @@ def test_quantized_weight_keeps_its_dequantize():
 
 
 @pytest.mark.parametrize("target,strides,group,opset,expected", [
-    ("portable", (2, 2, 2), 1, 17,
-     "target portable: Conv3d + Reshape/Transpose (rank 4) + DepthToSpace(CRD)"),
-    ("portable", (2, 2, 2), 2, 17, "its DCR rows would split the groups of the grouped Conv"),
-    ("portable", (2, 1, 2), 1, 17, "strides [2, 1, 2] need s1 == s2 >= 2"),
-    ("portable", (2, 2, 2), 1, 10, "DepthToSpace(CRD) needs opset >= 11 (the model has 10)"),
-    ("iree", (2, 2, 2), 1, 17, "Conv3d + DepthToSpace(CRD): the target has no DepthToSpace CRD"),
-    ("rknn", (2, 3, 3), 1, 17, "Conv3d + DepthToSpace(CRD): block 3 > max_block 2"),
+    ("ncnn3d", (2, 2, 2), 1, 17,
+     "target ncnn3d: Conv3d + Reshape/Transpose (rank 4) + DepthToSpace(CRD)"),
+    ("ncnn3d", (2, 2, 2), 2, 17, "its DCR rows would split the groups of the grouped Conv"),
+    ("ncnn3d", (2, 1, 2), 1, 17, "strides [2, 1, 2] need s1 == s2 >= 2"),
+    ("ncnn3d", (2, 2, 2), 1, 10, "DepthToSpace(CRD) needs opset >= 11 (the model has 10)"),
+    ("portable", (2, 2, 2), 1, 17, "off for the target (depth_to_space_3d = false)"),
+    ("iree", (2, 2, 2), 1, 17, "off for the target (depth_to_space_3d = false)"),
     ("tflite", (2, 2, 2), 1, 17, "off for the target (depth_to_space_3d = false)"),
     ("mnn", (2, 2, 2), 1, 17, "off for the target (depth_to_space_3d = false)"),
-    ("tvm", (1, 2, 2), 1, 17,
-     "target tvm: Conv3d + Reshape/Transpose (rank 4) + DepthToSpace(CRD)"),
+    ("tvm", (1, 2, 2), 1, 17, "off for the target (depth_to_space_3d = false)"),
 ])
 def test_portable_rule_chooses_it_or_says_why_not(target, strides, group, opset, expected):
     """The portable rule takes it where it applies, else the cascade with the refusal named."""
@@ -206,3 +211,17 @@ def test_ncnn_still_keeps_3d_and_a_fixed_choice_falls_back():
     converted, node = _convert(m2, strategy=NAME)
     assert node.strategy == "low_rank_transpose" and node.declined == [[NAME, "d2s3d_rank"]]
     assert_equivalent(m2, converted, {"X": _x((1, 4, 3, 3), 7)})
+
+
+@pytest.mark.parametrize("profile,strides,expected", [
+    (TargetProfile(name="b2", depth_to_space=("CRD",), max_block=2, depth_to_space_3d=True),
+     (2, 3, 3), "Conv3d + DepthToSpace(CRD): block 3 > max_block 2"),
+    (TargetProfile(name="dcr", depth_to_space=("DCR",), depth_to_space_3d=True),
+     (2, 2, 2), "Conv3d + DepthToSpace(CRD): the target has no DepthToSpace CRD"),
+])
+def test_profile_limits_decline_it(profile, strides, expected):
+    """A profile that turns the form on still declines it past its block size or without CRD."""
+    m = convtranspose_model([1, 4, 2, 3, 3], _x((4, 2, 2, 3, 3)), None, strides=list(strides))
+    converted, node = _convert(m, target=profile)
+    assert expected in node.strategy_reason and node.strategy == "low_rank_transpose"
+    assert_equivalent(m, converted, {"X": _x((1, 4, 2, 3, 3), 6)})
