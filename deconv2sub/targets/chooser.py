@@ -404,6 +404,20 @@ def choose_portable(
     )
 
 
+def _fold_crop_for(material: NodeMaterial, profile: TargetProfile) -> Tuple[object, str]:
+    """(fold_crop for this node, a note for the reason): ``"always"`` by ``fold_crop_always_when``.
+
+    A fact of the profile's ``fold_crop_always_when`` that holds folds the crop into the kernel
+    even where the kernel grows (DCGAN's k4 s2 p1: a 3x3 Conv instead of a 2x2 one + Slice).
+    """
+    if profile.fold_crop == "always":
+        return "always", ""
+    for fact in profile.fold_crop_always_when:
+        if _holds_kept_fact(fact, material, profile):
+            return "always", f", crop folded into the kernel ({KEEP_FACTS[fact]})"
+    return profile.fold_crop, ""
+
+
 def _portable_depth_to_space(
     material: NodeMaterial, opset: int, profile: TargetProfile, stride: int, refused: list
 ) -> Optional[Choice]:
@@ -428,11 +442,12 @@ def _portable_depth_to_space(
             refused.append(f"DepthToSpace({mode}) cascade: would reorder a quantized weight")
             continue
         cascade = "" if len(blocks) == 1 else " cascade " + "x".join(str(b) for b in blocks)
+        fold, grown = _fold_crop_for(material, profile)
         return Choice(
             "depth_to_space",
             "DCR" if (mode == "DCR" and len(blocks) == 1) else "CRD",
-            profile.fold_crop,
-            f"{label}: Conv + DepthToSpace({mode}){cascade}" + _refusals(refused),
+            fold,
+            f"{label}: Conv + DepthToSpace({mode}){cascade}{grown}" + _refusals(refused),
             blocks=tuple(blocks),
             modes=(mode,) * len(blocks),
         )

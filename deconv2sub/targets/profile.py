@@ -104,6 +104,10 @@ class TargetProfile:
     #: facts (names of :data:`KEEP_FACTS`) for which the ConvTranspose stays, e.g. ``"grouped"``
     #: for a target that splits a grouped Conv with a channel multiplier into one Conv per group
     keep_when: Tuple[str, ...] = ()
+    #: facts (names of :data:`KEEP_FACTS`) for which a 2-D DepthToSpace node folds its crop into
+    #: the kernel even where the kernel grows (``fold_crop = "always"`` for that node only), e.g.
+    #: ``"kernel2_wide"``: a 3x3 Conv instead of the 2x2 one that MNN computes inexactly
+    fold_crop_always_when: Tuple[str, ...] = ()
     #: 3-D with equal H and W strides as Conv3d + one rank-4 Reshape/Transpose + DepthToSpace(CRD)
     #: (emission ``depth_to_space_3d``, where "CRD" is in ``depth_to_space``): the one 3-D form
     #: pnnx/ncnn converts; false (the default): the rank-4 block-swap cascade, which LiteRT, MNN
@@ -133,9 +137,10 @@ class TargetProfile:
                 problems.append(
                     f"keep_strides entry {list(s)!r} (positive integers per spatial axis)"
                 )
-        bad = [f for f in self.keep_when if f not in KEEP_FACTS]
-        if bad:
-            problems.append(f"keep_when facts {bad} (choose from {', '.join(KEEP_FACTS)})")
+        for key in ("keep_when", "fold_crop_always_when"):
+            bad = [f for f in getattr(self, key) if f not in KEEP_FACTS]
+            if bad:
+                problems.append(f"{key} facts {bad} (choose from {', '.join(KEEP_FACTS)})")
         if problems:
             raise ProfileError(f"target profile {self.name!r}: bad " + "; bad ".join(problems))
 
@@ -162,6 +167,7 @@ class TargetProfile:
         out["depth_to_space"] = list(self.depth_to_space)
         out["keep_strides"] = [list(s) for s in self.keep_strides]
         out["keep_when"] = list(self.keep_when)
+        out["fold_crop_always_when"] = list(self.fold_crop_always_when)
         return out
 
 
@@ -182,8 +188,9 @@ def profile_from_dict(data: dict, origin: str) -> TargetProfile:
             values["keep_ranks"] = tuple(int(r) for r in values["keep_ranks"])
         if "keep_strides" in values:
             values["keep_strides"] = tuple(tuple(s) for s in values["keep_strides"])
-        if "keep_when" in values:
-            values["keep_when"] = tuple(str(f) for f in values["keep_when"])
+        for key in ("keep_when", "fold_crop_always_when"):
+            if key in values:
+                values[key] = tuple(str(f) for f in values[key])
         if "bugs" in values:
             bug_keys = {f.name for f in fields(KnownBug)}
             bugs = []

@@ -125,6 +125,7 @@ def test_toml_profile(tmp_path):
         ("name = ", "not a valid TOML file"),
         ("rule = 'fastest'", "rule"),
         ("keep_when = ['slow']", "keep_when facts"),
+        ("fold_crop_always_when = ['wide']", "fold_crop_always_when facts"),
     ],
 )
 def test_bad_toml_profiles_are_one_line_errors(tmp_path, text, needle):
@@ -445,8 +446,9 @@ def test_mnn_keeps_what_it_runs_better_and_rewrites_the_rest():
     """--target mnn keeps 2-D nodes whose rewrite hits its inexact 2x2 Conv, grouped ones and s8.
 
     It rewrites a pointwise k2 s2 node (a 1x1 Conv + DCR DepthToSpace, faster on MNN) and 1-D
-    nodes (MNN's own 1-D ConvTranspose gives the wrong output rank); portable's 2x2 Conv warns for
-    --toolchain mnn. Every rewrite matches ORT running the original.
+    nodes (MNN's own 1-D ConvTranspose gives the wrong output rank); a wide 2x2 Conv warns for
+    --toolchain mnn, and portable folds it into a 3x3 one. Every rewrite matches ORT running the
+    original.
     """
     m = convtranspose_model(
         [1, 64, 32, 32], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1]
@@ -454,8 +456,15 @@ def test_mnn_keeps_what_it_runs_better_and_rewrites_the_rest():
     converted, report = deconv2sub.convert_model(m, ConvertOptions(target="mnn"))
     assert report.nodes[0].code == "target_keeps" and op_types(converted) == ["ConvTranspose"]
     assert "2x2 with 32 or more input channels" in report.nodes[0].reason
-    _, report = deconv2sub.convert_model(m, ConvertOptions(toolchains=("mnn",)))
+    plain = TargetProfile(name="plain", depth_to_space=("CRD",))
+    _, report = deconv2sub.convert_model(m, ConvertOptions(target=plain, toolchains=("mnn",)))
     assert [h["op"] for h in report.toolchain_warnings] == ["Conv"]
+    # portable folds that crop into a 3x3 Conv (fold_crop_always_when): no 2x2, no warning
+    converted, report = deconv2sub.convert_model(m, ConvertOptions(toolchains=("mnn",)))
+    assert not report.toolchain_warnings and report.nodes[0].conv_kernel == [3, 3]
+    assert "crop folded into the kernel" in report.nodes[0].strategy_reason
+    assert op_types(converted) == ["Conv", "DepthToSpace"]
+    assert_equivalent(m, converted, {"X": _x((1, 64, 32, 32))})
     small = convtranspose_model(
         [1, 64, 8, 8], _x((64, 8, 4, 4)), _x((8,)), strides=[2, 2], pads=[1, 1, 1, 1]
     )
@@ -585,3 +594,19 @@ def test_ncnn_keeps_2d_stride_2_and_rewrites_stride_8():
     converted, report = deconv2sub.convert_model(m8, ConvertOptions(target="ncnn"))
     assert op_types(converted) == ["Conv", "DepthToSpace", "Slice"]
     assert_equivalent(m8, converted, {"X": _x((1, 4, 3, 3))})
+
+
+def test_fold_crop_always_when_from_toml(tmp_path):
+    """A TOML profile's fold_crop_always_when grows only the nodes whose fact holds."""
+    f = tmp_path / "grow.toml"
+    f.write_text(
+        'name = "grow"\ndepth_to_space = ["CRD"]\nfold_crop_always_when = ["kernel2_wide"]\n'
+    )
+    profile = load_profile_file(str(f))
+    assert profile.fold_crop_always_when == ("kernel2_wide",)
+    for size, kernel in ((40, [3, 3]), (8, [2, 2])):  # 8x8: outside the fact's region
+        m = convtranspose_model([1, 32, size, size], _x((32, 4, 4, 4)), None, strides=[2, 2],
+                                pads=[1, 1, 1, 1])
+        converted, report = deconv2sub.convert_model(m, ConvertOptions(target=profile))
+        assert report.nodes[0].conv_kernel == kernel
+        assert_equivalent(m, converted, {"X": _x((1, 32, size, size))})
