@@ -285,15 +285,19 @@ def _pick(
     )
 
 
-def _holds_kept_fact(fact: str, material: NodeMaterial, profile: TargetProfile) -> bool:
-    """Whether ``material``'s node has ``fact`` (a name of :data:`.profile.KEEP_FACTS`)."""
+def _holds_kept_fact(fact: str, material: NodeMaterial, profile: TargetProfile,
+                     fold_crop=None) -> bool:
+    """Whether ``material``'s node has ``fact`` (a name of :data:`.profile.KEEP_FACTS`).
+
+    ``fold_crop``: plan with this instead of the profile's ``fold_crop`` (for facts of the Conv).
+    """
     if fact == "grouped":
         return material.attrs.group > 1
     if fact == "kernel2_wide":
         if material.rank != 2:
             return False
         try:
-            plan = material.plan("CRD", profile.fold_crop)
+            plan = material.plan("CRD", profile.fold_crop if fold_crop is None else fold_crop)
         except (PlanError, ValueError):
             return False
         _, spatial = material.sizes()
@@ -407,13 +411,16 @@ def choose_portable(
 def _fold_crop_for(material: NodeMaterial, profile: TargetProfile) -> Tuple[object, str]:
     """(fold_crop for this node, a note for the reason): ``"always"`` by ``fold_crop_always_when``.
 
-    A fact of the profile's ``fold_crop_always_when`` that holds folds the crop into the kernel
-    even where the kernel grows (DCGAN's k4 s2 p1: a 3x3 Conv instead of a 2x2 one + Slice).
+    A fact of the profile's ``fold_crop_always_when`` that holds, and no longer holds once the
+    crop is folded into the kernel, folds it there even where the kernel grows (DCGAN's k4 s2 p1:
+    a 3x3 Conv instead of a 2x2 one + Slice); where folding leaves the fact true (ENet's k3 s2 p1
+    op1 stays 2x2) nothing changes.
     """
     if profile.fold_crop == "always":
         return "always", ""
     for fact in profile.fold_crop_always_when:
-        if _holds_kept_fact(fact, material, profile):
+        if _holds_kept_fact(fact, material, profile) and not _holds_kept_fact(
+                fact, material, profile, fold_crop="always"):
             return "always", f", crop folded into the kernel ({KEEP_FACTS[fact]})"
     return profile.fold_crop, ""
 

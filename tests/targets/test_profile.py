@@ -610,3 +610,13 @@ def test_fold_crop_always_when_from_toml(tmp_path):
         converted, report = deconv2sub.convert_model(m, ConvertOptions(target=profile))
         assert report.nodes[0].conv_kernel == kernel
         assert_equivalent(m, converted, {"X": _x((1, 32, size, size))})
+
+
+def test_fold_crop_always_when_leaves_a_kernel_that_would_not_change():
+    """ENet's k3 s2 p1 op1 stays a 2x2 Conv when folded: portable does not mark or change it."""
+    m = convtranspose_model([1, 32, 34, 34], _x((32, 4, 3, 3)), None, strides=[2, 2],
+                            pads=[1, 1, 1, 1], output_padding=[1, 1])
+    converted, report = deconv2sub.convert_model(m, ConvertOptions())
+    assert report.nodes[0].conv_kernel == [2, 2]
+    assert "crop folded into the kernel" not in report.nodes[0].strategy_reason
+    assert_equivalent(m, converted, {"X": _x((1, 32, 34, 34))})
