@@ -151,6 +151,11 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumer
         if not ambiguous:
             return None
         detail.append(f"input of shape {ambiguous[0]} (channels == a spatial size)")
+    if bug.condition == "reshape_first_dim_not_one":
+        y = shapes.get(node.output[0]) if node.output else None
+        if not y or y[0] is None or y[0] == 1:
+            return None
+        detail.append(f"result of shape {y} (first dim {y[0]})")
     if bug.condition == "conv_kernel2_wide":
         kernel = list(node_attr(node, "kernel_shape", []) or [])
         x = shapes.get(node.input[0]) or []

@@ -42,6 +42,16 @@ _NCNN_RANK = KnownBug(
     note="ncnn's Permute takes at most 4-D tensors ('permute 7-rank tensor is not supported')",
     reference="measured here (ncnn 1.0.20261020)",
 )
+_NCNN_RESHAPE_BATCH = KnownBug(
+    toolchain="ncnn",
+    op="Reshape",
+    condition="reshape_first_dim_not_one",
+    note="pnnx converts a Reshape only when its result keeps the first (batch) dim 1: the rank-4 "
+    "cascade of a 3-D shuffle folds channels into it and is rejected ('layer Tensor.reshape not "
+    "exists'); --target ncnn keeps 3-D ConvTranspose, and depth_to_space_3d converts",
+    reference="measured here (pnnx 20261020); "
+    "tests/toolchain_repros/ncnn/reshape_rank4_cascade_3d_rejected.onnx",
+)
 _TFLITE_RANK = KnownBug(
     toolchain="tflite",
     op="Transpose",
@@ -110,6 +120,7 @@ ALL_BUGS = (
     _NCNN_DCR,
     _NCNN_GATHER,
     _NCNN_RANK,
+    _NCNN_RESHAPE_BATCH,
     _TFLITE_RANK,
     _TFLITE_GATHER,
     _TVM_SHAPE, _TFLITE_SQUARE, _MNN_CONV2, _RKNN_CONV3D_SHUFFLE, _TFLITE_CONCAT, _TFLITE_D2S_3D,
@@ -178,7 +189,7 @@ _PROFILES = [
         max_rank=4,
         keep_ranks=(3,),
         keep_strides=((1, 1), (2, 2)),
-        bugs=(_NCNN_DCR, _NCNN_GATHER, _NCNN_RANK),
+        bugs=(_NCNN_DCR, _NCNN_GATHER, _NCNN_RANK, _NCNN_RESHAPE_BATCH),
     ),
     TargetProfile(
         name="mnn",

@@ -94,3 +94,25 @@ def test_tflite_depth_to_space_3d_is_flagged_and_its_profile_avoids_it():
     m2 = convtranspose_model([1, 4, 3, 4], _x((4, 2, 2, 2)), None, strides=[2, 2])
     _, report = deconv2sub.convert_model(m2, ConvertOptions(toolchains=("tflite",)))
     assert not report.toolchain_warnings
+
+
+def test_ncnn_flags_the_3d_cascade_reshape_and_not_its_alternatives():
+    """``--toolchain ncnn`` flags the rank-4 3-D cascade (Reshape whose first dim is not 1).
+
+    Not flagged: the repro's own check, depth_to_space_3d's Reshapes (batch first), a 1-D cascade
+    and the ncnn profile's output (3-D kept). Every output is exact on ONNX Runtime.
+    """
+    path = os.path.join(REPROS_DIR, "ncnn", "reshape_rank4_cascade_3d_rejected.onnx")
+    hits = find_hits(onnx.load(path), ["ncnn"], ALL_BUGS)
+    assert hits and {h.op for h in hits} == {"Reshape"}
+    m = convtranspose_model([1, 4, 2, 3, 4], _x((4, 2, 2, 2, 2)), None, strides=[2] * 3)
+    ncnn3d = TargetProfile(name="ncnn3d", depth_to_space=("CRD",), depth_to_space_3d=True)
+    for target, flagged in (("portable", True), (ncnn3d, False), ("ncnn", False)):
+        converted, report = deconv2sub.convert_model(
+            m, ConvertOptions(target=target, toolchains=("ncnn",)))
+        ops = {h["op"] for h in report.toolchain_warnings}
+        assert ("Reshape" in ops) == flagged, (target, report.toolchain_warnings)
+        assert_equivalent(m, converted, {"X": _x((1, 4, 2, 3, 4), 2)})
+    m1 = convtranspose_model([1, 4, 9], _x((4, 2, 4)), None, strides=[2], pads=[1, 1])
+    _, report = deconv2sub.convert_model(m1, ConvertOptions(toolchains=("ncnn",)))
+    assert not report.toolchain_warnings
