@@ -110,7 +110,10 @@ def _runtime_version(runtime: str) -> str:
 
 def candidates(material, opset: int) -> list:
     """The fixed strategies worth measuring for this node."""
-    names = ["two_stage", "transpose_gather", "transpose", "depth_to_space", "channels_last"]
+    names = ["two_stage", "transpose_gather", "transpose", "depth_to_space", "channels_last",
+             "low_rank_transpose"]
+    if material.rank == 3:
+        names.append("depth_to_space_3d")  # declines unless H and W share a stride
     if material.emit_inputs is None:  # per-phase convs and Gemm take float weights only
         plan = material.planner
         try:

@@ -99,3 +99,26 @@ def test_auto_takes_the_fastest_the_target_runs(monkeypatch, no_cache, target):
     assert ["transpose_gather", "outside_target"] in node.declined
     assert violations(resolve(target), converted) == []
     assert_equivalent(m, converted, {"X": np.ones((1, 4, 6, 6), np.float32)})
+
+
+def test_auto_on_3d_for_an_ncnn_like_target_can_pick_depth_to_space_3d(monkeypatch, no_cache):
+    """The low-rank emissions are candidates: a profile that takes them gets the fastest of them."""
+    from deconv2sub.targets import TargetProfile
+
+    target = TargetProfile(name="ncnn3d", depth_to_space=("CRD",), max_rank=4,
+                           depth_to_space_3d=True)
+    timed = {}
+
+    def planted(runners, feeds, warmup, runs, interleave=True, progress=None):
+        timed.update(runners)
+        order = sorted(runners, key=lambda n: n != "depth_to_space_3d")
+        return {n: [1e-3 * (i + 1)] * runs for i, n in enumerate(order)}
+
+    monkeypatch.setattr(autotune, "time_runners", planted)
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((4, 2, 2, 2, 2)).astype(np.float32)
+    m = convtranspose_model([1, 4, 2, 3, 3], w, None, strides=[2, 2, 2])
+    converted, report = deconv2sub.convert_model(m, ConvertOptions(strategy="auto", target=target))
+    assert {"low_rank_transpose", "depth_to_space_3d"} <= set(timed)
+    assert report.nodes[0].strategy == "depth_to_space_3d"
+    assert_equivalent(m, converted, {"X": rng.standard_normal((1, 4, 2, 3, 3)).astype(np.float32)})
