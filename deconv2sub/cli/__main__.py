@@ -2,4 +2,5 @@
 
 from . import main
 
-main()
+if __name__ == "__main__":  # imported (e.g. by a test that imports every module): no run
+    main()

@@ -14,6 +14,7 @@ import os
 import pytest
 from toolchain_cases import (
     FORMS,
+    NCNN3D,
     TFLITE_SAMPLE_SHAPES,
     close,
     convtranspose3d_block,
@@ -162,18 +163,20 @@ def test_sample_form_matches_ort_on_the_original(name, form, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("kernel,stride,pad,bn_relu", [(2, 2, 0, False), (4, 2, 1, True)])
 def test_3d_block_tflite_profile_is_the_cascade(kernel, stride, pad, bn_relu, tmp_path):
-    """The tflite profile writes 3-D as the rank-4 cascade: it converts and matches ORT.
+    """The tflite and portable profiles write 3-D as the rank-4 cascade: it converts and matches.
 
-    The portable form (depth_to_space_3d) does not convert (repro
+    The depth_to_space_3d form (what ncnn converts) does not convert with onnx2tf (repro
     depth_to_space_after_3d_reshape.onnx).
     """
     model, feeds = convtranspose3d_block(kernel, stride, pad, bn_relu)
-    ops = check_converted(tflite, model, feeds, ConvertOptions(target="tflite"), tmp_path)
-    assert "DEPTH_TO_SPACE" not in ops and "CONV_3D_TRANSPOSE" not in ops, ops
-    (tmp_path / "portable").mkdir()
+    for target in ("tflite", "portable"):
+        (tmp_path / target).mkdir()
+        ops = check_converted(tflite, model, feeds, ConvertOptions(target=target),
+                              tmp_path / target)
+        assert "DEPTH_TO_SPACE" not in ops and "CONV_3D_TRANSPOSE" not in ops, ops
+    (tmp_path / "ncnn3d").mkdir()
     with pytest.raises(ToolchainError):
-        check_converted(tflite, model, feeds, ConvertOptions(target="portable"),
-                        tmp_path / "portable")
+        check_converted(tflite, model, feeds, ConvertOptions(target=NCNN3D), tmp_path / "ncnn3d")
 
 
 # repro file -> what it shows; each asserts the CORRECT behaviour, so it fails (xfail) while the
