@@ -133,7 +133,7 @@ def _compiled(toolchain, model, what, feeds, ref):
         else:
             err, ok = close(out, ref, *tolerances(toolchain, (RTOL, ATOL)))
             result = {"ok": ok, "max_err": err}
-            notes = [n for c in runner._compiled.values() for n in getattr(c, "notes", [])]
+            notes = runner.build_notes()
             if notes:  # e.g. RKNN's layers placed on the CPU
                 result["notes"] = notes
             _COMPILED[key] = (runner, result)

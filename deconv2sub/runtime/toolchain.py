@@ -39,6 +39,10 @@ class ToolchainRunner(Runner):
                 f.write(source.data)
         self._compiled: Dict[tuple, object] = {}
 
+    def build_notes(self) -> List[str]:
+        """The toolchain's remarks on every build so far (e.g. RKNN's layers placed on the CPU)."""
+        return [n for c in self._compiled.values() for n in getattr(c, "notes", [])]
+
     def _compile(self, shapes: Dict[str, Tuple[int, ...]]):
         key = tuple(sorted(shapes.items()))
         if key not in self._compiled:

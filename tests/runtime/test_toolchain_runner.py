@@ -190,3 +190,20 @@ def test_timed_run_failure_is_an_input_error(monkeypatch, model_file):
     runner, _, _ = _timed_runner(monkeypatch, model_file, fail=True)
     with pytest.raises(InputError, match="tvm failed to run the model: the worker died"):
         runner.timed_run({"X": np.zeros((1, 4, 5, 6), np.float32)})
+
+
+def test_build_notes_collect_every_builds_remarks(monkeypatch, model_file):
+    """``build_notes`` lists the remarks of each shape's build (RKNN's CPU-placed layers)."""
+    runner, mod, _ = _timed_runner(monkeypatch, model_file)
+    assert runner.build_notes() == []
+    original = mod.compile
+
+    def noted(model_path, input_shapes, workdir):
+        compiled = original(model_path, input_shapes, workdir)
+        compiled.notes = [f"built for {input_shapes['X']}"]
+        return compiled
+
+    mod.compile = noted
+    for n in (1, 2):
+        runner.run({"X": np.zeros((n, 4, 5, 6), np.float32)})
+    assert runner.build_notes() == ["built for (1, 4, 5, 6)", "built for (2, 4, 5, 6)"]
