@@ -38,7 +38,7 @@ from ..rewrite.options import ConvertOptions
 from ..rewrite.refusal import Refusal
 from . import resolve as resolve_target
 from .bugs import conv_kernel2_wide
-from .profile import KEEP_FACTS, TargetProfile
+from .profile import NODE_FACTS, TargetProfile
 
 __all__ = [
     "DEFAULT_RULES",
@@ -258,22 +258,18 @@ def _pick(
 ) -> Union[Choice, Refusal]:
     """The first choice for the node, before the emission is asked whether it applies."""
     group = material.attrs.group
-    strides = list(material.attrs.strides or [1] * material.rank)
     name = options.strategy
     if name == "default" and (options.shuffle != "auto" or options.order != "auto"):
         # The DepthToSpace knobs were set explicitly: they ask for that emission.
         name = "depth_to_space"
-    if name == "default":
+    if name in ("default", "auto"):  # the target decides; first, whether it keeps the node
         profile = resolve_target(options.target)
-        kept = profile.keeps(strides) or keep_reason(material, profile)
+        kept = keep_reason(material, profile)
         if kept:
             return Refusal(kept, "target_keeps")
+    if name == "default":
         return choose_profile_default(material, opset, profile)
     if name == "auto":
-        profile = resolve_target(options.target)
-        kept = profile.keeps(strides) or keep_reason(material, profile)
-        if kept:
-            return Refusal(kept, "target_keeps")
         if measure is None:
             raise ValueError(
                 "strategy 'auto' measures the candidates: pass measure= (see "
@@ -285,9 +281,9 @@ def _pick(
     )
 
 
-def _holds_kept_fact(fact: str, material: NodeMaterial, profile: TargetProfile,
-                     fold_crop=None) -> bool:
-    """Whether ``material``'s node has ``fact`` (a name of :data:`.profile.KEEP_FACTS`).
+def _holds_fact(fact: str, material: NodeMaterial, profile: TargetProfile,
+                fold_crop=None) -> bool:
+    """Whether ``material``'s node has ``fact`` (a name of :data:`.profile.NODE_FACTS`).
 
     ``fold_crop``: plan with this instead of the profile's ``fold_crop`` (for facts of the Conv).
     """
@@ -311,10 +307,16 @@ def _holds_kept_fact(fact: str, material: NodeMaterial, profile: TargetProfile,
 
 
 def keep_reason(material: NodeMaterial, profile: TargetProfile) -> Optional[str]:
-    """Why ``profile`` keeps this ConvTranspose by one of its ``keep_when`` facts, or None."""
+    """Why ``profile`` keeps this ConvTranspose, or None.
+
+    By its strides or rank (:meth:`TargetProfile.keeps`), or by one of its ``keep_when`` facts.
+    """
+    kept = profile.keeps(material.attrs.strides or [1] * material.rank)
+    if kept:
+        return kept
     for fact in profile.keep_when:
-        if _holds_kept_fact(fact, material, profile):
-            return f"target '{profile.name}' keeps ConvTranspose: {KEEP_FACTS[fact]}"
+        if _holds_fact(fact, material, profile):
+            return f"target '{profile.name}' keeps ConvTranspose: {NODE_FACTS[fact]}"
     return None
 
 
@@ -419,9 +421,9 @@ def _fold_crop_for(material: NodeMaterial, profile: TargetProfile) -> Tuple[obje
     if profile.fold_crop == "always":
         return "always", ""
     for fact in profile.fold_crop_always_when:
-        if _holds_kept_fact(fact, material, profile) and not _holds_kept_fact(
+        if _holds_fact(fact, material, profile) and not _holds_fact(
                 fact, material, profile, fold_crop="always"):
-            return "always", f", crop folded into the kernel ({KEEP_FACTS[fact]})"
+            return "always", f", crop folded into the kernel ({NODE_FACTS[fact]})"
     return profile.fold_crop, ""
 
 

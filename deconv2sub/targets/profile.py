@@ -14,7 +14,7 @@ known to hit some emitted forms (so that ``convert`` can warn). Built-in profile
     max_block = 2                 # largest DepthToSpace block size; 0 = any
     max_rank = 4                  # largest Reshape/Transpose rank
     keep_strides = [[1, 1]]       # strides whose ConvTranspose stays (the target runs them well)
-    keep_when = ["grouped"]       # node facts for which the ConvTranspose stays (see KEEP_FACTS)
+    keep_when = ["grouped"]       # node facts for which the ConvTranspose stays (see NODE_FACTS)
 
     [[bugs]]
     toolchain = "my_npu"
@@ -33,9 +33,10 @@ from typing import Optional, Tuple, Union
 
 RULES = ("portable", "onnxruntime", "openvino")
 D2S_MODES = ("CRD", "DCR")
-#: facts about one ConvTranspose that a profile's ``keep_when`` may name (evaluated by the chooser,
-#: :func:`deconv2sub.targets.chooser.keep_reason`), with what they say in the report
-KEEP_FACTS = {
+#: facts about one ConvTranspose that a profile's ``keep_when`` and ``fold_crop_always_when`` may
+#: name (evaluated by the chooser, :mod:`deconv2sub.targets.chooser`), with what they say in the
+#: report
+NODE_FACTS = {
     "grouped": "grouped ConvTranspose (group > 1: the rewrite's grouped Conv has a channel "
     "multiplier)",
     "kernel2_wide": "the rewrite's Conv would be 2x2 with 32 or more input channels on a padded "
@@ -101,10 +102,10 @@ class TargetProfile:
     #: spatial ranks (1, 2, 3) whose ConvTranspose stays (e.g. ncnn's native 3-D deconvolution,
     #: where no rank-limited shuffle converts)
     keep_ranks: Tuple[int, ...] = ()
-    #: facts (names of :data:`KEEP_FACTS`) for which the ConvTranspose stays, e.g. ``"grouped"``
+    #: facts (names of :data:`NODE_FACTS`) for which the ConvTranspose stays, e.g. ``"grouped"``
     #: for a target that splits a grouped Conv with a channel multiplier into one Conv per group
     keep_when: Tuple[str, ...] = ()
-    #: facts (names of :data:`KEEP_FACTS`) for which a 2-D DepthToSpace node folds its crop into
+    #: facts (names of :data:`NODE_FACTS`) for which a 2-D DepthToSpace node folds its crop into
     #: the kernel even where the kernel grows (``fold_crop = "always"`` for that node only), e.g.
     #: ``"kernel2_wide"``: a 3x3 Conv instead of the 2x2 one that MNN computes inexactly
     fold_crop_always_when: Tuple[str, ...] = ()
@@ -138,9 +139,9 @@ class TargetProfile:
                     f"keep_strides entry {list(s)!r} (positive integers per spatial axis)"
                 )
         for key in ("keep_when", "fold_crop_always_when"):
-            bad = [f for f in getattr(self, key) if f not in KEEP_FACTS]
+            bad = [f for f in getattr(self, key) if f not in NODE_FACTS]
             if bad:
-                problems.append(f"{key} facts {bad} (choose from {', '.join(KEEP_FACTS)})")
+                problems.append(f"{key} facts {bad} (choose from {', '.join(NODE_FACTS)})")
         if problems:
             raise ProfileError(f"target profile {self.name!r}: bad " + "; bad ".join(problems))
 
