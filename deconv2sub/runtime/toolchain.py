@@ -72,7 +72,7 @@ class ToolchainRunner(Runner):
         """
         total = 0.0
         for part in self._samples(feeds) or [feeds]:
-            compiled = self._compile({k: tuple(np.shape(v)) for k, v in part.items()})
+            compiled = self._compiled_for(part)
             try:
                 total += compiled.timed_run(part)
             except ToolchainError as e:
@@ -91,8 +91,12 @@ class ToolchainRunner(Runner):
     def _run_error(self, e: ToolchainError) -> InputError:
         return InputError(f"{self.info.runtime} failed to run {self.what}: {e}")
 
+    def _compiled_for(self, feeds):
+        """The model compiled for the shapes of ``feeds`` (once per shape set)."""
+        return self._compile({k: tuple(np.shape(v)) for k, v in feeds.items()})
+
     def _run_once(self, feeds, names):
-        compiled = self._compile({k: tuple(np.shape(v)) for k, v in feeds.items()})
+        compiled = self._compiled_for(feeds)
         try:
             out = compiled.run(feeds)
         except ToolchainError as e:

@@ -130,12 +130,11 @@ def _matches(bug: KnownBug, node: "onnx.NodeProto", shapes, opset: int, consumer
     if bug.condition == "d2s_after_3d_reshape":
         # Reshape (of a rank-5 tensor) -> Transpose -> Reshape -> DepthToSpace: onnx2tf reads
         # the rank-4 input as NHWC and fails to convert (depth_to_space_3d's shuffle)
-        chain, name = [], node.input[0] if node.input else None
+        name = node.input[0] if node.input else None
         for op in ("Reshape", "Transpose", "Reshape"):
             source = (producers or {}).get(name)
             if source is None or source.op_type != op:
                 return None
-            chain.append(source)
             name = source.input[0] if source.input else None
         if len(shapes.get(name) or []) != 5:
             return None

@@ -50,7 +50,7 @@ from typing import Optional
 from ...plan.layout import conv_output_layout, size_mul
 from ...targets import resolve as resolve_target
 from ..refusal import Refusal
-from ..shuffle import emit_reshape_targets
+from ..shuffle import emit_d2s_cascade, emit_reshape_targets
 from .base import Emission, Emitted, emit_chain, emit_conv
 
 __all__ = ["DEPTH_TO_SPACE_3D_EMISSION", "depth_to_space_3d_refusal"]
@@ -158,8 +158,7 @@ class DepthToSpace3d(Emission):
             em.node("Reshape", "subpixel_split_phases", [src, split_t], [phases])
             em.node("Transpose", "subpixel_phases_inner", [phases], [moved], {"perm": [0, 2, 1, 3]})
             em.node("Reshape", "subpixel_rows", [moved, rows_t], [rows])
-            em.node("DepthToSpace", "subpixel_shuffle", [rows], [planes],
-                    {"blocksize": int(plan.strides[1]), "mode": "CRD"})
+            emit_d2s_cascade(em, rows, planes, [int(plan.strides[1])], ["CRD"])
             em.node("Reshape", "subpixel_merge", [planes, merge_t], [dst])
 
         conv_node, conv_out, crop = emit_chain(request, plan, KIND, conv, shuffle)
